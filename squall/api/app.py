@@ -1,0 +1,145 @@
+"""The ASGI application: a thin translator between HTTP and the engine.
+
+It reads the request, routes it through the rest-json protocol (Lambda) or the JSON
+protocol (the CloudWatch Logs subset), calls the operation, and writes the response.
+This is the one place where internal errors become Lambda errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from squall.api.lambda_api import CodeLinks, LambdaApi, RequestContext
+from squall.api.logs_api import LogsApi
+from squall.api.protocol import HttpResponse, RestJsonProtocol, load_service_model, parse_query
+from squall.engine.engine import Engine
+from squall.errors import LambdaError, RequestTooLarge, ServiceError
+
+log = logging.getLogger("squall.api")
+
+# Largest request we read: a 50 MB zip, base64-encoded in a JSON body, with room to spare.
+MAX_REQUEST_BYTES = 70_167_211
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class SquallApp:
+    def __init__(self, engine: Engine, links: CodeLinks) -> None:
+        self.engine = engine
+        self.links = links
+        self.lambda_api = LambdaApi(engine, links)
+        self.operations = self.lambda_api.operations()
+        self.protocol = RestJsonProtocol(load_service_model("lambda"), set(self.operations))
+        self.logs_api = LogsApi(engine.logs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.engine.start()
+                except Exception as exc:  # report start-up failure to the server and stop
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.engine.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = str(uuid.uuid4())
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        method = scope["method"]
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+        query = parse_query(scope.get("query_string", b""))
+        try:
+            body = await _read_body(receive, headers)
+            if "x-amz-target" in headers:
+                response = await self.logs_api.handle(headers["x-amz-target"], body)
+            elif method == "GET" and raw_path == "/health":
+                response = _json(200, self.engine.health())
+            elif method == "GET" and raw_path.startswith("/squall/code/"):
+                response = await self._code_download(raw_path, query)
+            else:
+                op, path_params = self.protocol.match(method, raw_path, query)
+                params = self.protocol.parse(op, path_params, query, headers, body)
+                ctx = RequestContext(request_id, _base_url(scope, headers))
+                output = await self.operations[op.name](params, ctx)
+                response = self.protocol.serialize(op, output)
+                if op.name == "Invoke" and response.body:
+                    response.headers.append(("Content-Type", "application/json"))
+        except LambdaError as exc:
+            response = self.protocol.serialize_error(exc)
+        except Exception:
+            log.exception("internal error serving %s %s", method, raw_path)
+            response = self.protocol.serialize_error(
+                ServiceError(f"Squall hit an internal error; see the server log for request {request_id}.")
+            )
+        await _send(send, response, request_id)
+
+    async def _code_download(self, raw_path: str, query: dict[str, list[str]]) -> HttpResponse:
+        name = raw_path.rsplit("/", 1)[-1]
+        sha = name.removesuffix(".zip")
+        expires = query.get("expires", [""])[0]
+        signature = query.get("signature", [""])[0]
+        if not (len(sha) == 64 and self.links.verify(sha, expires, signature)):
+            return HttpResponse(403, [("Content-Type", "text/plain")], b"This code link is invalid or has expired.\n")
+        try:
+            data = self.engine.blobs.read(sha)
+        except FileNotFoundError:
+            return HttpResponse(404, [("Content-Type", "text/plain")], b"No such code package.\n")
+        return HttpResponse(200, [("Content-Type", "application/zip")], data)
+
+
+async def _read_body(receive: Receive, headers: dict[str, str]) -> bytes:
+    declared = headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        raise RequestTooLarge(f"Request must be smaller than {MAX_REQUEST_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            raise RequestTooLarge(f"Request must be smaller than {MAX_REQUEST_BYTES} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _base_url(scope: Scope, headers: dict[str, str]) -> str:
+    host = headers.get("host")
+    if not host:
+        server = scope.get("server") or ("127.0.0.1", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host}"
+
+
+def _json(status: int, document: Any) -> HttpResponse:
+    return HttpResponse(status, [("Content-Type", "application/json")], orjson.dumps(document))
+
+
+async def _send(send: Send, response: HttpResponse, request_id: str) -> None:
+    headers = [(b"x-amzn-requestid", request_id.encode())]
+    headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers)
+    headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})

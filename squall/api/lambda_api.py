@@ -1,0 +1,176 @@
+"""Lambda operations: translate API parameters into engine calls and results into API output.
+
+Each public coroutine is named after the operation in botocore's model and takes the
+parameters exactly as boto3 would send them (already parsed and shape-checked by
+``squall.api.protocol``). Nothing here touches the store or sandboxes directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from squall.engine.engine import Engine, InvokeOptions
+from squall.engine.invocation import MAX_SYNC_PAYLOAD
+from squall.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
+
+CLIENT_CONTEXT_MAX = 3583
+CODE_LINK_TTL = 600  # seconds, like the presigned S3 URL Lambda returns
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str
+    base_url: str  # how the client reached us, e.g. http://127.0.0.1:9000
+
+
+class CodeLinks:
+    """Signed, expiring download links for function code (GetFunction's Code.Location)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+
+    def url(self, base_url: str, sha256_hex: str, now: float | None = None) -> str:
+        expires = int((now or time.time()) + CODE_LINK_TTL)
+        return f"{base_url}/squall/code/{sha256_hex}.zip?expires={expires}&signature={self._sign(sha256_hex, expires)}"
+
+    def verify(self, sha256_hex: str, expires: str, signature: str, now: float | None = None) -> bool:
+        try:
+            deadline = int(expires)
+        except ValueError:
+            return False
+        if deadline < (now or time.time()):
+            return False
+        return hmac.compare_digest(self._sign(sha256_hex, deadline), signature)
+
+    def _sign(self, sha256_hex: str, expires: int) -> str:
+        return hmac.new(self.secret, f"{sha256_hex}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+class LambdaApi:
+    def __init__(self, engine: Engine, links: CodeLinks) -> None:
+        self.engine = engine
+        self.arns = engine.arns
+        self.links = links
+
+    def operations(self) -> dict[str, Callable[[dict[str, Any], RequestContext], Awaitable[dict[str, Any]]]]:
+        names = (
+            "CreateFunction",
+            "GetFunction",
+            "GetFunctionConfiguration",
+            "UpdateFunctionCode",
+            "UpdateFunctionConfiguration",
+            "DeleteFunction",
+            "ListFunctions",
+            "GetAccountSettings",
+            "Invoke",
+        )
+        return {name: getattr(self, name) for name in names}
+
+    # ---- functions ---------------------------------------------------------------
+    async def CreateFunction(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        version = await self.engine.functions.create(p)
+        return version.to_api(self.arns)
+
+    async def GetFunction(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ref = self.arns.parse(p["FunctionName"], p.get("Qualifier"))
+        version = await self.engine.functions.get(ref)
+        result: dict[str, Any] = {
+            "Configuration": version.to_api(self.arns),
+            "Code": {"RepositoryType": "S3", "Location": self.links.url(ctx.base_url, version.code.sha256_hex)},
+        }
+        tags = await self.engine.functions.tags(version.name)
+        if tags:
+            result["Tags"] = tags
+        return result
+
+    async def GetFunctionConfiguration(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ref = self.arns.parse(p["FunctionName"], p.get("Qualifier"))
+        return (await self.engine.functions.get(ref)).to_api(self.arns)
+
+    async def UpdateFunctionCode(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ref = self.arns.parse(p["FunctionName"])
+        if p.get("DryRun"):
+            version = await self.engine.functions.get(ref)
+            return version.to_api(self.arns)
+        return (await self.engine.functions.update_code(ref, p)).to_api(self.arns)
+
+    async def UpdateFunctionConfiguration(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ref = self.arns.parse(p["FunctionName"])
+        return (await self.engine.functions.update_configuration(ref, p)).to_api(self.arns)
+
+    async def DeleteFunction(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ref = self.arns.parse(p["FunctionName"], p.get("Qualifier"))
+        await self.engine.functions.delete(ref)
+        return {"StatusCode": 204}
+
+    async def ListFunctions(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        items, marker = await self.engine.functions.page(p.get("Marker"), p.get("MaxItems"))
+        return {"Functions": [v.to_api(self.arns) for v in items], "NextMarker": marker}
+
+    async def GetAccountSettings(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        return await self.engine.account_settings()
+
+    # ---- invoke ------------------------------------------------------------------
+    async def Invoke(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ref = self.arns.parse(p["FunctionName"], p.get("Qualifier"))
+        invocation_type = p.get("InvocationType", "RequestResponse")
+        payload: bytes = p.get("Payload") or b""
+        if invocation_type == "Event":
+            raise InvalidParameterValue(
+                "InvocationType Event (asynchronous invocation) is not available on this Squall server yet; "
+                "use RequestResponse."
+            )
+        if len(payload) > MAX_SYNC_PAYLOAD:
+            raise RequestTooLarge(
+                f"{len(payload)} byte payload is too large for the RequestResponse invocation type "
+                f"(limit {MAX_SYNC_PAYLOAD} bytes)"
+            )
+        if payload:
+            try:
+                orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidRequestContent(
+                    f"Could not parse request body into json: Could not parse payload into json: {exc}"
+                ) from exc
+        options = InvokeOptions(
+            request_id=ctx.request_id,
+            client_context=_client_context(p.get("ClientContext")),
+            dry_run=invocation_type == "DryRun",
+        )
+        result = await self.engine.invoke(ref, payload, options)
+        if result is None:
+            return {"StatusCode": 204}
+        output: dict[str, Any] = {
+            "StatusCode": 200,
+            "Payload": result.payload,
+            "ExecutedVersion": result.executed_version,
+            "FunctionError": result.function_error,
+        }
+        if p.get("LogType") == "Tail":
+            output["LogResult"] = base64.b64encode(result.log_tail).decode()
+        return output
+
+
+def _client_context(value: str | None) -> str | None:
+    if not value:
+        return None
+    if len(value) > CLIENT_CONTEXT_MAX * 4 // 3 + 4:
+        raise InvalidParameterValue(f"Client context must be at most {CLIENT_CONTEXT_MAX} bytes.")
+    try:
+        decoded = base64.b64decode(value, validate=True)
+        if len(decoded) > CLIENT_CONTEXT_MAX:
+            raise InvalidParameterValue(f"Client context must be at most {CLIENT_CONTEXT_MAX} bytes.")
+        document = orjson.loads(decoded)
+    except (binascii.Error, ValueError, orjson.JSONDecodeError) as exc:
+        raise InvalidParameterValue("Client context must be a valid Base64-encoded JSON object.") from exc
+    if not isinstance(document, dict):
+        raise InvalidParameterValue("Client context must be a valid Base64-encoded JSON object.")
+    return decoded.decode()

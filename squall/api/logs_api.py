@@ -1,0 +1,129 @@
+"""A read-only subset of the CloudWatch Logs API (JSON 1.1 protocol) over function logs.
+
+``aws logs filter-log-events --endpoint-url …`` and boto3's ``logs`` client work against
+Squall's endpoint; ``squall logs`` uses the same calls. Operations: DescribeLogGroups,
+DescribeLogStreams, GetLogEvents, FilterLogEvents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from squall.api.protocol import HttpResponse
+from squall.observe.logs import LogStore
+
+_TARGET_PREFIX = "Logs_20140328."
+
+
+class LogsError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class LogsApi:
+    def __init__(self, logs: LogStore) -> None:
+        self.logs = logs
+
+    async def handle(self, target: str, body: bytes) -> HttpResponse:
+        operation = target.removeprefix(_TARGET_PREFIX)
+        handler = getattr(self, f"_op_{operation}", None)
+        try:
+            if handler is None or not target.startswith(_TARGET_PREFIX):
+                raise LogsError("UnknownOperationException", f"Squall does not serve {target}")
+            try:
+                params = orjson.loads(body) if body else {}
+            except orjson.JSONDecodeError as exc:
+                raise LogsError("SerializationException", f"Could not parse request body: {exc}") from exc
+            await self.logs.flush_async()
+            result = await asyncio.to_thread(handler, params)
+        except LogsError as exc:
+            return HttpResponse(
+                400,
+                [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", exc.code)],
+                orjson.dumps({"__type": exc.code, "message": exc.message}),
+            )
+        return HttpResponse(200, [("Content-Type", "application/x-amz-json-1.1")], orjson.dumps(result))
+
+    def _group(self, params: dict[str, Any]) -> str:
+        group = params.get("logGroupName") or params.get("logGroupIdentifier")
+        if not group:
+            raise LogsError("InvalidParameterException", "logGroupName is required")
+        if not self.logs.group_exists(group):
+            raise LogsError("ResourceNotFoundException", "The specified log group does not exist.")
+        return group
+
+    def _op_DescribeLogGroups(self, params: dict[str, Any]) -> dict[str, Any]:
+        prefix = params.get("logGroupNamePrefix", "")
+        groups = [g for g in self.logs.groups() if g.startswith(prefix)]
+        return {"logGroups": [{"logGroupName": g, "arn": f"arn:aws:logs:::log-group:{g}:*"} for g in groups]}
+
+    def _op_DescribeLogStreams(self, params: dict[str, Any]) -> dict[str, Any]:
+        group = self._group(params)
+        prefix = params.get("logStreamNamePrefix", "")
+        streams = [
+            {
+                "logStreamName": name,
+                "firstEventTimestamp": first,
+                "lastEventTimestamp": last,
+                "lastIngestionTime": last,
+                "creationTime": first,
+            }
+            for name, first, last in self.logs.streams(group)
+            if name.startswith(prefix)
+        ]
+        if params.get("orderBy") == "LastEventTime":
+            streams.sort(key=lambda s: s["lastEventTimestamp"])
+        if params.get("descending"):
+            streams.reverse()
+        limit = int(params.get("limit") or 50)
+        return {"logStreams": streams[:limit]}
+
+    def _op_FilterLogEvents(self, params: dict[str, Any]) -> dict[str, Any]:
+        group = self._group(params)
+        events, token = self.logs.filter(
+            group,
+            streams=params.get("logStreamNames"),
+            start=params.get("startTime"),
+            end=params.get("endTime"),
+            pattern=(params.get("filterPattern") or "").strip('"') or None,
+            limit=int(params.get("limit") or 10000),
+            token=params.get("nextToken"),
+        )
+        result: dict[str, Any] = {
+            "events": [
+                {
+                    "logStreamName": e.stream,
+                    "timestamp": e.timestamp,
+                    "message": e.message,
+                    "ingestionTime": e.timestamp,
+                    "eventId": e.event_id,
+                }
+                for e in events
+            ],
+            "searchedLogStreams": [],
+        }
+        if token:
+            result["nextToken"] = token
+        return result
+
+    def _op_GetLogEvents(self, params: dict[str, Any]) -> dict[str, Any]:
+        group = self._group(params)
+        stream = params.get("logStreamName")
+        if not stream:
+            raise LogsError("InvalidParameterException", "logStreamName is required")
+        events, _ = self.logs.filter(
+            group, streams=[stream], start=params.get("startTime"), end=params.get("endTime")
+        )
+        limit = int(params.get("limit") or 10000)
+        chosen = events[:limit] if params.get("startFromHead") else events[-limit:]
+        token = f"f/{len(events)}"
+        return {
+            "events": [{"timestamp": e.timestamp, "message": e.message, "ingestionTime": e.timestamp} for e in chosen],
+            "nextForwardToken": token,
+            "nextBackwardToken": "b/0",
+        }

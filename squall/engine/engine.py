@@ -1,0 +1,113 @@
+"""The engine facade: everything the API layer (and later event sources) may ask for.
+
+It wires the store, the function service, the environment pool and the log store, and
+never imports the web framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from squall import __version__
+from squall.arn import Arns, FunctionRef
+from squall.code import CodeLimits
+from squall.engine.functions import FunctionService
+from squall.engine.invocation import InvocationRequest, InvocationResult
+from squall.engine.pool import EnvironmentPool, PoolLimits
+from squall.observe.logs import LogStore
+from squall.runtimes.registry import RuntimeRegistry
+from squall.sandbox.base import SandboxBackend
+from squall.settings import Settings
+from squall.store.blobs import BlobStore
+from squall.store.db import create_engine
+from squall.store.functions import FunctionRepository
+
+
+@dataclass(frozen=True)
+class InvokeOptions:
+    request_id: str
+    client_context: str | None = None
+    dry_run: bool = False
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: SandboxBackend,
+        runtimes: RuntimeRegistry,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.runtimes = runtimes
+        self.arns = Arns(settings.region, settings.account_id)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = create_engine(settings.database)
+        self.blobs = BlobStore(settings.data_dir)
+        self.logs = LogStore(settings.data_dir / "logs")
+        self.pool = EnvironmentPool(
+            backend,
+            self.logs,
+            settings.region,
+            PoolLimits(settings.account_concurrency, settings.keep_alive_seconds, settings.max_log_bytes_per_invocation),
+            clock,
+        )
+        self.code_limits = CodeLimits()
+        self.functions = FunctionService(
+            FunctionRepository(self.db), self.blobs, runtimes, self.arns, self.pool.retire, self.code_limits
+        )
+        self.started_at = time.time()
+
+    async def start(self) -> None:
+        await self.functions.load()
+        self.logs.start()
+        self.pool.start()
+
+    async def stop(self) -> None:
+        await self.pool.shutdown(self.settings.shutdown_grace_seconds)
+        await self.functions.close()
+        await self.logs.stop()
+        await asyncio.to_thread(self.db.dispose)
+
+    async def invoke(self, ref: FunctionRef, payload: bytes, options: InvokeOptions) -> InvocationResult | None:
+        function = await self.functions.invocable(ref)
+        if options.dry_run:
+            return None
+        runtime = self.runtimes.get(function.runtime)
+        request = InvocationRequest(
+            request_id=options.request_id,
+            payload=payload,
+            invoked_arn=self.arns.function(ref.name, ref.qualifier),
+            client_context=options.client_context,
+        )
+        async with self.pool.lease(function, runtime, self.functions.code_path(function)) as env:
+            return await env.invoke(request)
+
+    async def account_settings(self) -> dict[str, Any]:
+        usage = await asyncio.to_thread(self.functions.repo.usage)
+        limits = self.code_limits
+        return {
+            "AccountLimit": {
+                "TotalCodeSize": 80530636800,
+                "CodeSizeUnzipped": limits.max_unzipped,
+                "CodeSizeZipped": limits.max_zipped,
+                "ConcurrentExecutions": self.settings.account_concurrency,
+                "UnreservedConcurrentExecutions": self.settings.account_concurrency,
+            },
+            "AccountUsage": usage,
+        }
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "isolation": self.backend.describe(),
+            "runtimes": {r.identifier: r.interpreter for r in self.runtimes.runtimes},
+            "functions": self.functions.count(),
+            "environments": self.pool.counts(),
+            "uptime_seconds": round(time.time() - self.started_at, 3),
+        }

@@ -1,0 +1,351 @@
+"""An execution environment: one sandboxed runtime process serving one function version.
+
+States (one invocation at a time, as on Lambda)::
+
+    CREATED ─start→ STARTING ─ready→ READY ─invoke→ BUSY ─done→ READY
+                       │                  │             │
+                       └─ init error ─────┴─ stop ──────┴─ timeout / crash → STOPPED
+
+The environment talks to its runtime over a unix socket with small frames (see
+``squall.runtimes.python.frames``); the runtime's stdout/stderr are captured as its log stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from datetime import datetime, timezone
+from enum import StrEnum
+from pathlib import Path
+from typing import Callable
+
+import orjson
+
+from squall.arn import LATEST
+from squall.engine.capture import InvocationLog, OutputCapture
+from squall.engine.invocation import (
+    MAX_RESPONSE_PAYLOAD,
+    InvocationRequest,
+    InvocationResult,
+    exit_error,
+    report_line,
+    response_too_large,
+    timeout_error,
+)
+from squall.function import FunctionVersion
+from squall.observe.logs import LogStore
+from squall.runtimes.python.frames import encode_frame, read_frame
+from squall.runtimes.registry import Runtime
+from squall.sandbox.base import SandboxBackend, SandboxHandle, SandboxSpec, exit_description
+
+INIT_TIMEOUT_S = 10.0  # Lambda's cap on the init phase of on-demand environments
+_EXIT_GRACE_S = 0.5  # after the channel closes, how long to wait for the exit status
+
+
+class EnvironmentState(StrEnum):
+    CREATED = "created"
+    STARTING = "starting"
+    READY = "ready"
+    BUSY = "busy"
+    STOPPED = "stopped"
+
+
+TRANSITIONS: dict[EnvironmentState, frozenset[EnvironmentState]] = {
+    EnvironmentState.CREATED: frozenset({EnvironmentState.STARTING, EnvironmentState.STOPPED}),
+    EnvironmentState.STARTING: frozenset({EnvironmentState.READY, EnvironmentState.STOPPED}),
+    EnvironmentState.READY: frozenset({EnvironmentState.BUSY, EnvironmentState.STOPPED}),
+    EnvironmentState.BUSY: frozenset({EnvironmentState.READY, EnvironmentState.STOPPED}),
+    EnvironmentState.STOPPED: frozenset(),
+}
+
+
+class Environment:
+    def __init__(
+        self,
+        function: FunctionVersion,
+        runtime: Runtime,
+        code_dir: Path,
+        backend: SandboxBackend,
+        logs: LogStore,
+        region: str,
+        max_log_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.function = function
+        self.runtime = runtime
+        self.code_dir = code_dir
+        self.backend = backend
+        self.logs = logs
+        self.region = region
+        self.max_log_bytes = max_log_bytes
+        self.clock = clock
+        self.state = EnvironmentState.CREATED
+        self.group = f"/aws/lambda/{function.name}"
+        today = datetime.now(timezone.utc).strftime("%Y/%m/%d")
+        self.stream = f"{today}/[{function.version}]{self.id}"
+        self.last_used = clock()
+        self.invocations = 0
+        self.init_duration_ms: float | None = None
+        self.init_error: bytes | None = None
+        self.stop_reason: str | None = None
+        self._init_log: InvocationLog | None = None
+        self._init_peak_kb = 0
+        self._handle: SandboxHandle | None = None
+        self._capture: OutputCapture | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------
+    def _move(self, state: EnvironmentState) -> None:
+        if state not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"environment {self.id}: illegal transition {self.state} -> {state}")
+        self.state = state
+
+    @property
+    def alive(self) -> bool:
+        return self.state in (EnvironmentState.READY, EnvironmentState.BUSY)
+
+    def environment_variables(self) -> dict[str, str]:
+        fn = self.function
+        interpreter_bin = os.path.dirname(self.runtime.interpreter)
+        env = {
+            "AWS_LAMBDA_FUNCTION_NAME": fn.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
+            "AWS_LAMBDA_FUNCTION_VERSION": fn.version,
+            "AWS_LAMBDA_LOG_GROUP_NAME": self.group,
+            "AWS_LAMBDA_LOG_STREAM_NAME": self.stream,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_EXECUTION_ENV": self.runtime.execution_env,
+            "LAMBDA_TASK_ROOT": str(self.code_dir),
+            "LAMBDA_RUNTIME_DIR": os.path.dirname(self.runtime.command()[-1]),
+            "_HANDLER": fn.handler,
+            "TZ": ":UTC",
+            "LANG": "en_US.UTF-8",
+            "PATH": f"{interpreter_bin}:/usr/local/bin:/usr/bin:/bin:/opt/bin",
+            "LD_LIBRARY_PATH": f"{self.code_dir}:{self.code_dir}/lib:/opt/lib",
+            "AWS_LAMBDA_LOG_FORMAT": fn.logging_config.get("LogFormat", "Text"),
+        }
+        if fn.logging_config.get("ApplicationLogLevel"):
+            env["AWS_LAMBDA_LOG_LEVEL"] = fn.logging_config["ApplicationLogLevel"]
+        env.update(fn.environment)
+        return env
+
+    async def start(self) -> None:
+        """Start the runtime and run its init phase (import the handler)."""
+        self._move(EnvironmentState.STARTING)
+        started = time.perf_counter()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        log_read, log_write = os.pipe()
+        try:
+            self._capture = OutputCapture(log_read, self.logs, self.group, self.stream)
+            self._init_log = InvocationLog(self.max_log_bytes)
+            self._capture.current = self._init_log
+            self._capture.emit(
+                f"INIT_START Runtime Version: {self.runtime.family}:{self.runtime.version}\t"
+                f"Runtime Version ARN: arn:aws:lambda:{self.region}::runtime:{self.runtime.identifier}"
+            )
+            spec = SandboxSpec(
+                environment_id=self.id,
+                argv=tuple(self.runtime.command()),
+                code_dir=self.code_dir,
+                env=self.environment_variables(),
+                memory_mb=self.function.memory_size,
+                ephemeral_storage_mb=self.function.ephemeral_storage,
+            )
+            self._handle = self.backend.start(spec, child.fileno(), log_write)
+        except BaseException:
+            parent.close()
+            if self._capture is None:
+                os.close(log_read)
+            self._finish_stop("failed to start")
+            raise
+        finally:
+            child.close()
+            os.close(log_write)
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
+        try:
+            async with asyncio.timeout(INIT_TIMEOUT_S):
+                meta, body = await read_frame(self._reader, MAX_RESPONSE_PAYLOAD)
+        except TimeoutError:
+            self.init_error = orjson.dumps(
+                {"errorType": "Sandbox.Timedout", "errorMessage": f"Init timed out after {INIT_TIMEOUT_S:.2f} seconds"}
+            )
+            meta, body = {"t": "init_error"}, self.init_error
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            returncode = await self._exit_status()
+            meta, body = {"t": "init_error"}, orjson.dumps(
+                {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited with error: {exit_description(returncode)}"}
+            )
+        self.init_duration_ms = (time.perf_counter() - started) * 1000
+        if meta.get("t") == "ready":
+            self._init_peak_kb = int(meta.get("max_rss_kb") or 0)
+            self._capture.current = None
+            self._move(EnvironmentState.READY)
+            return
+        self.init_error = body
+        error_type = _error_type(body)
+        self._capture.drain()
+        self._capture.emit(
+            f"INIT_REPORT Init Duration: {self.init_duration_ms:.2f} ms\tPhase: init\tStatus: error\tError Type: {error_type}"
+        )
+        # The environment is discarded; the error is served to the invoke that started it.
+        self._capture.current = None
+        self.kill("init error")
+
+    async def invoke(self, request: InvocationRequest) -> InvocationResult:
+        """Run one invocation. Never raises for function failures: they are in the result."""
+        fn = self.function
+        cold_ms = self.init_duration_ms if self.invocations == 0 else None
+        self.invocations += 1
+        log = InvocationLog(self.max_log_bytes)
+        capture = self._capture
+        assert capture is not None
+        if cold_ms is not None and self._init_log is not None:
+            log = self._init_log  # the cold invoke's tail includes the init phase
+        capture.current = log
+        capture.emit(f"START RequestId: {request.request_id} Version: {fn.version}")
+        if self.init_error is not None:
+            return self._complete(request, log, 0.0, cold_ms, self.init_error, "error")
+
+        self._move(EnvironmentState.BUSY)
+        meta = {
+            "t": "invoke",
+            "id": request.request_id,
+            "deadline_ms": int(time.time() * 1000 + fn.timeout * 1000),
+            "arn": request.invoked_arn,
+            "client_context": request.client_context,
+            "identity": request.identity,
+            "trace_id": request.trace_id,
+        }
+        started = time.perf_counter()
+        assert self._writer is not None and self._reader is not None
+        status: str | None = None
+        try:
+            self._writer.write(encode_frame(meta, request.payload))
+            async with asyncio.timeout(fn.timeout):
+                reply, body = await read_frame(self._reader, MAX_RESPONSE_PAYLOAD + 65536)
+        except TimeoutError:
+            duration = (time.perf_counter() - started) * 1000
+            self.kill("timeout")
+            capture.drain()
+            stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            capture.emit(f"{stamp} {request.request_id} Task timed out after {fn.timeout:.2f} seconds")
+            return self._complete(request, log, duration, cold_ms, timeout_error(request.request_id, fn.timeout), "timeout")
+        except ValueError:  # a frame over the response limit
+            duration = (time.perf_counter() - started) * 1000
+            self.kill("response too large")
+            return self._complete(request, log, duration, cold_ms, response_too_large(), "error")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            duration = (time.perf_counter() - started) * 1000
+            returncode = await self._exit_status()
+            self.kill("runtime exited")
+            capture.drain()
+            how = exit_description(returncode)
+            capture.emit(f"RequestId: {request.request_id} Error: Runtime exited with error: {how}")
+            capture.emit("Runtime.ExitError")
+            return self._complete(request, log, duration, cold_ms, exit_error(request.request_id, how), "error")
+        duration = (time.perf_counter() - started) * 1000
+        capture.drain()
+        self._move(EnvironmentState.READY)
+        peak_kb = max(int(reply.get("max_rss_kb") or 0), self._init_peak_kb if cold_ms is not None else 0)
+        if len(body) > MAX_RESPONSE_PAYLOAD and reply.get("ok"):
+            return self._complete(request, log, duration, cold_ms, response_too_large(), status, peak_kb)
+        if not reply.get("ok"):
+            return self._complete(request, log, duration, cold_ms, body, "error", peak_kb)
+        return self._complete(
+            request, log, duration, cold_ms, body, None, peak_kb, content_type=reply.get("content_type")
+        )
+
+    def _complete(
+        self,
+        request: InvocationRequest,
+        log: InvocationLog,
+        duration_ms: float,
+        init_ms: float | None,
+        payload: bytes,
+        status: str | None,
+        peak_kb: int = 0,
+        content_type: str | None = None,
+    ) -> InvocationResult:
+        """Finish an invocation's log (END, REPORT) and build its result."""
+        capture = self._capture
+        assert capture is not None
+        failed = status is not None
+        error_type = _error_type(payload) if failed else None
+        capture.flush_partial()
+        if log.dropped:
+            log.cap += 1 << 20  # room for the platform lines
+            capture.emit(f"[squall] {log.dropped} bytes of log output from this invocation were dropped (limit {self.max_log_bytes} bytes)")
+        capture.emit(f"END RequestId: {request.request_id}")
+        report_status = status if status in ("timeout", "error") and error_type and error_type.startswith(("Sandbox.", "Runtime.Exit")) else None
+        capture.emit(
+            report_line(
+                request.request_id,
+                duration_ms,
+                self.function.memory_size,
+                max(1, round(peak_kb / 1024)) if peak_kb else _fallback_peak_mb(self),
+                init_ms,
+                status=report_status,
+                error_type=error_type if report_status else None,
+            )
+        )
+        capture.current = None
+        self.last_used = self.clock()
+        return InvocationResult(
+            request_id=request.request_id,
+            payload=payload,
+            executed_version=self.function.version or LATEST,
+            function_error="Unhandled" if failed else None,
+            error_type=error_type,
+            content_type=content_type or "application/json",
+            log_tail=log.tail(),
+            duration_ms=duration_ms,
+            init_duration_ms=init_ms,
+        )
+
+    async def _exit_status(self) -> int:
+        assert self._handle is not None
+        try:
+            async with asyncio.timeout(_EXIT_GRACE_S):
+                return await self._handle.wait()
+        except TimeoutError:
+            self._handle.kill()
+            return await self._handle.wait()
+
+    def kill(self, reason: str) -> None:
+        """Kill every process of the environment now (timeout, crash, update, shutdown)."""
+        if self._handle is not None:
+            self._handle.kill()
+        if self._writer is not None:
+            self._writer.close()
+        self._finish_stop(reason)
+
+    def _finish_stop(self, reason: str) -> None:
+        if self.state != EnvironmentState.STOPPED:
+            self.stop_reason = reason
+            self.state = EnvironmentState.STOPPED
+
+    async def stop(self, reason: str) -> None:
+        """Stop the environment and wait until its processes are gone and its log is read."""
+        self.kill(reason)
+        if self._handle is not None:
+            await self._handle.wait()
+        if self._capture is not None:
+            self._capture.close()
+
+
+def _error_type(payload: bytes) -> str:
+    try:
+        return str(orjson.loads(payload).get("errorType") or "Unknown")
+    except (orjson.JSONDecodeError, AttributeError):
+        return "Unknown"
+
+
+def _fallback_peak_mb(env: Environment) -> int:
+    return max(1, round(env._init_peak_kb / 1024)) if env._init_peak_kb else 1

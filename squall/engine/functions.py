@@ -1,0 +1,234 @@
+"""The control plane of functions: create, read, update, delete, list.
+
+The store is the source of truth; an in-memory map of each function's invocable ``$LATEST``
+serves the invoke path without touching the database. State transitions are real:
+CreateFunction answers ``Pending`` and the code is unpacked in the background before the
+function becomes ``Active``; updates go ``InProgress`` → ``Successful`` (or ``Failed``)
+while invokes keep using the previous configuration until the new one is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from squall.arn import LATEST, Arns, FunctionRef, parse_function_name
+from squall.code import CodeLimits, CodePackage, inspect_zip
+from squall.errors import InvalidParameterValue, LambdaError, PreconditionFailed, ResourceConflict, ResourceNotFound
+from squall.function import Code, FunctionVersion, State, UpdateStatus, validate_settings
+from squall.runtimes.registry import RuntimeRegistry
+from squall.store.blobs import BlobStore
+from squall.store.functions import FunctionRepository
+
+log = logging.getLogger("squall.functions")
+
+
+class FunctionService:
+    def __init__(
+        self,
+        repo: FunctionRepository,
+        blobs: BlobStore,
+        runtimes: RuntimeRegistry,
+        arns: Arns,
+        on_change: Callable[[str, str | None], None] = lambda name, revision: None,
+        code_limits: CodeLimits = CodeLimits(),
+    ) -> None:
+        self.repo = repo
+        self.blobs = blobs
+        self.runtimes = runtimes
+        self.arns = arns
+        self.on_change = on_change  # (name, revision now invocable or None when deleted)
+        self.code_limits = code_limits
+        self._invocable: dict[str, FunctionVersion] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- start-up ----------------------------------------------------------------
+    async def load(self) -> None:
+        """Fill the invoke cache and finish transitions a previous run left half-way."""
+        for version in await asyncio.to_thread(self.repo.all_latest):
+            if version.state == State.PENDING or version.last_update_status == UpdateStatus.IN_PROGRESS:
+                self._spawn(self._settle(version))
+            elif version.state == State.ACTIVE:
+                self._invocable[version.name] = version
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def count(self) -> int:
+        return len(self._invocable)
+
+    # ---- reads -------------------------------------------------------------------
+    async def invocable(self, ref: FunctionRef) -> FunctionVersion:
+        """The configuration an invoke runs with: no I/O when the function is invocable."""
+        version = self._invocable.get(ref.name)
+        if ref.qualifier not in (None, LATEST) or version is None:
+            return await self._not_invocable(ref)
+        return version
+
+    async def _not_invocable(self, ref: FunctionRef) -> FunctionVersion:
+        if ref.qualifier not in (None, LATEST):
+            raise ResourceNotFound(f"Function not found: {self.arns.function(ref.name, ref.qualifier)}")
+        # Known but not invocable yet (Pending or Failed) vs unknown: the cache cannot tell;
+        # the store can, and this path is not the hot one.
+        version = await asyncio.to_thread(self.repo.get, ref.name)
+        if version is None:
+            raise ResourceNotFound(f"Function not found: {self.arns.function(ref.name)}")
+        raise ResourceConflict(
+            "The operation cannot be performed at this time. "
+            f"The function is currently in the following state: {version.state}"
+        )
+
+    async def get(self, ref: FunctionRef) -> FunctionVersion:
+        if ref.qualifier not in (None, LATEST):
+            raise ResourceNotFound(f"Function not found: {self.arns.function(ref.name, ref.qualifier)}")
+        version = await asyncio.to_thread(self.repo.get, ref.name)
+        if version is None:
+            raise ResourceNotFound(f"Function not found: {self.arns.function(ref.name)}")
+        return version
+
+    async def tags(self, name: str) -> dict[str, str]:
+        return await asyncio.to_thread(self.repo.tags, name)
+
+    async def page(self, marker: str | None, max_items: int | None) -> tuple[list[FunctionVersion], str | None]:
+        limit = 50 if max_items is None else max_items
+        if not 1 <= limit <= 10000:
+            raise InvalidParameterValue("MaxItems must be between 1 and 10000")
+        return await asyncio.to_thread(self.repo.page, marker, min(limit, 50))
+
+    def code_path(self, version: FunctionVersion) -> Path:
+        return self.blobs.tree_path(version.code.sha256_hex)
+
+    # ---- writes ------------------------------------------------------------------
+    async def create(self, params: dict[str, Any]) -> FunctionVersion:
+        ref = parse_function_name(params["FunctionName"])
+        if ref.qualifier is not None:
+            raise InvalidParameterValue("FunctionName must not carry a qualifier in CreateFunction")
+        if params.get("PackageType", "Zip") != "Zip":
+            raise InvalidParameterValue("Squall runs Zip packages; container images (PackageType Image) are not supported.")
+        for required in ("Runtime", "Handler"):
+            if not params.get(required):
+                raise InvalidParameterValue(f"{required} is required for the Zip package type.")
+        runtime = self.runtimes.get(params["Runtime"])
+        fields = validate_settings(params)
+        package = await self._package(params.get("Code") or {})
+        version = FunctionVersion(
+            name=ref.name,
+            runtime=runtime.identifier,
+            code=Code(package.sha256, package.sha256_hex, package.size),
+            **fields,
+        )
+        await asyncio.to_thread(self.blobs.put, package)
+        await asyncio.to_thread(self.repo.create, version, dict(params.get("Tags") or {}))
+        self._spawn(self._settle(version, package))
+        return version
+
+    async def update_code(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionVersion:
+        current = await self._updatable(ref, params.get("RevisionId"))
+        if params.get("ImageUri"):
+            raise InvalidParameterValue("Squall runs Zip packages; ImageUri is not supported.")
+        package = await self._package(params)
+        if params.get("Architectures"):
+            validate_settings({"Architectures": params["Architectures"]})
+        updated = current.changed(
+            code=Code(package.sha256, package.sha256_hex, package.size),
+            architectures=tuple(params.get("Architectures") or current.architectures),
+        ).with_update_status(UpdateStatus.IN_PROGRESS, "The function is being created.", "Creating")
+        await asyncio.to_thread(self.blobs.put, package)
+        await asyncio.to_thread(self.repo.save, updated, current.revision_id)
+        self._spawn(self._settle(updated, package))
+        return updated
+
+    async def update_configuration(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionVersion:
+        current = await self._updatable(ref, params.get("RevisionId"))
+        fields = validate_settings(params)
+        if "Runtime" in params:
+            fields["runtime"] = self.runtimes.get(params["Runtime"]).identifier
+        updated = current.changed(**fields).with_update_status(
+            UpdateStatus.IN_PROGRESS, "The function is being created.", "Creating"
+        )
+        await asyncio.to_thread(self.repo.save, updated, current.revision_id)
+        self._spawn(self._settle(updated))
+        return updated
+
+    async def delete(self, ref: FunctionRef) -> None:
+        if ref.qualifier not in (None, LATEST):
+            raise InvalidParameterValue("Deleting a published version is not supported: Squall has only $LATEST yet.")
+        if ref.qualifier == LATEST:
+            raise InvalidParameterValue("$LATEST version cannot be deleted without deleting the function.")
+        hashes = await asyncio.to_thread(self.repo.delete, ref.name)
+        if not hashes:
+            raise ResourceNotFound(f"Function not found: {self.arns.function(ref.name)}")
+        self._invocable.pop(ref.name, None)
+        self.on_change(ref.name, None)
+        for sha in set(hashes):
+            if not await asyncio.to_thread(self.repo.code_in_use, sha):
+                await asyncio.to_thread(self.blobs.remove, sha)
+
+    # ---- internals ---------------------------------------------------------------
+    async def _updatable(self, ref: FunctionRef, revision_id: str | None) -> FunctionVersion:
+        if ref.qualifier not in (None, LATEST):
+            raise InvalidParameterValue("Only $LATEST can be updated.")
+        current = await self.get(FunctionRef(ref.name))
+        if revision_id is not None and revision_id != current.revision_id:
+            raise PreconditionFailed(
+                "The Revision Id provided does not match the latest Revision Id. "
+                "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
+            )
+        current.ensure_updatable(self.arns.function(current.name))
+        return current
+
+    async def _package(self, code: dict[str, Any]) -> CodePackage:
+        if code.get("S3Bucket") or code.get("S3Key"):
+            raise InvalidParameterValue(
+                "Squall does not read code from S3 yet: upload the zip itself (Code.ZipFile, or `squall deploy`)."
+            )
+        if code.get("ImageUri"):
+            raise InvalidParameterValue("Squall runs Zip packages; ImageUri is not supported.")
+        data = code.get("ZipFile")
+        if not data:
+            raise InvalidParameterValue("Please provide a source for function code (ZipFile).")
+        return await asyncio.to_thread(inspect_zip, data, self.code_limits)
+
+    async def _settle(self, version: FunctionVersion, package: CodePackage | None = None) -> None:
+        """Unpack the code, then move the version to Active / Successful (or Failed)."""
+        try:
+            if package is not None:
+                await asyncio.to_thread(self.blobs.extract, package)
+            else:
+                await asyncio.to_thread(self.blobs.ensure_tree, version.code.sha256_hex)
+            ok, reason = True, None
+        except LambdaError as exc:
+            ok, reason = False, exc.message
+        except OSError as exc:
+            log.exception("unpacking code of %s failed", version.name)
+            ok, reason = False, f"Squall could not unpack the code: {exc}"
+        latest = await asyncio.to_thread(self.repo.get, version.name)
+        if latest is None or latest.revision_id != version.revision_id:
+            return  # deleted or superseded meanwhile
+        if latest.state == State.PENDING:
+            settled = (
+                latest.with_state(State.ACTIVE)
+                if ok
+                else latest.with_state(State.FAILED, reason, "InvalidZipFileException")
+            )
+        else:
+            settled = (
+                latest.with_update_status(UpdateStatus.SUCCESSFUL)
+                if ok
+                else latest.with_update_status(UpdateStatus.FAILED, reason, "InvalidZipFileException")
+            )
+        await asyncio.to_thread(self.repo.save, settled, latest.revision_id)
+        if settled.state == State.ACTIVE and settled.last_update_status != UpdateStatus.FAILED:
+            previous = self._invocable.get(settled.name)
+            self._invocable[settled.name] = settled
+            if previous is not None and previous.revision_id != settled.revision_id:
+                self.on_change(settled.name, settled.revision_id)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

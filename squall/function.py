@@ -1,0 +1,302 @@
+"""Functions and their versions: the configuration record, its validation and its states.
+
+A function has versions; ``$LATEST`` is the mutable one (published versions and aliases
+build on the same record later). The record is a frozen dataclass; changes produce a new
+record with a new RevisionId.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any, Mapping
+
+from squall.arn import LATEST, Arns
+from squall.errors import InvalidParameterValue, ResourceConflict
+
+MEMORY_MIN, MEMORY_MAX = 128, 10240
+TIMEOUT_MIN, TIMEOUT_MAX = 1, 900
+EPHEMERAL_MIN, EPHEMERAL_MAX = 512, 10240
+ENV_MAX_BYTES = 4096
+
+RESERVED_ENV = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+_ENV_KEY = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]+$")
+_ROLE = re.compile(r"^arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
+_HANDLER = re.compile(r"^[^\s]+$")
+
+
+class State(StrEnum):
+    PENDING = "Pending"
+    ACTIVE = "Active"
+    INACTIVE = "Inactive"
+    FAILED = "Failed"
+
+
+class UpdateStatus(StrEnum):
+    IN_PROGRESS = "InProgress"
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+
+
+# Allowed transitions of State (Lambda's function lifecycle).
+STATE_TRANSITIONS: dict[State, frozenset[State]] = {
+    State.PENDING: frozenset({State.ACTIVE, State.FAILED}),
+    State.ACTIVE: frozenset({State.INACTIVE, State.FAILED}),
+    State.INACTIVE: frozenset({State.PENDING}),
+    State.FAILED: frozenset({State.PENDING}),
+}
+UPDATE_TRANSITIONS: dict[UpdateStatus, frozenset[UpdateStatus]] = {
+    UpdateStatus.IN_PROGRESS: frozenset({UpdateStatus.SUCCESSFUL, UpdateStatus.FAILED}),
+    UpdateStatus.SUCCESSFUL: frozenset({UpdateStatus.IN_PROGRESS}),
+    UpdateStatus.FAILED: frozenset({UpdateStatus.IN_PROGRESS}),
+}
+
+
+def lambda_timestamp(moment: datetime | None = None) -> str:
+    """Lambda's LastModified format: ``2020-04-10T19:06:32.563+0000``."""
+    moment = moment or datetime.now(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
+@dataclass(frozen=True)
+class Code:
+    sha256: str  # base64, Lambda's CodeSha256
+    sha256_hex: str  # blob key
+    size: int
+
+
+@dataclass(frozen=True)
+class FunctionVersion:
+    """The configuration of one version of a function."""
+
+    name: str
+    runtime: str
+    handler: str
+    role: str
+    code: Code
+    version: str = LATEST
+    description: str = ""
+    timeout: int = 3
+    memory_size: int = 128
+    environment: Mapping[str, str] = field(default_factory=dict)
+    ephemeral_storage: int = 512
+    architectures: tuple[str, ...] = ("x86_64",)
+    tracing_mode: str = "PassThrough"
+    dead_letter_target: str | None = None
+    logging_config: Mapping[str, str] = field(default_factory=lambda: {"LogFormat": "Text"})
+    revision_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    last_modified: str = field(default_factory=lambda: lambda_timestamp())
+    state: State = State.PENDING
+    state_reason: str | None = "The function is being created."
+    state_reason_code: str | None = "Creating"
+    last_update_status: UpdateStatus | None = None
+    last_update_status_reason: str | None = None
+    last_update_status_reason_code: str | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------
+    def with_state(self, state: State, reason: str | None = None, code: str | None = None) -> "FunctionVersion":
+        if state != self.state and state not in STATE_TRANSITIONS[self.state]:
+            raise ValueError(f"illegal function state transition {self.state} -> {state}")
+        return dataclasses.replace(self, state=state, state_reason=reason, state_reason_code=code)
+
+    def with_update_status(
+        self, status: UpdateStatus, reason: str | None = None, code: str | None = None
+    ) -> "FunctionVersion":
+        current = self.last_update_status
+        if current is not None and status != current and status not in UPDATE_TRANSITIONS[current]:
+            raise ValueError(f"illegal update status transition {current} -> {status}")
+        return dataclasses.replace(
+            self, last_update_status=status, last_update_status_reason=reason, last_update_status_reason_code=code
+        )
+
+    def changed(self, **changes: Any) -> "FunctionVersion":
+        """A new revision of this version with some fields changed."""
+        return dataclasses.replace(self, revision_id=str(uuid.uuid4()), last_modified=lambda_timestamp(), **changes)
+
+    def ensure_updatable(self, arn: str) -> None:
+        if self.last_update_status == UpdateStatus.IN_PROGRESS:
+            raise ResourceConflict(
+                "The operation cannot be performed at this time. "
+                f"An update is in progress for resource: {arn}"
+            )
+        if self.state == State.PENDING:
+            raise ResourceConflict(
+                "The operation cannot be performed at this time. "
+                "The function is currently in the following state: Pending"
+            )
+
+    # ---- wire format -------------------------------------------------------------
+    def to_api(self, arns: Arns) -> dict[str, Any]:
+        """The FunctionConfiguration shape of the Lambda API."""
+        qualifier = None if self.version == LATEST else self.version
+        config: dict[str, Any] = {
+            "FunctionName": self.name,
+            "FunctionArn": arns.function(self.name, qualifier),
+            "Runtime": self.runtime,
+            "Role": self.role,
+            "Handler": self.handler,
+            "CodeSize": self.code.size,
+            "Description": self.description,
+            "Timeout": self.timeout,
+            "MemorySize": self.memory_size,
+            "LastModified": self.last_modified,
+            "CodeSha256": self.code.sha256,
+            "Version": self.version,
+            "TracingConfig": {"Mode": self.tracing_mode},
+            "RevisionId": self.revision_id,
+            "State": str(self.state),
+            "PackageType": "Zip",
+            "Architectures": list(self.architectures),
+            "EphemeralStorage": {"Size": self.ephemeral_storage},
+            "LoggingConfig": {"LogGroup": f"/aws/lambda/{self.name}", **self.logging_config},
+            "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+        }
+        if self.environment:
+            config["Environment"] = {"Variables": dict(self.environment)}
+        if self.dead_letter_target:
+            config["DeadLetterConfig"] = {"TargetArn": self.dead_letter_target}
+        for key, value in (
+            ("StateReason", self.state_reason),
+            ("StateReasonCode", self.state_reason_code),
+            ("LastUpdateStatus", self.last_update_status and str(self.last_update_status)),
+            ("LastUpdateStatusReason", self.last_update_status_reason),
+            ("LastUpdateStatusReasonCode", self.last_update_status_reason_code),
+        ):
+            if value is not None:
+                config[key] = value
+        return config
+
+    def to_record(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        record["environment"] = dict(self.environment)
+        record["logging_config"] = dict(self.logging_config)
+        record["architectures"] = list(self.architectures)
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "FunctionVersion":
+        data = dict(record)
+        data["code"] = Code(**data["code"])
+        data["architectures"] = tuple(data["architectures"])
+        data["state"] = State(data["state"])
+        if data.get("last_update_status"):
+            data["last_update_status"] = UpdateStatus(data["last_update_status"])
+        return cls(**data)
+
+
+# ---- validation of API input (beyond the shape checks the protocol layer does) -----------
+def validate_settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the configuration members of CreateFunction/UpdateFunctionConfiguration.
+
+    Returns the FunctionVersion fields they set.
+    """
+    fields: dict[str, Any] = {}
+    if "Role" in params:
+        if not _ROLE.match(params["Role"]):
+            raise InvalidParameterValue(
+                f"1 validation error detected: Value '{params['Role']}' at 'role' failed to satisfy constraint: "
+                r"Member must satisfy regular expression pattern: arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
+            )
+        fields["role"] = params["Role"]
+    if "Handler" in params:
+        handler = params["Handler"]
+        if not _HANDLER.match(handler) or len(handler) > 128:
+            raise InvalidParameterValue(
+                f"1 validation error detected: Value '{handler}' at 'handler' failed to satisfy constraint: "
+                r"Member must satisfy regular expression pattern: [^\s]+"
+            )
+        fields["handler"] = handler
+    if "MemorySize" in params:
+        memory = params["MemorySize"]
+        if not MEMORY_MIN <= memory <= MEMORY_MAX:
+            raise InvalidParameterValue(
+                f"'MemorySize' value failed to satisfy constraint: Member must have value between "
+                f"{MEMORY_MIN} and {MEMORY_MAX}. Value {memory} is out of range."
+            )
+        fields["memory_size"] = memory
+    if "Timeout" in params:
+        timeout = params["Timeout"]
+        if not TIMEOUT_MIN <= timeout <= TIMEOUT_MAX:
+            raise InvalidParameterValue(
+                f"1 validation error detected: Value '{timeout}' at 'timeout' failed to satisfy constraint: "
+                f"Member must have value between {TIMEOUT_MIN} and {TIMEOUT_MAX}"
+            )
+        fields["timeout"] = timeout
+    if "Description" in params:
+        fields["description"] = params["Description"]
+    if "Environment" in params:
+        fields["environment"] = validate_environment(params["Environment"].get("Variables") or {})
+    if "EphemeralStorage" in params:
+        size = params["EphemeralStorage"].get("Size", 512)
+        if not EPHEMERAL_MIN <= size <= EPHEMERAL_MAX:
+            raise InvalidParameterValue(
+                f"1 validation error detected: Value '{size}' at 'ephemeralStorage.size' failed to satisfy "
+                f"constraint: Member must have value between {EPHEMERAL_MIN} and {EPHEMERAL_MAX}"
+            )
+        fields["ephemeral_storage"] = size
+    if "Architectures" in params:
+        archs = params["Architectures"]
+        if len(archs) != 1:
+            raise InvalidParameterValue("Architectures must contain exactly one of: x86_64, arm64")
+        fields["architectures"] = tuple(archs)
+    if "TracingConfig" in params and params["TracingConfig"].get("Mode"):
+        fields["tracing_mode"] = params["TracingConfig"]["Mode"]
+    if "DeadLetterConfig" in params:
+        fields["dead_letter_target"] = params["DeadLetterConfig"].get("TargetArn") or None
+    if "LoggingConfig" in params:
+        logging_config = {k: v for k, v in params["LoggingConfig"].items() if k != "LogGroup"}
+        fields["logging_config"] = {"LogFormat": "Text", **logging_config}
+    if params.get("Layers"):
+        raise InvalidParameterValue("Layers are not supported by this Squall server yet; package the code in the zip.")
+    if params.get("VpcConfig", {}).get("SubnetIds"):
+        raise InvalidParameterValue("VpcConfig is not supported by this Squall server.")
+    if params.get("FileSystemConfigs"):
+        raise InvalidParameterValue("FileSystemConfigs are not supported by this Squall server.")
+    return fields
+
+
+def validate_environment(variables: Mapping[str, str]) -> dict[str, str]:
+    for key in variables:
+        if key in RESERVED_ENV:
+            raise InvalidParameterValue(
+                f"Lambda was unable to configure your environment variables because the environment variables "
+                f"you have provided contains reserved keys that are currently not supported for modification. "
+                f"Reserved keys used in this request: {key}"
+            )
+        if not _ENV_KEY.match(key):
+            raise InvalidParameterValue(
+                f"Lambda was unable to configure your environment variables because the environment variables "
+                f"you have provided contains an invalid key: {key}. Keys must start with a letter and contain "
+                f"only letters, digits and underscores (at least 2 characters)."
+            )
+    size = sum(len(k.encode()) + len(str(v).encode()) for k, v in variables.items())
+    if size > ENV_MAX_BYTES:
+        raise InvalidParameterValue(
+            f"Lambda was unable to configure your environment variables because the environment variables "
+            f"you have provided exceeded the 4KB limit. String measured: {size} bytes"
+        )
+    return {k: str(v) for k, v in variables.items()}

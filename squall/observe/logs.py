@@ -1,0 +1,161 @@
+"""Function logs: log groups and streams as CloudWatch Logs has them, kept under the data dir.
+
+Writers append events to an in-memory buffer (no disk on the invoke path); a background
+task flushes the buffer to one JSON-lines file per stream. Readers (the CloudWatch Logs
+API subset, ``squall logs``) flush first, so they always see what was logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import heapq
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import quote, unquote
+
+import orjson
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    timestamp: int  # epoch milliseconds
+    message: str
+    stream: str = ""
+    event_id: str = ""
+
+
+class LogStore:
+    def __init__(self, root: Path, flush_interval: float = 0.2) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.flush_interval = flush_interval
+        self._pending: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        self._io = threading.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    # ---- writing -----------------------------------------------------------------
+    def append(self, group: str, stream: str, events: list[tuple[int, str]]) -> None:
+        if events:
+            self._pending.setdefault((group, stream), []).extend(events)
+
+    def flush(self) -> None:
+        """Write everything buffered so far (blocking; call from a thread or at shutdown)."""
+        pending, self._pending = self._pending, {}
+        if pending:
+            self._write(pending)
+
+    async def flush_async(self) -> None:
+        pending, self._pending = self._pending, {}
+        if pending:
+            await asyncio.to_thread(self._write, pending)
+
+    def _write(self, pending: dict[tuple[str, str], list[tuple[int, str]]]) -> None:
+        with self._io:
+            for (group, stream), events in pending.items():
+                path = self._stream_path(group, stream)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "ab") as fh:
+                    fh.write(b"".join(orjson.dumps({"t": t, "m": m}) + b"\n" for t, m in events))
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            await self.flush_async()
+
+    # ---- reading -----------------------------------------------------------------
+    def groups(self) -> list[str]:
+        return sorted(unquote(p.name) for p in self.root.iterdir() if p.is_dir())
+
+    def streams(self, group: str) -> list[tuple[str, int, int]]:
+        """(stream name, first event ms, last event ms) of each stream of a group."""
+        result = []
+        for path in sorted(self._group_dir(group).glob("*.jsonl")):
+            first = last = None
+            for event in self._read_stream(path, unquote(path.stem)):
+                first = event.timestamp if first is None else first
+                last = event.timestamp
+            if first is not None and last is not None:
+                result.append((unquote(path.stem), first, last))
+        return result
+
+    def filter(
+        self,
+        group: str,
+        streams: list[str] | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        pattern: str | None = None,
+        limit: int = 10000,
+        token: str | None = None,
+    ) -> tuple[list[LogEvent], str | None]:
+        """Events of a group in time order; ``token`` resumes after the last page.
+
+        Blocking: call ``flush_async`` on the event loop first, then this from a thread.
+        """
+        skip = int(base64.urlsafe_b64decode(token).decode()) if token else 0
+        with self._io:
+            paths = [p for p in sorted(self._group_dir(group).glob("*.jsonl"))]
+            iterators = [
+                self._read_stream(p, unquote(p.stem))
+                for p in paths
+                if streams is None or unquote(p.stem) in streams
+            ]
+            merged = heapq.merge(*iterators, key=lambda e: e.timestamp)
+            out: list[LogEvent] = []
+            index = 0
+            more = False
+            for event in merged:
+                if start is not None and event.timestamp < start:
+                    continue
+                if end is not None and event.timestamp > end:
+                    continue
+                if pattern and pattern not in event.message:
+                    continue
+                index += 1
+                if index <= skip:
+                    continue
+                if len(out) >= limit:
+                    more = True
+                    break
+                out.append(event)
+        next_token = base64.urlsafe_b64encode(str(skip + len(out)).encode()).decode() if more else None
+        return out, next_token
+
+    def group_exists(self, group: str) -> bool:
+        return self._group_dir(group).is_dir() or any(g == group for g, _ in self._pending)
+
+    def _read_stream(self, path: Path, stream: str) -> Iterator[LogEvent]:
+        prefix = hashlib.sha1(stream.encode()).hexdigest()[:12]
+        try:
+            fh = open(path, "rb")
+        except FileNotFoundError:
+            return
+        with fh:
+            for lineno, line in enumerate(fh):
+                try:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue  # a torn last line after a crash
+                yield LogEvent(record["t"], record["m"], stream, f"{prefix}{lineno:010d}")
+
+    def _group_dir(self, group: str) -> Path:
+        return self.root / quote(group, safe="")
+
+    def _stream_path(self, group: str, stream: str) -> Path:
+        return self._group_dir(group) / f"{quote(stream, safe='')}.jsonl"

@@ -1,0 +1,776 @@
+"""Squall's Python runtime: the process that runs a function's handler.
+
+This file is a standalone script.  The server starts it with whatever python3.x
+interpreter serves the function's runtime::
+
+    <python> -s /abs/path/bootstrap.py
+
+with cwd = the function's code directory, fd 3 = one end of a unix stream
+socketpair (the control channel), fd 1 and fd 2 = the function's log pipe and
+stdin = /dev/null.  It therefore imports nothing but the standard library and
+must keep working on every python3 version a runtime may use (no 3.10+ syntax).
+
+Control channel framing (both directions)::
+
+    frame = struct.pack("!II", len(meta), len(body)) + meta + body
+
+meta is a UTF-8 JSON object, body raw bytes.  Worker -> server: one
+``{"t": "ready"}`` or ``{"t": "init_error"}`` frame after init, then one
+``{"t": "result"}`` frame per ``{"t": "invoke"}`` frame received.  EOF on the
+channel ends the process with status 0.
+
+The behaviour visible to user code (handler resolution, the context object,
+logging, error documents, log lines) reproduces the AWS Lambda Python runtime.
+
+Everything happens in functions so that a pre-initialised "zygote" can import
+this module, call :func:`setup_process` / :func:`load_handler` and fork, then
+call :func:`serve` in the child.  Importing the module has no side effects.
+"""
+
+import importlib
+import json
+import logging
+import os
+import socket
+import struct
+import sys
+import time
+import traceback
+
+CONTROL_FD = 3
+MAX_RESPONSE_BYTES = 6291556
+
+_HEADER = struct.Struct("!II")
+
+# errorType values used by the Lambda Python runtime.
+MALFORMED_HANDLER_NAME = "Runtime.MalformedHandlerName"
+IMPORT_MODULE_ERROR = "Runtime.ImportModuleError"
+USER_CODE_SYNTAX_ERROR = "Runtime.UserCodeSyntaxError"
+HANDLER_NOT_FOUND = "Runtime.HandlerNotFound"
+BUILT_IN_MODULE_CONFLICT = "Runtime.BuiltInModuleConflict"
+UNMARSHAL_ERROR = "Runtime.UnmarshalError"
+MARSHAL_ERROR = "Runtime.MarshalError"
+CONTEXT_UNMARSHAL_ERROR = "Runtime.LambdaContextUnmarshalError"
+RESPONSE_TOO_LARGE = "Function.ResponseSizeTooLarge"
+
+RESPONSE_TOO_LARGE_MESSAGE = (
+    "Response payload size exceeded maximum allowed payload size (%d bytes)."
+    % MAX_RESPONSE_BYTES
+)
+
+UNHANDLED_EXCEPTION_WARNING = (
+    "LAMBDA_WARNING: Unhandled exception. "
+    "The most likely cause is an issue in the function code. "
+    "However, in rare cases, a Lambda runtime update can cause unexpected function behavior. "
+    "For functions using managed runtimes, runtime updates can be triggered by a function change, "
+    "or can be applied automatically. "
+    "To determine if the runtime has been updated, check the runtime version in the INIT_START log entry. "
+    "If this error correlates with a change in the runtime version, you may be able to mitigate this error "
+    "by temporarily rolling back to the previous runtime version. "
+    "For more information, see https://docs.aws.amazon.com/lambda/latest/dg/runtimes-update.html"
+)
+
+TEXT_LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n"
+LOG_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+_NBSP = "\u00a0"
+
+# Per-process state.  The request id is read by the logging filter.
+_current_request_id = None
+_current_tenant_id = None
+_json_logs = False
+_encoder = None
+
+
+# --------------------------------------------------------------------------
+# errors
+
+
+class FaultError(Exception):
+    """An error the runtime itself reports, with a Lambda ``Runtime.*`` type."""
+
+    def __init__(self, error_type, message, trace=None):
+        Exception.__init__(self, message)
+        self.error_type = error_type
+        self.message = message
+        self.trace = trace
+
+
+def make_error(message, error_type, stack_trace, request_id=None):
+    """The error document, keys in the order the Lambda Python runtime uses."""
+    return {
+        "errorMessage": message if message else "",
+        "errorType": error_type if error_type else "",
+        "requestId": request_id if request_id is not None else "",
+        "stackTrace": stack_trace if stack_trace else [],
+    }
+
+
+def _is_runtime_frame(filename):
+    return "/bootstrap.py" in filename or filename == __file__
+
+
+def error_from_exception(exc_type, exc, tb, request_id=None):
+    """Error document for an exception raised by user code.
+
+    Leading frames that belong to this runtime are dropped, as Lambda does;
+    frames are rendered by ``traceback.format_list`` from plain tuples (so no
+    ``^^^`` caret lines on 3.11+).
+    """
+    frames = [(f.filename, f.lineno, f.name, f.line) for f in traceback.extract_tb(tb)]
+    for i, frame in enumerate(frames):
+        if not _is_runtime_frame(frame[0]):
+            frames = frames[i:]
+            break
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not take the runtime down
+        message = "<exception str() failed>"
+    return make_error(message, exc_type.__name__, traceback.format_list(frames), request_id)
+
+
+def _indent_with_nbsp(line):
+    stripped = line.lstrip(" ")
+    return _NBSP * (len(line) - len(stripped)) + stripped
+
+
+def format_error_log(error):
+    """The log record the runtime writes for an error document (one line)."""
+    if _json_logs:
+        record = {
+            "timestamp": time.strftime(LOG_DATE_FORMAT, time.gmtime()),
+            "level": "ERROR",
+        }
+        record.update(error)
+        return _to_json(record) + "\n"
+    error_type = error.get("errorType")
+    message = error.get("errorMessage")
+    head = "[ERROR]"
+    if error_type:
+        head += " " + error_type
+    if message:
+        if error_type:
+            head += ":"
+        head += " " + message
+    lines = [head]
+    stack = error.get("stackTrace")
+    if stack is not None:
+        lines.append("Traceback (most recent call last):")
+        for element in stack:
+            if element == "":
+                lines.append("")
+                continue
+            for line in element.splitlines():
+                lines.append(_indent_with_nbsp(line))
+    # \r keeps the whole record on one line of the log pipe.
+    return "\r".join(lines) + "\n"
+
+
+def log_error(error):
+    _write_log(format_error_log(error))
+
+
+# --------------------------------------------------------------------------
+# JSON encoding of results
+
+
+def _json_default(obj):
+    import decimal
+
+    if isinstance(obj, decimal.Decimal):
+        if obj.is_nan():
+            return float("nan")
+        if obj.is_infinite():
+            return float(obj)
+        if obj == obj.to_integral_value():
+            return int(obj)
+        return float(obj)
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
+def _ensure_ascii():
+    """Lambda's python3.12+ runtimes emit UTF-8 as-is; older ones escape to ASCII."""
+    env = os.environ.get("AWS_EXECUTION_ENV", "")
+    prefix = "AWS_Lambda_python3."
+    if env.startswith(prefix):
+        try:
+            return int(env[len(prefix):]) < 12
+        except ValueError:
+            pass
+    return sys.version_info < (3, 12)
+
+
+def _get_encoder():
+    global _encoder
+    if _encoder is None:
+        _encoder = json.JSONEncoder(ensure_ascii=_ensure_ascii(), default=_json_default)
+    return _encoder
+
+
+def _to_json(obj):
+    return _get_encoder().encode(obj)
+
+
+def marshal_response(response):
+    """Return (payload bytes, content type or None)."""
+    if isinstance(response, bytes):
+        return response, "application/unknown"
+    try:
+        return _get_encoder().encode(response).encode("utf-8"), None
+    except Exception as e:
+        raise FaultError(MARSHAL_ERROR, "Unable to marshal response: %s" % (e,))
+
+
+def unmarshal_event(body):
+    if not body:
+        return {}
+    try:
+        return json.loads(body)
+    except Exception as e:
+        raise FaultError(UNMARSHAL_ERROR, "Unable to unmarshal input: %s" % (e,))
+
+
+# --------------------------------------------------------------------------
+# context object
+
+
+class CognitoIdentity(object):
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self, cognito_identity_id=None, cognito_identity_pool_id=None):
+        self.cognito_identity_id = cognito_identity_id
+        self.cognito_identity_pool_id = cognito_identity_pool_id
+
+    def __repr__(self):
+        return "CognitoIdentity([cognito_identity_id=%s,cognito_identity_pool_id=%s])" % (
+            self.cognito_identity_id,
+            self.cognito_identity_pool_id,
+        )
+
+
+class Client(object):
+    __slots__ = (
+        "installation_id",
+        "app_title",
+        "app_version_name",
+        "app_version_code",
+        "app_package_name",
+    )
+
+    def __repr__(self):
+        return "Client([%s])" % ",".join(
+            "%s=%s" % (name, getattr(self, name)) for name in self.__slots__
+        )
+
+
+class ClientContext(object):
+    __slots__ = ("custom", "env", "client")
+
+    def __repr__(self):
+        return "ClientContext([custom=%s,env=%s,client=%s])" % (self.custom, self.env, self.client)
+
+
+def _object_from_dict(cls, data):
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        data = {}
+    obj = cls()
+    for name in cls.__slots__:
+        setattr(obj, name, data.get(name))
+    return obj
+
+
+_W3C_FIELDS = ("traceparent", "tracestate", "baggage")
+
+
+def _parse_json_field(value, what):
+    if isinstance(value, (bytes, str)):
+        try:
+            return json.loads(value)
+        except Exception as e:
+            raise FaultError(
+                CONTEXT_UNMARSHAL_ERROR, "Unable to parse %s JSON: %s" % (what, e)
+            )
+    return value
+
+
+class LambdaContext(object):
+    """The ``context`` argument passed to the handler."""
+
+    def __init__(
+        self,
+        request_id,
+        client_context,
+        identity,
+        deadline_ms,
+        invoked_function_arn=None,
+        tenant_id=None,
+    ):
+        env = os.environ
+        self.aws_request_id = request_id
+        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.invoked_function_arn = invoked_function_arn
+        self.tenant_id = tenant_id
+
+        w3c = {}
+        if isinstance(client_context, dict) and "w3c" in client_context:
+            raw = client_context.pop("w3c")
+            if isinstance(raw, dict):
+                w3c = dict((k, raw[k]) for k in _W3C_FIELDS if isinstance(raw.get(k), str))
+        self._w3c = w3c
+
+        self.client_context = _object_from_dict(ClientContext, client_context)
+        if self.client_context is not None:
+            self.client_context.client = _object_from_dict(Client, self.client_context.client)
+
+        self.identity = CognitoIdentity()
+        if isinstance(identity, dict):
+            self.identity.cognito_identity_id = identity.get("cognitoIdentityId")
+            self.identity.cognito_identity_pool_id = identity.get("cognitoIdentityPoolId")
+
+        self._deadline_ms = int(deadline_ms or 0)
+
+    def get_remaining_time_in_millis(self):
+        remaining = self._deadline_ms - int(time.time() * 1000)
+        return remaining if remaining > 0 else 0
+
+    def w3c(self):
+        return dict(self._w3c)
+
+    def log(self, msg):
+        _write_log(str(msg))
+
+    def __repr__(self):
+        return (
+            "LambdaContext([aws_request_id=%s,log_group_name=%s,log_stream_name=%s,"
+            "function_name=%s,memory_limit_in_mb=%s,function_version=%s,"
+            "invoked_function_arn=%s,client_context=%s,identity=%s,tenant_id=%s])"
+            % (
+                self.aws_request_id,
+                self.log_group_name,
+                self.log_stream_name,
+                self.function_name,
+                self.memory_limit_in_mb,
+                self.function_version,
+                self.invoked_function_arn,
+                self.client_context,
+                self.identity,
+                self.tenant_id,
+            )
+        )
+
+
+def make_context(meta):
+    client_context = meta.get("client_context")
+    client_context = _parse_json_field(client_context, "Client Context") if client_context else None
+    identity = meta.get("identity")
+    identity = _parse_json_field(identity, "Cognito Identity") if identity else None
+    return LambdaContext(
+        meta.get("id") or "",
+        client_context,
+        identity,
+        meta.get("deadline_ms"),
+        meta.get("arn"),
+        meta.get("tenant_id"),
+    )
+
+
+# --------------------------------------------------------------------------
+# log output
+
+
+class _AutoFlushStream(object):
+    """Text stream proxy that flushes after every write.
+
+    stdout/stderr are a pipe, which Python would block-buffer; Lambda's
+    runtime makes them unbuffered so output survives a timeout kill.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        n = self._stream.write(text)
+        self._stream.flush()
+        return n
+
+    def writelines(self, lines):
+        self._stream.writelines(lines)
+        self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _write_log(text):
+    stream = sys.stdout
+    if stream is None:
+        return
+    try:
+        stream.write(text)
+    except Exception:
+        pass
+
+
+def flush_output():
+    seen = []
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is None or any(stream is s for s in seen):
+            continue
+        seen.append(stream)
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record):
+        record.aws_request_id = _current_request_id or ""
+        record.tenant_id = _current_tenant_id
+        return True
+
+
+class _LogHandler(logging.Handler):
+    """Root-logger handler: every record goes to stdout (the log pipe)."""
+
+    def emit(self, record):
+        try:
+            text = self.format(record)
+            if not text.endswith("\n"):
+                text += "\n"
+            _write_log(text)
+        except Exception:
+            self.handleError(record)
+
+
+_JSON_RESERVED = frozenset(
+    (
+        "name", "msg", "args", "levelname", "levelno", "pathname", "filename",
+        "module", "exc_info", "exc_text", "stack_info", "lineno", "funcName",
+        "created", "msecs", "relativeCreated", "thread", "threadName",
+        "processName", "process", "taskName", "aws_request_id", "tenant_id",
+    )
+)
+
+
+class _JsonLogFormatter(logging.Formatter):
+    """Lambda's JSON application-log record."""
+
+    def format(self, record):
+        level = min(50, max(0, record.levelno)) // 10 * 10
+        created = time.gmtime(record.created)
+        out = {
+            "timestamp": "%s.%03dZ"
+            % (time.strftime(LOG_DATE_FORMAT, created), int(record.msecs)),
+            "level": logging.getLevelName(level),
+            "message": record.getMessage(),
+            "logger": record.name,
+        }
+        exc_info = record.exc_info
+        if exc_info and exc_info[0] is not None:
+            out["stackTrace"] = traceback.format_tb(exc_info[2])
+            out["errorType"] = exc_info[0].__name__
+            out["errorMessage"] = str(exc_info[1])
+        out["requestId"] = getattr(record, "aws_request_id", None)
+        if exc_info and exc_info[0] is not None:
+            out["location"] = "%s:%s:%s" % (record.pathname, record.funcName, record.lineno)
+        tenant = getattr(record, "tenant_id", None)
+        if tenant is not None:
+            out["tenantId"] = tenant
+        for key, value in record.__dict__.items():
+            if key not in _JSON_RESERVED and key not in out:
+                out[key] = value
+        out = dict((k, v) for k, v in out.items() if v is not None)
+        return json.dumps(out, ensure_ascii=False, default=str) + "\n"
+
+
+def _level_names():
+    mapping = getattr(logging, "getLevelNamesMapping", None)
+    if mapping is not None:
+        return mapping()
+    return dict(getattr(logging, "_nameToLevel", {}))
+
+
+def setup_logging():
+    global _json_logs
+    _json_logs = (os.environ.get("AWS_LAMBDA_LOG_FORMAT") or "").strip().upper() == "JSON"
+    logging.Formatter.converter = time.gmtime
+    handler = _LogHandler()
+    if _json_logs:
+        handler.setFormatter(_JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_LOG_FORMAT, LOG_DATE_FORMAT))
+    handler.addFilter(_RequestIdFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = (os.environ.get("AWS_LAMBDA_LOG_LEVEL") or "").strip().upper()
+    if level == "TRACE":
+        level = "DEBUG"
+    if level and level in _level_names():
+        root.setLevel(level)
+
+
+def setup_streams():
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None or isinstance(stream, _AutoFlushStream):
+            continue
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding != "utf8":
+            try:
+                stream.reconfigure(encoding="utf-8")
+            except Exception:
+                pass
+        setattr(sys, name, _AutoFlushStream(stream))
+
+
+def setup_sys_path(task_root):
+    """Task root first, then the layer directories, as Lambda orders them."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    kept = [p for p in sys.path if not (p and os.path.abspath(p) == here)]
+    front = [task_root]
+    layer_site = "/opt/python/lib/python%d.%d/site-packages" % sys.version_info[:2]
+    for path in (layer_site, "/opt/python"):
+        if os.path.isdir(path):
+            front.append(path)
+    sys.path[:] = front + [p for p in kept if p not in front]
+
+
+def setup_process():
+    """Everything done once per process before the handler is imported."""
+    setup_streams()
+    task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    setup_sys_path(task_root)
+    setup_logging()
+
+
+# --------------------------------------------------------------------------
+# handler resolution
+
+
+def load_handler(spec):
+    """Import ``path/module.function`` and return the function.
+
+    Raises :class:`FaultError` with Lambda's error types; any other exception
+    raised by user code at import time propagates as itself.
+    """
+    try:
+        module_name, function_name = spec.rsplit(".", 1)
+    except ValueError as e:
+        raise FaultError(MALFORMED_HANDLER_NAME, "Bad handler '%s': %s" % (spec, e))
+
+    try:
+        if module_name.split(".")[0] in sys.builtin_module_names:
+            raise FaultError(
+                BUILT_IN_MODULE_CONFLICT,
+                "Cannot use built-in module %s as a handler module" % module_name,
+            )
+        module = importlib.import_module(module_name.replace("/", "."))
+    except ImportError as e:
+        raise FaultError(
+            IMPORT_MODULE_ERROR, "Unable to import module '%s': %s" % (module_name, e)
+        )
+    except SyntaxError as e:
+        trace = ['  File "%s" Line %s\n    %s' % (e.filename, e.lineno, e.text)]
+        raise FaultError(
+            USER_CODE_SYNTAX_ERROR,
+            "Syntax error in module '%s': %s" % (module_name, e),
+            trace,
+        )
+
+    try:
+        return getattr(module, function_name)
+    except AttributeError:
+        raise FaultError(
+            HANDLER_NOT_FOUND,
+            "Handler '%s' missing on module '%s'" % (function_name, module_name),
+        )
+
+
+# --------------------------------------------------------------------------
+# peak memory
+
+
+def reset_peak_rss():
+    try:
+        with open("/proc/self/clear_refs", "wb", buffering=0) as f:
+            f.write(b"5")
+    except OSError:
+        pass
+
+
+def peak_rss_kb():
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak // 1024 if sys.platform == "darwin" else peak
+    except Exception:
+        return 0
+
+
+# --------------------------------------------------------------------------
+# control channel
+
+
+class ChannelClosed(Exception):
+    pass
+
+
+class Channel(object):
+    """Blocking framed I/O on the control socket."""
+
+    def __init__(self, fd=CONTROL_FD):
+        self.sock = socket.socket(fileno=fd)
+
+    def _recv_exact(self, n):
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = self.sock.recv_into(view[got:], n - got)
+            if not k:
+                raise ChannelClosed()
+            got += k
+        return bytes(buf)
+
+    def recv(self):
+        """Next (meta, body), or None on EOF."""
+        try:
+            header = self._recv_exact(_HEADER.size)
+            meta_len, body_len = _HEADER.unpack(header)
+            meta = json.loads(self._recv_exact(meta_len)) if meta_len else {}
+            body = self._recv_exact(body_len) if body_len else b""
+        except (ChannelClosed, ConnectionError):
+            return None
+        return meta, body
+
+    def send(self, meta, body=b""):
+        meta_bytes = json.dumps(meta, separators=(",", ":")).encode("utf-8")
+        head = _HEADER.pack(len(meta_bytes), len(body)) + meta_bytes
+        if len(body) <= 65536:
+            self.sock.sendall(head + body)
+        else:
+            self.sock.sendall(head)
+            self.sock.sendall(body)
+
+
+# --------------------------------------------------------------------------
+# init and invoke
+
+
+def initialise(channel, spec):
+    """Load the handler and report ready / init_error.  Returns the handler or None."""
+    try:
+        handler = load_handler(spec)
+    except Exception as e:
+        if isinstance(e, FaultError):
+            error = make_error(e.message, e.error_type, e.trace)
+        else:
+            error = error_from_exception(*sys.exc_info())
+        logging.warning(UNHANDLED_EXCEPTION_WARNING)
+        log_error(error)
+        flush_output()
+        channel.send(
+            {"t": "init_error", "error_type": error["errorType"], "max_rss_kb": peak_rss_kb()},
+            _to_json(error).encode("utf-8"),
+        )
+        return None
+    flush_output()
+    channel.send({"t": "ready", "max_rss_kb": peak_rss_kb()})
+    return handler
+
+
+def _set_trace_id(trace_id):
+    if trace_id:
+        os.environ["_X_AMZN_TRACE_ID"] = trace_id
+    else:
+        os.environ.pop("_X_AMZN_TRACE_ID", None)
+
+
+def invoke(handler, meta, body):
+    """Run one invocation.  Returns (result meta, result body)."""
+    global _current_request_id, _current_tenant_id
+    request_id = meta.get("id") or ""
+    _current_request_id = request_id
+    _current_tenant_id = meta.get("tenant_id")
+    _set_trace_id(meta.get("trace_id"))
+
+    reset_peak_rss()
+    error = None
+    payload = b""
+    content_type = None
+    try:
+        context = make_context(meta)
+        event = unmarshal_event(body)
+        response = handler(event, context)
+        payload, content_type = marshal_response(response)
+    except FaultError as e:
+        error = make_error(e.message, e.error_type, e.trace, request_id)
+    except Exception:
+        error = error_from_exception(*sys.exc_info(), request_id=request_id)
+    # Drop the references before measuring and answering.
+    context = event = response = None
+
+    result = {"t": "result", "id": meta.get("id"), "ok": error is None}
+    if error is not None:
+        log_error(error)
+        result["error_type"] = error["errorType"]
+        payload = _to_json(error).encode("utf-8")
+    elif len(payload) > MAX_RESPONSE_BYTES:
+        result["ok"] = False
+        result["error_type"] = RESPONSE_TOO_LARGE
+        payload = _to_json(
+            {"errorMessage": RESPONSE_TOO_LARGE_MESSAGE, "errorType": RESPONSE_TOO_LARGE}
+        ).encode("utf-8")
+    elif content_type is not None:
+        result["content_type"] = content_type
+    result["max_rss_kb"] = peak_rss_kb()
+    return result, payload
+
+
+def serve(channel, handler):
+    """Answer invoke frames until the server closes the channel."""
+    while True:
+        frame = channel.recv()
+        if frame is None:
+            return
+        meta, body = frame
+        if meta.get("t") != "invoke":
+            continue  # unknown frame types are ignored
+        result, payload = invoke(handler, meta, body)
+        flush_output()
+        try:
+            channel.send(result, payload)
+        except (BrokenPipeError, ConnectionError):
+            return
+
+
+def main(fd=CONTROL_FD):
+    setup_process()
+    channel = Channel(fd)
+    try:
+        handler = initialise(channel, os.environ.get("_HANDLER", ""))
+    except (BrokenPipeError, ConnectionError):
+        return 0
+    if handler is None:
+        return 1
+    serve(channel, handler)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The portable backend: each environment is a plain process group. Not isolated.
+
+Used where Linux namespaces and cgroups are unavailable (no root, macOS, containers
+without delegation). Limits are rlimits only; the function runs as the server's user and
+can see the host. ``/health`` reports it as ``isolated: false``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from squall.sandbox.base import SandboxSpec
+
+ENV_MARKER = "_SQUALL_ENVIRONMENT_ID"
+
+
+class ProcessHandle:
+    def __init__(self, proc: subprocess.Popen[bytes], marker: str) -> None:
+        self._proc = proc
+        self._marker = marker
+        self._exited = asyncio.get_running_loop().create_future()
+        self._watch()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        if hasattr(os, "pidfd_open"):
+            fd = os.pidfd_open(self._proc.pid)
+
+            def on_exit() -> None:
+                loop.remove_reader(fd)
+                os.close(fd)
+                self._proc.wait()
+                if not self._exited.done():
+                    self._exited.set_result(self._proc.returncode)
+
+            loop.add_reader(fd, on_exit)
+        else:  # pragma: no cover - non-Linux
+            task = loop.run_in_executor(None, self._proc.wait)
+            task.add_done_callback(lambda f: self._exited.done() or self._exited.set_result(f.result()))
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        # Children that left the process group (setsid, daemonise) still carry the marker.
+        for pid in find_marked_processes(self._marker, exact=True):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+class ProcessBackend:
+    """``scope`` names this server's environments (one data dir) for clean-up after a crash."""
+
+    name = "process"
+    isolated = False
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+
+    def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> ProcessHandle:
+        env = dict(spec.env)
+        marker = f"{self.scope}/{spec.environment_id}"
+        env[ENV_MARKER] = marker
+        env["_SQUALL_CHANNEL_FD"] = str(channel_fd)
+        proc = subprocess.Popen(
+            list(spec.argv),
+            cwd=spec.code_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
+            pass_fds=(channel_fd,),
+            start_new_session=True,
+            close_fds=True,
+        )
+        _apply_rlimits(proc.pid)
+        return ProcessHandle(proc, marker)
+
+    def reap_orphans(self) -> int:
+        """Kill environments a previous run of this server left behind (it was SIGKILLed)."""
+        pids = find_marked_processes(f"{self.scope}/")
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        return len(pids)
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name, "isolated": False, "note": "plain processes with rlimits; functions are not isolated"}
+
+
+def _apply_rlimits(pid: int) -> None:
+    """Lambda's per-environment file-descriptor limit; no core dumps."""
+    if not hasattr(resource, "prlimit"):  # pragma: no cover - non-Linux
+        return
+    for limit, value in ((resource.RLIMIT_NOFILE, (1024, 1024)), (resource.RLIMIT_CORE, (0, 0))):
+        try:
+            resource.prlimit(pid, limit, value)
+        except (OSError, ValueError):
+            pass
+
+
+def find_marked_processes(marker: str, exact: bool = False) -> list[int]:
+    """Pids whose environment carries a Squall marker equal to (or starting with) ``marker``."""
+    if not sys.platform.startswith("linux"):
+        return []
+    needle = f"{ENV_MARKER}={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            data = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        items = data.split(b"\0")
+        if any(item == needle if exact else item.startswith(needle) for item in items):
+            found.append(int(entry.name))
+    return found

@@ -1,0 +1,93 @@
+"""The composition root: build the engine and the HTTP app from settings, and serve them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import sys
+from pathlib import Path
+from typing import Callable
+
+import uvicorn
+import uvloop
+
+from squall.api.app import SquallApp
+from squall.api.lambda_api import CodeLinks
+from squall.engine.engine import Engine
+from squall.runtimes.registry import RuntimeRegistry
+from squall.sandbox import select_backend
+from squall.settings import Settings
+
+log = logging.getLogger("squall.server")
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """A per-installation secret (signs code download links), created on first start."""
+    path = data_dir / "secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def build_app(settings: Settings) -> SquallApp:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    backend = select_backend(settings.isolation, settings.data_dir)
+    reaped = backend.reap_orphans() if hasattr(backend, "reap_orphans") else 0
+    if reaped:
+        log.warning("killed %d environment process(es) left behind by a previous run", reaped)
+    engine = Engine(settings, backend, RuntimeRegistry.discover())
+    return SquallApp(engine, CodeLinks(load_secret(settings.data_dir)))
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
+    """Run the server in the foreground until SIGINT/SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    app = build_app(settings)
+    sock = bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{port}"
+    config = uvicorn.Config(
+        app,
+        loop="none",
+        http="httptools",
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if server.started:
+            backend = app.engine.backend.describe()
+            runtimes = ", ".join(app.engine.runtimes.identifiers()) or "none"
+            announce(f"Squall {app.engine.health()['version']} listening on {url}")
+            announce(f"  data dir:  {settings.data_dir}")
+            announce(f"  isolation: {backend['name']} ({'isolated' if backend['isolated'] else 'NOT isolated'})")
+            announce(f"  runtimes:  {runtimes}")
+            announce("  press Ctrl-C to stop")
+        await task
+
+    uvloop.run(main())
+    if not server.started:
+        raise SystemExit(1)

@@ -1,0 +1,66 @@
+"""One typed settings object for the whole server.
+
+Values come, in increasing priority, from the defaults below, an optional TOML file
+(``SQUALL_CONFIG_FILE`` or ``--config``), ``SQUALL_*`` environment variables, and the
+command line of ``squall server``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "squall"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SQUALL_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(9000, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # Empty: SQLite (WAL) at <data_dir>/squall.db. Otherwise an SQLAlchemy URL.
+    database_url: str = ""
+
+    account_id: str = Field("123456789012", pattern=r"^\d{12}$")
+    region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+    # auto: the strongest backend this machine supports; or force one.
+    isolation: Literal["auto", "process", "linux"] = "auto"
+    # How long an idle execution environment is kept warm.
+    keep_alive_seconds: float = Field(300.0, gt=0)
+    # Account-wide concurrent executions (Lambda's default quota).
+    account_concurrency: int = Field(1000, ge=1)
+    # Log output kept per invocation; beyond it the log says it was truncated.
+    max_log_bytes_per_invocation: int = Field(1 << 20, ge=4096)
+    # Grace given to in-flight invokes on shutdown before their environments are killed.
+    shutdown_grace_seconds: float = Field(10.0, ge=0)
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _expand(cls, value: Any) -> Any:
+        return Path(value).expanduser() if isinstance(value, (str, Path)) else value
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'squall.db'}"
+
+    @classmethod
+    def load(cls, config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults < TOML file < SQUALL_* environment < explicit overrides (CLI flags)."""
+        path = config_file or os.environ.get("SQUALL_CONFIG_FILE")
+        file_values: dict[str, Any] = {}
+        if path:
+            with open(path, "rb") as fh:
+                file_values = tomllib.load(fh)
+        env_values = cls().model_dump(exclude_unset=True)
+        merged = {**file_values, **env_values, **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(**merged)

@@ -1,0 +1,59 @@
+"""Content-addressed code blobs on local disk, and their extracted trees.
+
+``blobs/<sha256 hex>.zip`` holds each uploaded package once; ``code/<sha256 hex>/`` is its
+extracted tree, shared by every function version with the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from squall.code import CodePackage, extract_zip, inspect_zip
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.blobs = root / "blobs"
+        self.trees = root / "code"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.trees.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.trees, 0o755)
+
+    def blob_path(self, sha256_hex: str) -> Path:
+        return self.blobs / f"{sha256_hex}.zip"
+
+    def tree_path(self, sha256_hex: str) -> Path:
+        return self.trees / sha256_hex
+
+    def put(self, package: CodePackage) -> None:
+        path = self.blob_path(package.sha256_hex)
+        if path.exists():
+            return
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as fh:
+            fh.write(package.data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def read(self, sha256_hex: str) -> bytes:
+        return self.blob_path(sha256_hex).read_bytes()
+
+    def extract(self, package: CodePackage) -> Path:
+        """Extract the package once; later calls return the existing tree."""
+        tree = self.tree_path(package.sha256_hex)
+        if not tree.exists():
+            extract_zip(package, tree)
+        return tree
+
+    def ensure_tree(self, sha256_hex: str) -> Path:
+        tree = self.tree_path(sha256_hex)
+        if not tree.exists():
+            extract_zip(inspect_zip(self.read(sha256_hex)), tree)
+        return tree
+
+    def remove(self, sha256_hex: str) -> None:
+        self.blob_path(sha256_hex).unlink(missing_ok=True)
+        shutil.rmtree(self.tree_path(sha256_hex), ignore_errors=True)

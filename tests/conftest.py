@@ -1,0 +1,132 @@
+"""Shared fixtures: a real ``squall server`` on an ephemeral port, boto3 clients, zips."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import boto3
+import pytest
+from botocore.config import Config
+
+ROLE = "arn:aws:iam::123456789012:role/lambda-role"
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[str]
+    endpoint: str
+    data_dir: Path
+    output: list[str]
+
+    def client(self, service: str = "lambda", **config: object):
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(retries={"max_attempts": 1}, read_timeout=120, **config),
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> RunningServer:
+    """Start ``squall server --port 0`` and wait for the line with its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "squall.cli.main", "server", "--port", "0", "--data-dir", str(data_dir), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    output: list[str] = []
+    deadline = time.monotonic() + 30
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            server = RunningServer(process, match.group(1), data_dir, output)
+            _drain_in_background(process, output)
+            return server
+    process.kill()
+    raise RuntimeError("squall server did not start:\n" + "".join(output))
+
+
+def _drain_in_background(process: subprocess.Popen[str], output: list[str]) -> None:
+    import threading
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("squall-data"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def lam(server: RunningServer):
+    return server.client("lambda")
+
+
+def make_zip(files: dict[str, str | bytes], modes: dict[str, int] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in files.items():
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.external_attr = ((modes or {}).get(name, 0o644) | 0o100000) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, textwrap.dedent(content) if isinstance(content, str) else content)
+    return buffer.getvalue()
+
+
+def unique_name(prefix: str = "fn") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def create_function(lam, code: str | dict[str, str], handler: str = "app.handler", wait: bool = True, **kwargs) -> str:
+    """Create a python3.11 function from source (``app.py``) and wait until it is Active."""
+    files = {"app.py": code} if isinstance(code, str) else code
+    name = kwargs.pop("FunctionName", None) or unique_name()
+    lam.create_function(
+        FunctionName=name,
+        Runtime=kwargs.pop("Runtime", "python3.11"),
+        Role=ROLE,
+        Handler=handler,
+        Code={"ZipFile": make_zip(files)},
+        **kwargs,
+    )
+    if wait:
+        lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 200})
+    return name

@@ -1,0 +1,628 @@
+"""The Python runtime (squall/runtimes/python/bootstrap.py), driven as the server drives it.
+
+Each test starts bootstrap.py in a subprocess exactly per the process contract:
+cwd = code dir, fd 3 = one end of a socketpair, fd 1 + fd 2 = one log pipe,
+stdin = /dev/null, configuration in environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import squall.runtimes.python as runtime_pkg
+
+BOOTSTRAP = Path(runtime_pkg.__file__).resolve().parent / "bootstrap.py"
+HEADER = struct.Struct("!II")
+NBSP = "\u00a0"
+MAX_RESPONSE = 6291556
+LOG_LINE = re.compile(
+    r"^\[(?P<level>[A-Z]+)\]\t(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\t(?P<rid>[^\t]*)\t(?P<msg>.*)$"
+)
+ARN = "arn:aws:lambda:us-east-1:000000000000:function:fn"
+
+
+class Worker:
+    """One bootstrap.py process and the server side of its channel and log pipe."""
+
+    def __init__(self, code_dir: Path, handler: str, env: dict | None = None):
+        self.code_dir = code_dir
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        log_r, log_w = os.pipe()
+        child_fd = child.fileno()
+        base_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "_HANDLER": handler,
+            "LAMBDA_TASK_ROOT": str(code_dir),
+            "LAMBDA_RUNTIME_DIR": str(BOOTSTRAP.parent),
+            "AWS_LAMBDA_FUNCTION_NAME": "fn",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+            "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/fn",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "2024/01/01/[$LATEST]0123456789abcdef0123456789abcdef",
+            "AWS_REGION": "us-east-1",
+        }
+        base_env.update(env or {})
+
+        def put_channel_on_fd3():
+            os.dup2(child_fd, 3)
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-s", str(BOOTSTRAP)],
+            cwd=str(code_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=log_w,
+            stderr=log_w,
+            env=base_env,
+            # fd 3 is created by dup2 in the child, so it cannot be listed in
+            # pass_fds (the parent may not have an fd 3); everything the
+            # parent opened is non-inheritable, so nothing else leaks.
+            close_fds=False,
+            preexec_fn=put_channel_on_fd3,
+        )
+        child.close()
+        os.close(log_w)
+        os.set_blocking(log_r, False)
+        self.sock = parent
+        self.sock.settimeout(10)
+        self.log_fd = log_r
+        self.log = b""
+
+    # -- channel
+    def _recv_exact(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise EOFError(f"channel closed after {len(buf)} of {n} bytes")
+            buf += chunk
+        return buf
+
+    def recv(self) -> tuple[dict, bytes]:
+        meta_len, body_len = HEADER.unpack(self._recv_exact(HEADER.size))
+        meta = json.loads(self._recv_exact(meta_len))
+        return meta, self._recv_exact(body_len) if body_len else b""
+
+    def send(self, meta: dict, body: bytes = b"") -> None:
+        m = json.dumps(meta).encode()
+        self.sock.sendall(HEADER.pack(len(m), len(body)) + m + body)
+
+    def invoke(self, event=None, *, body: bytes | None = None, timeout_ms: int = 3000, **extra):
+        rid = extra.pop("id", None) or str(uuid.uuid4())
+        meta = {
+            "t": "invoke",
+            "id": rid,
+            "deadline_ms": int(time.time() * 1000) + timeout_ms,
+            "arn": ARN,
+            "client_context": None,
+            "identity": None,
+            "trace_id": None,
+        }
+        meta.update(extra)
+        if body is None:
+            body = json.dumps(event if event is not None else {}).encode()
+        self.send(meta, body)
+        result_meta, result_body = self.recv()
+        assert result_meta["t"] == "result"
+        assert result_meta["id"] == rid
+        return result_meta, result_body
+
+    # -- log pipe
+    def read_log(self) -> str:
+        """Everything written to the log pipe so far (without waiting)."""
+        while True:
+            try:
+                chunk = os.read(self.log_fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self.log += chunk
+        return self.log.decode("utf-8")
+
+    def drain_log_to_eof(self) -> str:
+        os.set_blocking(self.log_fd, True)
+        while True:
+            chunk = os.read(self.log_fd, 65536)
+            if not chunk:
+                break
+            self.log += chunk
+        return self.log.decode("utf-8")
+
+    def close(self):
+        try:
+            self.sock.close()
+        finally:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            os.close(self.log_fd)
+
+
+@pytest.fixture
+def code_dir(tmp_path):
+    d = tmp_path / "task"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def start(code_dir):
+    workers = []
+
+    def _start(files: dict[str, str], handler: str = "app.handler", env: dict | None = None):
+        for name, src in files.items():
+            p = code_dir / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(textwrap.dedent(src))
+        w = Worker(code_dir, handler, env)
+        workers.append(w)
+        return w
+
+    yield _start
+    for w in workers:
+        w.close()
+
+
+def start_ready(start, files, handler="app.handler", env=None) -> Worker:
+    w = start(files, handler, env)
+    meta, body = w.recv()
+    assert meta["t"] == "ready", (meta, body, w.read_log())
+    assert body == b""
+    return w
+
+
+def expect_init_error(start, files, handler="app.handler", env=None):
+    w = start(files, handler, env)
+    meta, body = w.recv()
+    assert meta["t"] == "init_error", (meta, body)
+    assert w.proc.wait(timeout=5) == 1
+    err = json.loads(body)
+    assert meta["error_type"] == err["errorType"]
+    return w, err, w.drain_log_to_eof()
+
+
+# ---------------------------------------------------------------- happy path
+
+
+def test_ready_then_result(start):
+    w = start_ready(start, {"app.py": """
+        def handler(event, context):
+            return {"got": event, "n": 1}
+    """})
+    meta, body = w.invoke({"a": [1, 2]})
+    assert meta["ok"] is True
+    assert "content_type" not in meta
+    assert json.loads(body) == {"got": {"a": [1, 2]}, "n": 1}
+    assert isinstance(meta["max_rss_kb"], int) and meta["max_rss_kb"] > 0
+
+
+def test_ready_reports_rss_and_eof_exits_zero(start):
+    w = start({"app.py": "def handler(e, c):\n    return 1\n"}, "app.handler")
+    meta, _ = w.recv()
+    assert meta["t"] == "ready" and meta["max_rss_kb"] > 0
+    w.sock.shutdown(socket.SHUT_WR)
+    assert w.proc.wait(timeout=5) == 0
+    assert w.drain_log_to_eof() == ""
+
+
+def test_none_result_is_null_and_bytes_pass_through(start):
+    w = start_ready(start, {"app.py": """
+        def handler(event, context):
+            if event.get("raw"):
+                return b"\\x00\\xffraw"
+            return None
+    """})
+    meta, body = w.invoke({})
+    assert meta["ok"] and body == b"null"
+    meta, body = w.invoke({"raw": True})
+    assert meta["ok"] is True
+    assert meta["content_type"] == "application/unknown"
+    assert body == b"\x00\xffraw"
+
+
+def test_json_encoding_matches_runtime(start):
+    w = start_ready(start, {"app.py": """
+        import decimal
+        def handler(event, context):
+            return {"s": "caf\\u00e9", "d": decimal.Decimal("12"), "f": decimal.Decimal("1.5"), "t": (1, 2)}
+    """}, env={"AWS_EXECUTION_ENV": "AWS_Lambda_python3.11"})
+    meta, body = w.invoke({})
+    assert meta["ok"]
+    # python3.11 runtimes escape non-ASCII; default separators as json.dumps
+    assert body == b'{"s": "caf\\u00e9", "d": 12, "f": 1.5, "t": [1, 2]}'
+
+
+def test_empty_body_is_empty_object_event(start):
+    w = start_ready(start, {"app.py": "def handler(event, context):\n    return {'event': event}\n"})
+    meta, body = w.invoke(body=b"")
+    assert meta["ok"] and json.loads(body) == {"event": {}}
+
+
+def test_context_fields(start):
+    w = start_ready(start, {"app.py": """
+        import os, time
+        def handler(event, context):
+            first = context.get_remaining_time_in_millis()
+            time.sleep(0.02)
+            second = context.get_remaining_time_in_millis()
+            cc = context.client_context
+            return {
+                "aws_request_id": context.aws_request_id,
+                "invoked_function_arn": context.invoked_function_arn,
+                "function_name": context.function_name,
+                "function_version": context.function_version,
+                "memory_limit_in_mb": context.memory_limit_in_mb,
+                "log_group_name": context.log_group_name,
+                "log_stream_name": context.log_stream_name,
+                "first": first,
+                "second": second,
+                "identity": [context.identity.cognito_identity_id, context.identity.cognito_identity_pool_id],
+                "client": None if cc is None else {
+                    "installation_id": cc.client.installation_id,
+                    "app_title": cc.client.app_title,
+                    "app_version_name": cc.client.app_version_name,
+                    "app_version_code": cc.client.app_version_code,
+                    "app_package_name": cc.client.app_package_name,
+                    "custom": cc.custom,
+                    "env": cc.env,
+                },
+                "trace": os.environ.get("_X_AMZN_TRACE_ID"),
+            }
+    """})
+    client_context = {
+        "client": {"installation_id": "i-1", "app_title": "T", "app_version_name": "1.0",
+                   "app_version_code": "100", "app_package_name": "com.x"},
+        "custom": {"k": "v"},
+        "env": {"platform": "android"},
+    }
+    identity = {"cognitoIdentityId": "us-east-1:abc", "cognitoIdentityPoolId": "us-east-1:pool"}
+    meta, body = w.invoke(
+        {}, id="req-1", timeout_ms=5000,
+        client_context=json.dumps(client_context), identity=json.dumps(identity),
+        trace_id="Root=1-5e1b4151-5ac6c58f5b5daa6532e4b2c5;Parent=1;Sampled=0",
+    )
+    assert meta["ok"], body
+    out = json.loads(body)
+    assert out["aws_request_id"] == "req-1"
+    assert out["invoked_function_arn"] == ARN
+    assert out["function_name"] == "fn"
+    assert out["function_version"] == "$LATEST"
+    assert out["memory_limit_in_mb"] == "256"  # a string, as in the Lambda runtime
+    assert out["log_group_name"] == "/aws/lambda/fn"
+    assert out["log_stream_name"].startswith("2024/01/01/[$LATEST]")
+    assert 4000 < out["first"] <= 5000
+    assert out["second"] < out["first"]
+    assert out["identity"] == ["us-east-1:abc", "us-east-1:pool"]
+    assert out["client"] == {**client_context["client"], "custom": {"k": "v"}, "env": {"platform": "android"}}
+    assert out["trace"].startswith("Root=1-5e1b4151")
+
+    # absent client context / identity, no trace id; deadline in the past -> 0
+    meta, body = w.invoke({}, timeout_ms=-1000)
+    out = json.loads(body)
+    assert out["client"] is None
+    assert out["identity"] == [None, None]
+    assert out["trace"] is None
+    assert out["first"] == 0 and out["second"] == 0
+
+
+def test_module_state_persists(start):
+    w = start_ready(start, {"app.py": """
+        import os
+        COUNT = 0
+        def handler(event, context):
+            global COUNT
+            COUNT += 1
+            return {"count": COUNT, "pid": os.getpid()}
+    """})
+    one = json.loads(w.invoke({})[1])
+    two = json.loads(w.invoke({})[1])
+    assert one["count"] == 1 and two["count"] == 2
+    assert one["pid"] == two["pid"] == w.proc.pid
+
+
+def test_nested_handler_path_and_sys_path(start):
+    w = start_ready(start, {
+        "src/pkg/mod.py": """
+            import sys
+            def fn(event, context):
+                return {"path0": sys.path[0], "path": sys.path}
+        """,
+    }, handler="src/pkg/mod.fn")
+    meta, body = w.invoke({})
+    out = json.loads(body)
+    assert out["path0"] == str(w.code_dir)
+    assert str(BOOTSTRAP.parent) not in out["path"]
+
+
+def test_runtime_imports_only_stdlib(start):
+    # whatever the interpreter's site hooks (.pth files) import is not ours
+    baseline = set(json.loads(subprocess.run(
+        [sys.executable, "-s", "-c", "import sys, json; print(json.dumps(list(sys.modules)))"],
+        capture_output=True, check=True, env={"PATH": os.environ.get("PATH", "")},
+    ).stdout))
+    w = start_ready(start, {"app.py": """
+        import sys
+        def handler(event, context):
+            return sorted(sys.modules)
+    """})
+    meta, body = w.invoke({})
+    assert meta["ok"]
+    stdlib = sys.stdlib_module_names
+    extra = [
+        m for m in json.loads(body)
+        if m not in baseline and m.split(".")[0] not in stdlib and m not in ("__main__", "app")
+    ]
+    assert extra == []
+    assert not any(m == "squall" or m.startswith("squall.") for m in json.loads(body))
+
+
+# ---------------------------------------------------------------- logging
+
+
+def test_logs_reach_pipe_before_result(start):
+    w = start_ready(start, {"app.py": """
+        import logging, sys
+        logger = logging.getLogger("mine")
+        def handler(event, context):
+            print("hello from print")
+            print("partial", end="")
+            sys.stderr.write("to stderr\\n")
+            logger.warning("warned %s", 42)
+            logging.info("dropped at default level")
+            context.log("via context.log\\n")
+            return "done"
+    """})
+    meta, body = w.invoke({}, id="rid-123")
+    assert meta["ok"] and json.loads(body) == "done"
+    log = w.read_log()  # non-blocking: must already be in the pipe
+    assert "hello from print\n" in log
+    assert "partial" in log
+    assert "to stderr\n" in log
+    assert "via context.log\n" in log
+    assert "dropped" not in log
+    lines = [LOG_LINE.match(l) for l in log.splitlines() if l.startswith("[")]
+    warned = [m for m in lines if m and m["msg"] == "warned 42"]
+    assert len(warned) == 1
+    assert warned[0]["level"] == "WARNING"
+    assert warned[0]["rid"] == "rid-123"
+
+
+def test_log_level_from_env(start):
+    w = start_ready(start, {"app.py": """
+        import logging
+        def handler(event, context):
+            logging.getLogger().debug("debug line")
+            logging.info("info line")
+            return 1
+    """}, env={"AWS_LAMBDA_LOG_LEVEL": "DEBUG"})
+    w.invoke({}, id="r2")
+    log = w.read_log()
+    assert re.search(r"^\[INFO\]\t\S+Z\tr2\tinfo line$", log, re.M)
+    assert re.search(r"^\[DEBUG\]\t\S+Z\tr2\tdebug line$", log, re.M)
+
+
+def test_json_log_format(start):
+    w = start_ready(start, {"app.py": """
+        import logging
+        def handler(event, context):
+            logging.getLogger("lg").warning("hi %s", "there", extra={"k": 1})
+            raise KeyError("nope")
+    """}, env={"AWS_LAMBDA_LOG_FORMAT": "JSON"})
+    meta, body = w.invoke({}, id="rj")
+    assert meta["ok"] is False
+    records = [json.loads(l) for l in w.read_log().splitlines() if l.startswith("{")]
+    assert records[0]["level"] == "WARNING"
+    assert records[0]["message"] == "hi there"
+    assert records[0]["logger"] == "lg"
+    assert records[0]["requestId"] == "rj"
+    assert records[0]["k"] == 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", records[0]["timestamp"])
+    assert records[1]["level"] == "ERROR"
+    assert records[1]["errorType"] == "KeyError"
+    assert records[1]["errorMessage"] == "'nope'"
+    assert records[1]["requestId"] == "rj"
+
+
+# ---------------------------------------------------------------- invoke errors
+
+
+def test_unhandled_exception(start, code_dir):
+    w = start_ready(start, {"app.py": """
+        def handler(event, context):
+            if event.get("ok"):
+                return "fine"
+            raise ValueError("boom")
+    """})
+    meta, body = w.invoke({}, id="rid-err")
+    assert meta["ok"] is False
+    assert meta["error_type"] == "ValueError"
+    assert meta["max_rss_kb"] > 0
+    path = code_dir / "app.py"
+    frame = f'  File "{path}", line 5, in handler\n    raise ValueError("boom")\n'
+    assert json.loads(body) == {
+        "errorMessage": "boom",
+        "errorType": "ValueError",
+        "requestId": "rid-err",
+        "stackTrace": [frame],
+    }
+    assert list(json.loads(body)) == ["errorMessage", "errorType", "requestId", "stackTrace"]
+    expected_line = (
+        "[ERROR] ValueError: boom\rTraceback (most recent call last):\r"
+        f'{NBSP * 2}File "{path}", line 5, in handler\r'
+        f'{NBSP * 4}raise ValueError("boom")\n'
+    )
+    assert expected_line in w.read_log()
+    # the process keeps serving
+    meta, body = w.invoke({"ok": True})
+    assert meta["ok"] and json.loads(body) == "fine"
+
+
+def test_exception_in_nested_user_frames(start, code_dir):
+    w = start_ready(start, {
+        "app.py": "import helper\ndef handler(event, context):\n    return helper.go()\n",
+        "helper.py": "def go():\n    return {}['missing']\n",
+    })
+    meta, body = w.invoke({})
+    err = json.loads(body)
+    assert err["errorType"] == "KeyError"
+    assert err["errorMessage"] == "'missing'"
+    assert len(err["stackTrace"]) == 2
+    assert err["stackTrace"][0].startswith(f'  File "{code_dir / "app.py"}", line 3, in handler')
+    assert err["stackTrace"][1].startswith(f'  File "{code_dir / "helper.py"}", line 2, in go')
+
+
+def test_marshal_error(start):
+    w = start_ready(start, {"app.py": "def handler(event, context):\n    return {1, 2}\n"})
+    meta, body = w.invoke({}, id="rid-m")
+    assert meta["ok"] is False
+    assert json.loads(body) == {
+        "errorMessage": "Unable to marshal response: Object of type set is not JSON serializable",
+        "errorType": "Runtime.MarshalError",
+        "requestId": "rid-m",
+        "stackTrace": [],
+    }
+    assert (
+        "[ERROR] Runtime.MarshalError: Unable to marshal response: "
+        "Object of type set is not JSON serializable\rTraceback (most recent call last):\n"
+    ) in w.read_log()
+
+
+def test_unmarshal_error(start):
+    w = start_ready(start, {"app.py": "def handler(event, context):\n    return 1\n"})
+    meta, body = w.invoke(body=b"{not json", id="rid-u")
+    try:
+        json.loads("{not json")
+    except ValueError as e:
+        reason = str(e)
+    assert meta["ok"] is False
+    assert json.loads(body) == {
+        "errorMessage": f"Unable to unmarshal input: {reason}",
+        "errorType": "Runtime.UnmarshalError",
+        "requestId": "rid-u",
+        "stackTrace": [],
+    }
+
+
+def test_response_size_limit(start):
+    w = start_ready(start, {"app.py": """
+        def handler(event, context):
+            return "x" * event["n"]
+    """})
+    # JSON adds two quote characters: this payload is exactly at the limit
+    meta, body = w.invoke({"n": MAX_RESPONSE - 2})
+    assert meta["ok"] is True and len(body) == MAX_RESPONSE
+    meta, body = w.invoke({"n": MAX_RESPONSE - 1})
+    assert meta["ok"] is False
+    assert meta["error_type"] == "Function.ResponseSizeTooLarge"
+    assert json.loads(body) == {
+        "errorMessage": "Response payload size exceeded maximum allowed payload size (6291556 bytes).",
+        "errorType": "Function.ResponseSizeTooLarge",
+    }
+
+
+def test_system_exit_in_handler_ends_process(start):
+    w = start_ready(start, {"app.py": "import sys\ndef handler(event, context):\n    sys.exit(3)\n"})
+    w.send({"t": "invoke", "id": "x", "deadline_ms": int(time.time() * 1000) + 3000, "arn": ARN})
+    with pytest.raises(EOFError):
+        w.recv()
+    assert w.proc.wait(timeout=5) == 3
+
+
+# ---------------------------------------------------------------- init errors
+
+
+WARNING_RE = re.compile(
+    r"^\[WARNING\]\t\S+Z\t\tLAMBDA_WARNING: Unhandled exception\. The most likely cause", re.M
+)
+
+
+def test_malformed_handler_name(start):
+    _, err, log = expect_init_error(start, {"app.py": "def handler(e, c): pass\n"}, handler="app")
+    assert err == {
+        "errorMessage": "Bad handler 'app': not enough values to unpack (expected 2, got 1)",
+        "errorType": "Runtime.MalformedHandlerName",
+        "requestId": "",
+        "stackTrace": [],
+    }
+    assert WARNING_RE.search(log)
+    assert (
+        "[ERROR] Runtime.MalformedHandlerName: Bad handler 'app': not enough values to unpack "
+        "(expected 2, got 1)\rTraceback (most recent call last):\n"
+    ) in log
+
+
+def test_import_module_error(start):
+    _, err, log = expect_init_error(start, {"app.py": "import x\ndef handler(e, c): pass\n"})
+    assert err["errorType"] == "Runtime.ImportModuleError"
+    assert err["errorMessage"] == "Unable to import module 'app': No module named 'x'"
+    assert err["stackTrace"] == []
+    assert WARNING_RE.search(log)
+    assert (
+        "[ERROR] Runtime.ImportModuleError: Unable to import module 'app': No module named 'x'"
+        "\rTraceback (most recent call last):\n"
+    ) in log
+    assert log.index("LAMBDA_WARNING") < log.index("[ERROR]")
+
+
+def test_missing_module_with_path(start):
+    _, err, _ = expect_init_error(start, {}, handler="src/pkg/missing.fn")
+    assert err["errorType"] == "Runtime.ImportModuleError"
+    assert err["errorMessage"] == "Unable to import module 'src/pkg/missing': No module named 'src'"
+
+
+def test_syntax_error(start, code_dir):
+    _, err, log = expect_init_error(start, {"app.py": "x = 1\ny = 2\nz = = 3\n"})
+    assert err["errorType"] == "Runtime.UserCodeSyntaxError"
+    assert err["errorMessage"] == "Syntax error in module 'app': invalid syntax (app.py, line 3)"
+    assert err["stackTrace"] == [f'  File "{code_dir / "app.py"}" Line 3\n    z = = 3\n']
+    assert "[ERROR] Runtime.UserCodeSyntaxError: Syntax error in module 'app': invalid syntax" in log
+
+
+def test_handler_not_found(start):
+    _, err, _ = expect_init_error(start, {"app.py": "def other(e, c): pass\n"}, handler="app.h")
+    assert err == {
+        "errorMessage": "Handler 'h' missing on module 'app'",
+        "errorType": "Runtime.HandlerNotFound",
+        "requestId": "",
+        "stackTrace": [],
+    }
+
+
+def test_builtin_module_conflict(start):
+    _, err, _ = expect_init_error(start, {}, handler="sys.handler")
+    assert err["errorType"] == "Runtime.BuiltInModuleConflict"
+    assert err["errorMessage"] == "Cannot use built-in module sys as a handler module"
+
+
+def test_exception_at_import_keeps_its_type(start, code_dir):
+    _, err, log = expect_init_error(start, {"app.py": "x = 1\nraise RuntimeError('bad config')\n"})
+    assert err["errorType"] == "RuntimeError"
+    assert err["errorMessage"] == "bad config"
+    assert err["requestId"] == ""
+    assert not any("bootstrap.py" in f for f in err["stackTrace"])
+    assert err["stackTrace"][-1] == (
+        f'  File "{code_dir / "app.py"}", line 2, in <module>\n    raise RuntimeError(\'bad config\')\n'
+    )
+    assert "[ERROR] RuntimeError: bad config\rTraceback (most recent call last):\r" in log
+
+
+def test_print_at_init_is_logged_before_ready(start):
+    w = start({"app.py": "print('init output')\ndef handler(e, c):\n    return 1\n"})
+    meta, _ = w.recv()
+    assert meta["t"] == "ready"
+    assert w.read_log() == "init output\n"

@@ -236,7 +236,9 @@ def _classify(info: zipfile.ZipInfo) -> _Entry:
     elif ftype in (0, stat.S_IFREG):
         kind = "file"
     else:
-        raise _invalid_entry(name, "only regular files, directories and symbolic links are supported")
+        raise _invalid_entry(
+            name, "only regular files, directories and symbolic links are supported"
+        )
     if kind != "dir" and not parts:
         raise _invalid_entry(name, "the path is empty")
     return _Entry(info, parts, kind, executable=bool(mode & 0o111))
@@ -259,7 +261,9 @@ def _split_name(name: str) -> tuple[str, ...]:
         raise _invalid_entry(name, "'..' path components are not allowed")
     for p in parts:
         if len(p.encode("utf-8", "surrogateescape")) > MAX_COMPONENT_BYTES:
-            raise _invalid_entry(name, f"a path component is longer than {MAX_COMPONENT_BYTES} bytes")
+            raise _invalid_entry(
+                name, f"a path component is longer than {MAX_COMPONENT_BYTES} bytes"
+            )
     return parts
 
 
@@ -309,7 +313,8 @@ def _locate(data: bytes, entries: list[_Entry], start_dir: int) -> list[_Entry]:
         data_end = data_start + e.info.compress_size
         if magic != _LOCAL_MAGIC or data_end > start_dir:
             raise InvalidParameterValue(UNZIP_ERROR)
-        encoding = "utf-8" if fields[2] & _FLAG_UTF8 else "cp437"
+        # Decoded as zipfile does: by the central directory's flag.
+        encoding = "utf-8" if e.info.flag_bits & _FLAG_UTF8 else "cp437"
         try:
             local_name = data[name_start : name_start + name_len].decode(encoding)
         except UnicodeDecodeError:
@@ -364,13 +369,15 @@ def _inflate(data: bytes, e: _Entry) -> Iterator[bytes]:
             raise InvalidParameterValue(UNZIP_ERROR) from None
         if not inflater.eof:
             raise InvalidParameterValue(UNZIP_ERROR)
-    if False:
+    if produced != e.info.file_size or crc != e.info.CRC:
         raise InvalidParameterValue(UNZIP_ERROR)
 
 
 def _read_link(data: bytes, e: _Entry) -> str:
     if e.info.file_size > MAX_LINK_TARGET_BYTES:
-        raise _invalid_entry(e.name, f"a symbolic link target is longer than {MAX_LINK_TARGET_BYTES} bytes")
+        raise _invalid_entry(
+            e.name, f"a symbolic link target is longer than {MAX_LINK_TARGET_BYTES} bytes"
+        )
     raw = b"".join(_inflate(data, e))
     try:
         target = raw.decode("utf-8")
@@ -385,7 +392,9 @@ def _check_link(e: _Entry, links: dict[tuple[str, ...], str]) -> None:
     if not target or "\x00" in target:
         reason = "the symbolic link target is empty or contains NUL"
     elif target.startswith("/") or _DRIVE.match(target):
-        reason = f"the symbolic link target {target!r} is absolute; only relative targets are allowed"
+        reason = (
+            f"the symbolic link target {target!r} is absolute; only relative targets are allowed"
+        )
     elif "\\" in target:
         reason = f"the symbolic link target {target!r} contains a backslash"
     elif not _stays_inside(e.parts, links):
@@ -439,8 +448,9 @@ def extract_zip(package: CodePackage, dest: Path, limits: CodeLimits = CodeLimit
     temporary directory is removed. Files are 0o644 (0o755 if any execute bit is set
     in the entry's Unix mode), directories 0o755, independent of the umask. Raises
     InvalidParameterValue / RequestTooLarge for a bad package, FileExistsError if
-    ``dest`` exists, OSError for local I/O failures. Concurrent extractions to the
-    same ``dest`` must be serialised by the caller.
+    ``dest`` exists, OSError for local I/O failures (``dest``'s parent must exist).
+    Concurrent extractions to the same ``dest`` must be serialised by the caller.
+    Blocking: run it off the event loop.
     """
     dest = Path(dest)
     if os.path.lexists(dest):
@@ -476,11 +486,16 @@ class _DirOpener:
         if self._cached and self._cached[0] == parts:
             return self._cached[1]
         fd = self.root_fd
-        for part in parts:
-            child = os.open(part, self._FLAGS, dir_fd=fd)
+        try:
+            for part in parts:
+                child = os.open(part, self._FLAGS, dir_fd=fd)
+                if fd != self.root_fd:
+                    os.close(fd)
+                fd = child
+        except BaseException:
             if fd != self.root_fd:
                 os.close(fd)
-            fd = child
+            raise
         self._drop()
         self._cached = (parts, fd)
         return fd
@@ -512,7 +527,9 @@ def _populate(data: bytes, scan: _Scan, root: str, limits: CodeLimits) -> None:
 
         # 2. Regular files, counting the bytes actually produced.
         written = 0
-        files = sorted((e for e in scan.entries if e.kind == "file"), key=lambda e: e.parts)
+        files = sorted(
+            (e for e in scan.entries if e.kind == "file"), key=lambda e: (e.parts[:-1], e.parts)
+        )
         for e in files:
             parent = opener.open(e.parts[:-1])
             mode = 0o755 if e.executable else 0o644
@@ -535,9 +552,9 @@ def _populate(data: bytes, scan: _Scan, root: str, limits: CodeLimits) -> None:
             if e.kind == "link":
                 real = os.path.realpath(os.path.join(root, *e.parts))
                 if os.path.commonpath([real_root, real]) != real_root:
+                    target = scan.links[e.parts]
                     raise _invalid_entry(
-                        e.name,
-                        f"the symbolic link target {scan.links[e.parts]!r} points outside the package",
+                        e.name, f"the symbolic link target {target!r} points outside the package"
                     )
     finally:
         opener.close()
@@ -593,7 +610,10 @@ def package_directory(path: Path) -> bytes:
     return buf.getvalue()
 
 
-def _walk(directory: Path, rel: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Path, os.stat_result]]:
+_Walked = tuple[tuple[str, ...], Path, os.stat_result]
+
+
+def _walk(directory: Path, rel: tuple[str, ...]) -> Iterator[_Walked]:
     with os.scandir(directory) as it:
         children = sorted(it, key=lambda d: d.name)
     for child in children:

@@ -130,3 +130,12 @@ def create_function(lam, code: str | dict[str, str], handler: str = "app.handler
     if wait:
         lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 200})
     return name
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a machine lacks what a test needs; in CI (SQUALL_TEST_STRICT=1) fail instead."""
+    if condition:
+        return
+    if os.environ.get("SQUALL_TEST_STRICT") == "1":
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)

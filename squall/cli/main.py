@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import IO, Any
+
 import click
 
 from squall import __version__
+from squall.cli.client import CliError, Connection, api_command
+from squall.cli.output import fields, human_size, lambda_time, table
 
 
 @click.group()
@@ -34,6 +40,144 @@ def server(host: str | None, port: int | None, data_dir: str | None, config_file
         serve(settings, announce=lambda line: click.echo(line))
     except OSError as exc:
         raise click.ClickException(f"{exc}. Is another server using port {settings.port}? Try --port 0.") from exc
+
+
+
+# ---------------------------------------------------------------------- functions
+
+
+def _env_pairs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str] | None:
+    from squall.cli.deploy import parse_env
+
+    try:
+        return parse_env(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}; write it as KEY=VALUE", ctx, param) from exc
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", help="Function name (default: the directory or zip name).")
+@click.option("--runtime", help="Runtime for a new function [default: python3.11].")
+@click.option("--handler", help="MODULE.FUNCTION to call [default for a new function: app.handler].")
+@click.option("--memory", type=int, help="Memory in MB (128-10240) [default for a new function: 128].")
+@click.option("--timeout", type=int, help="Timeout in seconds (1-900) [default for a new function: 3].")
+@click.option("--env", "env", multiple=True, callback=_env_pairs, metavar="KEY=VALUE",
+              help="An environment variable; repeat for more. Replaces all the function's variables.")
+@click.option("--role", help="Execution role ARN [default for a new function: arn:aws:iam::123456789012:role/squall-function].")
+@click.option("--description", help="A description of the function.")
+@api_command
+def deploy(connection: Connection, path: Path, **options: Any) -> None:
+    """Create or update a function from a directory or a .zip file.
+
+    A new function gets the defaults for anything not given. An existing one gets the
+    new code, then only the settings given here. Waits until the function is ready.
+    """
+    from squall.cli.deploy import DeployOptions, deploy as run_deploy
+
+    config = run_deploy(connection.lam, path, DeployOptions(**options))
+    click.echo(
+        fields(
+            [
+                ("Function", config["FunctionName"]),
+                ("ARN", config["FunctionArn"]),
+                ("State", config.get("State", "-")),
+                ("Runtime", config.get("Runtime", "-")),
+                ("Handler", config.get("Handler", "-")),
+                ("Memory", f"{config.get('MemorySize')} MB"),
+                ("Timeout", f"{config.get('Timeout')} s"),
+                ("Code size", f"{human_size(config['CodeSize'])} ({config['CodeSize']} bytes)"),
+                ("Code SHA-256", config["CodeSha256"]),
+            ]
+        )
+    )
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--payload", help="The event, as JSON [default: {}].")
+@click.option("--payload-file", type=click.File("rb"), help="Read the event from a JSON file ('-' for stdin).")
+@click.option("--log", "show_log", is_flag=True, help="Show the end of the invocation's log on stderr.")
+@api_command
+def invoke(connection: Connection, name: str, payload: str | None, payload_file: IO[bytes] | None, show_log: bool) -> None:
+    """Invoke a function and print what it returned.
+
+    Exits 1, with the error on stderr, when the function fails.
+    """
+    from squall.cli.invoke import check_payload, invoke as run_invoke
+
+    if payload is not None and payload_file is not None:
+        raise click.UsageError("Give --payload or --payload-file, not both.")
+    try:
+        if payload_file is not None:
+            raw = check_payload(payload_file.read(), f"{payload_file.name}")
+        else:
+            raw = check_payload(b"{}" if payload is None else payload.encode(), "--payload")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--payload-file" if payload_file else "--payload") from exc
+    run_invoke(connection.lam, name, raw, show_log)
+
+
+@cli.command("functions")
+@api_command
+def list_functions(connection: Connection) -> None:
+    """List all functions."""
+    lam = connection.lam
+    configs = [fn for page in lam.get_paginator("list_functions").paginate() for fn in page.get("Functions", [])]
+    if not configs:
+        click.echo("No functions yet. Deploy one with: squall deploy ./my-fn")
+        return
+    rows = []
+    for config in sorted(configs, key=lambda c: c["FunctionName"]):
+        state = config.get("State") or lam.get_function_configuration(FunctionName=config["FunctionName"]).get("State")
+        rows.append(
+            (
+                config["FunctionName"],
+                config.get("Runtime", "-"),
+                f"{config.get('MemorySize', '-')} MB",
+                f"{config.get('Timeout', '-')} s",
+                state or "-",
+                lambda_time(config.get("LastModified", "-")),
+            )
+        )
+    click.echo(table(("NAME", "RUNTIME", "MEMORY", "TIMEOUT", "STATE", "LAST MODIFIED"), rows))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking.")
+@api_command
+def delete(connection: Connection, name: str, yes: bool) -> None:
+    """Delete a function, with all its versions and aliases."""
+    connection.lam.get_function_configuration(FunctionName=name)  # a typo fails before the question
+    if not yes:
+        try:
+            confirmed = click.confirm(f"Delete function {name}?", default=False, err=True)
+        except click.Abort:  # stdin closed: nobody to answer
+            confirmed = False
+        if not confirmed:
+            raise CliError(f"{name} was not deleted.", "Pass --yes to delete without being asked.")
+    connection.lam.delete_function(FunctionName=name)
+    click.echo(f"Deleted {name}.")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until Ctrl-C.")
+@click.option("--since", default="10m", show_default=True, help="How far back to start: 30s, 10m, 2h, 1d.")
+@api_command
+def logs(connection: Connection, name: str, follow: bool, since: str) -> None:
+    """Print a function's log events (log group /aws/lambda/NAME)."""
+    from squall.cli.logs import Follower, parse_duration, show
+
+    try:
+        start = int(time.time() * 1000) - parse_duration(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    if follow:
+        Follower(connection.logs, name, start).run()
+    else:
+        show(connection.logs, name, start, since)
 
 
 def main() -> None:

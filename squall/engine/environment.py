@@ -37,7 +37,7 @@ from squall.engine.invocation import (
 )
 from squall.function import FunctionVersion
 from squall.observe.logs import LogStore
-from squall.runtimes.python.frames import encode_frame, read_frame
+from squall.runtimes.python.frames import FrameError, FrameTooLarge, encode_frame, read_frame
 from squall.runtimes.registry import Runtime
 from squall.sandbox.base import SandboxBackend, SandboxHandle, SandboxSpec, exit_description
 
@@ -177,7 +177,7 @@ class Environment:
                 {"errorType": "Sandbox.Timedout", "errorMessage": f"Init timed out after {INIT_TIMEOUT_S:.2f} seconds"}
             )
             meta, body = {"t": "init_error"}, self.init_error
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+        except (FrameError, ConnectionError):
             returncode = await self._exit_status()
             meta, body = {"t": "init_error"}, orjson.dumps(
                 {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited with error: {exit_description(returncode)}"}
@@ -237,11 +237,11 @@ class Environment:
             stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
             capture.emit(f"{stamp} {request.request_id} Task timed out after {fn.timeout:.2f} seconds")
             return self._complete(request, log, duration, cold_ms, timeout_error(request.request_id, fn.timeout), "timeout")
-        except ValueError:  # a frame over the response limit
+        except FrameTooLarge:
             duration = (time.perf_counter() - started) * 1000
             self.kill("response too large")
             return self._complete(request, log, duration, cold_ms, response_too_large(), "error")
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (FrameError, ConnectionError):  # the runtime went away mid-invocation
             duration = (time.perf_counter() - started) * 1000
             returncode = await self._exit_status()
             self.kill("runtime exited")

@@ -45,13 +45,16 @@ class BlobStore:
         """Extract the package once; later calls return the existing tree."""
         tree = self.tree_path(package.sha256_hex)
         if not tree.exists():
-            extract_zip(package, tree)
+            try:
+                extract_zip(package, tree)
+            except FileExistsError:
+                pass  # another upload of the same package got there first: same content
         return tree
 
     def ensure_tree(self, sha256_hex: str) -> Path:
         tree = self.tree_path(sha256_hex)
         if not tree.exists():
-            extract_zip(inspect_zip(self.read(sha256_hex)), tree)
+            return self.extract(inspect_zip(self.read(sha256_hex)))
         return tree
 
     def remove(self, sha256_hex: str) -> None:

@@ -80,13 +80,13 @@ def test_update_code_and_configuration(lam):
     assert lam.invoke(FunctionName=name)["Payload"].read() == b'"v2"'
 
     conf = lam.update_function_configuration(
-        FunctionName=name, MemorySize=256, Timeout=10, Environment={"Variables": {"A": "1"}}, Description="d"
+        FunctionName=name, MemorySize=256, Timeout=10, Environment={"Variables": {"AB": "1"}}, Description="d"
     )
     assert conf["MemorySize"] == 256 and conf["Timeout"] == 10
     lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})
     final = lam.get_function_configuration(FunctionName=name)
     assert final["LastUpdateStatus"] == "Successful"
-    assert final["Environment"]["Variables"] == {"A": "1"} and final["Description"] == "d"
+    assert final["Environment"]["Variables"] == {"AB": "1"} and final["Description"] == "d"
 
 
 def test_revision_id_precondition(lam):

@@ -91,7 +91,9 @@ def out(tmp_path: Path) -> Path:
     return d
 
 
-def assert_rejected(data: bytes, out: Path, match: str | None = None, limits: CodeLimits = CodeLimits()):
+def assert_rejected(
+    data: bytes, out: Path, match: str | None = None, limits: CodeLimits = CodeLimits()
+) -> None:
     """Rejected by inspection, and extraction (which re-validates) leaves nothing."""
     with pytest.raises(InvalidParameterValue, match=match):
         inspect_zip(data, limits)
@@ -101,7 +103,9 @@ def assert_rejected(data: bytes, out: Path, match: str | None = None, limits: Co
     assert listing(out) == []
 
 
-def assert_extraction_fails(data: bytes, out: Path, limits: CodeLimits = CodeLimits()) -> InvalidParameterValue:
+def assert_extraction_fails(
+    data: bytes, out: Path, limits: CodeLimits = CodeLimits()
+) -> InvalidParameterValue:
     pkg = inspect_zip(data, limits)
     with pytest.raises(InvalidParameterValue) as exc:
         extract_zip(pkg, out / "dest", limits)
@@ -113,7 +117,8 @@ def assert_extraction_fails(data: bytes, out: Path, limits: CodeLimits = CodeLim
 
 
 def test_package_metadata_matches_lambda_fields():
-    data = make_zip(("app.py", b"def handler(e, c):\n    return 1\n"), ("lib/", b"", DIR), ("lib/x.txt", b"x" * 10))
+    code = b"def handler(e, c):\n    return 1\n"
+    data = make_zip(("app.py", code), ("lib/", b"", DIR), ("lib/x.txt", b"x" * 10))
     pkg = inspect_zip(data)
     digest = hashlib.sha256(data).digest()
     assert pkg.sha256 == base64.b64encode(digest).decode()
@@ -121,7 +126,7 @@ def test_package_metadata_matches_lambda_fields():
     assert pkg.sha256_hex == digest.hex()
     assert pkg.size == len(data)
     assert pkg.entries == 3
-    assert pkg.unzipped_size == len(b"def handler(e, c):\n    return 1\n") + 10
+    assert pkg.unzipped_size == len(code) + 10
     assert pkg.data == data
     assert "data" not in repr(pkg) and pkg.sha256 in repr(pkg)
 
@@ -140,7 +145,9 @@ def test_empty_zip_is_accepted(out):
     assert listing(out / "dest") == []
 
 
-@pytest.mark.parametrize("data", [b"", b"hello world", b"PK\x03\x04" + b"\x00" * 100, b"\x00" * 1000])
+@pytest.mark.parametrize(
+    "data", [b"", b"hello world", b"PK\x03\x04" + b"\x00" * 100, b"\x00" * 1000]
+)
 def test_not_a_zip(data, out):
     assert_rejected(data, out, match=f"^{UNZIP_ERROR}$")
     with pytest.raises(InvalidParameterValue) as exc:
@@ -188,7 +195,8 @@ def test_default_limits_are_lambdas():
 
 def test_declared_unzipped_size_limit(out):
     data = make_zip(("a.txt", b"a" * 600), ("b.txt", b"b" * 600))
-    assert_rejected(data, out, match="^Unzipped size must be smaller than 1000 bytes$", limits=CodeLimits(max_unzipped=1000))
+    message = "^Unzipped size must be smaller than 1000 bytes$"
+    assert_rejected(data, out, match=message, limits=CodeLimits(max_unzipped=1000))
     inspect_zip(data, CodeLimits(max_unzipped=1200))
 
 
@@ -238,7 +246,8 @@ def test_harmless_path_spellings_are_normalised(out):
 
 def test_too_many_entries(out):
     data = make_zip(*[(f"f{i}.py", b"") for i in range(6)])
-    assert_rejected(data, out, match=r"too many entries \(6\); the maximum is 5", limits=CodeLimits(max_entries=5))
+    message = r"too many entries \(6\); the maximum is 5"
+    assert_rejected(data, out, match=message, limits=CodeLimits(max_entries=5))
     assert inspect_zip(data, CodeLimits(max_entries=6)).entries == 6
 
 
@@ -311,7 +320,8 @@ def test_wrong_crc_fails_extraction(out):
 
 def test_high_ratio_entry_rejected(out):
     data = make_zip(("zeros.bin", b"\x00" * 1_000_000))
-    assert_rejected(data, out, match="'zeros.bin'.*compression ratio exceeds 100:1", limits=CodeLimits(max_ratio=100))
+    message = "'zeros.bin'.*compression ratio exceeds 100:1"
+    assert_rejected(data, out, match=message, limits=CodeLimits(max_ratio=100))
 
 
 def test_most_compressible_content_passes_default_ratio(out):
@@ -354,7 +364,8 @@ def test_quoted_overlap_rejected(out):
     data = make_zip(("a", b"A" * 1000), ("b", b"B" * 1000))
     cd_a, cd_b = central_records(data)
     a_size = struct.unpack_from("<I", data, cd_a + 20)[0]
-    b_offset, b_size = struct.unpack_from("<I", data, cd_b + 42)[0], struct.unpack_from("<I", data, cd_b + 20)[0]
+    b_offset = struct.unpack_from("<I", data, cd_b + 42)[0]
+    b_size = struct.unpack_from("<I", data, cd_b + 20)[0]
     a_data = 30 + 1
     swallowed = b_offset + 30 + 1 + b_size - a_data
     assert swallowed > a_size
@@ -451,7 +462,8 @@ def test_actual_bytes_are_counted(out, monkeypatch):
     monkeypatch.setattr(squall.code, "_scan", lambda data, limits: real_scan(data, CodeLimits()))
     data = make_zip(("a.bin", b"a" * 3000), ("b.bin", b"b" * 3000))
     pkg = inspect_zip(data)
-    with pytest.raises(InvalidParameterValue, match="^Unzipped size must be smaller than 4000 bytes$"):
+    message = "^Unzipped size must be smaller than 4000 bytes$"
+    with pytest.raises(InvalidParameterValue, match=message):
         extract_zip(pkg, out / "dest", CodeLimits(max_unzipped=4000))
     assert listing(out) == []
 
@@ -498,8 +510,36 @@ def test_content_round_trip_stored_and_deflated(out):
         assert (out / f"dest{i}" / "empty.txt").read_bytes() == b""
 
 
+def test_streamed_zip_with_data_descriptors(out):
+    """Zips written to a pipe carry sizes after the data (flag bit 3)."""
+
+    class Pipe(io.RawIOBase):
+        def __init__(self) -> None:
+            self.buf = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b) -> int:
+            self.buf += b
+            return len(b)
+
+    pipe = Pipe()
+    with zipfile.ZipFile(pipe, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.py", b"print(1)\n" * 100)
+        zf.writestr("b/c.py", b"x")
+    data = bytes(pipe.buf)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert all(i.flag_bits & 0x8 for i in zf.infolist())
+    extract_zip(inspect_zip(data), out / "dest")
+    assert (out / "dest" / "a.py").read_bytes() == b"print(1)\n" * 100
+    assert (out / "dest" / "b" / "c.py").read_bytes() == b"x"
+
+
 def test_explicit_and_implicit_directories(out):
-    data = make_zip(("empty/", b"", DIR), ("x/y/z.py", b"z"), ("x/", b"", DIR), ("dirmode", b"", DIR))
+    data = make_zip(
+        ("empty/", b"", DIR), ("x/y/z.py", b"z"), ("x/", b"", DIR), ("dirmode", b"", DIR)
+    )
     extract_zip(inspect_zip(data), out / "dest")
     assert listing(out / "dest") == ["dirmode", "empty", "x", "x/y", "x/y/z.py"]
     assert (out / "dest" / "dirmode").is_dir()

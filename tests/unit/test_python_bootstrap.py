@@ -24,6 +24,8 @@ import pytest
 import squall.runtimes.python as runtime_pkg
 
 BOOTSTRAP = Path(runtime_pkg.__file__).resolve().parent / "bootstrap.py"
+# the interpreter that runs the worker (any python3.x a runtime may use)
+WORKER_PYTHON = os.environ.get("SQUALL_TEST_WORKER_PYTHON") or sys.executable
 HEADER = struct.Struct("!II")
 NBSP = "\u00a0"
 MAX_RESPONSE = 6291556
@@ -36,7 +38,7 @@ ARN = "arn:aws:lambda:us-east-1:000000000000:function:fn"
 class Worker:
     """One bootstrap.py process and the server side of its channel and log pipe."""
 
-    def __init__(self, code_dir: Path, handler: str, env: dict | None = None):
+    def __init__(self, code_dir: Path, handler: str, env: dict | None = None, fd3: bool = True):
         self.code_dir = code_dir
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_r, log_w = os.pipe()
@@ -59,18 +61,26 @@ class Worker:
         def put_channel_on_fd3():
             os.dup2(child_fd, 3)
 
+        if fd3:
+            fd_options = dict(
+                # fd 3 is created by dup2 in the child, so it cannot be listed in
+                # pass_fds (the parent may not have an fd 3); everything the
+                # parent opened is non-inheritable, so nothing else leaks.
+                close_fds=False,
+                preexec_fn=put_channel_on_fd3,
+            )
+        else:  # the way the process sandbox does it
+            base_env["_SQUALL_CHANNEL_FD"] = str(child_fd)
+            fd_options = dict(pass_fds=(child_fd,), close_fds=True)
+        self.channel_fd = 3 if fd3 else child_fd
         self.proc = subprocess.Popen(
-            [sys.executable, "-s", str(BOOTSTRAP)],
+            [WORKER_PYTHON, "-s", str(BOOTSTRAP)],
             cwd=str(code_dir),
             stdin=subprocess.DEVNULL,
             stdout=log_w,
             stderr=log_w,
             env=base_env,
-            # fd 3 is created by dup2 in the child, so it cannot be listed in
-            # pass_fds (the parent may not have an fd 3); everything the
-            # parent opened is non-inheritable, so nothing else leaks.
-            close_fds=False,
-            preexec_fn=put_channel_on_fd3,
+            **fd_options,
         )
         child.close()
         os.close(log_w)
@@ -164,12 +174,12 @@ def code_dir(tmp_path):
 def start(code_dir):
     workers = []
 
-    def _start(files: dict[str, str], handler: str = "app.handler", env: dict | None = None):
+    def _start(files: dict[str, str], handler: str = "app.handler", env: dict | None = None, fd3: bool = True):
         for name, src in files.items():
             p = code_dir / name
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(textwrap.dedent(src))
-        w = Worker(code_dir, handler, env)
+        w = Worker(code_dir, handler, env, fd3)
         workers.append(w)
         return w
 
@@ -218,6 +228,20 @@ def test_ready_reports_rss_and_eof_exits_zero(start):
     w.sock.shutdown(socket.SHUT_WR)
     assert w.proc.wait(timeout=5) == 0
     assert w.drain_log_to_eof() == ""
+
+
+def test_channel_fd_from_environment(start):
+    """The sandbox names the channel fd in _SQUALL_CHANNEL_FD; user code sees neither."""
+    w = start({"app.py": """
+        import os
+        def handler(event, context):
+            fd = event["fd"]
+            return {"env": "_SQUALL_CHANNEL_FD" in os.environ, "inheritable": os.get_inheritable(fd)}
+    """}, fd3=False)
+    assert w.recv()[0]["t"] == "ready"
+    meta, body = w.invoke({"fd": w.channel_fd})
+    assert meta["ok"], body
+    assert json.loads(body) == {"env": False, "inheritable": False}
 
 
 def test_none_result_is_null_and_bytes_pass_through(start):
@@ -352,23 +376,26 @@ def test_nested_handler_path_and_sys_path(start):
 def test_runtime_imports_only_stdlib(start):
     # whatever the interpreter's site hooks (.pth files) import is not ours
     baseline = set(json.loads(subprocess.run(
-        [sys.executable, "-s", "-c", "import sys, json; print(json.dumps(list(sys.modules)))"],
+        [WORKER_PYTHON, "-s", "-c", "import sys, json; print(json.dumps(list(sys.modules)))"],
         capture_output=True, check=True, env={"PATH": os.environ.get("PATH", "")},
     ).stdout))
     w = start_ready(start, {"app.py": """
-        import sys
+        import os, sys, sysconfig
+        STDLIB = os.path.realpath(sysconfig.get_paths()["stdlib"])
         def handler(event, context):
-            return sorted(sys.modules)
+            foreign = []
+            for name, mod in list(sys.modules.items()):
+                f = getattr(mod, "__file__", None)
+                if name in ("__main__", "app") or f is None:
+                    continue  # builtin / frozen modules, and the script itself
+                f = os.path.realpath(f)
+                if not f.startswith(STDLIB + os.sep) or "site-packages" in f:
+                    foreign.append(name)
+            return sorted(foreign)
     """})
     meta, body = w.invoke({})
     assert meta["ok"]
-    stdlib = sys.stdlib_module_names
-    extra = [
-        m for m in json.loads(body)
-        if m not in baseline and m.split(".")[0] not in stdlib and m not in ("__main__", "app")
-    ]
-    assert extra == []
-    assert not any(m == "squall" or m.startswith("squall.") for m in json.loads(body))
+    assert [m for m in json.loads(body) if m not in baseline] == []
 
 
 # ---------------------------------------------------------------- logging
@@ -626,3 +653,16 @@ def test_print_at_init_is_logged_before_ready(start):
     meta, _ = w.recv()
     assert meta["t"] == "ready"
     assert w.read_log() == "init output\n"
+
+
+def test_max_rss_is_per_invocation(start):
+    w = start_ready(start, {"app.py": """
+        def handler(event, context):
+            block = bytearray(event["mb"] << 20)
+            return len(block)
+    """})
+    big = w.invoke({"mb": 64})[0]["max_rss_kb"]
+    small = w.invoke({"mb": 1})[0]["max_rss_kb"]
+    assert big > 64 * 1024
+    if Path("/proc/self/clear_refs").exists():
+        assert small < big - 32 * 1024  # the peak was reset before the second call

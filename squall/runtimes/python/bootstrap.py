@@ -5,9 +5,9 @@ interpreter serves the function's runtime::
 
     <python> -s /abs/path/bootstrap.py
 
-with cwd = the function's code directory, fd 3 = one end of a unix stream
-socketpair (the control channel), fd 1 and fd 2 = the function's log pipe and
-stdin = /dev/null.  It therefore imports nothing but the standard library and
+with cwd = the function's code directory, one end of a unix stream socketpair
+as the control channel (fd 3, or the fd named by ``_SQUALL_CHANNEL_FD``),
+fd 1 and fd 2 = the function's log pipe and stdin = /dev/null.  It therefore imports nothing but the standard library and
 must keep working on every python3 version a runtime may use (no 3.10+ syntax).
 
 Control channel framing (both directions)::
@@ -634,6 +634,8 @@ class Channel(object):
     """Blocking framed I/O on the control socket."""
 
     def __init__(self, fd=CONTROL_FD):
+        # user code must not hand the control channel to its own subprocesses
+        os.set_inheritable(fd, False)
         self.sock = socket.socket(fileno=fd)
 
     def _recv_exact(self, n):
@@ -759,7 +761,21 @@ def serve(channel, handler):
             return
 
 
-def main(fd=CONTROL_FD):
+def channel_fd_from_environ():
+    """The control channel's fd: ``_SQUALL_CHANNEL_FD`` if the sandbox set it, else 3.
+
+    The variable is removed so that user code does not see it.
+    """
+    value = os.environ.pop("_SQUALL_CHANNEL_FD", None)
+    try:
+        return int(value) if value else CONTROL_FD
+    except ValueError:
+        return CONTROL_FD
+
+
+def main(fd=None):
+    if fd is None:
+        fd = channel_fd_from_environ()
     setup_process()
     channel = Channel(fd)
     try:

@@ -27,23 +27,35 @@ class FrameError(Exception):
     """The control channel carried something that is not a valid frame."""
 
 
-class FrameEOF(FrameError, EOFError):
+# The EOF errors are also ``asyncio.IncompleteReadError`` (hence ``EOFError``)
+# and the size / decode errors also ``ValueError``, so callers written against
+# plain ``StreamReader.readexactly`` semantics keep working.
+
+
+class FrameEOF(FrameError, asyncio.IncompleteReadError):
     """The peer closed the channel cleanly, between two frames."""
 
+    def __init__(self, message: str = "control channel closed"):
+        Exception.__init__(self, message)
+        self.partial = b""
+        self.expected = HEADER_SIZE
 
-class FrameTruncated(FrameError, EOFError):
+
+class FrameTruncated(FrameError, asyncio.IncompleteReadError):
     """The peer closed the channel in the middle of a frame."""
 
-    def __init__(self, part: str, expected: int, got: int):
-        super().__init__(
-            f"control channel closed mid-frame: got {got} of {expected} bytes of the {part}"
+    def __init__(self, part: str, expected: int, partial: bytes):
+        Exception.__init__(
+            self,
+            f"control channel closed mid-frame: got {len(partial)} of {expected} bytes of the {part}",
         )
         self.part = part
+        self.partial = partial
         self.expected = expected
-        self.got = got
+        self.got = len(partial)
 
 
-class FrameTooLarge(FrameError):
+class FrameTooLarge(FrameError, ValueError):
     """A frame announced a meta or body larger than allowed.
 
     The stream is left positioned after the header: it cannot be used for
@@ -51,13 +63,13 @@ class FrameTooLarge(FrameError):
     """
 
     def __init__(self, part: str, size: int, limit: int):
-        super().__init__(f"frame {part} of {size} bytes exceeds the limit of {limit} bytes")
+        Exception.__init__(self, f"frame {part} of {size} bytes exceeds the limit of {limit} bytes")
         self.part = part
         self.size = size
         self.limit = limit
 
 
-class FrameDecodeError(FrameError):
+class FrameDecodeError(FrameError, ValueError):
     """The meta part is not a JSON object."""
 
 
@@ -75,7 +87,7 @@ async def _read_exactly(reader: asyncio.StreamReader, n: int, part: str) -> byte
     try:
         return await reader.readexactly(n)
     except asyncio.IncompleteReadError as e:
-        raise FrameTruncated(part, n, len(e.partial)) from None
+        raise FrameTruncated(part, n, e.partial) from None
 
 
 async def read_frame(
@@ -93,7 +105,7 @@ async def read_frame(
     except asyncio.IncompleteReadError as e:
         if not e.partial:
             raise FrameEOF("control channel closed") from None
-        raise FrameTruncated("header", HEADER_SIZE, len(e.partial)) from None
+        raise FrameTruncated("header", HEADER_SIZE, e.partial) from None
     meta_len, body_len = HEADER.unpack(header)
     if meta_len > max_meta:
         raise FrameTooLarge("meta", meta_len, max_meta)

@@ -38,7 +38,7 @@ def load_secret(data_dir: Path) -> bytes:
 def build_app(settings: Settings) -> SquallApp:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     backend = select_backend(settings.isolation, settings.data_dir)
-    reaped = backend.reap_orphans() if hasattr(backend, "reap_orphans") else 0
+    reaped = backend.reap_orphans()
     if reaped:
         log.warning("killed %d environment process(es) left behind by a previous run", reaped)
     engine = Engine(settings, backend, RuntimeRegistry.discover())

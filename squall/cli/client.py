@@ -144,18 +144,20 @@ def api_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--endpoint``/``--region`` to a command and pass it a :class:`Connection`."""
 
     @click.option(
-        "--region",
-        envvar="AWS_REGION",
-        default=DEFAULT_REGION,
-        show_default=True,
-        help="Region for ARNs and request signing [env: AWS_REGION].",
-    )
-    @click.option(
         "--endpoint",
         envvar="SQUALL_ENDPOINT",
+        show_envvar=True,
         default=DEFAULT_ENDPOINT,
         show_default=True,
-        help="URL of the Squall server [env: SQUALL_ENDPOINT].",
+        help="URL of the Squall server.",
+    )
+    @click.option(
+        "--region",
+        envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
+        show_envvar=True,
+        default=DEFAULT_REGION,
+        show_default=True,
+        help="Region for ARNs and request signing.",
     )
     @functools.wraps(fn)
     def command(endpoint: str, region: str, **kwargs: Any) -> Any:

@@ -100,7 +100,7 @@ def function_name_for(path: Path) -> str:
     return name
 
 
-def deploy(lam: Any, path: Path, options: DeployOptions, waiter: Waiter | None = None) -> dict[str, Any]:
+def deploy_function(lam: Any, path: Path, options: DeployOptions, waiter: Waiter | None = None) -> dict[str, Any]:
     """Deploy ``path`` and return the function's settled configuration."""
     waiter = waiter or Waiter()
     name = options.name or function_name_for(path)

@@ -13,23 +13,21 @@ from typing import Any
 import click
 
 from squall.cli.client import CliError
-from squall.cli.output import note, pretty_payload
+from squall.cli.output import note, pretty_payload, readable
 
 
-def check_payload(raw: bytes, source: str) -> bytes:
+def check_payload(raw: bytes) -> bytes:
     """The payload as sent, after making sure it is JSON (Lambda only accepts JSON)."""
     try:
         json.loads(raw)
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{source} is not UTF-8 text: {exc}") from exc
+        raise ValueError(f"not UTF-8 text ({exc})") from exc
     except ValueError as exc:
-        raise ValueError(
-            f"{source} is not valid JSON ({exc}). A JSON string needs its own quotes, e.g. '\"hello\"'."
-        ) from exc
+        raise ValueError(f"not valid JSON ({exc}). A JSON string needs its own quotes, e.g. '\"hello\"'.") from exc
     return raw
 
 
-def invoke(lam: Any, name: str, payload: bytes, show_log: bool) -> None:
+def invoke_function(lam: Any, name: str, payload: bytes, show_log: bool) -> None:
     params: dict[str, Any] = {"FunctionName": name, "Payload": payload}
     if show_log:
         params["LogType"] = "Tail"
@@ -37,7 +35,7 @@ def invoke(lam: Any, name: str, payload: bytes, show_log: bool) -> None:
     body = response["Payload"].read()
     if show_log and response.get("LogResult"):
         tail = base64.b64decode(response["LogResult"]).decode("utf-8", "replace")
-        note(tail.rstrip("\n"))
+        note(readable(tail))
     if response.get("FunctionError"):
         raise CliError(describe_error(body, response["FunctionError"]))
     if body:
@@ -56,8 +54,8 @@ def describe_error(body: bytes, kind: str) -> str:
     lines = [f"{document.get('errorType', kind)}: {document.get('errorMessage', '')}"]
     trace = document.get("stackTrace")
     if isinstance(trace, list) and trace:
-        lines.append("Traceback:")
+        lines.append("Stack trace:")
         for frame in trace:
             text = frame if isinstance(frame, str) else " ".join(str(part) for part in frame)
-            lines.extend("  " + line for line in text.rstrip("\n").splitlines())
+            lines.extend(text.rstrip("\n").splitlines())
     return "\n".join(lines)

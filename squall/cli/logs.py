@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from squall.cli.output import clock_time, note
+from squall.cli.output import clock_time, note, readable
 
 POLL_INTERVAL = 0.5
 # How far before the newest event seen each follow poll starts again.
@@ -55,20 +55,30 @@ def fetch(logs: Any, group: str, start_ms: int | None) -> list[dict[str, Any]] |
 
 
 def format_event(event: dict[str, Any]) -> str:
-    return f"{clock_time(event['timestamp'])} {event['message'].rstrip(chr(10))}"
+    return f"{clock_time(event['timestamp'])} {readable(event['message'])}"
 
 
-def show(logs: Any, name: str, start_ms: int | None, since: str) -> bool:
+def print_logs(logs: Any, name: str, start_ms: int | None, since: str, lam: Any = None) -> bool:
     """Print the events once; False when there are none to show."""
     events = fetch(logs, log_group(name), start_ms)
     if events is None:
         note(f"No logs for {name} yet.")
+        if lam is not None and not _function_exists(lam, name):
+            note(f"There is no function {name} either; see your functions with `squall functions`.")
         return False
     for event in events:
         click.echo(format_event(event))
     if not events:
         note(f"No log events for {name} in the last {since}; try a longer --since, e.g. --since 1d.")
     return bool(events)
+
+
+def _function_exists(lam: Any, name: str) -> bool:
+    try:
+        lam.get_function_configuration(FunctionName=name)
+    except lam.exceptions.ResourceNotFoundException:
+        return False
+    return True
 
 
 @dataclass

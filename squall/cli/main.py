@@ -10,6 +10,9 @@ import click
 
 from squall import __version__
 from squall.cli.client import CliError, Connection, api_command
+from squall.cli.deploy import DeployOptions, deploy_function, parse_env
+from squall.cli.invoke import check_payload, invoke_function
+from squall.cli.logs import Follower, parse_duration, print_logs
 from squall.cli.output import fields, human_size, lambda_time, table
 
 
@@ -42,13 +45,10 @@ def server(host: str | None, port: int | None, data_dir: str | None, config_file
         raise click.ClickException(f"{exc}. Is another server using port {settings.port}? Try --port 0.") from exc
 
 
-
 # ---------------------------------------------------------------------- functions
 
 
 def _env_pairs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str] | None:
-    from squall.cli.deploy import parse_env
-
     try:
         return parse_env(value)
     except ValueError as exc:
@@ -73,9 +73,7 @@ def deploy(connection: Connection, path: Path, **options: Any) -> None:
     A new function gets the defaults for anything not given. An existing one gets the
     new code, then only the settings given here. Waits until the function is ready.
     """
-    from squall.cli.deploy import DeployOptions, deploy as run_deploy
-
-    config = run_deploy(connection.lam, path, DeployOptions(**options))
+    config = deploy_function(connection.lam, path, DeployOptions(**options))
     click.echo(
         fields(
             [
@@ -104,18 +102,18 @@ def invoke(connection: Connection, name: str, payload: str | None, payload_file:
 
     Exits 1, with the error on stderr, when the function fails.
     """
-    from squall.cli.invoke import check_payload, invoke as run_invoke
-
     if payload is not None and payload_file is not None:
         raise click.UsageError("Give --payload or --payload-file, not both.")
     try:
         if payload_file is not None:
-            raw = check_payload(payload_file.read(), f"{payload_file.name}")
+            raw = check_payload(payload_file.read())
         else:
-            raw = check_payload(b"{}" if payload is None else payload.encode(), "--payload")
+            raw = check_payload(b"{}" if payload is None else payload.encode())
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--payload-file" if payload_file else "--payload") from exc
-    run_invoke(connection.lam, name, raw, show_log)
+        if payload_file is not None:
+            raise click.BadParameter(f"{payload_file.name} is {exc}", param_hint="--payload-file") from exc
+        raise click.BadParameter(str(exc), param_hint="--payload") from exc
+    invoke_function(connection.lam, name, raw, show_log)
 
 
 @cli.command("functions")
@@ -168,8 +166,6 @@ def delete(connection: Connection, name: str, yes: bool) -> None:
 @api_command
 def logs(connection: Connection, name: str, follow: bool, since: str) -> None:
     """Print a function's log events (log group /aws/lambda/NAME)."""
-    from squall.cli.logs import Follower, parse_duration, show
-
     try:
         start = int(time.time() * 1000) - parse_duration(since)
     except ValueError as exc:
@@ -177,7 +173,7 @@ def logs(connection: Connection, name: str, follow: bool, since: str) -> None:
     if follow:
         Follower(connection.logs, name, start).run()
     else:
-        show(connection.logs, name, start, since)
+        print_logs(connection.logs, name, start, since, connection.lam)
 
 
 def main() -> None:

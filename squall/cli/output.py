@@ -60,6 +60,12 @@ def pretty_payload(raw: bytes) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False)
 
 
+def readable(log_text: str) -> str:
+    """Log text for a terminal: Lambda runtimes join a multi-line record (a traceback)
+    with carriage returns so that it stays one event; show those as line breaks."""
+    return log_text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+
+
 def note(message: str) -> None:
     click.echo(message, err=True)
 

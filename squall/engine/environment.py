@@ -211,7 +211,7 @@ class Environment:
         capture.current = log
         capture.emit(f"START RequestId: {request.request_id} Version: {fn.version}")
         if self.init_error is not None:
-            return self._complete(request, log, 0.0, cold_ms, self.init_error, "error")
+            return self._complete(request, log, 0.0, cold_ms, self.init_error, True, "error")
 
         self._move(EnvironmentState.BUSY)
         meta = {
@@ -225,7 +225,6 @@ class Environment:
         }
         started = time.perf_counter()
         assert self._writer is not None and self._reader is not None
-        status: str | None = None
         try:
             self._writer.write(encode_frame(meta, request.payload))
             async with asyncio.timeout(fn.timeout):
@@ -236,11 +235,13 @@ class Environment:
             capture.drain()
             stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
             capture.emit(f"{stamp} {request.request_id} Task timed out after {fn.timeout:.2f} seconds")
-            return self._complete(request, log, duration, cold_ms, timeout_error(request.request_id, fn.timeout), "timeout")
+            return self._complete(
+                request, log, duration, cold_ms, timeout_error(request.request_id, fn.timeout), True, "timeout"
+            )
         except FrameTooLarge:
             duration = (time.perf_counter() - started) * 1000
             self.kill("response too large")
-            return self._complete(request, log, duration, cold_ms, response_too_large(), "error")
+            return self._complete(request, log, duration, cold_ms, response_too_large(), True)
         except (FrameError, ConnectionError):  # the runtime went away mid-invocation
             duration = (time.perf_counter() - started) * 1000
             returncode = await self._exit_status()
@@ -249,17 +250,17 @@ class Environment:
             how = exit_description(returncode)
             capture.emit(f"RequestId: {request.request_id} Error: Runtime exited with error: {how}")
             capture.emit("Runtime.ExitError")
-            return self._complete(request, log, duration, cold_ms, exit_error(request.request_id, how), "error")
+            return self._complete(request, log, duration, cold_ms, exit_error(request.request_id, how), True, "error")
         duration = (time.perf_counter() - started) * 1000
         capture.drain()
         self._move(EnvironmentState.READY)
         peak_kb = max(int(reply.get("max_rss_kb") or 0), self._init_peak_kb if cold_ms is not None else 0)
         if len(body) > MAX_RESPONSE_PAYLOAD and reply.get("ok"):
-            return self._complete(request, log, duration, cold_ms, response_too_large(), status, peak_kb)
+            return self._complete(request, log, duration, cold_ms, response_too_large(), True, peak_kb=peak_kb)
         if not reply.get("ok"):
-            return self._complete(request, log, duration, cold_ms, body, "error", peak_kb)
+            return self._complete(request, log, duration, cold_ms, body, True, peak_kb=peak_kb)
         return self._complete(
-            request, log, duration, cold_ms, body, None, peak_kb, content_type=reply.get("content_type")
+            request, log, duration, cold_ms, body, False, peak_kb=peak_kb, content_type=reply.get("content_type")
         )
 
     def _complete(
@@ -269,27 +270,29 @@ class Environment:
         duration_ms: float,
         init_ms: float | None,
         payload: bytes,
-        status: str | None,
+        failed: bool,
+        report_status: str | None = None,
         peak_kb: int = 0,
         content_type: str | None = None,
     ) -> InvocationResult:
-        """Finish an invocation's log (END, REPORT) and build its result."""
+        """Finish an invocation's log (END, REPORT) and build its result.
+
+        ``report_status`` ("timeout", "error") marks platform-level failures in REPORT.
+        """
         capture = self._capture
         assert capture is not None
-        failed = status is not None
         error_type = _error_type(payload) if failed else None
         capture.flush_partial()
         if log.dropped:
             log.cap += 1 << 20  # room for the platform lines
             capture.emit(f"[squall] {log.dropped} bytes of log output from this invocation were dropped (limit {self.max_log_bytes} bytes)")
         capture.emit(f"END RequestId: {request.request_id}")
-        report_status = status if status in ("timeout", "error") and error_type and error_type.startswith(("Sandbox.", "Runtime.Exit")) else None
         capture.emit(
             report_line(
                 request.request_id,
                 duration_ms,
                 self.function.memory_size,
-                max(1, round(peak_kb / 1024)) if peak_kb else _fallback_peak_mb(self),
+                max(1, round((peak_kb or self._init_peak_kb) / 1024)),
                 init_ms,
                 status=report_status,
                 error_type=error_type if report_status else None,
@@ -345,7 +348,3 @@ def _error_type(payload: bytes) -> str:
         return str(orjson.loads(payload).get("errorType") or "Unknown")
     except (orjson.JSONDecodeError, AttributeError):
         return "Unknown"
-
-
-def _fallback_peak_mb(env: Environment) -> int:
-    return max(1, round(env._init_peak_kb / 1024)) if env._init_peak_kb else 1

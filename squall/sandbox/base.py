@@ -49,6 +49,9 @@ class SandboxBackend(Protocol):
 
     def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> SandboxHandle: ...
 
+    def reap_orphans(self) -> int:
+        """Kill environments a previous run left behind (after a crash); returns how many."""
+
     def describe(self) -> dict[str, object]:
         """What /health and the startup banner say about this backend."""
 

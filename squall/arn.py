@@ -50,14 +50,14 @@ class Arns:
     def parse(self, value: str, qualifier: str | None = None) -> FunctionRef:
         """Parse a FunctionName path/body value, merging a separate ``Qualifier``."""
         ref = parse_function_name(value)
-        match = _FUNCTION_NAME.match(value)
+        match = _FUNCTION_NAME.fullmatch(value)
         assert match is not None  # parse_function_name validated it
         region = (match.group("region") or "").rstrip(":")
         account = (match.group("account") or "").rstrip(":")
         if (region and region != self.region) or (account and account != self.account_id):
             raise ResourceNotFound(f"Function not found: {value}")
         if qualifier is not None:
-            if not _QUALIFIER.match(qualifier):
+            if not _QUALIFIER.fullmatch(qualifier):
                 raise InvalidParameterValue(f"Invalid Qualifier: {qualifier}")
             if ref.qualifier is not None and ref.qualifier != qualifier:
                 raise InvalidParameterValue(
@@ -73,8 +73,8 @@ def parse_function_name(value: str) -> FunctionRef:
             "1 validation error detected: Value at 'functionName' failed to satisfy constraint: "
             "Member must have length between 1 and 256"
         )
-    match = _FUNCTION_NAME.match(value)
-    if not match or not _NAME_ONLY.match(match.group("name")):
+    match = _FUNCTION_NAME.fullmatch(value)
+    if not match or not _NAME_ONLY.fullmatch(match.group("name")):
         raise InvalidParameterValue(
             f"1 validation error detected: Value '{value}' at 'functionName' failed to satisfy constraint: "
             "Member must satisfy regular expression pattern: "

@@ -216,7 +216,7 @@ def validate_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     """
     fields: dict[str, Any] = {}
     if "Role" in params:
-        if not _ROLE.match(params["Role"]):
+        if not _ROLE.fullmatch(params["Role"]):
             raise InvalidParameterValue(
                 f"1 validation error detected: Value '{params['Role']}' at 'role' failed to satisfy constraint: "
                 r"Member must satisfy regular expression pattern: arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
@@ -224,7 +224,7 @@ def validate_settings(params: Mapping[str, Any]) -> dict[str, Any]:
         fields["role"] = params["Role"]
     if "Handler" in params:
         handler = params["Handler"]
-        if not _HANDLER.match(handler) or len(handler) > 128:
+        if not _HANDLER.fullmatch(handler) or len(handler) > 128:
             raise InvalidParameterValue(
                 f"1 validation error detected: Value '{handler}' at 'handler' failed to satisfy constraint: "
                 r"Member must satisfy regular expression pattern: [^\s]+"
@@ -287,7 +287,7 @@ def validate_environment(variables: Mapping[str, str]) -> dict[str, str]:
                 f"you have provided contains reserved keys that are currently not supported for modification. "
                 f"Reserved keys used in this request: {key}"
             )
-        if not _ENV_KEY.match(key):
+        if not _ENV_KEY.fullmatch(key):
             raise InvalidParameterValue(
                 f"Lambda was unable to configure your environment variables because the environment variables "
                 f"you have provided contains an invalid key: {key}. Keys must start with a letter and contain "

@@ -6,9 +6,11 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Callable
 
 import uvicorn
@@ -55,6 +57,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; we exit 0 instead."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C: stop waiting for in-flight requests
+        self.should_exit = True
+
+
 def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
     """Run the server in the foreground until SIGINT/SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -72,7 +83,7 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
 
     async def main() -> None:
         task = asyncio.create_task(server.serve(sockets=[sock]))

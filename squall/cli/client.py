@@ -66,7 +66,9 @@ class Connection:
                 service,
                 endpoint_url=self.endpoint,
                 config=Config(
-                    retries={"mode": "standard", "max_attempts": 2},
+                    # No retries: an invoke is not idempotent, a refused connection is
+                    # not transient, and throttling is worth telling the user about.
+                    retries={"mode": "standard", "total_max_attempts": 1},
                     connect_timeout=5,
                     read_timeout=READ_TIMEOUT,
                     user_agent_extra=f"squall-cli/{__version__}",

@@ -1,0 +1,66 @@
+"""The AWS CLI (v1), unchanged, against a real server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROLE, make_zip, unique_name
+
+
+def aws(server, tmp_path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "awscli", "--endpoint-url", server.endpoint, "--output", "json", *args],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_aws_cli_flow(server, tmp_path):
+    name = unique_name("cli")
+    zip_path = tmp_path / "fn.zip"
+    zip_path.write_bytes(make_zip({"app.py": "def handler(event, context):\n    print('cli says hi')\n    return {'sum': event['a'] + event['b']}\n"}))
+    created = json.loads(aws(server, tmp_path, "lambda", "create-function", "--function-name", name,
+                             "--runtime", "python3.11", "--role", ROLE, "--handler", "app.handler",
+                             "--zip-file", f"fileb://{zip_path}").stdout)
+    assert created["FunctionName"] == name and created["Runtime"] == "python3.11"
+    aws(server, tmp_path, "lambda", "wait", "function-active-v2", "--function-name", name)
+
+    out = tmp_path / "out.json"
+    invoked = json.loads(aws(server, tmp_path, "lambda", "invoke", "--function-name", name,
+                             "--payload", '{"a": 2, "b": 3}',
+                             "--log-type", "Tail", str(out)).stdout)
+    assert invoked["StatusCode"] == 200 and invoked["ExecutedVersion"] == "$LATEST"
+    assert json.loads(out.read_text()) == {"sum": 5}
+    assert "cli says hi" in base64.b64decode(invoked["LogResult"]).decode()
+
+    listed = json.loads(aws(server, tmp_path, "lambda", "list-functions").stdout)
+    assert name in [f["FunctionName"] for f in listed["Functions"]]
+    got = json.loads(aws(server, tmp_path, "lambda", "get-function", "--function-name", name).stdout)
+    assert got["Configuration"]["State"] == "Active"
+
+    aws(server, tmp_path, "lambda", "update-function-configuration", "--function-name", name, "--timeout", "9")
+    aws(server, tmp_path, "lambda", "wait", "function-updated-v2", "--function-name", name)
+    assert json.loads(aws(server, tmp_path, "lambda", "get-function-configuration",
+                          "--function-name", name).stdout)["Timeout"] == 9
+
+    logs = json.loads(aws(server, tmp_path, "logs", "filter-log-events", "--log-group-name", f"/aws/lambda/{name}").stdout)
+    assert any("cli says hi" in e["message"] for e in logs["events"])
+
+    aws(server, tmp_path, "lambda", "delete-function", "--function-name", name)
+    missing = aws(server, tmp_path, "lambda", "get-function", "--function-name", name, check=False)
+    assert missing.returncode != 0
+    assert "ResourceNotFoundException" in missing.stderr and "Function not found" in missing.stderr

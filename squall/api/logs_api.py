@@ -16,6 +16,8 @@ from squall.api.protocol import HttpResponse
 from squall.observe.logs import LogStore
 
 _TARGET_PREFIX = "Logs_20140328."
+# GetLogEvents pages through a whole stream itself.
+_EVERYTHING = 1 << 62
 
 
 class LogsError(Exception):
@@ -39,8 +41,13 @@ class LogsApi:
                 params = orjson.loads(body) if body else {}
             except orjson.JSONDecodeError as exc:
                 raise LogsError("SerializationException", f"Could not parse request body: {exc}") from exc
+            if not isinstance(params, dict):
+                raise LogsError("SerializationException", "The request body must be a JSON object")
             await self.logs.flush_async()
-            result = await asyncio.to_thread(handler, params)
+            try:
+                result = await asyncio.to_thread(handler, params)
+            except (ValueError, TypeError) as exc:  # a malformed limit, time or token
+                raise LogsError("InvalidParameterException", f"Invalid parameter: {exc}") from exc
         except LogsError as exc:
             return HttpResponse(
                 400,
@@ -85,9 +92,17 @@ class LogsApi:
 
     def _op_FilterLogEvents(self, params: dict[str, Any]) -> dict[str, Any]:
         group = self._group(params)
+        streams = params.get("logStreamNames")
+        prefix = params.get("logStreamNamePrefix")
+        if streams and prefix:
+            raise LogsError(
+                "InvalidParameterException", "logStreamNames and logStreamNamePrefix are mutually exclusive"
+            )
+        if prefix:
+            streams = [name for name, _, _ in self.logs.streams(group) if name.startswith(prefix)]
         events, token = self.logs.filter(
             group,
-            streams=params.get("logStreamNames"),
+            streams=streams,
             start=params.get("startTime"),
             end=params.get("endTime"),
             pattern=(params.get("filterPattern") or "").strip('"') or None,
@@ -117,13 +132,27 @@ class LogsApi:
         if not stream:
             raise LogsError("InvalidParameterException", "logStreamName is required")
         events, _ = self.logs.filter(
-            group, streams=[stream], start=params.get("startTime"), end=params.get("endTime")
+            group, streams=[stream], start=params.get("startTime"), end=params.get("endTime"), limit=_EVERYTHING
         )
         limit = int(params.get("limit") or 10000)
-        chosen = events[:limit] if params.get("startFromHead") else events[-limit:]
-        token = f"f/{len(events)}"
+        # Tokens are positions in the (time-filtered) stream: f/N reads forward from N,
+        # b/N reads backward from N. Without one, start at the head or the tail.
+        token = params.get("nextToken") or ""
+        if token[:2] in ("f/", "b/"):
+            position = min(max(0, int(token[2:])), len(events))
+            if token[0] == "f":
+                begin, end = position, min(position + limit, len(events))
+            else:
+                begin, end = max(0, position - limit), position
+        elif token:
+            raise LogsError("InvalidParameterException", "The specified nextToken is invalid.")
+        elif params.get("startFromHead"):
+            begin, end = 0, min(limit, len(events))
+        else:
+            begin, end = max(0, len(events) - limit), len(events)
+        chosen = events[begin:end]
         return {
             "events": [{"timestamp": e.timestamp, "message": e.message, "ingestionTime": e.timestamp} for e in chosen],
-            "nextForwardToken": token,
-            "nextBackwardToken": "b/0",
+            "nextForwardToken": f"f/{end}",
+            "nextBackwardToken": f"b/{begin}",
         }

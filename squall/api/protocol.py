@@ -284,8 +284,10 @@ def _camel(name: str) -> str:
 
 def _validation_error(value: Any, path: str, constraint: str) -> InvalidParameterValue:
     shown = value if not isinstance(value, (bytes, bytearray)) else "<binary>"
+    # AWS writes a missing value as a bare ``null``: "Value null at 'role' ...".
+    quoted = "null" if value is None else f"'{shown}'"
     return InvalidParameterValue(
-        f"1 validation error detected: Value '{shown}' at '{path}' failed to satisfy constraint: {constraint}"
+        f"1 validation error detected: Value {quoted} at '{path}' failed to satisfy constraint: {constraint}"
     )
 
 

@@ -69,6 +69,7 @@ class Engine:
 
     async def stop(self) -> None:
         await self.pool.shutdown(self.settings.shutdown_grace_seconds)
+        await self.backend.close()
         await self.functions.close()
         await self.logs.stop()
         await asyncio.to_thread(self.db.dispose)

@@ -158,7 +158,7 @@ class Environment:
                 memory_mb=self.function.memory_size,
                 ephemeral_storage_mb=self.function.ephemeral_storage,
             )
-            self._handle = self.backend.start(spec, child.fileno(), log_write)
+            self._handle = await self.backend.start(spec, child.fileno(), log_write)
         except BaseException:
             parent.close()
             if self._capture is None:
@@ -184,7 +184,9 @@ class Environment:
             )
         self.init_duration_ms = (time.perf_counter() - started) * 1000
         if meta.get("t") == "ready":
-            self._init_peak_kb = int(meta.get("max_rss_kb") or 0)
+            measured = self._handle.peak_memory_bytes()
+            self._init_peak_kb = measured // 1024 if measured is not None else int(meta.get("max_rss_kb") or 0)
+            self._handle.init_done()
             self._capture.current = None
             self._move(EnvironmentState.READY)
             return
@@ -225,6 +227,9 @@ class Environment:
         }
         started = time.perf_counter()
         assert self._writer is not None and self._reader is not None
+        handle = self._handle
+        assert handle is not None
+        handle.reset_peak_memory()
         try:
             self._writer.write(encode_frame(meta, request.payload))
             async with asyncio.timeout(fn.timeout):
@@ -248,13 +253,21 @@ class Environment:
             self.kill("runtime exited")
             capture.drain()
             how = exit_description(returncode)
+            if handle.oom_killed():
+                capture.emit(
+                    f"RequestId: {request.request_id} Error: Runtime exited with error: {how} "
+                    f"(out of memory: the function needed more than its {fn.memory_size} MB)"
+                )
             capture.emit(f"RequestId: {request.request_id} Error: Runtime exited with error: {how}")
             capture.emit("Runtime.ExitError")
             return self._complete(request, log, duration, cold_ms, exit_error(request.request_id, how), True, "error")
         duration = (time.perf_counter() - started) * 1000
         capture.drain()
         self._move(EnvironmentState.READY)
-        peak_kb = max(int(reply.get("max_rss_kb") or 0), self._init_peak_kb if cold_ms is not None else 0)
+        measured = handle.peak_memory_bytes()
+        peak_kb = measured // 1024 if measured is not None else int(reply.get("max_rss_kb") or 0)
+        if cold_ms is not None:
+            peak_kb = max(peak_kb, self._init_peak_kb)
         if len(body) > MAX_RESPONSE_PAYLOAD and reply.get("ok"):
             return self._complete(request, log, duration, cold_ms, response_too_large(), True, peak_kb=peak_kb)
         if not reply.get("ok"):

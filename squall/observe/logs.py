@@ -35,6 +35,9 @@ class LogStore:
         self.flush_interval = flush_interval
         self._pending: dict[tuple[str, str], list[tuple[int, str]]] = {}
         self._io = threading.Lock()
+        # Held from taking the buffer until it is on disk, so a reader's flush_async
+        # also waits for a background flush that took the buffer just before it.
+        self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     # ---- writing -----------------------------------------------------------------
@@ -49,9 +52,10 @@ class LogStore:
             self._write(pending)
 
     async def flush_async(self) -> None:
-        pending, self._pending = self._pending, {}
-        if pending:
-            await asyncio.to_thread(self._write, pending)
+        async with self._flushing:
+            pending, self._pending = self._pending, {}
+            if pending:
+                await asyncio.to_thread(self._write, pending)
 
     def _write(self, pending: dict[tuple[str, str], list[tuple[int, str]]]) -> None:
         with self._io:
@@ -108,9 +112,12 @@ class LogStore:
 
         Blocking: call ``flush_async`` on the event loop first, then this from a thread.
         """
-        skip = int(base64.urlsafe_b64decode(token).decode()) if token else 0
+        try:
+            skip = int(base64.urlsafe_b64decode(token).decode()) if token else 0
+        except ValueError as exc:  # includes binascii.Error and UnicodeDecodeError
+            raise ValueError(f"nextToken {token!r} is not one this log store gave out") from exc
         with self._io:
-            paths = [p for p in sorted(self._group_dir(group).glob("*.jsonl"))]
+            paths = [p for p in sorted(self._group_dir(group).glob("*.jsonl")) if not _older_than(p, start)]
             iterators = [
                 self._read_stream(p, unquote(p.stem))
                 for p in paths
@@ -159,3 +166,22 @@ class LogStore:
 
     def _stream_path(self, group: str, stream: str) -> Path:
         return self._group_dir(group) / f"{quote(stream, safe='')}.jsonl"
+
+
+# Slack for filesystems that keep modification times coarsely (FAT: 2 s).
+_MTIME_SLACK_MS = 5_000
+
+
+def _older_than(path: Path, start: int | None) -> bool:
+    """True when every event in a stream file is before ``start`` (epoch ms).
+
+    A file is written after its events are stamped, so its modification time is no
+    earlier than its newest event: ``squall logs --follow`` polls skip idle streams
+    without reading them.
+    """
+    if start is None:
+        return False
+    try:
+        return path.stat().st_mtime * 1000 + _MTIME_SLACK_MS < start
+    except FileNotFoundError:
+        return True

@@ -4,7 +4,8 @@ A backend turns a :class:`SandboxSpec` into a running :class:`SandboxHandle`. Th
 creates the control channel and the log pipe, hands the child ends to ``start`` and keeps
 the parent ends; whatever the backend does (plain processes, namespaces and cgroups, a
 remote node), the runtime inside sees the same contract: the control channel's fd number
-in ``_SQUALL_CHANNEL_FD``, stdout and stderr on the log pipe, cwd = the code directory.
+in ``_SQUALL_CHANNEL_FD``, stdout and stderr on the log pipe, cwd = the code directory
+(``LAMBDA_TASK_ROOT``; a jailing backend mounts it at /var/task and rewrites the variable).
 """
 
 from __future__ import annotations
@@ -23,8 +24,14 @@ class SandboxSpec:
     env: Mapping[str, str]
     memory_mb: int
     ephemeral_storage_mb: int
-    network: bool = True
+    network: bool = True  # False: no network at all (tag squall:network=none)
+    pids_max: int = 1024  # Lambda's limit on processes + threads
     labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def cpu_cores(self) -> float:
+        """Lambda's CPU share: 1 vCPU per 1,769 MB (the backend caps it at the host's cores)."""
+        return self.memory_mb / 1769
 
 
 class SandboxHandle(Protocol):
@@ -42,12 +49,28 @@ class SandboxHandle(Protocol):
     def kill(self) -> None:
         """Kill every process of the environment, the runtime's children included. Idempotent."""
 
+    def reset_peak_memory(self) -> None:
+        """Start a new peak-memory measurement (before each invocation). No-op if unsupported."""
+
+    def peak_memory_bytes(self) -> int | None:
+        """Peak memory since the last reset, or None when the backend cannot measure it."""
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer killed a process of this environment."""
+
+    def init_done(self) -> None:
+        """Init finished: apply limits that are relaxed during init (Lambda's init CPU burst)."""
+
 
 class SandboxBackend(Protocol):
     name: str
     isolated: bool
 
-    def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> SandboxHandle: ...
+    async def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> SandboxHandle:
+        """Start the environment's runtime; the caller closes its copies of the child fds after."""
+
+    async def close(self) -> None:
+        """Release what the backend holds (zygotes, cgroup roots) at server shutdown."""
 
     def reap_orphans(self) -> int:
         """Kill environments a previous run left behind (after a crash); returns how many."""

@@ -107,6 +107,18 @@ class FakeHandle:
         if not self._task.done():
             self._task.cancel()
 
+    def reset_peak_memory(self) -> None:
+        pass
+
+    def peak_memory_bytes(self) -> int | None:
+        return None
+
+    def oom_killed(self) -> bool:
+        return False
+
+    def init_done(self) -> None:
+        pass
+
 
 class FakeBackend:
     name = "fake"
@@ -117,7 +129,7 @@ class FakeBackend:
         self.running: set[FakeHandle] = set()
         self.started = 0
 
-    def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> FakeHandle:
+    async def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> FakeHandle:
         handle = FakeHandle(self, spec, channel_fd, log_fd)
         self.running.add(handle)
         self.started += 1
@@ -125,6 +137,10 @@ class FakeBackend:
 
     def reap_orphans(self) -> int:
         return 0
+
+    async def close(self) -> None:
+        for handle in list(self.running):
+            handle.kill()
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "isolated": False, "note": "in-process fake for tests"}

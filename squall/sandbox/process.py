@@ -55,6 +55,18 @@ class ProcessHandle:
     async def wait(self) -> int:
         return await asyncio.shield(self._exited)
 
+    def reset_peak_memory(self) -> None:
+        pass  # the Python runtime reports its own per-invocation peak (VmHWM)
+
+    def peak_memory_bytes(self) -> int | None:
+        return None
+
+    def oom_killed(self) -> bool:
+        return False
+
+    def init_done(self) -> None:
+        pass
+
     def kill(self) -> None:
         try:
             os.killpg(self._proc.pid, signal.SIGKILL)
@@ -77,7 +89,7 @@ class ProcessBackend:
     def __init__(self, scope: str) -> None:
         self.scope = scope
 
-    def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> ProcessHandle:
+    async def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> ProcessHandle:
         env = dict(spec.env)
         marker = f"{self.scope}/{spec.environment_id}"
         env[ENV_MARKER] = marker
@@ -105,6 +117,9 @@ class ProcessBackend:
             except (ProcessLookupError, PermissionError):
                 pass
         return len(pids)
+
+    async def close(self) -> None:
+        pass
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "isolated": False, "note": "plain processes with rlimits; functions are not isolated"}

@@ -1,0 +1,558 @@
+"""The function configuration record, its validation and its states (squall/function.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from squall.arn import LATEST, Arns
+from squall.errors import InvalidParameterValue, ResourceConflict
+from squall.function import (
+    ENV_MAX_BYTES,
+    RESERVED_ENV,
+    STATE_TRANSITIONS,
+    UPDATE_TRANSITIONS,
+    Code,
+    FunctionVersion,
+    State,
+    UpdateStatus,
+    lambda_timestamp,
+    validate_environment,
+    validate_settings,
+)
+
+ARNS = Arns("us-east-1", "123456789012")
+ROLE = "arn:aws:iam::123456789012:role/lambda-role"
+CODE = Code(sha256="47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", sha256_hex="e3b0c442" * 8, size=1234)
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
+
+
+def make_version(**overrides) -> FunctionVersion:
+    fields = dict(name="my-fn", runtime="python3.11", handler="app.handler", role=ROLE, code=CODE)
+    fields.update(overrides)
+    return FunctionVersion(**fields)
+
+
+def message_of(excinfo: pytest.ExceptionInfo) -> str:
+    return excinfo.value.message
+
+
+# ================================================================== validate_settings
+
+
+def test_validate_settings_maps_members_to_fields() -> None:
+    fields = validate_settings(
+        {
+            "Role": ROLE,
+            "Handler": "app.handler",
+            "MemorySize": 256,
+            "Timeout": 30,
+            "Description": "d",
+            "Environment": {"Variables": {"A1": "x"}},
+            "EphemeralStorage": {"Size": 1024},
+            "Architectures": ["arm64"],
+            "TracingConfig": {"Mode": "Active"},
+            "DeadLetterConfig": {"TargetArn": "arn:aws:sqs:us-east-1:123456789012:dlq"},
+            "LoggingConfig": {"LogFormat": "JSON", "LogGroup": "/custom/ignored"},
+            "Runtime": "python3.11",  # not a setting this function maps
+        }
+    )
+    assert fields == {
+        "role": ROLE,
+        "handler": "app.handler",
+        "memory_size": 256,
+        "timeout": 30,
+        "description": "d",
+        "environment": {"A1": "x"},
+        "ephemeral_storage": 1024,
+        "architectures": ("arm64",),
+        "tracing_mode": "Active",
+        "dead_letter_target": "arn:aws:sqs:us-east-1:123456789012:dlq",
+        "logging_config": {"LogFormat": "JSON"},
+    }
+
+
+def test_validate_settings_empty_sets_nothing() -> None:
+    assert validate_settings({}) == {}
+
+
+def test_validate_settings_clears_dead_letter_and_defaults_logging() -> None:
+    fields = validate_settings({"DeadLetterConfig": {}, "LoggingConfig": {}, "Environment": {}})
+    assert fields == {"dead_letter_target": None, "logging_config": {"LogFormat": "Text"}, "environment": {}}
+
+
+@pytest.mark.parametrize(
+    "role",
+    [
+        ROLE,
+        "arn:aws:iam::123456789012:role/service-role/my.role+x=y,z@q_1-2",
+        "arn:aws-cn:iam::123456789012:role/r",
+        "arn:aws-us-gov:iam::123456789012:role/r",
+        "arn::iam::123456789012:role/r",
+    ],
+)
+def test_role_pattern_accepts(role: str) -> None:
+    assert validate_settings({"Role": role}) == {"role": role}
+
+
+@pytest.mark.parametrize(
+    "role",
+    [
+        "",
+        "lambda-role",
+        "arn:aws:iam::12345678901:role/r",  # 11 digits
+        "arn:aws:iam::123456789012:user/r",
+        "arn:aws:iam::123456789012:role/has space",
+        "arn:aws:sts::123456789012:role/r",
+        f"{ROLE}\n",
+        f" {ROLE}",
+    ],
+)
+def test_role_pattern_rejects(role: str) -> None:
+    with pytest.raises(InvalidParameterValue) as info:
+        validate_settings({"Role": role})
+    assert message_of(info).startswith(f"1 validation error detected: Value '{role}' at 'role' failed to satisfy")
+
+
+@pytest.mark.parametrize("handler", ["app.handler", "a", "src/app.main", "index.handler$x", "h" * 128])
+def test_handler_accepts(handler: str) -> None:
+    assert validate_settings({"Handler": handler}) == {"handler": handler}
+
+
+@pytest.mark.parametrize(
+    "handler", ["", "app handler", " app.handler", "app.handler ", "app.\thandler", "app.handler\n", "h" * 129]
+)
+def test_handler_rejects_whitespace_empty_and_long(handler: str) -> None:
+    with pytest.raises(InvalidParameterValue) as info:
+        validate_settings({"Handler": handler})
+    assert "at 'handler' failed to satisfy constraint" in message_of(info)
+
+
+@pytest.mark.parametrize(
+    ("member", "field_name", "low", "high"),
+    [("MemorySize", "memory_size", 128, 10240), ("Timeout", "timeout", 1, 900)],
+)
+def test_integer_bounds_are_inclusive(member: str, field_name: str, low: int, high: int) -> None:
+    assert validate_settings({member: low}) == {field_name: low}
+    assert validate_settings({member: high}) == {field_name: high}
+    for bad in (low - 1, high + 1, 0, -1):
+        with pytest.raises(InvalidParameterValue):
+            validate_settings({member: bad})
+
+
+def test_memory_message() -> None:
+    with pytest.raises(InvalidParameterValue) as info:
+        validate_settings({"MemorySize": 10241})
+    assert message_of(info) == (
+        "'MemorySize' value failed to satisfy constraint: Member must have value between 128 and 10240. "
+        "Value 10241 is out of range."
+    )
+
+
+def test_timeout_message() -> None:
+    with pytest.raises(InvalidParameterValue) as info:
+        validate_settings({"Timeout": 901})
+    assert message_of(info) == (
+        "1 validation error detected: Value '901' at 'timeout' failed to satisfy constraint: "
+        "Member must have value between 1 and 900"
+    )
+
+
+def test_ephemeral_storage_bounds_inclusive() -> None:
+    assert validate_settings({"EphemeralStorage": {"Size": 512}}) == {"ephemeral_storage": 512}
+    assert validate_settings({"EphemeralStorage": {"Size": 10240}}) == {"ephemeral_storage": 10240}
+    assert validate_settings({"EphemeralStorage": {}}) == {"ephemeral_storage": 512}
+    for bad in (511, 10241, 0):
+        with pytest.raises(InvalidParameterValue) as info:
+            validate_settings({"EphemeralStorage": {"Size": bad}})
+        assert f"Value '{bad}' at 'ephemeralStorage.size'" in message_of(info)
+
+
+@pytest.mark.parametrize("archs", [["x86_64"], ["arm64"]])
+def test_architectures_exactly_one(archs: list[str]) -> None:
+    assert validate_settings({"Architectures": archs}) == {"architectures": tuple(archs)}
+
+
+@pytest.mark.parametrize("archs", [[], ["x86_64", "arm64"], ["arm64", "arm64"]])
+def test_architectures_not_exactly_one_rejected(archs: list[str]) -> None:
+    with pytest.raises(InvalidParameterValue) as info:
+        validate_settings({"Architectures": archs})
+    assert "exactly one" in message_of(info)
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"Layers": ["arn:aws:lambda:us-east-1:123456789012:layer:l:1"]}, "Layers are not supported"),
+        ({"VpcConfig": {"SubnetIds": ["subnet-1"], "SecurityGroupIds": ["sg-1"]}}, "VpcConfig is not supported"),
+        (
+            {"FileSystemConfigs": [{"Arn": "arn:aws:elasticfilesystem:x", "LocalMountPath": "/mnt/x"}]},
+            "FileSystemConfigs are not supported",
+        ),
+    ],
+)
+def test_unsupported_features_rejected_clearly(params: dict, needle: str) -> None:
+    with pytest.raises(InvalidParameterValue) as info:
+        validate_settings({"Handler": "app.handler", **params})
+    assert needle in message_of(info)
+
+
+def test_empty_unsupported_features_are_fine() -> None:
+    # SDKs and IaC tools send empty containers for "no VPC / no layers".
+    assert validate_settings({"Layers": [], "VpcConfig": {"SubnetIds": [], "SecurityGroupIds": []}}) == {}
+    assert validate_settings({"VpcConfig": {}, "FileSystemConfigs": []}) == {}
+
+
+def test_validate_settings_checks_environment() -> None:
+    with pytest.raises(InvalidParameterValue) as info:
+        validate_settings({"Environment": {"Variables": {"AWS_REGION": "x"}}})
+    assert "Reserved keys used in this request: AWS_REGION" in message_of(info)
+
+
+# ================================================================== validate_environment
+
+
+def test_reserved_set_matches_the_reference() -> None:
+    assert RESERVED_ENV == {
+        "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("key", sorted(RESERVED_ENV))
+def test_every_reserved_key_rejected(key: str) -> None:
+    with pytest.raises(InvalidParameterValue) as info:
+        validate_environment({"OK_KEY": "1", key: "v"})
+    assert message_of(info) == (
+        "Lambda was unable to configure your environment variables because the environment variables you have "
+        "provided contains reserved keys that are currently not supported for modification. "
+        f"Reserved keys used in this request: {key}"
+    )
+
+
+@pytest.mark.parametrize("key", ["LANG", "PATH", "TZ", "PYTHONPATH", "LD_LIBRARY_PATH", "aws_region", "AWS_REGION2"])
+def test_overridable_keys_accepted(key: str) -> None:
+    assert validate_environment({key: "v"}) == {key: "v"}
+
+
+@pytest.mark.parametrize("key", ["A", "1ABC", "_FOO", "FOO-BAR", "FOO BAR", "FÖÖ", "", "FOO\n", "FOO.BAR"])
+def test_invalid_keys_rejected(key: str) -> None:
+    with pytest.raises(InvalidParameterValue) as info:
+        validate_environment({key: "v"})
+    assert f"contains an invalid key: {key}." in message_of(info)
+
+
+def test_values_are_stringified() -> None:
+    assert validate_environment({"NUM": 5, "SS": "x", "EMPTY": ""}) == {"NUM": "5", "SS": "x", "EMPTY": ""}
+
+
+def test_size_limit_counts_keys_and_values_and_allows_exactly_4096() -> None:
+    assert ENV_MAX_BYTES == 4096
+    key = "BIG"
+    exact = {key: "v" * (4096 - len(key))}
+    assert validate_environment(exact) == exact
+    with pytest.raises(InvalidParameterValue) as info:
+        validate_environment({key: "v" * (4097 - len(key))})
+    assert "exceeded the 4KB limit. String measured: 4097 bytes" in message_of(info)
+
+
+def test_size_limit_sums_several_variables() -> None:
+    # 4 variables of 2-char keys and 1022-char values = 4096 exactly; a 5th tips it over.
+    variables = {f"K{i}": "x" * 1022 for i in range(4)}
+    assert validate_environment(variables) == variables
+    with pytest.raises(InvalidParameterValue):
+        validate_environment({**variables, "ZZ": ""})
+
+
+def test_size_limit_measures_utf8_bytes_not_characters() -> None:
+    # 'é' is 2 bytes: 2 + 2047 * 2 = 4096 OK; one more character is 4098.
+    assert validate_environment({"KK": "é" * 2047})
+    with pytest.raises(InvalidParameterValue) as info:
+        validate_environment({"KK": "é" * 2048})
+    assert "String measured: 4098 bytes" in message_of(info)
+
+
+# ================================================================== lambda_timestamp
+
+
+def test_lambda_timestamp_format() -> None:
+    moment = datetime(2020, 4, 10, 19, 6, 32, 563999, tzinfo=timezone.utc)
+    assert lambda_timestamp(moment) == "2020-04-10T19:06:32.563+0000"
+    assert lambda_timestamp(datetime(2021, 1, 2, 3, 4, 5, 0, tzinfo=timezone.utc)) == "2021-01-02T03:04:05.000+0000"
+    assert lambda_timestamp(datetime(2021, 1, 2, 3, 4, 5, 7000, tzinfo=timezone.utc)) == "2021-01-02T03:04:05.007+0000"
+
+
+def test_lambda_timestamp_now_is_utc_and_well_formed() -> None:
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    stamp = lambda_timestamp()
+    assert TIMESTAMP_RE.match(stamp)
+    parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z")
+    assert abs((parsed - before).total_seconds()) < 5
+
+
+# ================================================================== state machine
+
+
+def test_transition_tables_cover_every_state() -> None:
+    assert set(STATE_TRANSITIONS) == set(State)
+    assert set(UPDATE_TRANSITIONS) == set(UpdateStatus)
+    # Lambda's lifecycle as the reference describes it.
+    assert STATE_TRANSITIONS[State.PENDING] == {State.ACTIVE, State.FAILED}
+    assert State.PENDING in STATE_TRANSITIONS[State.INACTIVE]
+    assert UPDATE_TRANSITIONS[UpdateStatus.IN_PROGRESS] == {UpdateStatus.SUCCESSFUL, UpdateStatus.FAILED}
+
+
+STATE_PAIRS = [(a, b) for a in State for b in State]
+
+
+@pytest.mark.parametrize(("current", "target"), STATE_PAIRS, ids=[f"{a}->{b}" for a, b in STATE_PAIRS])
+def test_state_transition_table(current: State, target: State) -> None:
+    version = make_version(state=current)
+    allowed = target == current or target in STATE_TRANSITIONS[current]
+    if allowed:
+        new = version.with_state(target, "why", "Code")
+        assert (new.state, new.state_reason, new.state_reason_code) == (target, "why", "Code")
+        assert version.state == current  # the record is immutable
+        assert new.revision_id == version.revision_id  # a state change is no new revision
+    else:
+        with pytest.raises(ValueError, match="illegal function state transition"):
+            version.with_state(target)
+
+
+UPDATE_PAIRS = [(a, b) for a in [None, *UpdateStatus] for b in UpdateStatus]
+
+
+@pytest.mark.parametrize(("current", "target"), UPDATE_PAIRS, ids=[f"{a}->{b}" for a, b in UPDATE_PAIRS])
+def test_update_status_transition_table(current: UpdateStatus | None, target: UpdateStatus) -> None:
+    version = make_version(last_update_status=current)
+    allowed = current is None or target == current or target in UPDATE_TRANSITIONS[current]
+    if allowed:
+        new = version.with_update_status(target, "r", "RC")
+        assert new.last_update_status == target
+        assert new.last_update_status_reason == "r"
+        assert new.last_update_status_reason_code == "RC"
+        assert version.last_update_status == current
+    else:
+        with pytest.raises(ValueError, match="illegal update status transition"):
+            version.with_update_status(target)
+
+
+def test_forbidden_transitions_exist() -> None:
+    # Guard against the tables degenerating to "everything allowed".
+    with pytest.raises(ValueError):
+        make_version(state=State.PENDING).with_state(State.INACTIVE)
+    with pytest.raises(ValueError):
+        make_version(state=State.INACTIVE).with_state(State.ACTIVE)
+    with pytest.raises(ValueError):
+        make_version(last_update_status=UpdateStatus.SUCCESSFUL).with_update_status(UpdateStatus.FAILED)
+
+
+def test_with_state_clears_reason_when_not_given() -> None:
+    new = make_version().with_state(State.ACTIVE)
+    assert new.state_reason is None and new.state_reason_code is None
+
+
+# ================================================================== changed()
+
+
+def test_changed_makes_a_new_revision_and_timestamp() -> None:
+    old = make_version(last_modified="2000-01-01T00:00:00.000+0000")
+    new = old.changed(timeout=10)
+    assert new.timeout == 10 and old.timeout == 3
+    assert new.revision_id != old.revision_id
+    uuid.UUID(new.revision_id)
+    assert new.last_modified != old.last_modified
+    assert TIMESTAMP_RE.match(new.last_modified)
+    # Everything else is carried over.
+    assert dataclasses.replace(new, revision_id=old.revision_id, last_modified=old.last_modified, timeout=3) == old
+
+
+def test_changed_without_changes_still_new_revision() -> None:
+    old = make_version()
+    assert old.changed().revision_id != old.revision_id
+
+
+def test_new_versions_have_distinct_revisions_and_defaults() -> None:
+    a, b = make_version(), make_version()
+    assert a.revision_id != b.revision_id
+    assert a.state == State.PENDING
+    assert a.state_reason == "The function is being created."
+    assert a.state_reason_code == "Creating"
+    assert a.last_update_status is None
+    assert a.version == LATEST
+
+
+# ================================================================== to_api
+
+
+def test_to_api_latest() -> None:
+    version = make_version(last_modified="2020-04-10T19:06:32.563+0000")
+    api = version.to_api(ARNS)
+    assert api == {
+        "FunctionName": "my-fn",
+        "FunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:my-fn",
+        "Runtime": "python3.11",
+        "Role": ROLE,
+        "Handler": "app.handler",
+        "CodeSize": 1234,
+        "Description": "",
+        "Timeout": 3,
+        "MemorySize": 128,
+        "LastModified": "2020-04-10T19:06:32.563+0000",
+        "CodeSha256": CODE.sha256,
+        "Version": "$LATEST",
+        "TracingConfig": {"Mode": "PassThrough"},
+        "RevisionId": version.revision_id,
+        "State": "Pending",
+        "StateReason": "The function is being created.",
+        "StateReasonCode": "Creating",
+        "PackageType": "Zip",
+        "Architectures": ["x86_64"],
+        "EphemeralStorage": {"Size": 512},
+        "LoggingConfig": {"LogGroup": "/aws/lambda/my-fn", "LogFormat": "Text"},
+        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+    }
+    # JSON-serialisable as-is, with plain strings for the enums.
+    assert json.loads(json.dumps(api)) == api
+    assert type(api["State"]) is str
+
+
+def test_to_api_published_version_has_qualified_arn() -> None:
+    api = make_version(version="3").to_api(ARNS)
+    assert api["FunctionArn"] == "arn:aws:lambda:us-east-1:123456789012:function:my-fn:3"
+    assert api["Version"] == "3"
+
+
+def test_to_api_omits_absent_optional_fields() -> None:
+    version = make_version().with_state(State.ACTIVE)
+    api = version.to_api(ARNS)
+    assert api["State"] == "Active"
+    for key in (
+        "StateReason",
+        "StateReasonCode",
+        "LastUpdateStatus",
+        "LastUpdateStatusReason",
+        "LastUpdateStatusReasonCode",
+        "Environment",
+        "DeadLetterConfig",
+    ):
+        assert key not in api, key
+    assert None not in api.values()
+
+
+def test_to_api_optional_fields_when_set() -> None:
+    version = (
+        make_version(
+            environment={"A1": "x"},
+            dead_letter_target="arn:aws:sqs:us-east-1:123456789012:dlq",
+            logging_config={"LogFormat": "JSON", "ApplicationLogLevel": "INFO"},
+            architectures=("arm64",),
+            memory_size=512,
+            timeout=60,
+            description="desc",
+        )
+        .with_state(State.ACTIVE)
+        .with_update_status(UpdateStatus.FAILED, "boom", "InvalidZipFileException")
+    )
+    api = version.to_api(ARNS)
+    assert api["Environment"] == {"Variables": {"A1": "x"}}
+    assert api["DeadLetterConfig"] == {"TargetArn": "arn:aws:sqs:us-east-1:123456789012:dlq"}
+    assert api["LastUpdateStatus"] == "Failed" and type(api["LastUpdateStatus"]) is str
+    assert api["LastUpdateStatusReason"] == "boom"
+    assert api["LastUpdateStatusReasonCode"] == "InvalidZipFileException"
+    assert api["LoggingConfig"] == {"LogGroup": "/aws/lambda/my-fn", "LogFormat": "JSON", "ApplicationLogLevel": "INFO"}
+    assert api["Architectures"] == ["arm64"]
+    assert (api["MemorySize"], api["Timeout"], api["Description"]) == (512, 60, "desc")
+
+
+def test_to_api_environment_is_a_copy() -> None:
+    env = {"A1": "x"}
+    api = make_version(environment=env).to_api(ARNS)
+    api["Environment"]["Variables"]["A1"] = "changed"
+    assert env == {"A1": "x"}
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_to_api_state_strings(state: State) -> None:
+    api = dataclasses.replace(make_version(), state=state).to_api(ARNS)
+    assert api["State"] == {"Pending": "Pending", "Active": "Active", "Inactive": "Inactive", "Failed": "Failed"}[
+        state.value
+    ]
+
+
+# ================================================================== records
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        make_version(),
+        make_version(
+            version="7",
+            environment={"A1": "x", "B2": "y"},
+            architectures=("arm64",),
+            dead_letter_target="arn:aws:sns:us-east-1:123456789012:t",
+            logging_config={"LogFormat": "JSON"},
+            tracing_mode="Active",
+            ephemeral_storage=2048,
+        )
+        .with_state(State.ACTIVE)
+        .with_update_status(UpdateStatus.IN_PROGRESS, None, None),
+    ],
+)
+def test_record_round_trip_through_json(version: FunctionVersion) -> None:
+    record = version.to_record()
+    restored = FunctionVersion.from_record(json.loads(json.dumps(record)))
+    assert restored == version
+    assert isinstance(restored.code, Code)
+    assert isinstance(restored.state, State)
+    assert restored.architectures == version.architectures and isinstance(restored.architectures, tuple)
+    if version.last_update_status is not None:
+        assert isinstance(restored.last_update_status, UpdateStatus)
+
+
+def test_record_is_plain_data() -> None:
+    record = make_version(environment={"A1": "x"}).to_record()
+    assert record["code"] == {"sha256": CODE.sha256, "sha256_hex": CODE.sha256_hex, "size": 1234}
+    assert record["environment"] == {"A1": "x"} and type(record["environment"]) is dict
+    assert record["architectures"] == ["x86_64"]
+    assert record["last_update_status"] is None
+    json.dumps(record)
+
+
+# ================================================================== ensure_updatable
+
+
+ARN = "arn:aws:lambda:us-east-1:123456789012:function:my-fn"
+
+
+def test_ensure_updatable_in_progress() -> None:
+    version = make_version().with_state(State.ACTIVE).with_update_status(UpdateStatus.IN_PROGRESS)
+    with pytest.raises(ResourceConflict) as info:
+        version.ensure_updatable(ARN)
+    assert message_of(info) == (
+        f"The operation cannot be performed at this time. An update is in progress for resource: {ARN}"
+    )
+
+
+def test_ensure_updatable_pending() -> None:
+    with pytest.raises(ResourceConflict) as info:
+        make_version().ensure_updatable(ARN)
+    assert message_of(info) == (
+        "The operation cannot be performed at this time. The function is currently in the following state: Pending"
+    )
+
+
+@pytest.mark.parametrize("status", [None, UpdateStatus.SUCCESSFUL, UpdateStatus.FAILED])
+@pytest.mark.parametrize("state", [State.ACTIVE, State.FAILED, State.INACTIVE])
+def test_ensure_updatable_ok(state: State, status: UpdateStatus | None) -> None:
+    version = dataclasses.replace(make_version(), state=state, last_update_status=status)
+    assert version.ensure_updatable(ARN) is None

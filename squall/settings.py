@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     keep_alive_seconds: float = Field(300.0, gt=0)
     # Account-wide concurrent executions (Lambda's default quota).
     account_concurrency: int = Field(1000, ge=1)
+    # Sum of MemorySize over all environments (busy and warm); 0 = 80% of the machine's RAM.
+    memory_capacity_mb: int = Field(0, ge=0)
     # Log output kept per invocation; beyond it the log says it was truncated.
     max_log_bytes_per_invocation: int = Field(1 << 20, ge=4096)
     # Grace given to in-flight invokes on shutdown before their environments are killed.
@@ -48,6 +50,17 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Any) -> Any:
         return Path(value).expanduser() if isinstance(value, (str, Path)) else value
+
+    @property
+    def memory_capacity(self) -> int:
+        """The memory admission limit in MB."""
+        if self.memory_capacity_mb:
+            return self.memory_capacity_mb
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            total = 8 << 30
+        return int(total * 0.8) >> 20
 
     @property
     def database(self) -> str:

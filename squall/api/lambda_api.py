@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
+from squall.arn import FunctionRef
 from squall.engine.engine import Engine, InvokeOptions
 from squall.engine.invocation import MAX_SYNC_PAYLOAD
 from squall.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
@@ -71,6 +72,12 @@ class LambdaApi:
             "ListFunctions",
             "GetAccountSettings",
             "Invoke",
+            "PutFunctionConcurrency",
+            "GetFunctionConcurrency",
+            "DeleteFunctionConcurrency",
+            "TagResource",
+            "UntagResource",
+            "ListTags",
         )
         return {name: getattr(self, name) for name in names}
 
@@ -117,6 +124,42 @@ class LambdaApi:
 
     async def GetAccountSettings(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         return await self.engine.account_settings()
+
+    # ---- concurrency -------------------------------------------------------------
+    async def PutFunctionConcurrency(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ref = self.arns.parse(p["FunctionName"])
+        await self.engine.functions.put_concurrency(ref, p["ReservedConcurrentExecutions"])
+        return {"ReservedConcurrentExecutions": p["ReservedConcurrentExecutions"]}
+
+    async def GetFunctionConcurrency(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        value = await self.engine.functions.get_concurrency(self.arns.parse(p["FunctionName"]))
+        return {"ReservedConcurrentExecutions": value}
+
+    async def DeleteFunctionConcurrency(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        await self.engine.functions.delete_concurrency(self.arns.parse(p["FunctionName"]))
+        return {}
+
+    # ---- tags --------------------------------------------------------------------
+    def _tagged(self, resource: str) -> FunctionRef:
+        if not resource.startswith("arn:"):
+            raise InvalidParameterValue(f"Resource must be a full ARN: {resource}")
+        ref = self.arns.parse(resource)
+        if ref.qualifier is not None:
+            raise InvalidParameterValue("Tags apply to functions, not to versions or aliases: use the unqualified ARN.")
+        return ref
+
+    async def TagResource(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        await self.engine.functions.tag(self._tagged(p["Resource"]), p["Tags"])
+        return {}
+
+    async def UntagResource(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        await self.engine.functions.untag(self._tagged(p["Resource"]), p["TagKeys"])
+        return {}
+
+    async def ListTags(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ref = self._tagged(p["Resource"])
+        version = await self.engine.functions.get(ref)
+        return {"Tags": await self.engine.functions.tags(version.name)}
 
     # ---- invoke ------------------------------------------------------------------
     async def Invoke(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:

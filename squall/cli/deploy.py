@@ -10,7 +10,7 @@ import io
 import re
 import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,7 +61,7 @@ class Waiter:
     timeout: float = WAIT_TIMEOUT
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
-    delays: tuple[float, float] = field(default=(0.05, 1.0))
+    delays: tuple[float, float] = (0.05, 1.0)
 
     def wait(self, lam: Any, name: str) -> dict[str, Any]:
         delay, longest = self.delays
@@ -114,11 +114,11 @@ def deploy_function(lam: Any, path: Path, options: DeployOptions, waiter: Waiter
         packaging.result = human_size(len(code))
 
     existing = _current(lam, name)
+    current = existing or {"Runtime": DEFAULT_RUNTIME, "Handler": DEFAULT_HANDLER}
+    _check_handler(code, options.runtime or current.get("Runtime", ""), options.handler or current.get("Handler", ""))
     if existing is None:
-        _check_handler(code, options.runtime or DEFAULT_RUNTIME, options.handler or DEFAULT_HANDLER)
         config = _create(lam, name, code, options, waiter)
     else:
-        _check_handler(code, options.runtime or existing.get("Runtime", ""), options.handler or existing.get("Handler", ""))
         config = _update(lam, name, code, options, existing, waiter)
     _raise_if_failed(name, config)
     return config

@@ -10,7 +10,7 @@ import click
 
 from squall import __version__
 from squall.cli.client import CliError, Connection, api_command
-from squall.cli.deploy import DeployOptions, deploy_function, parse_env
+from squall.cli.deploy import DEFAULT_ROLE, DeployOptions, deploy_function, parse_env
 from squall.cli.invoke import check_payload, invoke_function
 from squall.cli.logs import Follower, parse_duration, print_logs
 from squall.cli.output import fields, human_size, lambda_time, table
@@ -64,7 +64,7 @@ def _env_pairs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 @click.option("--timeout", type=int, help="Timeout in seconds (1-900) [default for a new function: 3].")
 @click.option("--env", "env", multiple=True, callback=_env_pairs, metavar="KEY=VALUE",
               help="An environment variable; repeat for more. Replaces all the function's variables.")
-@click.option("--role", help="Execution role ARN [default for a new function: arn:aws:iam::123456789012:role/squall-function].")
+@click.option("--role", help=f"Execution role ARN [default for a new function: {DEFAULT_ROLE}].")
 @click.option("--description", help="A description of the function.")
 @api_command
 def deploy(connection: Connection, path: Path, **options: Any) -> None:
@@ -97,7 +97,9 @@ def deploy(connection: Connection, path: Path, **options: Any) -> None:
 @click.option("--payload-file", type=click.File("rb"), help="Read the event from a JSON file ('-' for stdin).")
 @click.option("--log", "show_log", is_flag=True, help="Show the end of the invocation's log on stderr.")
 @api_command
-def invoke(connection: Connection, name: str, payload: str | None, payload_file: IO[bytes] | None, show_log: bool) -> None:
+def invoke(
+    connection: Connection, name: str, payload: str | None, payload_file: IO[bytes] | None, show_log: bool
+) -> None:
     """Invoke a function and print what it returned.
 
     Exits 1, with the error on stderr, when the function fails.

@@ -26,24 +26,25 @@ class InvocationLog:
         self.cap = cap
         self.size = 0
         self.dropped = 0
-        self._tail: deque[str] = deque()
+        self._tail: deque[tuple[str, int]] = deque()  # (line, its UTF-8 size with the newline)
         self._tail_size = 0
 
     def accept(self, line: str) -> bool:
         """Record a line; False when it is beyond the cap and must not be stored."""
-        encoded = len(line) + 1
+        encoded = len(line.encode("utf-8", "replace")) + 1
         if self.size + encoded > self.cap:
             self.dropped += encoded
             return False
         self.size += encoded
-        self._tail.append(line)
+        self._tail.append((line, encoded))
         self._tail_size += encoded
-        while self._tail_size > LOG_TAIL_BYTES and len(self._tail) > 1:
-            self._tail_size -= len(self._tail.popleft()) + 1
+        # Keep just enough whole lines to cover the last LOG_TAIL_BYTES bytes.
+        while len(self._tail) > 1 and self._tail_size - self._tail[0][1] >= LOG_TAIL_BYTES:
+            self._tail_size -= self._tail.popleft()[1]
         return True
 
     def tail(self) -> bytes:
-        text = "".join(line + "\n" for line in self._tail).encode("utf-8", "replace")
+        text = "".join(line + "\n" for line, _ in self._tail).encode("utf-8", "replace")
         return text[-LOG_TAIL_BYTES:]
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from squall import __version__
 from squall.arn import Arns, FunctionRef
 from squall.code import CodeLimits
+from squall.engine.concurrency import ConcurrencyLimits
 from squall.engine.functions import FunctionService
 from squall.engine.invocation import InvocationRequest, InvocationResult
 from squall.engine.pool import EnvironmentPool, PoolLimits
@@ -53,12 +54,19 @@ class Engine:
             backend,
             self.logs,
             settings.region,
-            PoolLimits(settings.account_concurrency, settings.keep_alive_seconds, settings.max_log_bytes_per_invocation),
+            PoolLimits(settings.memory_capacity, settings.keep_alive_seconds, settings.max_log_bytes_per_invocation),
             clock,
         )
         self.code_limits = CodeLimits()
+        self.concurrency = ConcurrencyLimits(settings.account_concurrency)
         self.functions = FunctionService(
-            FunctionRepository(self.db), self.blobs, runtimes, self.arns, self.pool.retire, self.code_limits
+            FunctionRepository(self.db),
+            self.blobs,
+            runtimes,
+            self.arns,
+            self.concurrency,
+            self.pool.retire,
+            self.code_limits,
         )
         self.started_at = time.time()
 
@@ -85,8 +93,10 @@ class Engine:
             invoked_arn=self.arns.function(ref.name, ref.qualifier),
             client_context=options.client_context,
         )
-        async with self.pool.lease(function, runtime, self.functions.code_path(function)) as env:
-            return await env.invoke(request)
+        network = self.functions.network_enabled(function.name)
+        with self.concurrency.slot(function.name):
+            async with self.pool.lease(function, runtime, self.functions.code_path(function), network) as env:
+                return await env.invoke(request)
 
     async def account_settings(self) -> dict[str, Any]:
         usage = await asyncio.to_thread(self.functions.repo.usage)
@@ -96,8 +106,8 @@ class Engine:
                 "TotalCodeSize": 80530636800,
                 "CodeSizeUnzipped": limits.max_unzipped,
                 "CodeSizeZipped": limits.max_zipped,
-                "ConcurrentExecutions": self.settings.account_concurrency,
-                "UnreservedConcurrentExecutions": self.settings.account_concurrency,
+                "ConcurrentExecutions": self.concurrency.account_limit,
+                "UnreservedConcurrentExecutions": self.concurrency.unreserved_limit,
             },
             "AccountUsage": usage,
         }
@@ -110,5 +120,10 @@ class Engine:
             "runtimes": {r.identifier: r.interpreter for r in self.runtimes.runtimes},
             "functions": self.functions.count(),
             "environments": self.pool.counts(),
+            "concurrency": {
+                "in_flight": self.concurrency.in_flight,
+                "account_limit": self.concurrency.account_limit,
+                "unreserved_limit": self.concurrency.unreserved_limit,
+            },
             "uptime_seconds": round(time.time() - self.started_at, 3),
         }

@@ -73,6 +73,7 @@ class Environment:
         region: str,
         max_log_bytes: int,
         clock: Callable[[], float] = time.monotonic,
+        network: bool = True,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.function = function
@@ -83,6 +84,8 @@ class Environment:
         self.region = region
         self.max_log_bytes = max_log_bytes
         self.clock = clock
+        self.network = network
+        self.retired = False  # set while busy when its function changed: stop instead of reuse
         self.state = EnvironmentState.CREATED
         self.group = f"/aws/lambda/{function.name}"
         today = datetime.now(timezone.utc).strftime("%Y/%m/%d")
@@ -104,6 +107,10 @@ class Environment:
         if state not in TRANSITIONS[self.state]:
             raise RuntimeError(f"environment {self.id}: illegal transition {self.state} -> {state}")
         self.state = state
+
+    @property
+    def pool_key(self) -> tuple[str, str, str, bool]:
+        return (self.function.name, self.function.version, self.function.revision_id, self.network)
 
     @property
     def alive(self) -> bool:
@@ -157,6 +164,7 @@ class Environment:
                 env=self.environment_variables(),
                 memory_mb=self.function.memory_size,
                 ephemeral_storage_mb=self.function.ephemeral_storage,
+                network=self.network,
             )
             self._handle = await self.backend.start(spec, child.fileno(), log_write)
         except BaseException:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from squall.arn import LATEST, Arns, FunctionRef, parse_function_name
 from squall.code import CodeLimits, CodePackage, inspect_zip
+from squall.engine.concurrency import ConcurrencyLimits
 from squall.errors import InvalidParameterValue, LambdaError, PreconditionFailed, ResourceConflict, ResourceNotFound
 from squall.function import Code, FunctionVersion, State, UpdateStatus, validate_settings
 from squall.runtimes.registry import RuntimeRegistry
@@ -23,6 +24,20 @@ from squall.store.blobs import BlobStore
 from squall.store.functions import FunctionRepository
 
 log = logging.getLogger("squall.functions")
+
+NETWORK_TAG = "squall:network"  # "none": the function gets no network at all
+
+
+def validate_tags(tags: dict[str, str]) -> None:
+    if len(tags) > 50:
+        raise InvalidParameterValue("A function can have at most 50 tags.")
+    for key, value in tags.items():
+        if key.lower().startswith("aws:"):
+            raise InvalidParameterValue(f"Tag keys starting with 'aws:' are reserved: {key}")
+        if not 1 <= len(key) <= 128 or len(value) > 256:
+            raise InvalidParameterValue("Tag keys must be 1-128 characters and values at most 256 characters.")
+    if tags.get(NETWORK_TAG, "none") not in ("none", "default"):
+        raise InvalidParameterValue(f"Tag {NETWORK_TAG} must be 'none' (no network) or 'default'.")
 
 
 class FunctionService:
@@ -32,6 +47,7 @@ class FunctionService:
         blobs: BlobStore,
         runtimes: RuntimeRegistry,
         arns: Arns,
+        concurrency: ConcurrencyLimits,
         on_change: Callable[[str, str | None], None] = lambda name, revision: None,
         code_limits: CodeLimits = CodeLimits(),
     ) -> None:
@@ -41,12 +57,18 @@ class FunctionService:
         self.arns = arns
         self.on_change = on_change  # (name, revision now invocable or None when deleted)
         self.code_limits = code_limits
+        self.concurrency = concurrency
         self._invocable: dict[str, FunctionVersion] = {}
+        self._tags: dict[str, dict[str, str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- start-up ----------------------------------------------------------------
     async def load(self) -> None:
         """Fill the invoke cache and finish transitions a previous run left half-way."""
+        for name, (tags, reserved) in (await asyncio.to_thread(self.repo.function_settings)).items():
+            self._tags[name] = tags
+            if reserved is not None:
+                self.concurrency.reserve(name, reserved)
         for version in await asyncio.to_thread(self.repo.all_latest):
             if version.state == State.PENDING or version.last_update_status == UpdateStatus.IN_PROGRESS:
                 self._spawn(self._settle(version))
@@ -90,8 +112,46 @@ class FunctionService:
             raise ResourceNotFound(f"Function not found: {self.arns.function(ref.name)}")
         return version
 
+    def network_enabled(self, name: str) -> bool:
+        """False when the function is tagged ``squall:network`` = ``none``."""
+        return self._tags.get(name, {}).get(NETWORK_TAG) != "none"
+
     async def tags(self, name: str) -> dict[str, str]:
         return await asyncio.to_thread(self.repo.tags, name)
+
+    async def tag(self, ref: FunctionRef, tags: dict[str, str]) -> None:
+        validate_tags(tags)
+        version = await self.get(ref)
+        merged = {**await self.tags(version.name), **tags}
+        await self._store_tags(version.name, merged)
+
+    async def untag(self, ref: FunctionRef, keys: list[str]) -> None:
+        version = await self.get(ref)
+        current = await self.tags(version.name)
+        await self._store_tags(version.name, {k: v for k, v in current.items() if k not in keys})
+
+    async def _store_tags(self, name: str, tags: dict[str, str]) -> None:
+        network_before = self.network_enabled(name)
+        await asyncio.to_thread(self.repo.set_tags, name, tags)
+        self._tags[name] = tags
+        if self.network_enabled(name) != network_before:
+            self.on_change(name, None)  # environments must be recreated with the new sandbox
+
+    # ---- concurrency -------------------------------------------------------------
+    async def put_concurrency(self, ref: FunctionRef, value: int) -> None:
+        version = await self.get(ref)
+        self.concurrency.check_reservation(version.name, value)
+        await asyncio.to_thread(self.repo.set_reserved_concurrency, version.name, value)
+        self.concurrency.reserve(version.name, value)
+
+    async def delete_concurrency(self, ref: FunctionRef) -> None:
+        version = await self.get(ref)
+        await asyncio.to_thread(self.repo.set_reserved_concurrency, version.name, None)
+        self.concurrency.reserve(version.name, None)
+
+    async def get_concurrency(self, ref: FunctionRef) -> int | None:
+        version = await self.get(ref)
+        return self.concurrency.reserved.get(version.name)
 
     async def page(self, marker: str | None, max_items: int | None) -> tuple[list[FunctionVersion], str | None]:
         limit = 50 if max_items is None else max_items
@@ -121,8 +181,11 @@ class FunctionService:
             code=Code(package.sha256, package.sha256_hex, package.size),
             **fields,
         )
+        tags = dict(params.get("Tags") or {})
+        validate_tags(tags)
         await asyncio.to_thread(self.blobs.put, package)
-        await asyncio.to_thread(self.repo.create, version, dict(params.get("Tags") or {}))
+        await asyncio.to_thread(self.repo.create, version, tags)
+        self._tags[version.name] = tags
         self._spawn(self._settle(version, package))
         return version
 
@@ -163,6 +226,8 @@ class FunctionService:
         if not hashes:
             raise ResourceNotFound(f"Function not found: {self.arns.function(ref.name)}")
         self._invocable.pop(ref.name, None)
+        self._tags.pop(ref.name, None)
+        self.concurrency.reserve(ref.name, None)
         self.on_change(ref.name, None)
         for sha in set(hashes):
             if not await asyncio.to_thread(self.repo.code_in_use, sha):

@@ -23,12 +23,12 @@ from squall.observe.logs import LogStore
 from squall.runtimes.registry import Runtime
 from squall.sandbox.base import SandboxBackend
 
-PoolKey = tuple[str, str, str]  # function name, version, revision id
+PoolKey = tuple[str, str, str, bool]  # function name, version, revision id, network
 
 
 @dataclass(frozen=True)
 class PoolLimits:
-    account_concurrency: int
+    memory_capacity_mb: int  # the sum of all environments' MemorySize stays within this
     keep_alive_seconds: float
     max_log_bytes: int
 
@@ -49,7 +49,7 @@ class EnvironmentPool:
         self.clock = clock
         self._idle: dict[PoolKey, deque[Environment]] = {}
         self._busy: set[Environment] = set()
-        self._retired: set[str] = set()  # revision ids whose environments must not be reused
+        self._resident: dict[Environment, int] = {}  # every environment not yet stopped → its MemorySize
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
 
@@ -58,19 +58,38 @@ class EnvironmentPool:
     def in_flight(self) -> int:
         return len(self._busy)
 
+    @property
+    def memory_in_use_mb(self) -> int:
+        return sum(self._resident.values())
+
     def counts(self) -> dict[str, int]:
-        return {"busy": len(self._busy), "idle": sum(len(q) for q in self._idle.values())}
+        return {
+            "busy": len(self._busy),
+            "idle": sum(len(q) for q in self._idle.values()),
+            "memory_mb": self.memory_in_use_mb,
+            "memory_capacity_mb": self.limits.memory_capacity_mb,
+        }
 
     @asynccontextmanager
-    async def lease(self, function: FunctionVersion, runtime: Runtime, code_dir: Path) -> AsyncIterator[Environment]:
-        if len(self._busy) >= self.limits.account_concurrency:
-            raise TooManyRequests("Rate Exceeded.", "ConcurrentInvocationLimitExceeded")
-        key = (function.name, function.version, function.revision_id)
+    async def lease(
+        self, function: FunctionVersion, runtime: Runtime, code_dir: Path, network: bool = True
+    ) -> AsyncIterator[Environment]:
+        key = (function.name, function.version, function.revision_id, network)
         env = self._take_idle(key)
         if env is None:
+            self._admit(function.memory_size)
             env = Environment(
-                function, runtime, code_dir, self.backend, self.logs, self.region, self.limits.max_log_bytes, self.clock
+                function,
+                runtime,
+                code_dir,
+                self.backend,
+                self.logs,
+                self.region,
+                self.limits.max_log_bytes,
+                self.clock,
+                network=network,
             )
+            self._resident[env] = function.memory_size
             self._busy.add(env)
             try:
                 await env.start()
@@ -86,6 +105,25 @@ class EnvironmentPool:
             self._busy.discard(env)
             self._give_back(key, env)
 
+    def _admit(self, memory_mb: int) -> None:
+        """Make room for a new environment, evicting idle ones (least recently used first)."""
+        capacity = self.limits.memory_capacity_mb
+        if self.memory_in_use_mb + memory_mb <= capacity:
+            return
+        idle = sorted((env for queue in self._idle.values() for env in queue), key=lambda e: e.last_used)
+        for env in idle:
+            if self.memory_in_use_mb + memory_mb <= capacity:
+                break
+            self._idle[env.pool_key].remove(env)
+            self._stop_later(env, "evicted for memory")
+        self._idle = {k: q for k, q in self._idle.items() if q}
+        if self.memory_in_use_mb + memory_mb > capacity:
+            raise TooManyRequests(
+                f"Rate Exceeded. This server's memory capacity for environments is in use "
+                f"({self.memory_in_use_mb} of {capacity} MB).",
+                "ConcurrentInvocationLimitExceeded",
+            )
+
     def _take_idle(self, key: PoolKey) -> Environment | None:
         queue = self._idle.get(key)
         while queue:
@@ -95,7 +133,7 @@ class EnvironmentPool:
         return None
 
     def _give_back(self, key: PoolKey, env: Environment) -> None:
-        if env.state != EnvironmentState.READY or key[2] in self._retired:
+        if env.state != EnvironmentState.READY or env.retired:
             self._stop_later(env, env.stop_reason or "retired")
             return
         env.last_used = self.clock()
@@ -109,12 +147,11 @@ class EnvironmentPool:
         """
         for key in list(self._idle):
             if key[0] == function_name and key[2] != keep_revision:
-                self._retired.add(key[2])
                 for env in self._idle.pop(key):
                     self._stop_later(env, "function updated")
         for env in self._busy:
             if env.function.name == function_name and env.function.revision_id != keep_revision:
-                self._retired.add(env.function.revision_id)
+                env.retired = True
 
     def reap(self) -> int:
         """Stop environments idle for longer than the keep-alive time; returns how many."""
@@ -144,6 +181,7 @@ class EnvironmentPool:
         self._reaper = asyncio.get_running_loop().create_task(loop())
 
     def _stop_later(self, env: Environment, reason: str) -> None:
+        self._resident.pop(env, None)
         env.kill(reason)
         task = asyncio.get_running_loop().create_task(env.stop(reason))
         self._stopping.add(task)

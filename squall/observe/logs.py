@@ -62,7 +62,12 @@ class LogStore:
             for (group, stream), events in pending.items():
                 path = self._stream_path(group, stream)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "ab") as fh:
+                with open(path, "a+b") as fh:
+                    end = fh.seek(0, 2)
+                    if end:
+                        fh.seek(end - 1)
+                        if fh.read(1) != b"\n":
+                            fh.write(b"\n")  # end a line torn by a crash, or the next event joins it
                     fh.write(b"".join(orjson.dumps({"t": t, "m": m}) + b"\n" for t, m in events))
 
     def start(self) -> None:

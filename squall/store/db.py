@@ -19,6 +19,7 @@ functions = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("tags", sa.JSON, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("reserved_concurrency", sa.Integer, nullable=True),
 )
 
 versions = sa.Table(
@@ -39,8 +40,20 @@ def _v1(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[functions, versions])
 
 
+def _v2(conn: sa.Connection) -> None:
+    """Reserved concurrency per function (PutFunctionConcurrency)."""
+    _add_column(conn, "functions", "reserved_concurrency", "INTEGER")
+
+
+def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> None:
+    # Fresh databases get the current tables from _v1 already; older ones need the column.
+    existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+    if column not in existing:
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+
+
 # Append-only: each entry migrates the schema from version i to i + 1.
-MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_v1, _v2)
 
 
 def create_engine(url: str) -> Engine:

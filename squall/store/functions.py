@@ -89,6 +89,21 @@ class FunctionRepository:
             value = conn.execute(sa.select(functions.c.tags).where(functions.c.name == name)).scalar()
         return dict(value or {})
 
+    def set_tags(self, name: str, tags: dict[str, str]) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(functions.update().where(functions.c.name == name).values(tags=tags)).rowcount > 0
+
+    def set_reserved_concurrency(self, name: str, value: int | None) -> bool:
+        with self.engine.begin() as conn:
+            stmt = functions.update().where(functions.c.name == name).values(reserved_concurrency=value)
+            return conn.execute(stmt).rowcount > 0
+
+    def function_settings(self) -> dict[str, tuple[dict[str, str], int | None]]:
+        """Tags and reserved concurrency of every function (loaded once at start)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(functions.c.name, functions.c.tags, functions.c.reserved_concurrency)).all()
+        return {r.name: (dict(r.tags or {}), r.reserved_concurrency) for r in rows}
+
     def usage(self) -> dict[str, Any]:
         with self.engine.connect() as conn:
             count = conn.execute(sa.select(sa.func.count()).select_from(functions)).scalar_one()

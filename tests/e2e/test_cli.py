@@ -34,7 +34,7 @@ def user_env(endpoint: str) -> dict[str, str]:
     return env
 
 
-def squall(endpoint: str, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def squall(endpoint: str, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "squall.cli.main", *args],
         env=user_env(endpoint),
@@ -93,7 +93,12 @@ def test_deploy_directory_then_redeploy(server, lam, tmp_path: Path):
 def test_deploy_zip_then_invoke_with_payload_and_log(server, lam, tmp_path: Path):
     stem = unique_name("zip")
     package = tmp_path / f"{stem}.zip"
-    code = "import os\ndef run(event, context):\n    print('hello from run')\n    return {'n': event['n'] + 1, 'greeting': os.environ['GREETING']}\n"
+    code = (
+        "import os\n"
+        "def run(event, context):\n"
+        "    print('hello from run')\n"
+        "    return {'n': event['n'] + 1, 'greeting': os.environ['GREETING']}\n"
+    )
     package.write_bytes(make_zip({"main.py": code}))
 
     deployed = squall(
@@ -240,7 +245,8 @@ def test_delete(server, lam):
 
     again = squall(server.endpoint, "delete", name, "--yes")
     assert_clean_failure(again)
-    assert f"Error: ResourceNotFoundException: Function not found: arn:aws:lambda:us-east-1:123456789012:function:{name}" in again.stderr
+    arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+    assert f"Error: ResourceNotFoundException: Function not found: {arn}" in again.stderr
 
 
 # ---------------------------------------------------------------------------- logs

@@ -58,10 +58,10 @@ def function(handler: str = "echo", **changes) -> FunctionVersion:
     return dataclasses.replace(fv, **changes)
 
 
-def make_pool(tmp_path: Path, clock=None, concurrency: int = 1000, keep_alive: float = 60.0):
+def make_pool(tmp_path: Path, clock=None, memory_mb: int = 100_000, keep_alive: float = 60.0):
     backend = FakeBackend(HANDLERS)
     logs = LogStore(tmp_path / "logs")
-    pool = EnvironmentPool(backend, logs, "us-east-1", PoolLimits(concurrency, keep_alive, 1 << 20), clock or Clock())
+    pool = EnvironmentPool(backend, logs, "us-east-1", PoolLimits(memory_mb, keep_alive, 1 << 20), clock or Clock())
     return backend, logs, pool
 
 
@@ -85,7 +85,7 @@ def test_cold_then_warm(tmp_path):
         assert b"echo {'a': 1}" in first.log_tail and b"INIT_START" in first.log_tail
         assert b"Init Duration" in first.log_tail and b"Init Duration" not in second.log_tail
         assert b"START RequestId: req-2 Version: $LATEST" in second.log_tail
-        assert pool.counts() == {"busy": 0, "idle": 1}
+        assert (pool.counts()["busy"], pool.counts()["idle"]) == (0, 1)
         await pool.shutdown(0)
         assert not backend.running
 
@@ -104,17 +104,29 @@ def test_parallel_leases_scale_out(tmp_path):
     asyncio.run(scenario())
 
 
-def test_account_concurrency_throttles(tmp_path):
+def test_memory_admission_evicts_idle_then_throttles(tmp_path):
     async def scenario():
-        _, _, pool = make_pool(tmp_path, concurrency=1)
-        fn = function("slow")
-        first = asyncio.create_task(invoke(pool, fn, tmp_path, b'{"sleep": 0.2}'))
+        backend, _, pool = make_pool(tmp_path, memory_mb=300)
+        small = function(memory_size=128)
+        other = dataclasses.replace(function(memory_size=128), name="g")
+        await invoke(pool, small, tmp_path)
+        await invoke(pool, other, tmp_path)
+        assert pool.memory_in_use_mb == 256
+        # A third 128 MB environment does not fit: the least recently used idle one is evicted.
+        big = dataclasses.replace(function(memory_size=128), name="h")
+        await invoke(pool, big, tmp_path)
+        assert pool.memory_in_use_mb == 256 and backend.started == 3
+        # Busy environments cannot be evicted: over capacity the invoke is throttled.
+        slow_fn = dataclasses.replace(function("slow", memory_size=200), name="s")
+        running = asyncio.create_task(invoke(pool, slow_fn, tmp_path, b'{"sleep": 0.3}'))
         await asyncio.sleep(0.05)
+        assert pool.memory_in_use_mb <= 300
         with pytest.raises(TooManyRequests) as excinfo:
-            await invoke(pool, fn, tmp_path)
+            await invoke(pool, dataclasses.replace(function("slow", memory_size=200), name="t"), tmp_path)
         assert excinfo.value.reason == "ConcurrentInvocationLimitExceeded"
-        await first
+        await running
         await pool.shutdown(0)
+        assert pool.memory_in_use_mb == 0
 
     asyncio.run(scenario())
 
@@ -128,7 +140,7 @@ def test_idle_environments_are_reaped_with_injected_clock(tmp_path):
         assert pool.reap() == 0
         clock.now += 2
         assert pool.reap() == 1
-        assert pool.counts() == {"busy": 0, "idle": 0}
+        assert (pool.counts()["busy"], pool.counts()["idle"]) == (0, 0)
         await asyncio.sleep(0.01)
         assert not backend.running
         await invoke(pool, function(), tmp_path)

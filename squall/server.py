@@ -81,6 +81,9 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
         lifespan="on",
         log_level="warning",
         access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
     )
     server = _Server(config)

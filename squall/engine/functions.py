@@ -60,6 +60,7 @@ class FunctionService:
         self.concurrency = concurrency
         self._invocable: dict[str, FunctionVersion] = {}
         self._tags: dict[str, dict[str, str]] = {}
+        self._code_paths: dict[str, Path] = {}  # code hash → extracted tree (saves pathlib on invoke)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- start-up ----------------------------------------------------------------
@@ -160,7 +161,10 @@ class FunctionService:
         return await asyncio.to_thread(self.repo.page, marker, min(limit, 50))
 
     def code_path(self, version: FunctionVersion) -> Path:
-        return self.blobs.tree_path(version.code.sha256_hex)
+        path = self._code_paths.get(version.code.sha256_hex)
+        if path is None:
+            path = self._code_paths[version.code.sha256_hex] = self.blobs.tree_path(version.code.sha256_hex)
+        return path
 
     # ---- writes ------------------------------------------------------------------
     async def create(self, params: dict[str, Any]) -> FunctionVersion:
@@ -231,6 +235,7 @@ class FunctionService:
         self.on_change(ref.name, None)
         for sha in set(hashes):
             if not await asyncio.to_thread(self.repo.code_in_use, sha):
+                self._code_paths.pop(sha, None)
                 await asyncio.to_thread(self.blobs.remove, sha)
 
     # ---- internals ---------------------------------------------------------------

@@ -1,0 +1,115 @@
+"""Cold start: a NEW execution environment of a stdlib-only Python function per invoke.
+
+Between invokes the script changes an environment variable with
+UpdateFunctionConfiguration (and waits for ``function_updated_v2``), which retires the
+function's environments, so the next invoke must start a new one. Only the invoke call is
+timed: client-side latency through the HTTP API (one keep-alive connection, no SDK), and
+the "Init Duration" of the REPORT line in the log tail (``X-Amz-Log-Type: Tail``).
+
+Baseline, same run: a fresh ``python -s`` process per invoke doing the same work (spawn the
+interpreter, import the same handler file, call it, write the reply).
+
+    python bench/cold_start.py [--quick] [-n N] [--endpoint URL] [--isolation auto|process|linux] [--json [FILE]]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import common
+
+HANDLER = """\
+import json
+import os
+
+def handler(event, context):
+    return {"stream": context.log_stream_name, "gen": os.environ.get("BENCH_GEN"), "echo": event}
+"""
+
+PAYLOAD = b'{"cold": true}'
+TARGET_P50_MS = 5.0
+TARGET_P99_MS = 15.0
+
+
+def main() -> None:
+    p = common.parser(__doc__.split("\n\n")[0])
+    p.add_argument("-n", type=int, help="cold invokes (default 200; quick 5)")
+    p.add_argument("--settle-ms", type=float, default=20.0,
+                   help="pause after each update so the retired environment's shutdown is not timed (default 20)")
+    args = p.parse_args()
+    n = args.n or (5 if args.quick else 200)
+    report = common.Report(
+        "cold_start",
+        f"{n} invokes, each in a NEW environment of a stdlib-only Python function (forced by "
+        "UpdateFunctionConfiguration of an env var between invokes); only the invoke is timed, "
+        "client side, over one keep-alive HTTP connection",
+        args,
+    )
+    with common.server_for(args) as server:
+        doc = common.health(server.endpoint)
+        report.server(server, doc)
+        client = common.lambda_client(server.endpoint)
+        name = common.deploy(client, HANDLER, common.pick_runtime(doc), env={"BENCH_GEN": "0"})
+        invoker = common.RawInvoker(server.endpoint, name, tail=True)
+        latencies, inits, streams = [], [], set()
+        missing_init = 0
+        try:
+            for i in range(1, n + 1):
+                client.update_function_configuration(FunctionName=name, Environment={"Variables": {"BENCH_GEN": str(i)}})
+                client.get_waiter("function_updated_v2").wait(
+                    FunctionName=name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 600}
+                )
+                time.sleep(args.settle_ms / 1000)
+                started = time.perf_counter()
+                status, response, body = invoker.invoke(PAYLOAD)
+                latencies.append((time.perf_counter() - started) * 1000)
+                common.check_invoke(status, response, body)
+                result = json.loads(body)
+                if result.get("gen") != str(i):
+                    raise RuntimeError(f"invoke {i} ran an environment of configuration {result.get('gen')!r}")
+                streams.add(result["stream"])
+                init = common.init_duration_ms(common.log_tail(response))
+                if init is None:
+                    missing_init += 1
+                else:
+                    inits.append(init)
+        finally:
+            invoker.close()
+            common.delete_quietly(client, name)
+
+        report.section("results")
+        cold = report.latency("cold_invoke", "cold invoke, end to end (client side)", latencies,
+                              new_environments=len(streams))
+        report.latency("init_duration", "REPORT Init Duration", inits)
+        if missing_init:
+            report.note(f"{missing_init} of {n} invokes had no Init Duration in their REPORT line (not cold?)")
+        if len(streams) != n:
+            report.note(f"only {len(streams)} distinct environments served {n} invokes")
+
+    report.section("baseline")
+    fresh = common.FreshProcess(HANDLER)
+    try:
+        fresh.invoke(PAYLOAD)  # page cache warm, as the server's interpreter is
+        base = report.latency(
+            "fresh_process",
+            "fresh python process per invoke (spawn + import + handler + reply)",
+            fresh.timed(PAYLOAD, n),
+            baseline=True,
+        )
+    finally:
+        fresh.close()
+    r = common.ratio(cold.get("median_ms"), base.get("median_ms"))
+    report.ratio("cold_vs_fresh_median", "cold invoke median / fresh process median", r,
+                 "below 1: Squall's cold start beats starting a fresh interpreter")
+    report.ratio("cold_vs_fresh_p99", "cold invoke p99 / fresh process p99",
+                 common.ratio(cold.get("p99_ms"), base.get("p99_ms")))
+    isolated = bool((report.doc["isolation"] or {}).get("isolated"))
+    suffix = "" if isolated else " (backend is NOT isolated: the target is for a fully sandboxed start)"
+    report.target("cold_p50_ms", f"cold p50 <= {TARGET_P50_MS} ms{suffix}", cold.get("median_ms"), TARGET_P50_MS)
+    report.target("cold_p99_ms", f"cold p99 <= {TARGET_P99_MS} ms{suffix}", cold.get("p99_ms"), TARGET_P99_MS)
+    report.finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Linux isolation backend: namespaces, cgroups and a zygote."""

@@ -139,3 +139,19 @@ def require(condition: bool, reason: str) -> None:
     if os.environ.get("SQUALL_TEST_STRICT") == "1":
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+def processes_with_arg(*args: str) -> list[int]:
+    """Pids of processes whose command line contains one of ``args`` as a whole argument."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(arg in cmd for arg in args):
+            found.append(int(pid))
+    return found

@@ -261,12 +261,8 @@ class Environment:
             self.kill("runtime exited")
             capture.drain()
             how = exit_description(returncode)
-            if handle.oom_killed():
-                capture.emit(
-                    f"RequestId: {request.request_id} Error: Runtime exited with error: {how} "
-                    f"(out of memory: the function needed more than its {fn.memory_size} MB)"
-                )
-            capture.emit(f"RequestId: {request.request_id} Error: Runtime exited with error: {how}")
+            oom = f" (out of memory: the function used more than its {fn.memory_size} MB)" if handle.oom_killed() else ""
+            capture.emit(f"RequestId: {request.request_id} Error: Runtime exited with error: {how}{oom}")
             capture.emit("Runtime.ExitError")
             return self._complete(request, log, duration, cold_ms, exit_error(request.request_id, how), True, "error")
         duration = (time.perf_counter() - started) * 1000

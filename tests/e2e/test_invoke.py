@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import create_function, unique_name
+from tests.conftest import create_function, processes_with_arg, unique_name
 from tests.e2e.test_control_plane import error_of
 
 
@@ -200,8 +199,8 @@ def test_timeout_kills_everything(lam, server):
     code = """
 import subprocess, time
 def handler(event, context):
-    subprocess.Popen(["sleep", "300"])
-    subprocess.Popen(["setsid", "sleep", "301"])
+    subprocess.Popen(["sleep", "3071"])
+    subprocess.Popen(["setsid", "sleep", "3072"])
     time.sleep(60)
 """
     name = create_function(lam, code, Timeout=1)
@@ -214,7 +213,7 @@ def handler(event, context):
     assert response["FunctionError"] == "Unhandled"
     assert "Task timed out after 1.00 seconds" in base64.b64decode(response["LogResult"]).decode()
     time.sleep(0.3)
-    assert _sleepers() == []
+    assert processes_with_arg("3071", "3072") == []
     # The next invoke gets a fresh environment.
     assert json.loads(invoke(lam, name)[1])["errorType"] == "Sandbox.Timedout"
 
@@ -268,18 +267,3 @@ def _health(server):
 
     with urllib.request.urlopen(f"{server.endpoint}/health") as response:
         return json.loads(response.read())
-
-
-def _sleepers() -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmd = fh.read().split(b"\0")
-        except OSError:
-            continue
-        if cmd[:1] in ([b"sleep"], [b"setsid"]) and cmd[1:2] in ([b"300"], [b"301"]):
-            found.append(int(pid))
-    return found

@@ -8,7 +8,7 @@ import signal
 import time
 import urllib.request
 
-from tests.conftest import create_function, start_server
+from tests.conftest import create_function, processes_with_arg, start_server
 
 SLEEPER = """
 import subprocess
@@ -17,21 +17,6 @@ def handler(event, context):
     subprocess.Popen(["setsid", "sleep", str(int(event["tag"]) + 1)])
     return "spawned"
 """
-
-
-def processes_with_arg(*args: str) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmd = fh.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if any(arg in cmd for arg in args):
-            found.append(int(pid))
-    return found
 
 
 def wait_until(predicate, timeout: float = 10.0) -> bool:

@@ -1,0 +1,232 @@
+"""Warm latency: sequential invokes of a warm environment over ONE keep-alive HTTP connection.
+
+The client is ``http.client`` POSTing to ``/2015-03-31/functions/NAME/invocations`` (no SDK:
+boto3 adds about a millisecond of its own per call and would hide the server). As asides it
+also times a raw socket client with a pre-built request (the least client overhead), boto3's
+``invoke`` and ``GET /health`` on the same server (HTTP + ASGI floor without an invoke).
+
+Baseline, same run: a fresh ``python -s`` process per invoke running the same handler.
+
+``--profile FILE`` afterwards samples the server with py-spy during extra invokes and prints
+where the server's time goes (collapsed stacks are written to FILE).
+
+    python bench/warm_latency.py [--quick] [-n N] [--endpoint URL] [--isolation ...] [--json [FILE]] [--profile FILE]
+"""
+
+from __future__ import annotations
+
+import collections
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import common
+
+HANDLER = """\
+def handler(event, context):
+    return event
+"""
+
+PAYLOAD = b'{"n": 1}'
+TARGET_P50_MS = 0.3
+TARGET_P99_MS = 1.0
+
+
+class SocketInvoker:
+    """A pre-built request on a raw socket: measures the server with almost no client cost."""
+
+    def __init__(self, server: common.Server, name: str) -> None:
+        self.sock = socket.create_connection((server.host, server.port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.request = common.build_post(server.host, server.port, common.invoke_path(name), PAYLOAD)
+        self.buffer = b""
+
+    def invoke(self) -> None:
+        self.sock.sendall(self.request)
+        data = self.buffer
+        while True:
+            end = data.find(b"\r\n\r\n")
+            if end >= 0:
+                head = data[:end]
+                if head[9:12] != b"200":
+                    raise RuntimeError(f"invoke failed: {head[:200]!r}")
+                lower = head.lower()
+                at = lower.find(b"content-length:")
+                length = int(lower[at + 15:].split(b"\r\n", 1)[0]) if at >= 0 else 0
+                total = end + 4 + length
+                if len(data) >= total:
+                    self.buffer = data[total:]
+                    return
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            data += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def main() -> None:
+    p = common.parser(__doc__.split("\n\n")[0])
+    p.add_argument("-n", type=int, help="timed invokes (default 2000; quick 50)")
+    p.add_argument("--profile", metavar="FILE", help="sample the server with py-spy and write collapsed stacks to FILE")
+    p.add_argument("--profile-seconds", type=float, default=10.0, help="how long to profile (default 10)")
+    args = p.parse_args()
+    n = args.n or (50 if args.quick else 2000)
+    warmup = 20 if args.quick else 300
+    n_aside = max(20, n // 4)
+    n_fresh = 5 if args.quick else 200
+    report = common.Report(
+        "warm_latency",
+        f"{n} sequential warm invokes (after {warmup} warm-up) of an echo function over one keep-alive "
+        "HTTP connection (http.client, no SDK)",
+        args,
+    )
+    with common.server_for(args) as server:
+        doc = common.health(server.endpoint)
+        report.server(server, doc)
+        client = common.lambda_client(server.endpoint)
+        name = common.deploy(client, HANDLER, common.pick_runtime(doc))
+        invoker = common.RawInvoker(server.endpoint, name)
+
+        def one() -> None:
+            status, response, body = invoker.invoke(PAYLOAD)
+            if status != 200 or body != PAYLOAD:
+                common.check_invoke(status, response, body)
+                raise RuntimeError(f"unexpected reply {body[:200]!r}")
+
+        try:
+            for _ in range(warmup):
+                one()
+            started = time.perf_counter()
+            samples = common.timed_loop(one, n)
+            wall = time.perf_counter() - started
+            report.section("results")
+            warm = report.latency("warm_invoke", "warm invoke, http.client keep-alive", samples,
+                                  throughput_per_s=n / wall)
+            environments = common.health(server.endpoint)["environments"]
+            report.section("asides (same server)")
+            raw = SocketInvoker(server, name)
+            try:
+                raw.invoke()
+                report.latency("warm_invoke_raw_socket", "warm invoke, raw socket + pre-built request",
+                               common.timed_loop(raw.invoke, n))
+            finally:
+                raw.close()
+            for _ in range(10):
+                client.invoke(FunctionName=name, Payload=PAYLOAD)["Payload"].read()
+            report.latency(
+                "warm_invoke_boto3",
+                "warm invoke, boto3 client.invoke",
+                common.timed_loop(lambda: client.invoke(FunctionName=name, Payload=PAYLOAD)["Payload"].read(), n_aside),
+            )
+
+            def health_once() -> None:
+                invoker.conn.request("GET", "/health")
+                response = invoker.conn.getresponse()
+                response.read()
+
+            report.latency("health_floor", "GET /health (HTTP + ASGI, no invoke)", common.timed_loop(health_once, n_aside))
+            report.line(f"  environments after the run: {environments}")
+            if args.profile:
+                profile(server, one, args.profile, args.profile_seconds, report)
+        finally:
+            invoker.close()
+            common.delete_quietly(client, name)
+
+    report.section("baseline")
+    fresh = common.FreshProcess(HANDLER)
+    try:
+        fresh.invoke(PAYLOAD)
+        base = report.latency("fresh_process", "fresh python process per invoke", fresh.timed(PAYLOAD, n_fresh),
+                              baseline=True)
+    finally:
+        fresh.close()
+    report.ratio("warm_vs_fresh_median", "warm median / fresh process median",
+                 common.ratio(warm.get("median_ms"), base.get("median_ms")))
+    speedup = common.ratio(base.get("median_ms"), warm.get("median_ms"))
+    if speedup:
+        report.line(f"           (a warm invoke is {speedup:,.0f}x faster than a fresh process)")
+    report.target("warm_p50_ms", f"warm p50 <= {TARGET_P50_MS} ms", warm.get("median_ms"), TARGET_P50_MS)
+    report.target("warm_p99_ms", f"warm p99 <= {TARGET_P99_MS} ms", warm.get("p99_ms"), TARGET_P99_MS)
+    report.finish()
+
+
+# ------------------------------------------------------------------ profiling
+
+
+def profile(server: common.Server, one, out: str, seconds: float, report: common.Report) -> None:
+    """py-spy the server while invoking; print the heaviest functions (inclusive and self)."""
+    spy = common.py_spy_path()
+    pid = server.pid
+    if spy is None or pid is None:
+        report.note("profile skipped: " + ("py-spy not found (pip install py-spy)" if spy is None else "no server pid"))
+        return
+    proc = subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--rate", "500", "--format", "raw", "--output", out,
+         "--duration", str(int(seconds)), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)  # let py-spy attach
+    stop = threading.Event()
+    count = 0
+
+    def drive() -> None:
+        nonlocal count
+        while not stop.is_set():
+            one()
+            count += 1
+
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+    _, err = proc.communicate(timeout=seconds + 60)
+    stop.set()
+    driver.join()
+    if proc.returncode != 0 or not Path(out).exists():
+        report.note(f"py-spy failed: {err.strip()[-300:]}")
+        return
+    report.section(f"profile of the server (py-spy, {count} invokes, collapsed stacks in {out})")
+    for line in summarize_profile(Path(out).read_text()):
+        report.line("  " + line)
+
+
+def summarize_profile(text: str, top: int = 25) -> list[str]:
+    inclusive: collections.Counter[str] = collections.Counter()
+    self_time: collections.Counter[str] = collections.Counter()
+    total = 0
+    for row in text.splitlines():
+        stack, _, count_text = row.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [_frame_name(f) for f in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] += count
+        self_time[frames[-1]] += count
+    if not total:
+        return ["no samples"]
+    lines = [f"{total} samples; inclusive % (self %) per function, heaviest first:"]
+    for frame, count in inclusive.most_common(top):
+        lines.append(f"{100 * count / total:5.1f}% ({100 * self_time[frame] / total:4.1f}%)  {frame}")
+    lines.append("heaviest self time:")
+    for frame, count in self_time.most_common(12):
+        lines.append(f"{100 * count / total:5.1f}%  {frame}")
+    return lines
+
+
+def _frame_name(frame: str) -> str:
+    """'func (path/to/file.py:123)' -> 'func (file.py)'."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    parts = path.split("/")
+    short = "/".join(parts[-2:]) if len(parts) > 1 else path
+    return f"{name} ({short})" if where else name
+
+
+if __name__ == "__main__":
+    main()

@@ -387,11 +387,19 @@ def raise_fd_limit(wanted: int = 65536) -> None:
 
 def start_server(isolation: str = "auto", env: dict[str, str] | None = None) -> Server:
     """``squall server --port 0`` with a temporary data dir; returns once it listens."""
-    raise_fd_limit()
     data_dir = Path(tempfile.mkdtemp(prefix="squall-bench-"))
+    argv = [sys.executable, "-m", "squall.cli.main", "server", "--port", "0", "--data-dir", str(data_dir),
+            "--isolation", isolation]
+    server = start_listening(argv, env, f"squall server (--isolation {isolation})")
+    server.data_dir = data_dir
+    return server
+
+
+def start_listening(argv: list[str], env: dict[str, str] | None, what: str) -> Server:
+    """Start a process that prints "listening on http://HOST:PORT"; return once it has."""
+    raise_fd_limit()
     process = subprocess.Popen(
-        [sys.executable, "-m", "squall.cli.main", "server", "--port", "0", "--data-dir", str(data_dir),
-         "--isolation", isolation],
+        argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -399,7 +407,7 @@ def start_server(isolation: str = "auto", env: dict[str, str] | None = None) -> 
         env={**os.environ, **(env or {})},
         start_new_session=True,
     )
-    server = Server("", process, data_dir)
+    server = Server("", process)
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
@@ -423,9 +431,7 @@ def start_server(isolation: str = "auto", env: dict[str, str] | None = None) -> 
             server.endpoint = match.group(1)
             return server
     server.stop()
-    raise SystemExit(
-        f"squall server (--isolation {isolation}) did not start:\n" + "".join(server.output)
-    )
+    raise SystemExit(f"{what} did not start:\n" + "".join(server.output))
 
 
 class server_for:
@@ -744,6 +750,47 @@ def process_group_key(pid: int, host_pidns: str) -> str | None:
     if pidns != host_pidns:
         return pidns
     return "session:" + stat.rsplit(")", 1)[1].split()[3]
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time of processes (all their threads), from /proc/PID/stat."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU used by the server, its environments (every descendant) and this client, per operation."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.server_pid = server_pid
+        self.start()
+
+    def start(self) -> None:
+        self.kids = descendants(self.server_pid) if self.server_pid else []
+        self.server0 = cpu_seconds([self.server_pid]) if self.server_pid else 0.0
+        self.kids0 = cpu_seconds(self.kids)
+        self.client0 = time.process_time()
+
+    def per_op_us(self, ops: int) -> dict[str, float] | None:
+        if not self.server_pid or ops <= 0:
+            return None
+        server = cpu_seconds([self.server_pid]) - self.server0
+        kids = cpu_seconds(self.kids) - self.kids0
+        client = time.process_time() - self.client0
+        return {
+            "server_cpu_us": server / ops * 1e6,
+            "environments_cpu_us": kids / ops * 1e6,
+            "client_cpu_us": client / ops * 1e6,
+        }
 
 
 def wrk_path() -> str | None:

@@ -100,12 +100,17 @@ def main() -> None:
         try:
             for _ in range(warmup):
                 one()
+            meter = common.CpuMeter(server.pid)
             started = time.perf_counter()
             samples = common.timed_loop(one, n)
             wall = time.perf_counter() - started
+            cpu = meter.per_op_us(n)
             report.section("results")
             warm = report.latency("warm_invoke", "warm invoke, http.client keep-alive", samples,
                                   throughput_per_s=n / wall)
+            if cpu:
+                report.figures("cpu_per_invoke", "CPU per warm invoke (us; /proc, 10 ms ticks)",
+                               {k: round(v, 1) for k, v in cpu.items()})
             environments = common.health(server.endpoint)["environments"]
             report.section("asides (same server)")
             raw = SocketInvoker(server, name)
@@ -158,20 +163,19 @@ def main() -> None:
 
 
 def profile(server: common.Server, one, out: str, seconds: float, report: common.Report) -> None:
-    """py-spy the server while invoking; print the heaviest functions (inclusive and self)."""
+    """py-spy the server (native frames too) while invoking; print where its time goes."""
     spy = common.py_spy_path()
     pid = server.pid
     if spy is None or pid is None:
         report.note("profile skipped: " + ("py-spy not found (pip install py-spy)" if spy is None else "no server pid"))
         return
     proc = subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--rate", "500", "--format", "raw", "--output", out,
-         "--duration", str(int(seconds)), "--nonblocking"],
+        [spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--output", out,
+         "--duration", str(int(seconds)), "--native"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)  # let py-spy attach
     stop = threading.Event()
     count = 0
 
@@ -189,38 +193,73 @@ def profile(server: common.Server, one, out: str, seconds: float, report: common
     if proc.returncode != 0 or not Path(out).exists():
         report.note(f"py-spy failed: {err.strip()[-300:]}")
         return
-    report.section(f"profile of the server (py-spy, {count} invokes, collapsed stacks in {out})")
+    report.section(f"profile of the server's event loop thread (py-spy --native, {count} invokes, stacks in {out})")
     for line in summarize_profile(Path(out).read_text()):
         report.line("  " + line)
 
 
-def summarize_profile(text: str, top: int = 25) -> list[str]:
+# Where a busy sample of the event loop thread is spent, by its innermost frames.
+_SYSCALLS = {"write": "write(2)", "writev": "write(2)", "send": "write(2)", "sendmsg": "write(2)",
+             "read": "read(2)", "recv": "read(2)", "recvfrom": "read(2)", "readv": "read(2)"}
+_IDLE = ("epoll_wait", "epoll_pwait")
+
+
+def _category(frames: list[str]) -> str:
+    leaf = frames[-1].split(" (", 1)[0]
+    python = [f for f in frames if ".py" in f.partition(" (")[2]]
+    if leaf in _SYSCALLS:
+        caller = _frame_name(python[-1]) if python else "native code"
+        return f"syscall {_SYSCALLS[leaf]} from {caller}"
+    for frame in reversed(python):
+        where = frame.partition(" (")[2]
+        if "squall/api" in where or "squall/arn" in where:
+            return "squall api (routing, parsing, serialising)"
+        if "squall/" in where and "squall/server.py" not in where and "cli/main.py" not in where:
+            return "squall engine (pool, environment, frames, logs)"
+        if "uvicorn/" in where:
+            return "uvicorn (HTTP protocol)"
+        if "asyncio/" in where:
+            return "asyncio (streams, timeouts, tasks)"
+        return "other python: " + where.rsplit(":", 1)[0].rsplit("/", 1)[-1]
+    return "uvloop/libuv and interpreter native code"
+
+
+def summarize_profile(text: str, top: int = 18) -> list[str]:
+    """Busy vs idle of the event loop thread, time by layer, and the heaviest functions."""
+    categories: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
-    self_time: collections.Counter[str] = collections.Counter()
-    total = 0
+    main = busy = 0
     for row in text.splitlines():
         stack, _, count_text = row.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
+        frames = stack.split(";")
+        if not any(f.startswith("Runner.run ") or f.startswith("run (uvloop") for f in frames):
+            continue  # other threads (log flusher, thread pool) are idle on the warm path
         count = int(count_text)
-        total += count
-        frames = [_frame_name(f) for f in stack.split(";")]
-        for frame in set(frames):
+        main += count
+        if frames[-1].split(" (", 1)[0] in _IDLE:
+            continue
+        busy += count
+        categories[_category(frames)] += count
+        for frame in {_frame_name(f) for f in frames if "squall/" in f and "cli/main.py" not in f and "squall/server.py" not in f}:
             inclusive[frame] += count
-        self_time[frames[-1]] += count
-    if not total:
-        return ["no samples"]
-    lines = [f"{total} samples; inclusive % (self %) per function, heaviest first:"]
+    if not main:
+        return ["no samples of the event loop thread"]
+    lines = [f"event loop thread: {main} samples, busy {100 * busy / main:.0f}% (rest: waiting in epoll)"]
+    if not busy:
+        return lines
+    lines.append("busy time by layer (innermost frame):")
+    for name, count in categories.most_common():
+        lines.append(f"  {100 * count / busy:5.1f}%  {name}")
+    lines.append("squall functions, inclusive % of busy time:")
     for frame, count in inclusive.most_common(top):
-        lines.append(f"{100 * count / total:5.1f}% ({100 * self_time[frame] / total:4.1f}%)  {frame}")
-    lines.append("heaviest self time:")
-    for frame, count in self_time.most_common(12):
-        lines.append(f"{100 * count / total:5.1f}%  {frame}")
+        lines.append(f"  {100 * count / busy:5.1f}%  {frame}")
     return lines
 
 
 def _frame_name(frame: str) -> str:
-    """'func (path/to/file.py:123)' -> 'func (file.py)'."""
+    """'func (path/to/file.py:123)' -> 'func (to/file.py)'."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
     parts = path.split("/")

@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 from squall.errors import SquallError
 from squall.sandbox.base import SandboxBackend
 from squall.sandbox.process import ProcessBackend
 
+log = logging.getLogger("squall.sandbox")
+
 
 def select_backend(isolation: str, data_dir: Path) -> SandboxBackend:
-    """The backend for the ``isolation`` setting: ``auto`` picks the strongest available."""
+    """The backend for the ``isolation`` setting: ``auto`` picks the strongest available.
+
+    ``linux`` (namespaces, cgroups, zygote) when this machine allows it — root, a kernel
+    with mount/pid namespaces, cgroups that can enforce limits; otherwise ``process``.
+    Forcing ``linux`` where it cannot work fails with the reason and what to do.
+    """
     scope = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
-    if isolation in ("auto", "process"):
+    if isolation == "process":
         return ProcessBackend(scope)
-    raise SquallError(
-        f"isolation={isolation!r} is not available on this server build; use 'process' or 'auto'."
-    )
+    if isolation in ("auto", "linux"):
+        from squall.sandbox.linux.backend import SandboxUnavailable, create_linux_backend
+
+        try:
+            return create_linux_backend(scope, data_dir)
+        except SandboxUnavailable as e:
+            if isolation == "linux":
+                raise SquallError(
+                    f"isolation='linux' is not available on this machine: {e}. "
+                    "Fix that, or use isolation 'process' (functions are then not isolated) or 'auto'."
+                ) from None
+            log.info("linux sandbox unavailable (%s); using the process backend (not isolated)", e)
+            return ProcessBackend(scope)
+    raise SquallError(f"unknown isolation {isolation!r}; use 'auto', 'linux' or 'process'.")

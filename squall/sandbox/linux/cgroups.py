@@ -264,8 +264,8 @@ class Cgroup:
     def oom_kills(self) -> int:
         raise NotImplementedError
 
-    def _freeze(self, frozen: bool) -> bool:
-        """Freeze (wait until frozen, bounded) or thaw; whether it worked."""
+    def _freeze(self, frozen: bool, wait: float = 0.5) -> bool:
+        """Freeze (waiting up to ``wait`` s until every task is stopped) or thaw; whether it worked."""
         return False
 
     # -- killing and removing
@@ -275,11 +275,12 @@ class Cgroup:
 
         Idempotent; gone processes and a gone group are fine. Returns once the group is
         empty, or after ``timeout`` seconds (a process stuck in the kernel) — then
-        :meth:`remove` reports False.
+        :meth:`remove` reports False. ``timeout=0``: one round (every member has been sent
+        SIGKILL, none waited for), cheap enough for an event loop.
         """
         if not self.pids():
             return
-        self._kill_once()
+        self._kill_once(min(0.5, max(timeout, 0.02)))
         deadline = time.monotonic() + timeout
         delay = 0.0002
         while pids := self.pids():
@@ -290,8 +291,8 @@ class Cgroup:
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
 
-    def _kill_once(self) -> None:
-        frozen = self._freeze(True)
+    def _kill_once(self, wait: float) -> None:
+        frozen = self._freeze(True, wait)
         try:
             for pid in self.pids():
                 _sigkill(pid)
@@ -300,12 +301,16 @@ class Cgroup:
                 self._freeze(False)
 
     def remove(self, timeout: float = 2.0) -> bool:
-        """Kill what is left, then remove the group everywhere; True when it is gone."""
+        """Kill what is left, then remove the group everywhere; True when it is gone.
+
+        Idempotent. ``timeout=0``: one attempt plus one kill round, no waiting (False if
+        something was still dying: call again later).
+        """
         self.close_fds()
         deadline = time.monotonic() + timeout
         delay = 0.0005
         pending = list(self._dirs)
-        failed = False
+        failed = killed = False
         while True:
             busy = []
             for path in reversed(pending):
@@ -320,11 +325,13 @@ class Cgroup:
             if not busy:
                 return True
             pending = busy[::-1]
-            if failed or time.monotonic() > deadline:
+            if failed or (killed and time.monotonic() > deadline):
                 return False
             self.kill_all(timeout=max(0.0, deadline - time.monotonic()))
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            if killed:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+            killed = True
 
 
 class _CgroupV1(Cgroup):
@@ -370,13 +377,13 @@ class _CgroupV1(Cgroup):
         except FileNotFoundError:
             return 0
 
-    def _freeze(self, frozen: bool) -> bool:
+    def _freeze(self, frozen: bool, wait: float = 0.5) -> bool:
         state = self._file("freezer", "freezer.state")
         try:
             _write(state, b"FROZEN" if frozen else b"THAWED")
             if not frozen:
                 return True
-            deadline = time.monotonic() + 0.5
+            deadline = time.monotonic() + wait
             while _read(state).strip() != "FROZEN":  # FREEZING until every task is stopped
                 if time.monotonic() > deadline:
                     return True  # still kill; thaw after
@@ -475,7 +482,7 @@ class _CgroupV2(Cgroup):
         except FileNotFoundError:
             return 0
 
-    def _kill_once(self) -> None:
+    def _kill_once(self, wait: float) -> None:
         if self._driver._kill_file:
             try:
                 _write(self._dirs[0] + "/cgroup.kill", b"1")  # race-free with forks, 5.14+
@@ -484,15 +491,15 @@ class _CgroupV2(Cgroup):
                 return
             except OSError:
                 pass
-        super()._kill_once()
+        super()._kill_once(wait)
 
-    def _freeze(self, frozen: bool) -> bool:
+    def _freeze(self, frozen: bool, wait: float = 0.5) -> bool:
         d = self._dirs[0]
         try:
             _write(d + "/cgroup.freeze", b"1" if frozen else b"0")
             if not frozen:
                 return True
-            deadline = time.monotonic() + 0.5
+            deadline = time.monotonic() + wait
             while not _keyed(_read(d + "/cgroup.events"), "frozen"):
                 if time.monotonic() > deadline:
                     return True

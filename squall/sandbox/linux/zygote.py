@@ -89,6 +89,7 @@ PR_SET_NO_NEW_PRIVS = 38
 PIVOT_ROOT = {"x86_64": 155, "amd64": 155, "aarch64": 41, "arm64": 41}
 
 SETUP_FAILED = 125
+_MAXFD = max(256, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024)
 TASK_ROOT = "/var/task"
 RUNTIME_DIR = "/var/runtime"
 
@@ -162,6 +163,7 @@ class Jail(object):
         self.ops = []
         self.dirs = set()
         self._etc_sources = {}
+        self._etc_checked = 0.0
         self._plan(config)
 
     def _mkdir(self, path, mode=0o755):
@@ -219,8 +221,12 @@ class Jail(object):
             self.ops.append(("symlink", _b(target), _b("/dev/" + name)))
         self.refresh_etc()
 
-    def refresh_etc(self):
-        """(Re)read the host's /etc files the jail copies; cheap when nothing changed."""
+    def refresh_etc(self, max_age=None):
+        """(Re)read the host's /etc files the jail copies (at most every ``max_age`` s)."""
+        now = time.monotonic()
+        if max_age is not None and now - self._etc_checked < max_age:
+            return
+        self._etc_checked = now
         files = []
         for name in self.ETC_FILES:
             host = "/etc/" + name
@@ -309,6 +315,13 @@ class Jail(object):
 # the environment's processes
 
 
+_T = []
+def _t(name):
+    _T.append((name, time.monotonic()))
+def _dump():
+    if os.environ.get("SQTRACE"):
+        os.write(2, (" ".join("%s=%.3f" % (n, t * 1000) for n, t in _T) + "\n").encode())
+
 def _write_error(message):
     try:
         os.write(2, ("[squall] sandbox setup failed: %s\n" % message).encode("utf-8", "replace"))
@@ -349,23 +362,26 @@ class Spawner(object):
     def run_a(self, req, chan, log, procs):
         """Never returns."""
         try:
+            _t("A")
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             os.setsid()
+            pid = b"%d" % os.getpid()
+            for fd in procs:  # join the environment's cgroup before anything else
+                os.write(fd, pid)
             # fds 0 = /dev/null (the zygote's), 1 and 2 = the log, 3 = the channel
             os.dup2(log, 1)
             os.dup2(log, 2)
             os.dup2(chan, 3)
-            pid = b"%d" % os.getpid()
-            for fd in procs:
-                os.write(fd, pid)
-            os.closerange(4, 1 << 20)
+            os.closerange(4, _MAXFD)
             resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
             if not req.get("network", True):
                 flags |= CLONE_NEWNET
+            _t("A.pre-unshare")
             unshare(flags)
+            _t("A.unshared")
             r, w = os.pipe()
             child = os.fork()
             if child == 0:
@@ -390,16 +406,20 @@ class Spawner(object):
 
     def run_b(self, req, status_fd):
         try:
+            _t("B")
             jail = self.jail
             jail.build(req["code_dir"], req.get("tmp_mb", 512))
+            _t("B.built")
             _check(_libc.sethostname(jail.hostname, len(jail.hostname)), "sethostname")
             os.setgroups([])
             os.setresgid(jail.gid, jail.gid, jail.gid)
             os.setresuid(jail.uid, jail.uid, jail.uid)
             prctl(PR_SET_NO_NEW_PRIVS, 1)
             prctl(PR_SET_DUMPABLE, 1)  # reset by setuid; /proc/self/* must stay the process's own
+            _t("B.dropped")
             runtime = os.fork()
             if runtime == 0:
+                _t("C")
                 os.close(status_fd)
                 self.run_c(req)
             os.closerange(0, 4)
@@ -448,6 +468,8 @@ class Spawner(object):
         sys.modules["__main__"] = boot
         sys.argv[:] = [boot.__file__]
         code = 0
+        _t("C.main")
+        _dump()
         try:
             code = boot.main(3)
         except SystemExit as e:
@@ -508,7 +530,7 @@ def load_bootstrap(path):
 
 def _recv(sock):
     fd_size = struct.calcsize("i")
-    msg, ancdata, flags, _ = sock.recvmsg(1 << 20, socket.CMSG_SPACE(16 * fd_size))
+    msg, ancdata, flags, _ = sock.recvmsg(1 << 18, socket.CMSG_SPACE(16 * fd_size))
     fds = []
     for level, kind, data in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -565,7 +587,8 @@ def serve(sock, spawner):
         chan, log, procs = fds[0], fds[1], fds[2:]
         if len(procs) != int(req.get("procs", 0)):
             raise ValueError("expected %s cgroup fds, got %d" % (req.get("procs"), len(procs)))
-        spawner.jail.refresh_etc()
+        spawner.jail.refresh_etc(max_age=2.0)  # resolv.conf and hosts may change
+        _T[:] = [("Z.fork", time.monotonic())]
         pid = os.fork()
         if pid == 0:
             try:
@@ -666,10 +689,12 @@ def main(argv):
         raise SystemExit("zygote: --config is required")
     if fd is None:
         return probe(config)
+    os.umask(0o022)
     devnull = os.open(os.devnull, os.O_RDWR)
     if devnull != 0:
         os.dup2(devnull, 0)
         os.close(devnull)
+    os.set_inheritable(0, True)
     sock = socket.socket(fileno=fd)
     sock.setblocking(True)
     bootstrap = load_bootstrap(config["bootstrap"])
@@ -680,7 +705,10 @@ def main(argv):
             pass
     spawner = Spawner(config, bootstrap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
-    serve(sock, spawner)
+    try:
+        serve(sock, spawner)
+    except (BrokenPipeError, ConnectionError):
+        pass  # the server went away
     return 0
 
 

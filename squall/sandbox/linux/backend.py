@@ -1,0 +1,515 @@
+"""The ``linux`` backend: each environment in its own namespaces, cgroup and root filesystem.
+
+Environments are forked from a zygote (``zygote.py``, one per Python interpreter) which
+builds the sandbox in the child: setsid, cgroup join, unshare(mount, pid, ipc, uts and,
+for ``network=False``, net), a tmpfs root with read-only binds of the system and the
+interpreter, the code read-only at /var/task, a private size-capped /tmp, its own /proc,
+pivot_root, an unprivileged uid with no_new_privs. The server talks to the zygote over a
+``SOCK_SEQPACKET`` socketpair (protocol in ``zygote.py``).
+
+Limits live in the environment's cgroup (``cgroups.py``): memory = MemorySize (no swap),
+pids.max, and a CPU quota proportional to memory that is applied once init is done
+(Lambda's init burst). ``kill()`` kills the whole cgroup; the exit status comes from the
+zygote, which is the parent of every environment.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import itertools
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import squall.runtimes.python
+from squall.sandbox.base import SandboxSpec
+from squall.sandbox.linux.cgroups import Cgroup, CgroupLimits, Cgroups, CgroupsUnavailable
+
+log = logging.getLogger("squall.sandbox.linux")
+
+ZYGOTE_SCRIPT = Path(__file__).resolve().parent / "zygote.py"
+PYTHON_RUNTIME_DIR = Path(squall.runtimes.python.__file__).resolve().parent
+BOOTSTRAP = PYTHON_RUNTIME_DIR / "bootstrap.py"
+TASK_ROOT = "/var/task"
+RUNTIME_DIR = "/var/runtime"
+NOBODY = 65534
+PIVOT_ROOT_ARCHES = ("x86_64", "amd64", "aarch64", "arm64")
+NAMESPACES = ("mnt", "pid", "ipc", "uts")
+
+_ZYGOTE_START_TIMEOUT_S = 30.0
+_SPAWN_TIMEOUT_S = 10.0
+_KILLED = -9
+
+
+class SandboxUnavailable(Exception):
+    """This machine cannot run the linux backend; the message says why and what to do."""
+
+
+class ZygoteError(Exception):
+    pass
+
+
+class Zygote:
+    """The server's side of one zygote process (one per interpreter)."""
+
+    def __init__(self, interpreter: str, config: dict[str, object]) -> None:
+        self.interpreter = interpreter
+        self.config = config
+        self.pid: int | None = None
+        self.rss_kb = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._pending: dict[int, tuple[asyncio.Future[int], Callable[[int | None], None]]] = {}
+        self._watched: dict[int, Callable[[int | None], None]] = {}
+        self._ids = itertools.count(1)
+        self._starting: asyncio.Task[None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._sock is not None
+
+    async def ensure_started(self) -> None:
+        if self.alive and self._ready is not None and self._ready.done() and not self._ready.exception():
+            return
+        if self._starting is None or self._starting.done():
+            self._starting = asyncio.get_running_loop().create_task(self._start())
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [self.interpreter, "-s", str(ZYGOTE_SCRIPT), "--fd", str(child.fileno()), "--config", json.dumps(self.config)],
+                pass_fds=(child.fileno(),),
+                env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_CTYPE": "C.UTF-8"},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=None,  # the server's stderr: the zygote only writes there when it breaks
+                start_new_session=True,
+                close_fds=True,
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        parent.setblocking(False)
+        self._sock = parent
+        self._ready = loop.create_future()
+        loop.add_reader(parent.fileno(), self._on_readable)
+        try:
+            async with asyncio.timeout(_ZYGOTE_START_TIMEOUT_S):
+                await asyncio.shield(self._ready)
+        except TimeoutError:
+            self._lost("did not start in time")
+            raise ZygoteError(f"the zygote for {self.interpreter} did not start within {_ZYGOTE_START_TIMEOUT_S:.0f} s") from None
+        log.info("zygote for %s started (pid %s, %d KiB)", self.interpreter, self.pid, self.rss_kb)
+
+    async def spawn(self, request: dict[str, object], fds: list[int], on_exit: Callable[[int | None], None]) -> int:
+        """Fork an environment; ``on_exit(status)`` is called once when it ends (None: unknown)."""
+        await self.ensure_started()
+        sock = self._sock
+        if sock is None:
+            raise ZygoteError(f"the zygote for {self.interpreter} is not running")
+        loop = asyncio.get_running_loop()
+        request_id = next(self._ids)
+        future: asyncio.Future[int] = loop.create_future()
+        self._pending[request_id] = (future, on_exit)
+        data = json.dumps({**request, "op": "spawn", "id": request_id}).encode()
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+        try:
+            while True:
+                try:
+                    sock.sendmsg([data], ancillary)
+                    break
+                except BlockingIOError:
+                    writable = loop.create_future()
+                    loop.add_writer(sock.fileno(), lambda: writable.done() or writable.set_result(None))
+                    try:
+                        await writable
+                    finally:
+                        loop.remove_writer(sock.fileno())
+            async with asyncio.timeout(_SPAWN_TIMEOUT_S):
+                return await asyncio.shield(future)
+        except BaseException:
+            self._pending.pop(request_id, None)
+            if future.done() and not future.cancelled() and future.exception() is None:
+                # the fork happened although we stopped waiting: the caller cleans up the
+                # cgroup, which kills the environment; keep its exit notification quiet
+                self._watched[future.result()] = lambda status: None
+            raise
+
+    def _on_readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        while True:
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._lost("exited")
+                return
+            try:
+                message = json.loads(data)
+            except ValueError:
+                log.error("zygote for %s sent garbage: %r", self.interpreter, data[:200])
+                continue
+            self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, object]) -> None:
+        if "exited" in message:
+            callback = self._watched.pop(int(message["exited"]), None)  # type: ignore[arg-type]
+            if callback is not None:
+                callback(int(message["status"]))  # type: ignore[arg-type]
+        elif "ready" in message:
+            self.pid = int(message["ready"])  # type: ignore[arg-type]
+            self.rss_kb = int(message.get("rss_kb") or 0)  # type: ignore[arg-type]
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(None)
+        elif "id" in message:
+            pending = self._pending.pop(int(message["id"]), None)  # type: ignore[arg-type]
+            if pending is None:
+                return
+            future, on_exit = pending
+            if "pid" in message:
+                pid = int(message["pid"])  # type: ignore[arg-type]
+                self._watched[pid] = on_exit  # before any await: its exit may be next
+                if not future.done():
+                    future.set_result(pid)
+            elif not future.done():
+                future.set_exception(ZygoteError(f"zygote could not start the environment: {message.get('error')}"))
+
+    def _lost(self, why: str) -> None:
+        """The zygote is gone: fail what waits on it; its environments are reported dead."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(sock.fileno())
+        sock.close()
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(ZygoteError(f"the zygote for {self.interpreter} {why} before it was ready (see the server's log)"))
+            self._ready.exception()  # mark retrieved: the start task reports it
+        for future, _ in self._pending.values():
+            if not future.done():
+                future.set_exception(ZygoteError(f"the zygote for {self.interpreter} {why}"))
+        self._pending.clear()
+        watched, self._watched = self._watched, {}
+        for callback in watched.values():
+            callback(None)
+        if self._proc is not None:
+            self._reap(self._proc)
+            self._proc = None
+        if why != "closed":
+            log.warning("zygote for %s %s; a new one starts on the next cold start", self.interpreter, why)
+
+    def _reap(self, proc: subprocess.Popen[bytes], tries: int = 0) -> None:
+        if proc.poll() is not None:
+            return
+        if tries == 20:
+            proc.kill()
+        asyncio.get_running_loop().call_later(0.05, self._reap, proc, tries + 1)
+
+    async def close(self) -> None:
+        proc = self._proc
+        self._lost("closed")
+        if proc is not None:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+
+
+class LinuxHandle:
+    """One environment: the zygote's child ``pid`` and the environment's cgroup."""
+
+    def __init__(self, spec: SandboxSpec, cgroup: Cgroup) -> None:
+        self.spec = spec
+        self.cgroup = cgroup
+        self._pid: int | None = None
+        self._returncode: int | None = None
+        self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._oom = False
+        self._peak: int | None = None
+        self._removed = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._returncode
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+    def kill(self) -> None:
+        if self._removed:
+            return
+        try:
+            self.cgroup.kill_all(timeout=0)  # one round; the exit report follows
+        except OSError as e:
+            log.warning("cannot kill environment %s: %s", self.spec.environment_id, e)
+
+    def reset_peak_memory(self) -> None:
+        if not self._removed:
+            try:
+                self.cgroup.reset_peak()
+            except OSError:
+                pass
+
+    def peak_memory_bytes(self) -> int | None:
+        if self._removed:
+            return self._peak
+        try:
+            return self.cgroup.peak_bytes()
+        except OSError:
+            return self._peak
+
+    def oom_killed(self) -> bool:
+        if self._removed:
+            return self._oom
+        try:
+            return self.cgroup.oom_kills() > 0
+        except OSError:
+            return self._oom
+
+    def init_done(self) -> None:
+        if not self._removed:
+            try:
+                self.cgroup.set_cpu(self.spec.cpu_cores)  # capped at the host's cores
+            except OSError as e:
+                log.warning("cannot set the CPU quota of %s: %s", self.spec.environment_id, e)
+
+    def on_exit(self, status: int | None) -> None:
+        """Called by the zygote client when the environment's main process has ended."""
+        if status is None:  # the zygote died: we cannot know; make sure it is gone
+            self.kill()
+            status = _KILLED
+        try:
+            self._oom = self.cgroup.oom_kills() > 0
+            self._peak = self.cgroup.peak_bytes()
+        except (OSError, ValueError):
+            pass
+        self._returncode = status
+        self.remove_cgroup()
+        if not self._exited.done():
+            self._exited.set_result(status)
+
+    def remove_cgroup(self) -> None:
+        if self._removed:
+            return
+        self._removed = True
+        try:
+            if self.cgroup.remove(timeout=0):
+                return
+        except OSError:
+            pass
+        # something is still dying: finish off the thread pool's time, not the event loop's
+        loop = asyncio.get_running_loop()
+        task = loop.run_in_executor(None, self._remove_slowly)
+        task.add_done_callback(lambda f: f.exception())
+
+    def _remove_slowly(self) -> None:
+        try:
+            if not self.cgroup.remove(timeout=5.0):
+                log.warning("cgroup %s of environment %s could not be removed", self.cgroup.name, self.spec.environment_id)
+        except OSError as e:
+            log.warning("cannot remove cgroup %s: %s", self.cgroup.name, e)
+
+
+class LinuxBackend:
+    name = "linux"
+    isolated = True
+
+    def __init__(
+        self,
+        scope: str,
+        data_dir: Path,
+        cgroups: Cgroups,
+        uid: int = NOBODY,
+        gid: int = NOBODY,
+        hostname: str = "localhost",
+    ) -> None:
+        self.scope = scope
+        self.cgroups = cgroups
+        self.uid = uid
+        self.gid = gid
+        self.hostname = hostname
+        self.jail_dir = prepare_jail_dir(data_dir)
+        self._zygotes: dict[str, Zygote] = {}
+
+    def zygote_config(self) -> dict[str, object]:
+        return {
+            "jail_dir": str(self.jail_dir),
+            "uid": self.uid,
+            "gid": self.gid,
+            "hostname": self.hostname,
+            "runtime_dir": str(PYTHON_RUNTIME_DIR),
+            "bootstrap": str(BOOTSTRAP),
+        }
+
+    def _zygote(self, interpreter: str) -> Zygote:
+        zygote = self._zygotes.get(interpreter)
+        if zygote is None:
+            zygote = self._zygotes[interpreter] = Zygote(interpreter, self.zygote_config())
+        return zygote
+
+    def request(self, spec: SandboxSpec) -> tuple[str, dict[str, object]]:
+        """The zygote that starts ``spec`` and what it is asked."""
+        code_dir = str(spec.code_dir.resolve())
+        env = {key: _jail_value(value, (code_dir, str(spec.code_dir))) for key, value in spec.env.items()}
+        env.pop("_SQUALL_CHANNEL_FD", None)  # always fd 3 here
+        env["LAMBDA_TASK_ROOT"] = TASK_ROOT
+        env["LAMBDA_RUNTIME_DIR"] = RUNTIME_DIR
+        env["_SQUALL_MEMORY_PROBE"] = "0"  # the cgroup measures peak memory
+        argv = list(spec.argv)
+        python = (
+            len(argv) == 3
+            and argv[1] == "-s"
+            and Path(argv[2]).resolve() == BOOTSTRAP
+            and os.path.isabs(argv[0])
+        )
+        # PYTHON* variables act at interpreter start-up: such a function gets a fresh one
+        in_process = python and not any(key.startswith("PYTHON") for key in env)
+        interpreter = argv[0] if python else sys.executable
+        jailed_argv = [_jail_path(arg, code_dir) for arg in argv]
+        return interpreter, {
+            "mode": "python" if in_process else "exec",
+            "argv": jailed_argv,
+            "env": env,
+            "code_dir": code_dir,
+            "tmp_mb": spec.ephemeral_storage_mb,
+            "network": spec.network,
+        }
+
+    async def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> LinuxHandle:
+        interpreter, request = self.request(spec)
+        zygote = self._zygote(interpreter)
+        await zygote.ensure_started()
+        limits = CgroupLimits(memory_bytes=spec.memory_mb << 20, cpu_cores=None, pids_max=spec.pids_max)
+        cgroup = self.cgroups.create(f"env-{spec.environment_id}", limits)
+        handle = LinuxHandle(spec, cgroup)
+        try:
+            procs = list(cgroup.procs_fds())
+            request["procs"] = len(procs)
+            handle._pid = await zygote.spawn(request, [channel_fd, log_fd, *procs], handle.on_exit)
+        except BaseException:
+            handle.kill()
+            handle.remove_cgroup()
+            raise
+        return handle
+
+    def reap_orphans(self) -> int:
+        """Kill and remove the cgroups a previous run of this server left behind."""
+        count = 0
+        for group in self.cgroups.leftovers():
+            try:
+                if group.pids():
+                    count += 1
+                group.kill_all()
+                group.remove()
+            except OSError as e:
+                log.warning("cannot clean up leftover cgroup %s: %s", group.name, e)
+        return count
+
+    def describe(self) -> dict[str, object]:
+        cgroups = self.cgroups.describe()
+        return {
+            "name": self.name,
+            "isolated": True,
+            "cgroup_version": self.cgroups.version,
+            "cgroups": cgroups,
+            "namespaces": list(NAMESPACES) + ["net (tag squall:network=none)"],
+            "uid": self.uid,
+            "gid": self.gid,
+            "root": "tmpfs, read-only; /usr and the interpreter read-only; code at /var/task (ro); private /tmp",
+            "zygotes": {z.interpreter: {"pid": z.pid, "rss_kb": z.rss_kb} for z in self._zygotes.values() if z.alive},
+        }
+
+    async def close(self) -> None:
+        zygotes, self._zygotes = list(self._zygotes.values()), {}
+        for zygote in zygotes:
+            await zygote.close()
+        self.cgroups.close()
+
+
+def _jail_value(value: str, code_dirs: tuple[str, ...]) -> str:
+    for code_dir in code_dirs:
+        value = value.replace(code_dir, TASK_ROOT)
+    return value
+
+
+def _jail_path(arg: str, code_dir: str) -> str:
+    """An argument as the sandbox sees it (code at /var/task, the Python runtime at /var/runtime)."""
+    for host, jailed in ((code_dir, TASK_ROOT), (str(PYTHON_RUNTIME_DIR), RUNTIME_DIR)):
+        if arg == host or arg.startswith(host + "/"):
+            return jailed + arg[len(host):]
+    return arg
+
+
+def prepare_jail_dir(data_dir: Path) -> Path:
+    """The empty directory each sandbox mounts its root on (in its own mount namespace)."""
+    run = data_dir / "sandbox"
+    run.mkdir(mode=0o700, parents=True, exist_ok=True)
+    jail = run / "root"
+    jail.mkdir(mode=0o700, exist_ok=True)
+    return jail.resolve()
+
+
+def unavailable_reason(data_dir: Path) -> str | None:
+    """Why a sandbox cannot be built here (kernel, privileges), or None when it can."""
+    if not sys.platform.startswith("linux"):
+        return f"it needs Linux (this is {sys.platform})"
+    machine = os.uname().machine
+    if machine not in PIVOT_ROOT_ARCHES:
+        return f"architecture {machine} is not supported yet (x86_64 and aarch64 are)"
+    if os.geteuid() != 0:
+        return "it needs root (namespaces, mounts and cgroups); run `squall server` as root"
+    config = {
+        "jail_dir": str(prepare_jail_dir(data_dir)),
+        "uid": NOBODY,
+        "gid": NOBODY,
+        "runtime_dir": str(PYTHON_RUNTIME_DIR),
+        "bootstrap": str(BOOTSTRAP),
+    }
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-s", str(ZYGOTE_SCRIPT), "--probe", "--config", json.dumps(config)],
+            env={"PATH": "/usr/bin:/bin", "LC_CTYPE": "C.UTF-8"},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"the sandbox probe could not run: {e}"
+    if probe.returncode != 0:
+        detail = probe.stderr.decode(errors="replace").strip().splitlines()
+        return "building a test sandbox failed: " + (detail[-1] if detail else f"status {probe.returncode}") + (
+            " (namespaces or mounts are not permitted here: a container needs CAP_SYS_ADMIN and an unconfined "
+            "seccomp/AppArmor profile)"
+        )
+    return None
+
+
+def create_linux_backend(scope: str, data_dir: Path) -> LinuxBackend:
+    """The linux backend, or :class:`SandboxUnavailable` saying what is missing."""
+    reason = unavailable_reason(data_dir)
+    if reason is not None:
+        raise SandboxUnavailable(reason)
+    try:
+        cgroups = Cgroups.detect(scope)
+    except CgroupsUnavailable as e:
+        raise SandboxUnavailable(f"cgroups cannot enforce limits here: {e.reason}") from None
+    return LinuxBackend(scope, data_dir, cgroups)

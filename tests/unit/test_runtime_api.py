@@ -1,0 +1,155 @@
+"""The Runtime API state machine, driven over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import orjson
+
+from squall.runtimes.runtime_api import RuntimeApi, RuntimeEvent
+
+
+class Client:
+    """A minimal keep-alive HTTP/1.1 client, as a runtime would use."""
+
+    def __init__(self, address: str) -> None:
+        self.host, port = address.rsplit(":", 1)
+        self.port = int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None):
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = [f"{method} /2018-06-01/runtime{path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        assert self.reader is not None
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        reply_headers = {}
+        while True:
+            line = (await self.reader.readline()).decode().strip()
+            if not line:
+                break
+            name, _, value = line.partition(":")
+            reply_headers[name.strip().lower()] = value.strip()
+        data = await self.reader.readexactly(int(reply_headers.get("content-length", 0)))
+        return status, reply_headers, data
+
+
+def event(rid: str = "req-1", payload: bytes = b'{"n": 1}') -> RuntimeEvent:
+    return RuntimeEvent(rid, payload, int(time.time() * 1000) + 3000, "arn:aws:lambda:us-east-1:123456789012:function:f",
+                        client_context='{"custom": {"k": "v"}}')
+
+
+def run(scenario):
+    async def main():
+        api = RuntimeApi(max_response=1024)
+        address = await api.start()
+        try:
+            await asyncio.wait_for(scenario(api, Client(address)), 10)
+        finally:
+            await api.close()
+
+    asyncio.run(main())
+
+
+def test_next_then_response():
+    async def scenario(api, runtime):
+        nxt = asyncio.create_task(runtime.request("GET", "/invocation/next"))
+        assert await api.wait_init() is None  # the first /next means init is done
+        outcome = asyncio.create_task(api.invoke(event()))
+        status, headers, body = await nxt
+        assert status == 200 and body == b'{"n": 1}'
+        assert headers["lambda-runtime-aws-request-id"] == "req-1"
+        assert int(headers["lambda-runtime-deadline-ms"]) > time.time() * 1000
+        assert headers["lambda-runtime-invoked-function-arn"].endswith(":function:f")
+        assert headers["lambda-runtime-trace-id"].startswith("Root=")
+        assert json.loads(headers["lambda-runtime-client-context"]) == {"custom": {"k": "v"}}
+        status, _, reply = await runtime.request("POST", "/invocation/req-1/response", b'"done"',
+                                                 {"Content-Type": "application/json"})
+        assert status == 202 and json.loads(reply) == {"status": "OK"}
+        result = await outcome
+        assert result.ok and result.body == b'"done"'
+        # a second response for the same id is an invalid state transition
+        status, _, reply = await runtime.request("POST", "/invocation/req-1/response", b'"again"')
+        assert status == 403 and json.loads(reply)["errorType"] == "InvalidStateTransition"
+
+    run(scenario)
+
+
+def test_unknown_request_id():
+    async def scenario(api, runtime):
+        status, _, reply = await runtime.request("POST", "/invocation/nope/response", b"{}")
+        assert status == 400 and json.loads(reply)["errorType"] == "InvalidRequestID"
+
+    run(scenario)
+
+
+def test_error_type_from_header_or_body():
+    async def scenario(api, runtime):
+        for rid, headers, body, expected in (
+            ("a", {"Lambda-Runtime-Function-Error-Type": "Runtime.Custom"}, b"not json", "Runtime.Custom"),
+            ("b", {}, orjson.dumps({"errorMessage": "boom", "errorType": "ValueError", "stackTrace": []}), "ValueError"),
+            ("c", {}, b"", "Runtime.Unknown"),
+        ):
+            outcome = asyncio.create_task(api.invoke(event(rid)))
+            status, _, _ = await runtime.request("GET", "/invocation/next")
+            assert status == 200
+            status, _, _ = await runtime.request("POST", f"/invocation/{rid}/error", body, headers)
+            assert status == 202
+            result = await outcome
+            assert not result.ok and result.error_type == expected
+            assert json.loads(result.body)["errorType"] == expected
+
+    run(scenario)
+
+
+def test_init_error():
+    async def scenario(api, runtime):
+        body = orjson.dumps({"errorMessage": "cannot start", "errorType": "Runtime.InitBoom"})
+        status, _, _ = await runtime.request("POST", "/init/error", body)
+        assert status == 202
+        result = await api.wait_init()
+        assert result is not None and result.error_type == "Runtime.InitBoom"
+        status, _, _ = await Client(runtime.host + ":" + str(runtime.port)).request("POST", "/init/error", body)
+        assert status == 403
+
+    run(scenario)
+
+
+def test_oversized_response():
+    async def scenario(api, runtime):
+        outcome = asyncio.create_task(api.invoke(event("big")))
+        await runtime.request("GET", "/invocation/next")
+        status, _, _ = await runtime.request("POST", "/invocation/big/response", b"x" * 4096)
+        assert status == 413
+        result = await outcome
+        assert not result.ok and result.error_type == "Function.ResponseSizeTooLarge"
+
+    run(scenario)
+
+
+def test_next_blocks_until_an_event():
+    async def scenario(api, runtime):
+        nxt = asyncio.create_task(runtime.request("GET", "/invocation/next"))
+        await asyncio.sleep(0.1)
+        assert not nxt.done()
+        outcome = asyncio.create_task(api.invoke(event("late")))
+        status, headers, _ = await nxt
+        assert status == 200 and headers["lambda-runtime-aws-request-id"] == "late"
+        await runtime.request("POST", "/invocation/late/response", b"1")
+        assert (await outcome).body == b"1"
+
+    run(scenario)
+
+
+def test_unknown_paths_and_methods():
+    async def scenario(api, runtime):
+        assert (await runtime.request("GET", "/nothing"))[0] == 404
+        assert (await runtime.request("POST", "/invocation/next"))[0] == 405
+
+    run(scenario)

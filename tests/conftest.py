@@ -50,6 +50,16 @@ class RunningServer:
             return self.process.wait()
 
 
+_STARTED: list[RunningServer] = []  # every server a test started, stopped at the end of the session
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_leftover_servers() -> Iterator[None]:
+    yield
+    for running in _STARTED:
+        running.stop()
+
+
 def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> RunningServer:
     """Start ``squall server --port 0`` and wait for the line with its URL."""
     process = subprocess.Popen(
@@ -71,6 +81,7 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
         match = re.search(r"listening on (http://\S+)", line)
         if match:
             server = RunningServer(process, match.group(1), data_dir, output)
+            _STARTED.append(server)
             _drain_in_background(process, output)
             return server
     process.kill()

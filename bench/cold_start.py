@@ -33,7 +33,7 @@ TARGET_P99_MS = 15.0
 
 
 def main() -> None:
-    p = common.parser(__doc__.split("\n\n")[0])
+    p = common.parser(__doc__.split("\n\n")[0], memory_mb=128)
     p.add_argument("-n", type=int, help="cold invokes (default 200; quick 5)")
     p.add_argument("--settle-ms", type=float, default=20.0,
                    help="pause after each update so the retired environment's shutdown is not timed (default 20)")
@@ -41,7 +41,7 @@ def main() -> None:
     n = args.n or (5 if args.quick else 200)
     report = common.Report(
         "cold_start",
-        f"{n} invokes, each in a NEW environment of a stdlib-only Python function (forced by "
+        f"{n} invokes, each in a NEW environment of a stdlib-only {args.memory} MB Python function (forced by "
         "UpdateFunctionConfiguration of an env var between invokes); only the invoke is timed, "
         "client side, over one keep-alive HTTP connection",
         args,
@@ -50,9 +50,9 @@ def main() -> None:
         doc = common.health(server.endpoint)
         report.server(server, doc)
         client = common.lambda_client(server.endpoint)
-        name = common.deploy(client, HANDLER, common.pick_runtime(doc), env={"BENCH_GEN": "0"})
+        name = common.deploy(client, HANDLER, common.pick_runtime(doc), memory=args.memory, env={"BENCH_GEN": "0"})
         invoker = common.RawInvoker(server.endpoint, name, tail=True)
-        latencies, inits, streams = [], [], set()
+        latencies, inits, outside, streams = [], [], [], set()
         missing_init = 0
         try:
             for i in range(1, n + 1):
@@ -74,6 +74,7 @@ def main() -> None:
                     missing_init += 1
                 else:
                     inits.append(init)
+                    outside.append(latencies[-1] - init)
         finally:
             invoker.close()
             common.delete_quietly(client, name)
@@ -82,6 +83,7 @@ def main() -> None:
         cold = report.latency("cold_invoke", "cold invoke, end to end (client side)", latencies,
                               new_environments=len(streams))
         report.latency("init_duration", "REPORT Init Duration", inits)
+        report.latency("outside_init", "invoke minus its Init Duration (HTTP, API, lease, first invoke)", outside)
         if missing_init:
             report.note(f"{missing_init} of {n} invokes had no Init Duration in their REPORT line (not cold?)")
         if len(streams) != n:

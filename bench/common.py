@@ -58,9 +58,17 @@ SERVER_START_TIMEOUT_S = 60.0
 # ------------------------------------------------------------------ arguments
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    """The options every benchmark understands."""
+def parser(description: str, memory_mb: int | None = None) -> argparse.ArgumentParser:
+    """The options every benchmark understands (and --memory when the script has a default)."""
     p = argparse.ArgumentParser(description=description)
+    if memory_mb is not None:
+        p.add_argument(
+            "--memory",
+            type=int,
+            default=memory_mb,
+            help=f"MemorySize of the benchmarked function in MB (default {memory_mb}); on an isolating "
+            "backend it also sets the function's CPU share (1,769 MB = 1 vCPU, as on Lambda)",
+        )
     p.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds (the smoke test uses it)")
     p.add_argument("--endpoint", metavar="URL", help="benchmark a running server instead of starting one")
     p.add_argument(
@@ -269,7 +277,12 @@ class Report:
         how = f"started here with --isolation {self.args.isolation}" if server.process else "given with --endpoint"
         self.line(f"server:    {server.endpoint} ({how}), Squall {health.get('version')}")
         isolated = "isolated" if iso.get("isolated") else "NOT isolated"
+        details = [f"{k}={iso[k]}" for k in ("cgroup_version", "uid") if iso.get(k) is not None]
+        zygotes = iso.get("zygotes")
+        if isinstance(zygotes, dict) and zygotes:
+            details.append(f"zygotes={len(zygotes)}")
         extra = f" - {iso['note']}" if iso.get("note") else ""
+        extra += f" ({', '.join(details)})" if details else ""
         self.line(f"isolation: {iso.get('name', 'unknown')} ({isolated}){extra}")
 
     def section(self, title: str) -> None:
@@ -738,18 +751,6 @@ def smaps_rollup_kb(pid: int) -> dict[str, int]:
     except OSError:
         return {}
     return values
-
-
-def process_group_key(pid: int, host_pidns: str) -> str | None:
-    """What groups one environment's processes: its own pid namespace if it has one, else its session."""
-    try:
-        pidns = os.readlink(f"/proc/{pid}/ns/pid")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    if pidns != host_pidns:
-        return pidns
-    return "session:" + stat.rsplit(")", 1)[1].split()[3]
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

@@ -69,7 +69,7 @@ class SocketInvoker:
 
 
 def main() -> None:
-    p = common.parser(__doc__.split("\n\n")[0])
+    p = common.parser(__doc__.split("\n\n")[0], memory_mb=1769)
     p.add_argument("-n", type=int, help="timed invokes (default 2000; quick 50)")
     p.add_argument("--profile", metavar="FILE", help="sample the server with py-spy and write collapsed stacks to FILE")
     p.add_argument("--profile-seconds", type=float, default=10.0, help="how long to profile (default 10)")
@@ -80,7 +80,8 @@ def main() -> None:
     n_fresh = 5 if args.quick else 200
     report = common.Report(
         "warm_latency",
-        f"{n} sequential warm invokes (after {warmup} warm-up) of an echo function over one keep-alive "
+        f"{n} sequential warm invokes (after {warmup} warm-up) of an echo function ({args.memory} MB: one vCPU "
+        "on an isolating backend, so the function's CPU quota is not what is measured) over one keep-alive "
         "HTTP connection (http.client, no SDK)",
         args,
     )
@@ -88,7 +89,7 @@ def main() -> None:
         doc = common.health(server.endpoint)
         report.server(server, doc)
         client = common.lambda_client(server.endpoint)
-        name = common.deploy(client, HANDLER, common.pick_runtime(doc))
+        name = common.deploy(client, HANDLER, common.pick_runtime(doc), memory=args.memory)
         invoker = common.RawInvoker(server.endpoint, name)
 
         def one() -> None:

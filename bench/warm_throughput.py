@@ -76,7 +76,7 @@ def fresh_process_rate(connections: int, seconds: float) -> tuple[list[float], f
 
 
 def main() -> None:
-    p = common.parser(__doc__.split("\n\n")[0])
+    p = common.parser(__doc__.split("\n\n")[0], memory_mb=128)
     p.add_argument("-d", "--duration", type=int, help="seconds per measured run (default 10; quick 1)")
     p.add_argument("-c", "--connections", type=int, default=32, help="concurrent keep-alive connections (default 32)")
     p.add_argument("--generator", choices=("auto", "wrk", "asyncio"), default="auto",
@@ -89,7 +89,7 @@ def main() -> None:
     generator = loadgen.choose(args.generator)
     report = common.Report(
         "warm_throughput",
-        f"{c} concurrent keep-alive connections invoking an echo function for {duration} s "
+        f"{c} concurrent keep-alive connections invoking an echo function ({args.memory} MB) for {duration} s "
         f"(after a {warmup} s warm-up), load from {generator}",
         args,
     )
@@ -97,12 +97,13 @@ def main() -> None:
         report.note("wrk is not installed (apt-get install wrk); using the asyncio generator, which needs more "
                     "CPU per request and so leaves less of the machine to the server")
     run = lambda url, secs: loadgen.run_load(generator, url, PAYLOAD, c, secs, args.threads)  # noqa: E731
-    env = {"SQUALL_ACCOUNT_CONCURRENCY": str(max(1000, 4 * c))}
+    env = {"SQUALL_ACCOUNT_CONCURRENCY": str(max(1000, 4 * c)),
+           "SQUALL_MEMORY_CAPACITY_MB": str(max(20_000, 2 * c * args.memory))}
     with common.server_for(args, env) as server:
         doc = common.health(server.endpoint)
         report.server(server, doc)
         client = common.lambda_client(server.endpoint)
-        name = common.deploy(client, HANDLER, common.pick_runtime(doc))
+        name = common.deploy(client, HANDLER, common.pick_runtime(doc), memory=args.memory)
         try:
             client.invoke(FunctionName=name, Payload=PAYLOAD)["Payload"].read()
             url = server.endpoint + common.invoke_path(name)

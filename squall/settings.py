@@ -46,6 +46,22 @@ class Settings(BaseSettings):
     # Grace given to in-flight invokes on shutdown before their environments are killed.
     shutdown_grace_seconds: float = Field(10.0, ge=0)
 
+    # Asynchronous invocation (InvocationType Event). Retry n after a function error waits
+    # base x 2^(n-1): Lambda's ~1 min, then ~2 min by default.
+    async_retry_delay_seconds: float = Field(60.0, gt=0)
+    # Invocations the async dispatcher runs at once (each one may need its own environment).
+    async_max_concurrency: int = Field(32, ge=1)
+    # Most queue writes per commit; 1 = one commit (and fsync) per accepted event.
+    async_commit_batch: int = Field(1000, ge=1)
+    # SQS/SNS destinations and dead-letter queues: their AWS-compatible endpoints (empty:
+    # SQUALL_AWS_ENDPOINT, and if that is empty too, AWS itself) and credentials (empty:
+    # boto3's usual chain, e.g. AWS_ACCESS_KEY_ID).
+    aws_endpoint: str = ""
+    destination_sqs_endpoint: str = ""
+    destination_sns_endpoint: str = ""
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = Field("", repr=False)
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _expand(cls, value: Any) -> Any:

@@ -13,9 +13,9 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
-from squall.api.lambda_api import CodeLinks, LambdaApi, RequestContext
+from squall.api.lambda_api import CodeLinks, LambdaApi, RequestContext, service_model
 from squall.api.logs_api import LogsApi
-from squall.api.protocol import HttpResponse, RestJsonProtocol, load_service_model, parse_query
+from squall.api.protocol import HttpResponse, RestJsonProtocol, parse_query
 from squall.engine.engine import Engine
 from squall.errors import LambdaError, RequestTooLarge, ServiceError
 
@@ -35,7 +35,7 @@ class SquallApp:
         self.links = links
         self.lambda_api = LambdaApi(engine, links)
         self.operations = self.lambda_api.operations()
-        self.protocol = RestJsonProtocol(load_service_model("lambda"), set(self.operations))
+        self.protocol = RestJsonProtocol(service_model(), set(self.operations))
         self.logs_api = LogsApi(engine.logs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,6 +74,9 @@ class SquallApp:
                 response = _json(200, self.engine.health())
             elif method == "GET" and raw_path.startswith("/squall/code/"):
                 response = await self._code_download(raw_path, query)
+            elif method == "GET" and raw_path == "/squall/queue":  # `squall queue`: async queue per function
+                name = query.get("function", [None])[0]
+                response = _json(200, await self.engine.async_invocations.report(name))
             else:
                 op, path_params = self.protocol.match(method, raw_path, query)
                 params = self.protocol.parse(op, path_params, query, headers, body)
@@ -82,6 +85,8 @@ class SquallApp:
                 response = self.protocol.serialize(op, output)
                 if op.name == "Invoke" and response.body:
                     response.headers.append(("Content-Type", "application/json"))
+                elif op.name == "InvokeAsync":  # Lambda's body; the model only maps the status
+                    response = _json(202, {"Status": 202})
         except LambdaError as exc:
             response = self.protocol.serialize_error(exc)
         except Exception:

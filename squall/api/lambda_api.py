@@ -17,7 +17,11 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
+from botocore.loaders import Loader
+from botocore.model import ServiceModel
+
 from squall.arn import FunctionRef
+from squall.engine.async_invocation import MAX_EVENT_PAYLOAD, MAX_INVOKE_ASYNC_PAYLOAD
 from squall.engine.engine import Engine, InvokeOptions
 from squall.engine.invocation import MAX_SYNC_PAYLOAD
 from squall.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
@@ -72,6 +76,12 @@ class LambdaApi:
             "ListFunctions",
             "GetAccountSettings",
             "Invoke",
+            "InvokeAsync",
+            "PutFunctionEventInvokeConfig",
+            "UpdateFunctionEventInvokeConfig",
+            "GetFunctionEventInvokeConfig",
+            "DeleteFunctionEventInvokeConfig",
+            "ListFunctionEventInvokeConfigs",
             "PutFunctionConcurrency",
             "GetFunctionConcurrency",
             "DeleteFunctionConcurrency",
@@ -167,22 +177,21 @@ class LambdaApi:
         invocation_type = p.get("InvocationType", "RequestResponse")
         payload: bytes = p.get("Payload") or b""
         if invocation_type == "Event":
-            raise InvalidParameterValue(
-                "InvocationType Event (asynchronous invocation) is not available on this Squall server yet; "
-                "use RequestResponse."
-            )
+            if len(payload) > MAX_EVENT_PAYLOAD:
+                raise RequestTooLarge(
+                    f"{len(payload)} byte payload is too large for the Event invocation type "
+                    f"(limit {MAX_EVENT_PAYLOAD} bytes)"
+                )
+            _check_json(payload)
+            # 202 only once the event is committed; the request id is the event's.
+            await self.engine.async_invocations.accept(ref, payload, ctx.request_id)
+            return {"StatusCode": 202}
         if len(payload) > MAX_SYNC_PAYLOAD:
             raise RequestTooLarge(
                 f"{len(payload)} byte payload is too large for the RequestResponse invocation type "
                 f"(limit {MAX_SYNC_PAYLOAD} bytes)"
             )
-        if payload:
-            try:
-                orjson.loads(payload)
-            except orjson.JSONDecodeError as exc:
-                raise InvalidRequestContent(
-                    f"Could not parse request body into json: Could not parse payload into json: {exc}"
-                ) from exc
+        _check_json(payload)
         options = InvokeOptions(
             request_id=ctx.request_id,
             client_context=_client_context(p.get("ClientContext")),
@@ -200,6 +209,62 @@ class LambdaApi:
         if p.get("LogType") == "Tail":
             output["LogResult"] = base64.b64encode(result.log_tail).decode()
         return output
+
+
+    async def InvokeAsync(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        """The deprecated asynchronous invoke (256 KB events); answers 202 ``{"Status": 202}``."""
+        ref = self.arns.parse(p["FunctionName"])
+        payload: bytes = p.get("InvokeArgs") or b""
+        if len(payload) > MAX_INVOKE_ASYNC_PAYLOAD:
+            raise RequestTooLarge(
+                f"Request must be smaller than {MAX_INVOKE_ASYNC_PAYLOAD} bytes for the InvokeAsync operation"
+            )
+        _check_json(payload)
+        await self.engine.async_invocations.accept(ref, payload, ctx.request_id)
+        return {"Status": 202}
+
+    # ---- asynchronous invocation settings -------------------------------------------
+    async def PutFunctionEventInvokeConfig(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ref = self.arns.parse(p["FunctionName"], p.get("Qualifier"))
+        return (await self.engine.async_invocations.configs.put(ref, p)).to_api(self.arns)
+
+    async def UpdateFunctionEventInvokeConfig(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ref = self.arns.parse(p["FunctionName"], p.get("Qualifier"))
+        return (await self.engine.async_invocations.configs.update(ref, p)).to_api(self.arns)
+
+    async def GetFunctionEventInvokeConfig(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ref = self.arns.parse(p["FunctionName"], p.get("Qualifier"))
+        return (await self.engine.async_invocations.configs.get(ref)).to_api(self.arns)
+
+    async def DeleteFunctionEventInvokeConfig(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ref = self.arns.parse(p["FunctionName"], p.get("Qualifier"))
+        await self.engine.async_invocations.configs.delete(ref)
+        return {}
+
+    async def ListFunctionEventInvokeConfigs(self, p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        ref = self.arns.parse(p["FunctionName"])
+        configs = await self.engine.async_invocations.configs.page(ref, p.get("Marker"), p.get("MaxItems"))
+        return {"FunctionEventInvokeConfigs": [c.to_api(self.arns) for c in configs]}
+
+
+def service_model() -> ServiceModel:
+    """botocore's Lambda model with Squall's one extension: http(s) URLs as destinations."""
+    description = Loader().load_service_model("lambda", "service-2")
+    shapes = dict(description["shapes"])
+    destination = dict(shapes["DestinationArn"])
+    destination["pattern"] = r"https?://[^\s]+|" + destination["pattern"]
+    shapes["DestinationArn"] = destination
+    return ServiceModel({**description, "shapes": shapes}, service_name="lambda")
+
+
+def _check_json(payload: bytes) -> None:
+    if payload:
+        try:
+            orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequestContent(
+                f"Could not parse request body into json: Could not parse payload into json: {exc}"
+            ) from exc
 
 
 def _client_context(value: str | None) -> str | None:

@@ -178,6 +178,27 @@ def logs(connection: Connection, name: str, follow: bool, since: str) -> None:
         print_logs(connection.logs, name, start, since, connection.lam)
 
 
+@cli.command()
+@click.argument("name", required=False)
+@api_command
+def queue(connection: Connection, name: str | None) -> None:
+    """Show the asynchronous invocation queue, per function (or of NAME).
+
+    DEPTH events waiting or running, OLDEST the age of the oldest, IN RETRY those retried at
+    least once; then what became of finished events: SUCCEEDED, FAILED (retries exhausted or
+    too old), TO DLQ (sent to the dead-letter queue), DEST FAILED (undeliverable records).
+    """
+    from squall.cli.queue import COLUMNS, fetch_queue, queue_rows
+
+    report = fetch_queue(connection.endpoint, name)
+    rows = queue_rows(report)
+    if not rows:
+        click.echo("No asynchronous events yet. Queue one with: aws lambda invoke --invocation-type Event …")
+        return
+    click.echo(table(COLUMNS, rows))
+    click.echo(f"total depth {report.get('depth', 0)}, running {report.get('in_flight', 0)}")
+
+
 def main() -> None:
     cli()
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from squall import __version__
 from squall.arn import Arns, FunctionRef
 from squall.code import CodeLimits
+from squall.engine.async_invocation import AsyncInvocations
 from squall.engine.concurrency import ConcurrencyLimits
 from squall.engine.functions import FunctionService
 from squall.engine.invocation import InvocationRequest, InvocationResult
@@ -32,6 +33,8 @@ class InvokeOptions:
     request_id: str
     client_context: str | None = None
     dry_run: bool = False
+    # A platform line for the environment's log stream just before START (async attempts).
+    prelude: str | None = None
 
 
 class Engine:
@@ -65,17 +68,26 @@ class Engine:
             runtimes,
             self.arns,
             self.concurrency,
-            self.pool.retire,
+            self._function_changed,
             self.code_limits,
+        )
+        self.async_invocations = AsyncInvocations(
+            settings,
+            self.functions,
+            self.concurrency,
+            lambda ref, payload, request_id, prelude: self.invoke(ref, payload, InvokeOptions(request_id, prelude=prelude)),
+            self.arns,
         )
         self.started_at = time.time()
 
     async def start(self) -> None:
         await self.functions.load()
+        await self.async_invocations.start()
         self.logs.start()
         self.pool.start()
 
     async def stop(self) -> None:
+        await self.async_invocations.stop(self.settings.shutdown_grace_seconds)
         await self.pool.shutdown(self.settings.shutdown_grace_seconds)
         await self.backend.close()
         await self.functions.close()
@@ -96,7 +108,14 @@ class Engine:
         network = self.functions.network_enabled(function.name)
         with self.concurrency.slot(function.name):
             async with self.pool.lease(function, runtime, self.functions.code_path(function), network) as env:
+                if options.prelude:
+                    self.logs.append(env.group, env.stream, [(int(time.time() * 1000), options.prelude)])
                 return await env.invoke(request)
+
+    def _function_changed(self, name: str, revision: str | None) -> None:
+        self.pool.retire(name, revision)
+        if revision is None:  # deleted (or its sandbox settings changed)
+            self.async_invocations.function_changed(name)
 
     async def account_settings(self) -> dict[str, Any]:
         usage = await asyncio.to_thread(self.functions.repo.usage)
@@ -125,5 +144,6 @@ class Engine:
                 "account_limit": self.concurrency.account_limit,
                 "unreserved_limit": self.concurrency.unreserved_limit,
             },
+            "async": self.async_invocations.health(),
             "uptime_seconds": round(time.time() - self.started_at, 3),
         }

@@ -35,6 +35,63 @@ versions = sa.Table(
 
 schema_version = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
 
+# ---- asynchronous invocation (issue 4): the durable event queue, its outbox and counters -----
+async_events = sa.Table(
+    "async_events",
+    metadata,
+    sa.Column("request_id", sa.String(36), primary_key=True),
+    sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), nullable=False),
+    sa.Column("qualifier", sa.String(128), nullable=True),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("enqueued_at", sa.Float, nullable=False),  # epoch seconds of the first enqueue
+    sa.Column("attempts", sa.Integer, nullable=False),  # function invocations made so far
+    sa.Column("deferrals", sa.Integer, nullable=False),  # throttles / system errors so far
+    sa.Column("not_before", sa.Float, nullable=False),  # due time (retry backoff)
+    sa.Column("lease_owner", sa.String(36), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),  # 200 function error, 429 throttle, 500 system
+    sa.Column("last_error", sa.LargeBinary, nullable=True),  # the last error document
+    sa.Index("ix_async_events_due", "function_name", "lease_owner", "not_before"),
+    sa.Index("ix_async_events_age", "function_name", "enqueued_at"),
+)
+
+async_deliveries = sa.Table(  # the outbox: destination records and dead letters still to send
+    "async_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("function_name", sa.String(64), nullable=False),
+    sa.Column("request_id", sa.String(36), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # "destination" | "dlq"
+    sa.Column("target", sa.String(400), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("attributes", sa.JSON, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("not_before", sa.Float, nullable=False),
+    sa.Column("lease_owner", sa.String(36), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Index("ix_async_deliveries_due", "lease_owner", "not_before"),
+)
+
+async_stats = sa.Table(
+    "async_stats",
+    metadata,
+    sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("succeeded", sa.Integer, nullable=False, default=0),
+    sa.Column("retries_exhausted", sa.Integer, nullable=False, default=0),
+    sa.Column("age_exceeded", sa.Integer, nullable=False, default=0),
+    sa.Column("dead_lettered", sa.Integer, nullable=False, default=0),
+    sa.Column("destination_failures", sa.Integer, nullable=False, default=0),
+)
+
+event_invoke_configs = sa.Table(
+    "event_invoke_configs",
+    metadata,
+    sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("qualifier", sa.String(128), primary_key=True),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("last_modified", sa.Float, nullable=False),
+)
+
 
 def _v1(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[functions, versions])
@@ -52,11 +109,19 @@ def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> 
         conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
 
+def _v3(conn: sa.Connection) -> None:
+    """Asynchronous invocation: event queue, delivery outbox, counters, EventInvokeConfigs."""
+    metadata.create_all(conn, tables=[async_events, async_deliveries, async_stats, event_invoke_configs])
+
+
 # Append-only: each entry migrates the schema from version i to i + 1.
-MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_v1, _v2, _v3)
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, synchronous: str = "NORMAL") -> Engine:
+    """``synchronous="FULL"`` (SQLite): every commit is fsynced (the async event queue uses it)."""
+    if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ValueError(f"invalid SQLite synchronous mode: {synchronous}")
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -64,7 +129,7 @@ def create_engine(url: str) -> Engine:
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 

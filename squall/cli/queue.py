@@ -1,0 +1,65 @@
+"""``squall queue``: the asynchronous invocation queue per function.
+
+Read from the server's small Squall-specific endpoint ``GET /squall/queue[?function=NAME]``
+(the Lambda API has no operation that shows a queue).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import quote
+
+from squall.cli.client import CliError
+
+COLUMNS = ("FUNCTION", "DEPTH", "OLDEST", "IN RETRY", "IN FLIGHT", "SUCCEEDED", "FAILED", "TO DLQ", "DEST FAILED")
+
+
+def fetch_queue(endpoint: str, name: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
+    url = f"{endpoint}/squall/queue" + (f"?function={quote(name, safe='')}" if name else "")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("Message") or str(exc)
+        except ValueError:
+            message = str(exc)
+        hint = "See your functions with `squall functions`." if exc.code == 404 else None
+        raise CliError(message, hint) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise CliError(
+            f"Cannot reach Squall at {endpoint}.", "Start it with `squall server` or set --endpoint/SQUALL_ENDPOINT."
+        ) from exc
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def queue_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows = []
+    for fn in report.get("functions", []):
+        failed = fn.get("retries_exhausted", 0) + fn.get("age_exceeded", 0)
+        rows.append(
+            (
+                fn["function"],
+                str(fn.get("depth", 0)),
+                age(fn.get("oldest_age_seconds")),
+                str(fn.get("in_retry", 0)),
+                str(fn.get("in_flight", 0)),
+                str(fn.get("succeeded", 0)),
+                str(failed),
+                str(fn.get("dead_lettered", 0)),
+                str(fn.get("destination_failures", 0)),
+            )
+        )
+    return rows

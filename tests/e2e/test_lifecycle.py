@@ -8,7 +8,9 @@ import signal
 import time
 import urllib.request
 
-from tests.conftest import create_function, processes_with_arg, start_server
+import pytest
+
+from tests.conftest import create_function, processes_with_arg, require, start_server
 
 SLEEPER = """
 import subprocess
@@ -55,22 +57,27 @@ def test_functions_survive_restart_and_shutdown_leaves_no_processes(tmp_path):
         server.stop()
 
 
-def test_environments_left_by_a_killed_server_are_cleaned_up_at_start(tmp_path):
-    server = start_server(tmp_path / "data")
+@pytest.mark.parametrize("isolation", ["process", "linux"])
+def test_environments_left_by_a_killed_server_are_cleaned_up_at_start(tmp_path, isolation):
+    if isolation == "linux":
+        require(os.geteuid() == 0, "the linux sandbox needs root")
+    server = start_server(tmp_path / "data", "--isolation", isolation)
     lam = server.client()
     name = create_function(lam, SLEEPER)
     lam.invoke(FunctionName=name, Payload='{"tag": "4461"}')
     assert wait_until(lambda: len(processes_with_arg("4461", "4462")) == 2)
     os.killpg(server.process.pid, signal.SIGKILL)  # the server and the shell around it, not the sessions
     server.process.wait()
-    assert processes_with_arg("4461", "4462"), "the environments should have outlived a SIGKILLed server"
+    if isolation == "process":
+        # Plain processes outlive a SIGKILLed server; the next start must find them.
+        assert processes_with_arg("4461", "4462"), "the environments should have outlived a SIGKILLed server"
 
-    server = start_server(tmp_path / "data")
+    server = start_server(tmp_path / "data", "--isolation", isolation)
     try:
         assert wait_until(lambda: not processes_with_arg("4461", "4462")), "orphans were not reaped at start"
         with urllib.request.urlopen(f"{server.endpoint}/health") as response:
             health = json.loads(response.read())
-        assert health["functions"] == 1 and health["isolation"]["name"] == "process"
+        assert health["functions"] == 1 and health["isolation"]["name"] == isolation
     finally:
         server.stop()
 

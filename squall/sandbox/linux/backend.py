@@ -1,22 +1,27 @@
 """The ``linux`` backend: each environment in its own namespaces, cgroup and root filesystem.
 
-Environments are forked from a zygote (``zygote.py``, one per Python interpreter) which
-builds the sandbox in the child: setsid, cgroup join, unshare(mount, pid, ipc, uts and,
-for ``network=False``, net), a tmpfs root with read-only binds of the system and the
-interpreter, the code read-only at /var/task, a private size-capped /tmp, its own /proc,
-pivot_root, an unprivileged uid with no_new_privs. The server talks to the zygote over a
-``SOCK_SEQPACKET`` socketpair (protocol in ``zygote.py``).
+Environments are forked from a zygote (``zygote.py``: one pre-initialised, single-threaded
+Python per interpreter, started on first need and restarted if it dies), which builds the
+sandbox in the child: new mount, pid, ipc, uts (and, for ``network=False``, net)
+namespaces; a read-only root of tmpfs with read-only binds of /usr and the interpreter; the
+code read-only at /var/task; a private, size-capped /tmp; its own /proc; pivot_root; an
+unprivileged uid with no_new_privs. The server talks to the zygote over a
+``SOCK_SEQPACKET`` socketpair (protocol in ``zygote.py``); tenant data (environment
+variables, paths) goes in a memfd the zygote never reads.
 
 Limits live in the environment's cgroup (``cgroups.py``): memory = MemorySize (no swap),
-pids.max, and a CPU quota proportional to memory that is applied once init is done
-(Lambda's init burst). ``kill()`` kills the whole cgroup; the exit status comes from the
-zygote, which is the parent of every environment.
+pids.max, and a CPU quota proportional to memory, applied once init is done (Lambda's init
+burst). ``kill()`` kills the whole cgroup; the exit status is reported by the zygote,
+the parent of every environment. To keep slow work off cold starts, the zygote keeps a
+spare sandbox forked ahead of time, and the backend gives it a cgroup to join ahead of
+time too ("stock"): when an environment has finished starting, the next ones get ready.
 """
 
 from __future__ import annotations
 
 import array
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -24,6 +29,7 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -45,6 +51,9 @@ NAMESPACES = ("mnt", "pid", "ipc", "uts")
 _ZYGOTE_START_TIMEOUT_S = 30.0
 _SPAWN_TIMEOUT_S = 10.0
 _KILLED = -9
+# A stocked cgroup is created before anyone knows its environment's memory size: with the
+# largest one (Lambda's maximum), lowered at spawn (cgroup v1 refuses memory above memsw).
+_STOCK_LIMITS = CgroupLimits(memory_bytes=10240 << 20, cpu_cores=None, pids_max=1024)
 
 
 class SandboxUnavailable(Exception):
@@ -70,6 +79,8 @@ class Zygote:
         self._watched: dict[int, Callable[[int | None], None]] = {}
         self._ids = itertools.count(1)
         self._starting: asyncio.Task[None] | None = None
+        # the cgroup that the zygote's next spare sandbox joins ahead of time (see stock())
+        self.stock: Cgroup | None = None
 
     @property
     def alive(self) -> bool:
@@ -147,6 +158,28 @@ class Zygote:
                 self._watched[future.result()] = lambda status: None
             raise
 
+    def restock(self) -> None:
+        """Tell the zygote that now is a good time to fork its next spare sandbox."""
+        if self._sock is not None:
+            try:
+                self._sock.send(b'{"op":"restock"}')
+            except OSError:
+                pass  # full or gone: the zygote restocks on its own after a while
+
+    def give_stock(self, cgroup: Cgroup) -> bool:
+        """Hand the zygote the cgroup its next spare joins now (a v1 migration can take
+        tens of ms while the kernel waits for an RCU grace period: not on the cold path)."""
+        if self._sock is None or self.stock is not None:
+            return False
+        message = json.dumps({"op": "stock", "cgroup": cgroup.name}).encode()
+        fds = array.array("i", cgroup.procs_fds())
+        try:
+            self._sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        except OSError:
+            return False
+        self.stock = cgroup
+        return True
+
     def _on_readable(self) -> None:
         sock = self._sock
         if sock is None:
@@ -166,7 +199,8 @@ class Zygote:
             except ValueError:
                 log.error("zygote for %s sent garbage: %r", self.interpreter, data[:200])
                 continue
-            self._dispatch(message)
+            if isinstance(message, dict):
+                self._dispatch(message)
 
     def _dispatch(self, message: dict[str, object]) -> None:
         if "exited" in message:
@@ -178,8 +212,8 @@ class Zygote:
             self.rss_kb = int(message.get("rss_kb") or 0)  # type: ignore[arg-type]
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(None)
-        elif "id" in message:
-            pending = self._pending.pop(int(message["id"]), None)  # type: ignore[arg-type]
+        elif isinstance(message.get("id"), int):
+            pending = self._pending.pop(message["id"], None)  # type: ignore[arg-type]
             if pending is None:
                 return
             future, on_exit = pending
@@ -190,6 +224,8 @@ class Zygote:
                     future.set_result(pid)
             elif not future.done():
                 future.set_exception(ZygoteError(f"zygote could not start the environment: {message.get('error')}"))
+        elif message.get("error"):
+            log.error("zygote for %s: %s", self.interpreter, message["error"])
 
     def _lost(self, why: str) -> None:
         """The zygote is gone: fail what waits on it; its environments are reported dead."""
@@ -209,6 +245,9 @@ class Zygote:
         watched, self._watched = self._watched, {}
         for callback in watched.values():
             callback(None)
+        stock, self.stock = self.stock, None
+        if stock is not None:
+            remove_cgroup(stock)
         if self._proc is not None:
             self._reap(self._proc)
             self._proc = None
@@ -233,9 +272,10 @@ class Zygote:
 class LinuxHandle:
     """One environment: the zygote's child ``pid`` and the environment's cgroup."""
 
-    def __init__(self, spec: SandboxSpec, cgroup: Cgroup) -> None:
+    def __init__(self, spec: SandboxSpec, cgroup: Cgroup, on_started: Callable[[], None] | None = None) -> None:
         self.spec = spec
         self.cgroup = cgroup
+        self.on_started = on_started
         self._pid: int | None = None
         self._returncode: int | None = None
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -286,6 +326,9 @@ class LinuxHandle:
             return self._oom
 
     def init_done(self) -> None:
+        if self.on_started is not None:  # our start is over: prepare the next one, right after
+            asyncio.get_running_loop().call_soon(self.on_started)
+            self.on_started = None
         if not self._removed:
             try:
                 self.cgroup.set_cpu(self.spec.cpu_cores)  # capped at the host's cores
@@ -308,25 +351,38 @@ class LinuxHandle:
             self._exited.set_result(status)
 
     def remove_cgroup(self) -> None:
-        if self._removed:
-            return
-        self._removed = True
-        try:
-            if self.cgroup.remove(timeout=0):
-                return
-        except OSError:
-            pass
-        # something is still dying: finish off the thread pool's time, not the event loop's
-        loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(None, self._remove_slowly)
-        task.add_done_callback(lambda f: f.exception())
+        if not self._removed:
+            self._removed = True
+            remove_cgroup(self.cgroup)
 
-    def _remove_slowly(self) -> None:
-        try:
-            if not self.cgroup.remove(timeout=5.0):
-                log.warning("cgroup %s of environment %s could not be removed", self.cgroup.name, self.spec.environment_id)
-        except OSError as e:
-            log.warning("cannot remove cgroup %s: %s", self.cgroup.name, e)
+
+_removals: set[asyncio.Future[None]] = set()
+
+
+def remove_cgroup(cgroup: Cgroup) -> None:
+    """Remove a cgroup whose processes are gone or going (retried off the event loop)."""
+    try:
+        if cgroup.remove(timeout=0):
+            return
+    except OSError:
+        pass
+    task = asyncio.get_running_loop().run_in_executor(None, _remove_slowly, cgroup)
+    _removals.add(task)
+    task.add_done_callback(_removals.discard)
+
+
+async def removals_done() -> None:
+    """Wait for the cgroup removals still in progress."""
+    while _removals:
+        await asyncio.gather(*_removals, return_exceptions=True)
+
+
+def _remove_slowly(cgroup: Cgroup) -> None:
+    try:
+        if not cgroup.remove(timeout=5.0):
+            log.warning("cgroup %s could not be removed (a process of it is stuck)", cgroup.name)
+    except OSError as e:
+        log.warning("cannot remove cgroup %s: %s", cgroup.name, e)
 
 
 class LinuxBackend:
@@ -367,20 +423,15 @@ class LinuxBackend:
         return zygote
 
     def request(self, spec: SandboxSpec) -> tuple[str, dict[str, object]]:
-        """The zygote that starts ``spec`` and what it is asked."""
-        code_dir = str(spec.code_dir.resolve())
+        """The zygote that starts ``spec``, and what the sandbox is told (the tenant's data)."""
+        code_dir = _resolved(str(spec.code_dir))
         env = {key: _jail_value(value, (code_dir, str(spec.code_dir))) for key, value in spec.env.items()}
         env.pop("_SQUALL_CHANNEL_FD", None)  # always fd 3 here
         env["LAMBDA_TASK_ROOT"] = TASK_ROOT
         env["LAMBDA_RUNTIME_DIR"] = RUNTIME_DIR
         env["_SQUALL_MEMORY_PROBE"] = "0"  # the cgroup measures peak memory
         argv = list(spec.argv)
-        python = (
-            len(argv) == 3
-            and argv[1] == "-s"
-            and Path(argv[2]).resolve() == BOOTSTRAP
-            and os.path.isabs(argv[0])
-        )
+        python = len(argv) == 3 and argv[1] == "-s" and _resolved(argv[2]) == str(BOOTSTRAP) and os.path.isabs(argv[0])
         # PYTHON* variables act at interpreter start-up: such a function gets a fresh one
         in_process = python and not any(key.startswith("PYTHON") for key in env)
         interpreter = argv[0] if python else sys.executable
@@ -391,25 +442,57 @@ class LinuxBackend:
             "env": env,
             "code_dir": code_dir,
             "tmp_mb": spec.ephemeral_storage_mb,
-            "network": spec.network,
         }
 
     async def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> LinuxHandle:
         interpreter, request = self.request(spec)
         zygote = self._zygote(interpreter)
-        await zygote.ensure_started()
+        if not zygote.alive:
+            await zygote.ensure_started()
+            self.replenish(zygote)
         limits = CgroupLimits(memory_bytes=spec.memory_mb << 20, cpu_cores=None, pids_max=spec.pids_max)
-        cgroup = self.cgroups.create(f"env-{spec.environment_id}", limits)
-        handle = LinuxHandle(spec, cgroup)
+        meta: dict[str, object] = {"network": spec.network}
+        cgroup = None
+        if spec.network and zygote.stock is not None:  # the next spare is in it already
+            cgroup, zygote.stock = zygote.stock, None
+            try:
+                set_limits(cgroup, limits)
+                meta["stocked"] = cgroup.name
+            except OSError as e:
+                log.warning("cannot set the limits of a stocked cgroup: %s", e)
+                remove_cgroup(cgroup)
+                cgroup = None
+        if cgroup is None:
+            cgroup = self.cgroups.create(f"env-{spec.environment_id}", limits)
+        handle = LinuxHandle(spec, cgroup, lambda: self.replenish(zygote))
+        payload = os.memfd_create("squall-request", os.MFD_CLOEXEC)
         try:
+            os.write(payload, json.dumps(request).encode())
             procs = list(cgroup.procs_fds())
-            request["procs"] = len(procs)
-            handle._pid = await zygote.spawn(request, [channel_fd, log_fd, *procs], handle.on_exit)
+            meta["procs"] = len(procs)
+            handle._pid = await zygote.spawn(meta, [payload, channel_fd, log_fd, *procs], handle.on_exit)
         except BaseException:
             handle.kill()
             handle.remove_cgroup()
             raise
+        finally:
+            os.close(payload)
         return handle
+
+    def replenish(self, zygote: Zygote) -> None:
+        """Let the zygote prepare its next spare sandbox, in a cgroup of its own already."""
+        if not zygote.alive:
+            return
+        if zygote.stock is None:
+            try:
+                cgroup = self.cgroups.create(f"env-{uuid.uuid4().hex}", _STOCK_LIMITS)
+            except OSError as e:
+                log.warning("cannot create a cgroup ahead of time: %s", e)
+            else:
+                if zygote.give_stock(cgroup):
+                    return
+                remove_cgroup(cgroup)
+        zygote.restock()
 
     def reap_orphans(self) -> int:
         """Kill and remove the cgroups a previous run of this server left behind."""
@@ -442,7 +525,18 @@ class LinuxBackend:
         zygotes, self._zygotes = list(self._zygotes.values()), {}
         for zygote in zygotes:
             await zygote.close()
+        await removals_done()
         self.cgroups.close()
+
+
+def set_limits(cgroup: Cgroup, limits: CgroupLimits) -> None:
+    """Give a stocked cgroup its environment's limits (memory only ever goes down here)."""
+    cgroup._apply(limits)  # the cgroups module's own writer, in the right order for v1
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved(path: str) -> str:
+    return str(Path(path).resolve())
 
 
 def _jail_value(value: str, code_dirs: tuple[str, ...]) -> str:

@@ -13,24 +13,36 @@ then only forks: it is single-threaded, holds no other socket and never runs use
 Control protocol: one JSON object per datagram.
 
 * zygote → server, once: ``{"ready": pid, "rss_kb": n}``
-* server → zygote: ``{"op": "spawn", "id": n, ...}`` with SCM_RIGHTS fds
-  ``[channel, log, *cgroup_procs]``; the zygote forks and answers
-  ``{"id": n, "pid": pid}`` (or ``{"id": n, "error": "..."}``)
+* server → zygote: ``{"op": "spawn", "id": n, "network": bool, "procs": k, "stocked": name}``
+  with SCM_RIGHTS fds ``[request, channel, log, *cgroup_procs]``. ``request`` is a memfd
+  holding the tenant's part (env, code dir, argv, /tmp size): the zygote passes it on
+  unread, so that no function's data (environment variables are secrets) ever sits in
+  the memory that later sandboxes inherit. The zygote answers ``{"id": n, "pid": pid}``
+  (or ``{"id": n, "error": "..."}``).
+* server → zygote: ``{"op": "stock", "cgroup": name}`` with the cgroup.procs fds of a
+  fresh cgroup: the next spare sandbox joins it ahead of time (on cgroup v1 a migration
+  waits for an RCU grace period: milliseconds); a spawn with ``"stocked": name`` then
+  needs no join. ``{"op": "restock"}``: a good moment to fork the next spare.
 * zygote → server, for every child that ends: ``{"exited": pid, "status": s}`` with ``s``
   the exit code or ``-signal``
 * EOF on the control socket: the zygote exits (its environments live on until their own
   control channel closes).
 
-Process tree of one environment (A is the pid the server knows)::
+Process tree of one environment (B is the pid the server knows)::
 
-    zygote ─ A: setsid, join cgroup, rlimits, unshare(mnt pid ipc uts [net]), fork;
-               waits for B and exits with the runtime's status (code, or the same signal)
-             └ B = PID 1 of the new pid namespace: builds the jail (tmpfs root,
-               read-only binds, pivot_root), drops privileges, forks, reaps orphans;
-               when the runtime ends it reports the status to A and exits, and the
-               kernel kills whatever is left in the namespace
-               └ C = the runtime (PID 2): fds 0-3 in place, environment, cwd /var/task;
-                 runs bootstrap.main() in-process, or execve(argv) for other runtimes
+    zygote ─ B  clone(mnt pid ipc uts [net]): PID 1 of a new pid namespace
+               └ C  the runtime, forked by B (a random pid, not 1: it can signal itself)
+
+The zygote keeps one *spare* sandbox ready: B has made its mounts private, mounted its
+/proc and forked C; C has dropped privileges and warmed its memory up; both wait. A
+spawn then only finishes it: B joins the cgroup (unless the spare joined a stocked one
+already), passes the request, channel and log to C, bind-mounts the code at /var/task,
+mounts /tmp and /dev/shm, pivot_roots into the jail (see :class:`Jail`), sets the
+hostname, says "jailed" to C and drops its privileges too; meanwhile C has put fds 0-3 in
+place and set the environment; once jailed, it runs ``bootstrap.main()`` in-process (or
+execve(argv) for other runtimes). B then reaps orphans; when C ends, B sends C's status
+to the zygote on its sync socket and exits, and the kernel kills what is left in the
+namespace. The zygote reports C's status (exit code, or -signal).
 
 Errors while building the sandbox go to the environment's log and end it with status 125.
 """
@@ -59,7 +71,6 @@ _PRELOAD = (
     "hashlib",
     "json",
     "logging",
-    "random",
     "re",
     "traceback",
     "typing",
@@ -81,15 +92,18 @@ MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
 MNT_DETACH = 0x2
 
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 
 PIVOT_ROOT = {"x86_64": 155, "amd64": 155, "aarch64": 41, "arm64": 41}
+CLONE = {"x86_64": 56, "amd64": 56, "aarch64": 220, "arm64": 220}
 
 SETUP_FAILED = 125
-_MAXFD = max(256, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024)
+RUNTIME_PID_MIN = 8
+_MAXFD = 1 << 20  # set from RLIMIT_NOFILE at start; closerange is close_range(2): O(1)
 TASK_ROOT = "/var/task"
 RUNTIME_DIR = "/var/runtime"
 
@@ -111,7 +125,10 @@ def _check(result, what):
 
 
 def mount(source, target, fstype, flags, data=None):
-    _check(_libc.mount(source, target, fstype, flags, data), "mount %s" % target.decode(errors="replace"))
+    if _libc.mount(source, target, fstype, flags, data) != 0:
+        err = ctypes.get_errno()
+        what = target if source is None or fstype is not None else source + b" on " + target
+        raise SetupError("mount %s: %s" % (what.decode(errors="replace"), os.strerror(err)))
 
 
 def unshare(flags):
@@ -129,19 +146,33 @@ def prctl(option, value):
     _check(_libc.prctl(option, ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl %d" % option)
 
 
+PER_SANDBOX = ("/tmp", "/dev/shm")  # mounted afresh in every sandbox
+
+
+def _under(path, roots):
+    return any(path == r or path.startswith(r + "/") for r in roots)
+
+
 def _b(path):
     return path.encode() if isinstance(path, str) else path
 
 
 # --------------------------------------------------------------------------
-# the jail, planned once per zygote
+# the jail: a read-only template root built once per zygote
 
 
 class Jail(object):
-    """What every sandbox's root filesystem contains, computed once in the zygote.
+    """Every sandbox's root filesystem.
 
-    ``ops`` is a flat list of (kind, args) executed in the child with the jail's mount
-    point as prefix; only the per-environment parts (code, /tmp size) are added there.
+    The zygote lives in a mount namespace of its own (a slave of the host's, so new host
+    mounts still show up) where it builds, once, a template root on a tmpfs at
+    ``mountpoint``: read-only binds of /usr (and /lib... when they are not symlinks), of
+    the interpreter's prefixes at their own paths, of the runtime at /var/runtime and of a
+    few /etc directories (ssl, alternatives); copies of the /etc files a program needs (not
+    shadow & co.); device nodes; then the tmpfs is made read-only. A sandbox's mount
+    namespace is a copy of the zygote's, so it only adds its own mounts — the code at
+    /var/task, a private /tmp and /dev/shm, a /proc for its pid namespace — and
+    pivot_roots into the template. Every sandbox shares the template's (read-only) files.
     """
 
     ROOT_DIRS = ("usr", "lib", "lib32", "lib64", "libx32", "bin", "sbin")
@@ -161,10 +192,13 @@ class Jail(object):
         self.runtime_dir = config["runtime_dir"]
         self.shm_mb = int(config.get("shm_mb") or 64)
         self.ops = []
+        self.late_binds = []  # interpreter prefixes under /tmp or /dev/shm, which each sandbox mounts
+        self.late_links = []
         self.dirs = set()
-        self._etc_sources = {}
+        self._bound = []
+        self._etc = {}  # path -> entry written in the template
         self._etc_checked = 0.0
-        self._plan(config)
+        self._plan()
 
     def _mkdir(self, path, mode=0o755):
         parts = [p for p in path.split("/") if p]
@@ -174,41 +208,44 @@ class Jail(object):
                 self.dirs.add(sub)
                 self.ops.append(("mkdir", _b(sub), mode))
 
-    def _bind(self, source, target, flags=MS_NOSUID | MS_NODEV):
+    def _bind(self, source, target, flags):
         self._mkdir(target)
         self.ops.append(("bind", _b(source), _b(target), flags))
 
     def _covered(self, path):
-        return any(path == d or path.startswith(d + "/") for d, kind in self._bound)
+        return any(path == d or path.startswith(d + "/") for d in self._bound)
 
-    def _plan(self, config):
-        self._bound = []
+    def _plan(self):
         for name in self.ROOT_DIRS:
             host = "/" + name
             if os.path.islink(host):
                 self.ops.append(("symlink", _b(os.readlink(host)), _b(host)))
                 self.dirs.add(host)
             elif os.path.isdir(host):
-                self._bind(host, host, MS_NOSUID | MS_NODEV)  # binaries run from here: keep exec
-                self._bound.append((os.path.realpath(host), "ro"))
-        # the interpreter's prefixes, at the same paths (parents created 0755 in the tmpfs)
-        for prefix in config.get("prefixes") or ():
+                self._bind(host, host, MS_NOSUID | MS_NODEV)  # programs run from here: exec allowed
+                self._bound.append(os.path.realpath(host))
+        # the interpreter's prefixes at their own paths (parents are 0755 dirs of the tmpfs,
+        # so an unprivileged uid reaches them even under a 0700 /root)
+        prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+        prefixes.append(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+        for prefix in prefixes:
             real = os.path.realpath(prefix)
-            if not os.path.isdir(real) or self._covered(real):
-                continue
-            self._bind(real, real)
-            self._bound.append((real, "ro"))
-            if real != prefix and not self._covered(prefix):
-                self._mkdir(os.path.dirname(prefix))
-                self.ops.append(("symlink", _b(real), _b(prefix)))
-        self._mkdir("/etc")
-        self._mkdir("/proc")
-        self._mkdir("/dev")
-        self._mkdir("/dev/shm", 0o1777)
-        self._mkdir("/tmp", 0o1777)
-        self._mkdir(TASK_ROOT)
-        self._mkdir(RUNTIME_DIR)
-        self._mkdir("/opt")
+            if os.path.isdir(real) and not self._covered(real):
+                if _under(real, PER_SANDBOX):  # e.g. a venv in /tmp: bound after /tmp is mounted
+                    self.late_binds.append(_b(real))
+                else:
+                    self._bind(real, real, MS_NOSUID | MS_NODEV)
+                self._bound.append(real)
+            if prefix != real and not self._covered(prefix) and prefix not in self.dirs:
+                if _under(prefix, PER_SANDBOX):
+                    self.late_links.append((_b(real), _b(prefix)))
+                else:
+                    self._mkdir(os.path.dirname(prefix))
+                    self.ops.append(("symlink", _b(real), _b(prefix)))
+                self.dirs.add(prefix)
+        for path, mode in (("/etc", 0o755), ("/proc", 0o555), ("/dev", 0o755), ("/dev/shm", 0o1777),
+                           ("/tmp", 0o1777), (TASK_ROOT, 0o755), (RUNTIME_DIR, 0o755), ("/opt", 0o755)):
+            self._mkdir(path, mode)
         self._bind(self.runtime_dir, RUNTIME_DIR, MS_NOSUID | MS_NODEV | MS_NOEXEC)
         for name in self.ETC_DIRS:
             host = "/etc/" + name
@@ -219,36 +256,20 @@ class Jail(object):
         for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
             self.ops.append(("symlink", _b(target), _b("/dev/" + name)))
-        self.refresh_etc()
 
-    def refresh_etc(self, max_age=None):
-        """(Re)read the host's /etc files the jail copies (at most every ``max_age`` s)."""
-        now = time.monotonic()
-        if max_age is not None and now - self._etc_checked < max_age:
-            return
-        self._etc_checked = now
-        files = []
+    def etc_entries(self):
+        """What the template's /etc holds: copies of host files, and our own identity files."""
+        entries = {}
         for name in self.ETC_FILES:
             host = "/etc/" + name
             try:
-                st = os.lstat(host)
+                if os.path.islink(host) and name != "resolv.conf":
+                    entries[_b(host)] = ("symlink", _b(os.readlink(host)))
+                else:
+                    with open(host, "rb") as f:
+                        entries[_b(host)] = ("file", f.read())
             except OSError:
                 continue
-            key = (st.st_mtime_ns, st.st_size, st.st_ino)
-            cached = self._etc_sources.get(name)
-            if cached is not None and cached[0] == key:
-                files.append(cached[1])
-                continue
-            if stat.S_ISLNK(st.st_mode) and name != "resolv.conf":
-                entry = ("symlink", _b(os.readlink(host)), _b(host))
-            else:
-                try:
-                    with open(host, "rb") as f:
-                        entry = ("file", _b(host), f.read(), 0o644)
-                except OSError:
-                    continue
-            self._etc_sources[name] = (key, entry)
-            files.append(entry)
         hosts = b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
         try:
             with open("/etc/hosts", "rb") as f:
@@ -260,25 +281,45 @@ class Jail(object):
         hosts += b"127.0.1.1\t" + self.hostname + b"\n"
         user = b"nobody" if self.uid == 65534 else b"sbx_user"
         group = b"nogroup" if self.gid == 65534 else b"sbx_group"
-        passwd = b"root:x:0:0:root:/root:/usr/sbin/nologin\n%s:x:%d:%d::/tmp:/usr/sbin/nologin\n" % (user, self.uid, self.gid)
-        groups = b"root:x:0:\n%s:x:%d:\n" % (group, self.gid)
-        files.append(("file", b"/etc/hosts", hosts, 0o644))
-        files.append(("file", b"/etc/hostname", self.hostname + b"\n", 0o644))
-        files.append(("file", b"/etc/passwd", passwd, 0o644))
-        files.append(("file", b"/etc/group", groups, 0o644))
-        self.etc_ops = files
+        entries[b"/etc/hosts"] = ("file", hosts)
+        entries[b"/etc/hostname"] = ("file", self.hostname + b"\n")
+        entries[b"/etc/passwd"] = ("file", b"root:x:0:0:root:/root:/usr/sbin/nologin\n"
+                                   b"%s:x:%d:%d::/tmp:/usr/sbin/nologin\n" % (user, self.uid, self.gid))
+        entries[b"/etc/group"] = ("file", b"root:x:0:\n%s:x:%d:\n" % (group, self.gid))
+        return entries
 
-    def build(self, code_dir, tmp_mb):
-        """In the child (B): build the root, pivot into it. Mounts must be private first."""
+    def _write_etc(self, entries):
         root = self.mountpoint
-        mount(None, b"/", None, MS_REC | MS_PRIVATE)
+        for path, entry in entries.items():
+            if self._etc.get(path) == entry:
+                continue
+            temp = root + path + b".squall-new"
+            if entry[0] == "symlink":
+                os.symlink(entry[1], temp)
+            else:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                try:
+                    os.write(fd, entry[1])
+                finally:
+                    os.close(fd)
+            os.rename(temp, root + path)
+            self._etc[path] = entry
+        for path in list(self._etc):
+            if path not in entries:
+                os.unlink(root + path)
+                del self._etc[path]
+
+    def prepare(self):
+        """In the zygote, once: a mount namespace of our own with the template root in it."""
+        root = self.mountpoint
+        unshare(CLONE_NEWNS)
+        mount(None, b"/", None, MS_REC | MS_SLAVE)  # host mounts propagate in, ours never out
         mount(b"squall", root, b"tmpfs", MS_NOSUID, b"size=8m,nr_inodes=4096,mode=0755")
         for op in self.ops:
             kind = op[0]
             if kind == "mkdir":
                 os.mkdir(root + op[1], op[2])
-                if op[2] & 0o7000:
-                    os.chmod(root + op[1], op[2])
+                os.chmod(root + op[1], op[2])
             elif kind == "bind":
                 target = root + op[2]
                 mount(op[1], target, None, MS_BIND)
@@ -289,38 +330,57 @@ class Jail(object):
                 path = root + op[1]
                 os.mknod(path, 0o666 | stat.S_IFCHR, op[2])
                 os.chmod(path, 0o666)
-        for op in self.etc_ops:
-            if op[0] == "symlink":
-                os.symlink(op[1], root + op[2])
-            else:
-                fd = os.open(root + op[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, op[3])
-                try:
-                    os.write(fd, op[2])
-                finally:
-                    os.close(fd)
+        self._write_etc(self.etc_entries())
+        self._etc_checked = time.monotonic()
+        mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)
+
+    def refresh_etc(self, max_age):
+        """Follow changes of the host's resolv.conf, hosts, ... (checked every ``max_age`` s)."""
+        now = time.monotonic()
+        if now - self._etc_checked < max_age:
+            return
+        self._etc_checked = now
+        entries = self.etc_entries()
+        if all(self._etc.get(path) == entry for path, entry in entries.items()) and len(entries) == len(self._etc):
+            return
+        root = self.mountpoint
+        mount(None, root, None, MS_REMOUNT | MS_NOSUID)
+        try:
+            self._write_etc(entries)
+        finally:
+            mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)
+
+    def prepare_sandbox(self):
+        """In a spare sandbox (B, PID 1 of its namespaces): what needs no request yet."""
+        root = self.mountpoint
+        mount(None, b"/", None, MS_REC | MS_PRIVATE)
+        mount(b"proc", root + b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+    def enter(self, code_dir, tmp_mb):
+        """In the sandbox (B) for a request: add its own mounts, pivot_root in."""
+        root = self.mountpoint
         task = root + _b(TASK_ROOT)
         mount(_b(code_dir), task, None, MS_BIND)
         mount(None, task, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
         mount(b"tmpfs", root + b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=%dm,mode=1777" % max(1, int(tmp_mb)))
         mount(b"shm", root + b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=%dm,mode=1777" % self.shm_mb)
-        mount(b"proc", root + b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        for source in self.late_binds:
+            target = root + source
+            os.makedirs(target, 0o755, exist_ok=True)  # root's, in the sticky /tmp: not removable
+            mount(source, target, None, MS_BIND)
+            mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        for source, link in self.late_links:
+            os.makedirs(os.path.dirname(root + link), 0o755, exist_ok=True)
+            os.symlink(source, root + link)
         os.chdir(root)
         pivot_root(b".", b".")
         _check(_libc.umount2(b".", MNT_DETACH), "umount old root")
         os.chdir("/")
-        mount(None, b"/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)
 
 
 # --------------------------------------------------------------------------
 # the environment's processes
 
-
-_T = []
-def _t(name):
-    _T.append((name, time.monotonic()))
-def _dump():
-    if os.environ.get("SQTRACE"):
-        os.write(2, (" ".join("%s=%.3f" % (n, t * 1000) for n, t in _T) + "\n").encode())
 
 def _write_error(message):
     try:
@@ -337,100 +397,170 @@ def _status_of(wait_status):
     return SETUP_FAILED
 
 
-def _exit_like(status):
-    """End this process the way the runtime ended: same code, or the same signal."""
-    if status < 0:
-        sig = -status
-        try:
-            signal.signal(sig, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
-            os.kill(os.getpid(), sig)
-        except (OSError, ValueError):
-            pass
-        os._exit(128 + sig)
-    os._exit(status & 0xFF)
+def read_all(fd):
+    """The contents of a memfd (the request: the zygote only passes it on, unread)."""
+    chunks = []
+    offset = 0
+    while True:
+        chunk = os.pread(fd, 1 << 16, offset)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        offset += len(chunk)
+
+
+def send_fds(fd, data, fds):
+    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("%di" % len(fds), *fds))] if fds else []
+    sock = socket.socket(fileno=fd)
+    try:
+        sock.sendmsg([data], ancillary)
+    finally:
+        sock.detach()
+
+
+def recv_fds(fd, size=1 << 18, max_fds=16):
+    sock = socket.socket(fileno=fd)
+    try:
+        return _recv(sock, size, max_fds)
+    finally:
+        sock.detach()
+
+
+def _recv(sock, size=1 << 18, max_fds=16):
+    fd_size = struct.calcsize("i")
+    msg, ancdata, flags, _ = sock.recvmsg(size, socket.CMSG_SPACE(max_fds * fd_size))
+    fds = []
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(data) - len(data) % fd_size
+            fds.extend(struct.unpack("%di" % (usable // fd_size), data[:usable]))
+    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        for fd in fds:
+            os.close(fd)
+        raise ValueError("truncated message")
+    return msg, fds
 
 
 class Spawner(object):
+    """Forks sandboxes ahead of need; a request then only finishes one.
+
+    A spare sandbox is B (cloned into new namespaces) and its child C (the future runtime),
+    both waiting: B for a request from the zygote on its ``sync`` socket, C for B's go.
+    """
+
     def __init__(self, config, bootstrap):
         self.jail = Jail(config)
         self.bootstrap = bootstrap
-        self.zygote_fds = ()
-
-    # -- A: in the zygote's pid namespace
-
-    def run_a(self, req, chan, log, procs):
-        """Never returns."""
+        self.clone_number = CLONE.get(os.uname().machine)
         try:
-            _t("A")
+            with open("/proc/sys/kernel/pid_max") as f:
+                pid_max = int(f.read())
+        except (OSError, ValueError):
+            pid_max = 32768
+        self.pid_span = max(1, min(pid_max - RUNTIME_PID_MIN - 2, 1 << 22))
+
+    def clone(self, flags):
+        """fork() into new namespaces in one system call (the child is PID 1 of its pid ns).
+
+        A raw clone skips the C library's and Python's after-fork work: fine for B, which
+        only runs the code below, never user code (the runtime is forked normally).
+        """
+        pid = _libc.syscall(self.clone_number, ctypes.c_long(flags | signal.SIGCHLD), 0, 0, 0, 0)
+        if pid < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, "clone: %s" % os.strerror(err))
+        return pid
+
+    def spare(self, flags, close_in_child=()):
+        """Start a spare sandbox: (pid of B, the zygote's end of its sync socket)."""
+        ours, theirs = (s.detach() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET))
+        try:
+            pid = self.clone(flags)
+        except BaseException:
+            os.close(ours)
+            os.close(theirs)
+            raise
+        if pid == 0:
+            try:
+                for fd in close_in_child:
+                    os.close(fd)
+                os.close(ours)
+                self.run_b(theirs)
+            finally:
+                os._exit(SETUP_FAILED)
+        os.close(theirs)
+        return pid, ours
+
+    # -- B: PID 1 of the sandbox's pid namespace
+
+    def run_b(self, sync):
+        """Never returns. ``sync``: requests in, the runtime's exit status out."""
+        try:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             os.setsid()
-            pid = b"%d" % os.getpid()
-            for fd in procs:  # join the environment's cgroup before anything else
-                os.write(fd, pid)
-            # fds 0 = /dev/null (the zygote's), 1 and 2 = the log, 3 = the channel
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            os.dup2(chan, 3)
-            os.closerange(4, _MAXFD)
+            os.dup2(sync, 4)
+            os.dup2(0, 1)  # /dev/null; 2 stays the zygote's stderr until the log arrives
+            os.closerange(5, _MAXFD)
+            os.closerange(3, 4)
             resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-            if not req.get("network", True):
-                flags |= CLONE_NEWNET
-            _t("A.pre-unshare")
-            unshare(flags)
-            _t("A.unshared")
-            r, w = os.pipe()
-            child = os.fork()
-            if child == 0:
-                os.close(r)
-                self.run_b(req, w)
-            os.close(w)
-            os.closerange(1, 4)
-            data = b""
+            self.jail.prepare_sandbox()
+            # the runtime's pid: not always 2, so that pids of different sandboxes differ
+            # (software uses them as ids). ns_last_pid acts on the writer's pid namespace.
+            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                f.write("%d" % (RUNTIME_PID_MIN + int.from_bytes(os.urandom(4), "big") % self.pid_span))
+            b_end, c_end = (s.detach() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET))
+            runtime = os.fork()  # C, in our namespaces
+            if runtime == 0:
+                os.close(b_end)
+                self.run_c(c_end)
+            os.close(c_end)
             while True:
-                chunk = os.read(r, 16)
-                if not chunk:
+                data, fds = recv_fds(4)
+                if not data:
+                    os._exit(0)  # the zygote is gone: a spare nobody will use
+                if data != b"join":
                     break
-                data += chunk
-            _, wait_status = os.waitpid(child, 0)
-            status = struct.unpack("!i", data)[0] if len(data) == 4 else _status_of(wait_status)
-            _exit_like(status)
-        except BaseException as e:
-            _write_error(str(e) or repr(e))
-        os._exit(SETUP_FAILED)
-
-    # -- B: PID 1 of the new pid namespace
-
-    def run_b(self, req, status_fd):
-        try:
-            _t("B")
+                try:
+                    for fd in fds:  # a spare joins a cgroup ahead of time (migrations can be slow)
+                        os.write(fd, b"0")
+                        os.write(fd, b"%d" % runtime)
+                except OSError:
+                    os._exit(SETUP_FAILED)  # its cgroup is gone (server closing): a spare nobody uses
+                for fd in fds:
+                    os.close(fd)
+            if data != b"spawn" or len(fds) < 3:
+                raise SetupError("unexpected message from the zygote")
+            request, chan, log, procs = fds[0], fds[1], fds[2], fds[3:]
+            os.dup2(log, 2)  # from here on, errors go to the environment's log
+            data = read_all(request)
+            req = json.loads(data)
+            for fd in procs:  # the environment's cgroup, before C runs anything
+                os.write(fd, b"0")
+                os.write(fd, b"%d" % runtime)
+            send_fds(b_end, data, [chan, log])  # C prepares while we build the jail
+            for fd in fds:
+                os.close(fd)
             jail = self.jail
-            jail.build(req["code_dir"], req.get("tmp_mb", 512))
-            _t("B.built")
+            jail.enter(req["code_dir"], req.get("tmp_mb", 512))
             _check(_libc.sethostname(jail.hostname, len(jail.hostname)), "sethostname")
+            os.write(b_end, b"j")  # jailed: C may run
+            os.close(b_end)
+            os.dup2(0, 2)
             os.setgroups([])
             os.setresgid(jail.gid, jail.gid, jail.gid)
             os.setresuid(jail.uid, jail.uid, jail.uid)
             prctl(PR_SET_NO_NEW_PRIVS, 1)
-            prctl(PR_SET_DUMPABLE, 1)  # reset by setuid; /proc/self/* must stay the process's own
-            _t("B.dropped")
-            runtime = os.fork()
-            if runtime == 0:
-                _t("C")
-                os.close(status_fd)
-                self.run_c(req)
-            os.closerange(0, 4)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            prctl(PR_SET_DUMPABLE, 0)  # the function (same uid) must not ptrace us or open our fds
             while True:
                 try:
                     pid, wait_status = os.waitpid(-1, 0)
                 except ChildProcessError:
                     os._exit(SETUP_FAILED)
-                if pid == runtime:
-                    os.write(status_fd, struct.pack("!i", _status_of(wait_status)))
+                if pid == runtime:  # the rest of the namespace dies with us
+                    os.write(4, struct.pack("!i", _status_of(wait_status)))
                     os._exit(0)
         except BaseException as e:
             _write_error(str(e) or repr(e))
@@ -438,15 +568,43 @@ class Spawner(object):
 
     # -- C: the runtime
 
-    def run_c(self, req):
+    def run_c(self, sock):
+        """Never returns.
+
+        As a spare: unprivileged already, waiting for B. Then B sends the request, the
+        channel and the log (we set up while B builds the jail), then "j" once we are in
+        the jail (and the cgroup): only then does anything of the function run.
+        """
         try:
-            os.chdir(TASK_ROOT)
+            jail = self.jail
+            os.setgroups([])
+            os.setresgid(jail.gid, jail.gid, jail.gid)
+            os.setresuid(jail.uid, jail.uid, jail.uid)
+            prctl(PR_SET_NO_NEW_PRIVS, 1)
+            prctl(PR_SET_DUMPABLE, 0)  # not yet: we are still outside the jail
+            os.dup2(sock, 4)
+            os.closerange(5, _MAXFD)
+            self.warm_up()
+            data, fds = recv_fds(4)
+            if len(fds) != 2:
+                os._exit(0 if not data else SETUP_FAILED)  # a spare nobody used
+            chan, log = fds
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.dup2(chan, 3)  # 0 = /dev/null, 1 and 2 = the log, 3 = the control channel
+            os.closerange(5, _MAXFD)
+            req = json.loads(data)
             env = req["env"]
             os.environ.clear()
             os.environ.update(env)
             if "TZ" in env:
                 time.tzset()
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            if os.read(4, 1) != b"j":
+                os._exit(SETUP_FAILED)  # B failed (and said why in the log)
+            os.close(4)
+            prctl(PR_SET_DUMPABLE, 1)  # the function's /proc/self/* must be its own
+            os.chdir(TASK_ROOT)
             if req.get("mode") == "python":
                 self.run_python()
             for sig in (signal.SIGPIPE, signal.SIGXFSZ):
@@ -461,6 +619,18 @@ class Spawner(object):
             _write_error(str(e) or repr(e))
         os._exit(SETUP_FAILED)
 
+    def warm_up(self):
+        """While a spare: touch what the runtime's init will touch (copy-on-write and new
+        pages cost several µs each in a VM), so that less of it happens once a request waits.
+        Runs only our code: the runtime's env-independent set-up, the compiler."""
+        if self.bootstrap is None:
+            return
+        try:
+            self.bootstrap.setup_streams()
+            exec(compile(_WARM_UP_SOURCE, "/var/task/_warm_up.py", "exec"), {"__name__": "_warm_up"})
+        except Exception:
+            pass
+
     def run_python(self):
         """Run bootstrap.main() here and exit as the interpreter would. Never returns."""
         boot = self.bootstrap
@@ -468,8 +638,6 @@ class Spawner(object):
         sys.modules["__main__"] = boot
         sys.argv[:] = [boot.__file__]
         code = 0
-        _t("C.main")
-        _dump()
         try:
             code = boot.main(3)
         except SystemExit as e:
@@ -516,6 +684,12 @@ def _finalize():
 # the zygote's loop
 
 
+DEFAULT_FLAGS = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+# The next spare is forked when the server says that the last sandbox has started (its
+# init done: forking earlier takes the CPU from it), or after this long at the latest.
+RESTOCK_DELAY_S = 0.25
+
+
 def load_bootstrap(path):
     """Compile the runtime as it appears inside the jail (/var/runtime/bootstrap.py)."""
     with open(path, "rb") as f:
@@ -528,19 +702,42 @@ def load_bootstrap(path):
     return module
 
 
-def _recv(sock):
-    fd_size = struct.calcsize("i")
-    msg, ancdata, flags, _ = sock.recvmsg(1 << 18, socket.CMSG_SPACE(16 * fd_size))
-    fds = []
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            usable = len(data) - len(data) % fd_size
-            fds.extend(struct.unpack("%di" % (usable // fd_size), data[:usable]))
-    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-        for fd in fds:
-            os.close(fd)
-        raise ValueError("truncated message")
-    return msg, fds
+_WARM_UP_SOURCE = """
+import json, os, sys
+
+
+class Thing(object):
+    def __init__(self, value):
+        self.value = value
+
+
+def handler(event, context):
+    print("event %s" % (event,), file=sys.stderr)
+    return {"statusCode": 200, "body": json.dumps([Thing(i).value for i in range(10)])}
+"""
+
+
+def warm_up():
+    """Run the import machinery once on a throw-away module, so that forks find it warm
+    (Python 3.11 specialises bytecode as it runs: done here once, not in every sandbox)."""
+    import importlib
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        name = "_squall_warm_up"
+        with open(os.path.join(directory, name + ".py"), "w") as f:
+            f.write("import json\n\ndef handler(event, context):\n    return event\n")
+        sys.path.insert(0, directory)
+        sys.dont_write_bytecode, saved = True, sys.dont_write_bytecode
+        try:
+            for _ in range(3):
+                importlib.import_module(name)
+                del sys.modules[name]
+        finally:
+            sys.dont_write_bytecode = saved
+            sys.path.remove(directory)
+            sys.path_importer_cache.pop(directory, None)
+            importlib.invalidate_caches()
 
 
 def _send(sock, obj):
@@ -558,114 +755,195 @@ def _rss_kb():
     return 0
 
 
-def serve(sock, spawner):
-    children = set()
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-    signal.set_wakeup_fd(wake_w)
-    selector = selectors.DefaultSelector()
-    selector.register(sock, selectors.EVENT_READ)
-    selector.register(wake_r, selectors.EVENT_READ)
+class Zygote(object):
+    def __init__(self, sock, spawner):
+        self.sock = sock
+        self.spawner = spawner
+        self.children = {}  # pid of B -> its sync socket (ours)
+        self.spares = {}  # clone flags -> pid of a spare B
+        self.stock = None  # (name, procs fds) of the cgroup for the next spare
+        self.joined = {}  # pid of a spare B -> the cgroup it has joined
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        self.wake_r = wake_r
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        signal.set_wakeup_fd(wake_w)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(sock, selectors.EVENT_READ)
+        self.selector.register(wake_r, selectors.EVENT_READ)
+        self.spare_died_at = -1e9
+        self.restock_at = None  # when to fork the next spare: once the last start is done
 
-    def reap():
-        while children:
+    def make_spare(self, flags, join_stock=True):
+        pid, sync = self.spawner.spare(flags, ())
+        self.children[pid] = sync
+        if join_stock and flags == DEFAULT_FLAGS and self.stock is not None:
+            self.join(pid)
+        return pid
+
+    def join(self, pid):
+        """Send the stocked cgroup to spare ``pid``: it joins it while nobody waits."""
+        name, fds = self.stock
+        self.stock = None
+        try:
+            send_fds(self.children[pid], b"join", fds)
+            self.joined[pid] = name
+        except OSError:
+            pass  # the spare died; a spawn that wanted this cgroup brings its fds again
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def take_stock(self, name, fds):
+        if self.stock is not None:
+            for fd in self.stock[1]:
+                os.close(fd)
+        self.stock = (name, fds)
+        spare = self.spares.get(DEFAULT_FLAGS)
+        if spare is not None and spare not in self.joined:
+            self.join(spare)
+        else:
+            self.restock()
+
+    def reap(self):
+        while self.children:
             try:
                 pid, wait_status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                children.clear()
                 return
             if pid == 0:
                 return
-            children.discard(pid)
-            _send(sock, {"exited": pid, "status": _status_of(wait_status)})
+            sync = self.children.pop(pid, None)
+            self.joined.pop(pid, None)
+            for flags, spare in list(self.spares.items()):
+                if spare == pid:  # a spare died unused: nobody to tell
+                    del self.spares[flags]
+                    self.spare_died_at = time.monotonic()
+                    pid = None
+            status = _status_of(wait_status)
+            if sync is not None:
+                try:
+                    data = os.read(sync, 4)  # the runtime's status, sent by B before it exited
+                    if len(data) == 4:
+                        status = struct.unpack("!i", data)[0]
+                except OSError:
+                    pass
+                os.close(sync)
+            if pid is not None:
+                _send(self.sock, {"exited": pid, "status": status})
 
-    def spawn(req, fds):
-        if len(fds) < 2:
-            raise ValueError("spawn needs the channel and log fds")
-        chan, log, procs = fds[0], fds[1], fds[2:]
-        if len(procs) != int(req.get("procs", 0)):
-            raise ValueError("expected %s cgroup fds, got %d" % (req.get("procs"), len(procs)))
-        spawner.jail.refresh_etc(max_age=2.0)  # resolv.conf and hosts may change
-        _T[:] = [("Z.fork", time.monotonic())]
-        pid = os.fork()
-        if pid == 0:
-            try:
-                sock.detach()
-                spawner.run_a(req, chan, log, procs)
-            finally:
-                os._exit(SETUP_FAILED)
-        children.add(pid)
+    def spawn(self, req, fds):
+        """``fds``: the request (a memfd we never read: no tenant data may enter the zygote,
+        whose memory every later sandbox inherits), channel, log, cgroup.procs files."""
+        if len(fds) != 3 + int(req.get("procs", 0)):
+            raise ValueError("expected the request, channel, log and %s cgroup fds, got %d fds" % (req.get("procs"), len(fds)))
+        flags = DEFAULT_FLAGS if req.get("network", True) else DEFAULT_FLAGS | CLONE_NEWNET
+        pid = self.spares.pop(flags, None)
+        if pid is None:
+            pid = self.make_spare(flags, join_stock=False)
+        stocked = req.get("stocked")
+        joined = stocked and self.joined.pop(pid, None) == stocked
+        try:
+            send_fds(self.children[pid], b"spawn", fds[:3] if joined else fds)  # else B joins now
+        except OSError:  # the spare died: start a fresh one
+            pid = self.make_spare(flags, join_stock=False)
+            send_fds(self.children[pid], b"spawn", fds)
         return pid
 
-    gc.freeze()
-    _send(sock, {"ready": os.getpid(), "rss_kb": _rss_kb()})
-    while True:
-        for key, _ in selector.select():
-            if key.fd == wake_r:
-                try:
-                    while os.read(wake_r, 512):
-                        pass
-                except (BlockingIOError, InterruptedError):
-                    pass
-                reap()
-                continue
+    def restock(self):
+        self.restock_at = None
+        if DEFAULT_FLAGS not in self.spares and time.monotonic() - self.spare_died_at > 1.0:
             try:
-                data, fds = _recv(sock)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except ValueError as e:
-                sys.stderr.write("squall zygote: %s\n" % e)
-                continue
-            if not data:
-                return
-            req = {}
-            try:
-                req = json.loads(data)
-                if req.get("op") != "spawn":
-                    raise ValueError("unknown op %r" % req.get("op"))
-                pid = spawn(req, fds)
-                _send(sock, {"id": req.get("id"), "pid": pid})
-            except Exception as e:
-                _send(sock, {"id": req.get("id"), "error": "%s: %s" % (type(e).__name__, e)})
-            finally:
-                for fd in fds:
+                self.spares[DEFAULT_FLAGS] = self.make_spare(DEFAULT_FLAGS)
+            except OSError as e:  # e.g. out of pids: the next spawn forks on demand
+                self.spare_died_at = time.monotonic()
+                sys.stderr.write("squall zygote: cannot fork a spare sandbox: %s\n" % e)
+
+    def timeout(self):
+        if self.restock_at is None:
+            return None
+        return max(0.0, self.restock_at - time.monotonic())
+
+    def serve(self):
+        sock = self.sock
+        gc.freeze()
+        _send(sock, {"ready": os.getpid(), "rss_kb": _rss_kb()})
+        self.restock()
+        while True:
+            events = self.selector.select(self.timeout())
+            if not events and self.restock_at is not None:
+                self.restock()  # idle for a moment: the last sandbox has started
+            for key, _ in events:
+                if key.fd == self.wake_r:
                     try:
-                        os.close(fd)
-                    except OSError:
+                        while os.read(self.wake_r, 512):
+                            pass
+                    except (BlockingIOError, InterruptedError):
                         pass
-        reap()
+                    continue
+                try:
+                    data, fds = _recv(sock)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except ValueError as e:
+                    sys.stderr.write("squall zygote: %s\n" % e)
+                    continue
+                if not data:
+                    return
+                req = {}
+                try:
+                    req = json.loads(data)
+                    if req.get("op") == "restock":
+                        self.restock()
+                        continue
+                    if req.get("op") == "stock":
+                        self.take_stock(req["cgroup"], fds)
+                        fds = []  # ours now
+                        continue
+                    if req.get("op") != "spawn":
+                        raise ValueError("unknown op %r" % req.get("op"))
+                    self.spawner.jail.refresh_etc(max_age=2.0)  # resolv.conf and hosts may change
+                    pid = self.spawn(req, fds)
+                    _send(sock, {"id": req.get("id"), "pid": pid})
+                    self.restock_at = time.monotonic() + RESTOCK_DELAY_S
+                except Exception as e:
+                    _send(sock, {"id": req.get("id"), "error": "%s: %s" % (type(e).__name__, e)})
+                finally:
+                    for fd in fds:
+                        try:
+                            os.close(fd)
+                        except OSError:
+                            pass
+            self.reap()
 
 
 def probe(config):
-    """Check that this machine can build a sandbox (used before choosing the backend)."""
-    jail = Jail(config)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET)
-            inner = os.fork()
-            if inner == 0:
-                try:
-                    jail.build(config["runtime_dir"], 1)
-                    _check(_libc.sethostname(jail.hostname, len(jail.hostname)), "sethostname")
-                    os.setresuid(jail.uid, jail.uid, jail.uid)
-                    prctl(PR_SET_NO_NEW_PRIVS, 1)
-                    os.listdir("/proc/self/fd")
-                    os._exit(0)
-                except BaseException as e:
-                    sys.stderr.write("%s\n" % (str(e) or repr(e)))
-                    sys.stderr.flush()
-                os._exit(1)
-            _, st = os.waitpid(inner, 0)
-            os._exit(_status_of(st) & 0xFF)
-        except BaseException as e:
-            sys.stderr.write("%s\n" % (str(e) or repr(e)))
-            sys.stderr.flush()
-        os._exit(1)
-    _, st = os.waitpid(pid, 0)
-    return _status_of(st)
+    """Build one sandbox that runs ``true`` (checks the kernel allows all we need)."""
+    spawner = Spawner(config, None)
+    if spawner.clone_number is None:
+        sys.stderr.write("unsupported architecture %s\n" % os.uname().machine)
+        return 1
+    try:
+        spawner.jail.prepare()
+        log_r, log_w = os.pipe()
+        pid, sync = spawner.spare(DEFAULT_FLAGS | CLONE_NEWNET, (log_r,))
+        req = {"code_dir": config["runtime_dir"], "tmp_mb": 1, "env": {"PATH": "/usr/bin:/bin"},
+               "mode": "exec", "argv": ["true"]}
+        request = os.memfd_create("request", os.MFD_CLOEXEC)
+        os.write(request, json.dumps(req).encode())
+        send_fds(sync, b"spawn", [request, 0, log_w])
+    except (OSError, SetupError) as e:
+        sys.stderr.write("%s\n" % e)
+        return 1
+    os.close(log_w)
+    _, wait_status = os.waitpid(pid, 0)
+    data = os.read(sync, 4)
+    message = os.read(log_r, 65536).decode("utf-8", "replace").strip()
+    status = struct.unpack("!i", data)[0] if len(data) == 4 else _status_of(wait_status)
+    if status != 0:
+        sys.stderr.write("%s\n" % (message or "status %d" % status))
+    return 1 if status else 0
 
 
 def main(argv):
@@ -687,9 +965,15 @@ def main(argv):
             raise SystemExit("zygote: unknown argument %r" % argv[i])
     if config is None:
         raise SystemExit("zygote: --config is required")
+    global _MAXFD
+    os.umask(0o022)
+    os.chdir("/")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and hard != resource.RLIM_INFINITY:  # one sync socket per live environment
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    _MAXFD = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if fd is None:
         return probe(config)
-    os.umask(0o022)
     devnull = os.open(os.devnull, os.O_RDWR)
     if devnull != 0:
         os.dup2(devnull, 0)
@@ -703,10 +987,12 @@ def main(argv):
             __import__(name)
         except ImportError:
             pass
+    warm_up()
     spawner = Spawner(config, bootstrap)
+    spawner.jail.prepare()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
     try:
-        serve(sock, spawner)
+        Zygote(sock, spawner).serve()
     except (BrokenPipeError, ConnectionError):
         pass  # the server went away
     return 0

@@ -1,0 +1,243 @@
+"""Isolation and limits of the ``linux`` sandbox, seen from inside functions.
+
+A real ``squall server --isolation linux`` driven with boto3. Skipped where the machine
+cannot build the sandbox (no root, no namespaces, no usable cgroups); required in CI.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import sys
+import urllib.request
+import uuid
+
+import pytest
+
+from tests.conftest import create_function, processes_with_arg, require, start_server
+from tests.contract import linux_unavailable
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def linux_server(tmp_path_factory):
+    reason = linux_unavailable()
+    require(reason is None, f"linux sandbox unavailable: {reason}")
+    server = start_server(tmp_path_factory.mktemp("squall-linux"), "--isolation", "linux")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def lam(linux_server):
+    return linux_server.client("lambda")
+
+
+def invoke(lam, name: str, payload: object = None):
+    response = lam.invoke(FunctionName=name, Payload=json.dumps(payload or {}), LogType="Tail")
+    body = json.loads(response["Payload"].read())
+    log = base64.b64decode(response.get("LogResult", "")).decode(errors="replace")
+    return body, response.get("FunctionError"), log
+
+
+def ok(lam, name: str, payload: object = None):
+    body, error, log = invoke(lam, name, payload)
+    assert error is None, (body, log)
+    return body
+
+
+def tag() -> str:
+    return str(int.from_bytes(os.urandom(3), "big") + 100000)
+
+
+PROBE = """
+import errno, os, socket
+
+def attempt(action):
+    try:
+        return action()
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+
+def write(path, data="x"):
+    with open(path, "w") as f:
+        f.write(data)
+    return "written"
+
+def handler(event, context):
+    return {
+        "uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
+        "cwd": os.getcwd(), "task_root": os.environ["LAMBDA_TASK_ROOT"],
+        "write_task": attempt(lambda: write("/var/task/new-file")),
+        "write_root": attempt(lambda: write("/new-file")),
+        "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        "pid": os.getpid(),
+        "paths": {p: attempt(lambda: sorted(os.listdir(p))[:3] if os.path.isdir(p) else open(p).read(10))
+                  for p in event["paths"]},
+        "shadow": os.path.exists("/etc/shadow"),
+        "root": sorted(os.listdir("/")),
+        "hostname": socket.gethostname(),
+    }
+"""
+
+
+def test_a_function_sees_only_its_own_sandbox(lam, linux_server):
+    other = create_function(lam, "def handler(event, context):\n    return 'other'\n")
+    assert ok(lam, other) == "other"
+    name = create_function(lam, PROBE)
+    data_dir = str(linux_server.data_dir)
+    trees = [str(p) for p in (linux_server.data_dir / "code").iterdir() if p.is_dir()]  # extracted code
+    assert len(trees) >= 2  # both functions' code
+    secrets = [data_dir, f"{data_dir}/squall.db", f"{data_dir}/secret", *trees, "/root", "/root/.ssh", "/work", "/etc/shadow"]
+    out = ok(lam, name, {"paths": secrets})
+    assert out["uid"] != 0 and out["euid"] != 0 and out["gid"] != 0
+    assert out["cwd"] == out["task_root"] == "/var/task"
+    assert out["write_task"] == "EROFS" and out["write_root"] == "EROFS"
+    assert out["pids"] == [1, out["pid"]], "only the sandbox's own processes are visible"
+    for path, result in out["paths"].items():
+        if path == "/root" and isinstance(result, list):  # only the way to an interpreter kept there
+            assert all(sys.base_prefix.startswith(f"/root/{entry}/") for entry in result), result
+            continue
+        assert result in ("ENOENT", "EACCES"), f"{path} is visible from a function: {result}"
+    assert not out["shadow"]
+    assert set(out["root"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "opt", "proc", "root", "sbin",
+                                "tmp", "usr", "var"}
+    with urllib.request.urlopen(f"{linux_server.endpoint}/health") as response:
+        isolation = json.loads(response.read())["isolation"]
+    assert isolation["name"] == "linux" and isolation["isolated"] is True
+    assert isolation["uid"] == out["uid"] and isolation["cgroup_version"] in (1, 2)
+
+
+TMP = """
+import errno, os
+def handler(event, context):
+    if event["op"] == "write":
+        with open("/tmp/" + event["file"], "w") as f:
+            f.write("secret")
+        return sorted(os.listdir("/tmp"))
+    if event["op"] == "list":
+        return sorted(os.listdir("/tmp"))
+    written = 0
+    chunk = b"x" * (1 << 20)
+    try:
+        with open("/tmp/big", "wb") as f:
+            for _ in range(event["mb"]):
+                f.write(chunk)
+                f.flush()
+                written += 1
+        result = "no error"
+    except OSError as e:
+        result = errno.errorcode.get(e.errno, str(e.errno))
+    os.unlink("/tmp/big")
+    return {"result": result, "written_mb": written}
+"""
+
+
+def test_tmp_is_writable_private_and_capped(lam):
+    a = create_function(lam, TMP, MemorySize=1024, Timeout=30)
+    b = create_function(lam, TMP, MemorySize=1024, Timeout=30)
+    secret = f"secret-{uuid.uuid4().hex}"
+    assert secret in ok(lam, a, {"op": "write", "file": secret})
+    assert secret not in ok(lam, b, {"op": "list"})
+    assert not os.path.exists(f"/tmp/{secret}"), "a sandbox's /tmp is not the host's"
+    full = ok(lam, a, {"op": "fill", "mb": 600})  # EphemeralStorage: 512 MB
+    assert full["result"] == "ENOSPC" and 400 <= full["written_mb"] <= 512
+    assert secret in ok(lam, a, {"op": "list"})  # the same environment carries on
+    assert secret not in ok(lam, b, {"op": "list"})
+
+
+CONNECT = """
+import socket
+def handler(event, context):
+    try:
+        socket.create_connection(("127.0.0.1", event["port"]), timeout=2).close()
+        return "connected"
+    except OSError as e:
+        return type(e).__name__
+"""
+
+
+def test_network_none_tag_cuts_the_network(lam):
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    try:
+        default = create_function(lam, CONNECT)
+        isolated = create_function(lam, CONNECT, Tags={"squall:network": "none"})
+        assert ok(lam, default, {"port": port}) == "connected"
+        assert ok(lam, isolated, {"port": port}) != "connected"
+    finally:
+        listener.close()
+
+
+def test_out_of_memory_kills_only_the_function(lam):
+    hog = create_function(
+        lam,
+        """
+def handler(event, context):
+    block = bytearray(300 * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    return "survived"
+""",
+        MemorySize=128,
+        Timeout=30,
+    )
+    bystander = create_function(lam, "def handler(event, context):\n    return 'fine'\n")
+    body, error, log = invoke(lam, hog)
+    assert error == "Unhandled" and body["errorType"] == "Runtime.ExitError"
+    assert body["errorMessage"].endswith("Runtime exited with error: signal: killed")
+    assert "out of memory" in log
+    assert ok(lam, bystander) == "fine"
+    assert lam.get_function(FunctionName=hog)["Configuration"]["State"] == "Active"
+
+
+FORK_BOMB = """
+import os, time
+def handler(event, context):
+    forked = 0
+    while True:
+        try:
+            if os.fork() == 0:
+                time.sleep(300)
+                os._exit(0)
+            forked += 1
+        except OSError as e:
+            return {"forked": forked, "errno": e.errno}
+"""
+
+
+def test_fork_bomb_hits_pids_max(lam):
+    bomb = create_function(lam, FORK_BOMB, MemorySize=1024, Timeout=30)
+    bystander = create_function(lam, "def handler(event, context):\n    return 'fine'\n")
+    out = ok(lam, bomb)
+    assert out["errno"] == 11  # EAGAIN: pids.max
+    assert 900 <= out["forked"] <= 1024
+    assert ok(lam, bystander) == "fine"
+    lam.delete_function(FunctionName=bomb)  # its environment and its thousand children go
+
+
+TIMEOUT = """
+import subprocess, time
+def handler(event, context):
+    subprocess.Popen(["sleep", event["tag"]])
+    subprocess.Popen(["setsid", "sleep", event["tag2"]], start_new_session=True)
+    print("spawned", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_timeout_kills_every_process_of_the_environment(lam):
+    import time
+
+    name = create_function(lam, TIMEOUT, Timeout=1)
+    t1, t2 = tag(), tag()
+    body, error, log = invoke(lam, name, {"tag": t1, "tag2": t2})
+    assert error == "Unhandled" and body["errorType"] == "Sandbox.Timedout"
+    assert "spawned" in log
+    deadline = time.monotonic() + 5
+    while processes_with_arg(t1, t2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not processes_with_arg(t1, t2)

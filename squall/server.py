@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import secrets
 import signal
 import socket
@@ -35,6 +36,18 @@ def load_secret(data_dir: Path) -> bytes:
         with os.fdopen(fd, "wb") as fh:
             fh.write(secrets.token_bytes(32))
     return path.read_bytes()
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: every environment holds several fds
+    here (control channel, log pipe, cgroup files), so the usual soft 1024 caps a server
+    at ~120 environments (each fd past it fails a cold start with EMFILE)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, e)
 
 
 def build_app(settings: Settings) -> SquallApp:
@@ -69,6 +82,7 @@ class _Server(uvicorn.Server):
 def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
     """Run the server in the foreground until SIGINT/SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    raise_fd_limit()
     app = build_app(settings)
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]

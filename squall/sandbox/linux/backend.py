@@ -79,6 +79,12 @@ class Zygote:
         self._watched: dict[int, Callable[[int | None], None]] = {}
         self._ids = itertools.count(1)
         self._starting: asyncio.Task[None] | None = None
+        # One sender at a time: a loop keeps one writer callback per fd, so concurrent
+        # senders each waiting for writability with add_writer() would replace each
+        # other's callbacks and all but one would wait forever (a burst of cold starts
+        # fills the socket's send buffer).
+        self._send_lock = asyncio.Lock()
+        self._writable: asyncio.Future[None] | None = None  # what the sender holding it waits on
         # the cgroup that the zygote's next spare sandbox joins ahead of time (see stock())
         self.stock: Cgroup | None = None
 
@@ -137,19 +143,14 @@ class Zygote:
         data = json.dumps({**request, "op": "spawn", "id": request_id}).encode()
         ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
         try:
-            while True:
-                try:
-                    sock.sendmsg([data], ancillary)
-                    break
-                except BlockingIOError:
-                    writable = loop.create_future()
-                    loop.add_writer(sock.fileno(), lambda: writable.done() or writable.set_result(None))
-                    try:
-                        await writable
-                    finally:
-                        loop.remove_writer(sock.fileno())
-            async with asyncio.timeout(_SPAWN_TIMEOUT_S):
-                return await asyncio.shield(future)
+            await self._send(sock, data, ancillary)
+            try:
+                async with asyncio.timeout(_SPAWN_TIMEOUT_S):
+                    return await asyncio.shield(future)
+            except TimeoutError:
+                raise ZygoteError(
+                    f"the zygote for {self.interpreter} did not answer a spawn request within {_SPAWN_TIMEOUT_S:.0f} s"
+                ) from None
         except BaseException:
             self._pending.pop(request_id, None)
             if future.done() and not future.cancelled() and future.exception() is None:
@@ -157,6 +158,49 @@ class Zygote:
                 # cgroup, which kills the environment; keep its exit notification quiet
                 self._watched[future.result()] = lambda status: None
             raise
+
+    async def _send(self, sock: socket.socket, data: bytes, ancillary: list[tuple[int, int, array.array[int]]]) -> None:
+        """Send one datagram to the zygote, waiting while its socket buffer is full.
+
+        Senders queue on a lock (FIFO), so only one waits for writability at a time. A
+        zygote that reads nothing for ``_SPAWN_TIMEOUT_S`` while requests wait is hung
+        (each request takes it milliseconds): it is replaced, and every waiter fails.
+        """
+        loop = asyncio.get_running_loop()
+        async with self._send_lock:
+            while True:
+                if self._sock is not sock:
+                    raise ZygoteError(f"the zygote for {self.interpreter} is not running")
+                try:
+                    sock.sendmsg([data], ancillary)
+                    return
+                except BlockingIOError:
+                    pass
+                except OSError as e:
+                    raise ZygoteError(f"cannot send a request to the zygote for {self.interpreter}: {e}") from e
+                fd = sock.fileno()
+                writable = self._writable = loop.create_future()
+                loop.add_writer(fd, _resolve, writable)
+                try:
+                    async with asyncio.timeout(_SPAWN_TIMEOUT_S):
+                        await writable
+                except TimeoutError:
+                    if self._sock is sock:
+                        try:  # one last try: the loop itself may have been late
+                            sock.sendmsg([data], ancillary)
+                            return
+                        except BlockingIOError:
+                            pass
+                        except OSError as e:
+                            raise ZygoteError(f"cannot send a request to the zygote for {self.interpreter}: {e}") from e
+                        self._lost(f"read no request for {_SPAWN_TIMEOUT_S:.0f} s")
+                    raise ZygoteError(
+                        f"the zygote for {self.interpreter} accepted no request for {_SPAWN_TIMEOUT_S:.0f} s"
+                    ) from None
+                finally:
+                    self._writable = None
+                    if self._sock is sock:  # else _lost() removed it with the socket
+                        loop.remove_writer(fd)
 
     def restock(self) -> None:
         """Tell the zygote that now is a good time to fork its next spare sandbox."""
@@ -234,7 +278,10 @@ class Zygote:
             return
         loop = asyncio.get_running_loop()
         loop.remove_reader(sock.fileno())
+        loop.remove_writer(sock.fileno())
         sock.close()
+        if self._writable is not None:
+            _resolve(self._writable)  # the sender waiting for room sees the socket gone
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(ZygoteError(f"the zygote for {self.interpreter} {why} before it was ready (see the server's log)"))
             self._ready.exception()  # mark retrieved: the start task reports it
@@ -267,6 +314,11 @@ class Zygote:
         if proc is not None:
             proc.kill()
             await asyncio.to_thread(proc.wait)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class LinuxHandle:

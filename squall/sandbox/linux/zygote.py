@@ -437,8 +437,15 @@ def _recv(sock, size=1 << 18, max_fds=16):
     if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
         for fd in fds:
             os.close(fd)
-        raise ValueError("truncated message")
+        what = "file descriptors (out of fds?)" if flags & socket.MSG_CTRUNC else "data"
+        raise TruncatedMessage(msg, "truncated message: lost %s" % what)
     return msg, fds
+
+
+class TruncatedMessage(ValueError):
+    def __init__(self, data, message):
+        ValueError.__init__(self, message)
+        self.data = data
 
 
 class Spawner(object):
@@ -851,6 +858,15 @@ class Zygote(object):
             send_fds(self.children[pid], b"spawn", fds)
         return pid
 
+    def refuse(self, data, error):
+        """Answer a request we could not take (when we can tell which one it was)."""
+        try:
+            req = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(req, dict) and req.get("op") == "spawn" and req.get("id") is not None:
+            _send(self.sock, {"id": req["id"], "error": "%s: %s" % (type(error).__name__, error)})
+
     def restock(self):
         self.restock_at = None
         if DEFAULT_FLAGS not in self.spares and time.monotonic() - self.spare_died_at > 1.0:
@@ -888,6 +904,7 @@ class Zygote(object):
                     continue
                 except ValueError as e:
                     sys.stderr.write("squall zygote: %s\n" % e)
+                    self.refuse(getattr(e, "data", b""), e)  # a spawn must hear of it, not wait
                     continue
                 if not data:
                     return

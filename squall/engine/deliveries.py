@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Callable
 
+from squall import tasks as background
 from squall.engine.destinations import DeliveryError, Senders
 from squall.engine.events import LEASE_SECONDS, EventQueue
 from squall.store.events import Delivery
@@ -57,19 +58,9 @@ class DeliveryWorker:
         self._wakeup.set()
 
     async def stop(self, grace: float) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        if self._running:
-            await asyncio.wait(set(self._running), timeout=grace)
-        for task in list(self._running):
-            task.cancel()
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        await background.cancel(self._task)
+        self._task = None
+        await background.finish(self._running, grace)
 
     async def _loop(self) -> None:
         while True:

@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import replace
 from typing import Awaitable, Callable
 
+from squall import tasks as background
 from squall.arn import FunctionRef
 from squall.engine.concurrency import ConcurrencyLimits
 from squall.engine.event_invoke_config import EventInvokeConfigs
@@ -93,18 +94,9 @@ class Dispatcher:
         """Stop taking events, let running ones finish (up to ``grace``), cancel the rest."""
         if self._task is None:
             return
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+        await background.cancel(self._task)
         self._task = None
-        if self._running:
-            await asyncio.wait(set(self._running), timeout=grace)
-        for task in list(self._running):
-            task.cancel()
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        await background.finish(self._running, grace)
         self._buffers.clear()
         self._buffered = 0
 

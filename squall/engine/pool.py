@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
+from squall import tasks as background
 from squall.engine.environment import Environment, EnvironmentState
 from squall.errors import TooManyRequests
 from squall.function import FunctionVersion
@@ -189,8 +190,7 @@ class EnvironmentPool:
 
     async def shutdown(self, grace: float) -> None:
         """Let in-flight invocations finish (up to ``grace``), then stop every environment."""
-        if self._reaper is not None:
-            self._reaper.cancel()
+        await background.cancel(self._reaper)
         deadline = time.monotonic() + grace
         while self._busy and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

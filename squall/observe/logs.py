@@ -19,6 +19,8 @@ from urllib.parse import quote, unquote
 
 import orjson
 
+from squall import tasks as background
+
 
 @dataclass(frozen=True)
 class LogEvent:
@@ -74,12 +76,7 @@ class LogStore:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await background.cancel(self._task)
         self.flush()
 
     async def _run(self) -> None:

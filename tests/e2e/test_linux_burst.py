@@ -55,7 +55,7 @@ def test_burst_of_cold_starts_all_complete(linux, tmp_path):
         zygote._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # back-pressure after a few requests
         started = time.monotonic()
         tasks = [asyncio.create_task(h.invoke(fn, code, {"sleep": 1})) for _ in range(BURST)]
-        done, pending = await asyncio.wait(tasks, timeout=60)
+        done, pending = await asyncio.wait(tasks, timeout=45)
         for task in pending:
             task.cancel()
         assert not pending, (

@@ -379,7 +379,7 @@ class LinuxHandle:
 
     def init_done(self) -> None:
         if self.on_started is not None:  # our start is over: prepare the next one, right after
-            asyncio.get_running_loop().call_soon(self.on_started)
+            asyncio.get_running_loop().call_later(0.005, self.on_started)
             self.on_started = None
         if not self._removed:
             try:

@@ -28,6 +28,7 @@ Costs (this machine, v1, 4 hierarchies): :meth:`Cgroups.create` is a few hundred
 
 from __future__ import annotations
 
+import abc
 import errno
 import os
 import re
@@ -164,7 +165,7 @@ def _join(*parts: str) -> str:
 # -- one environment's group --------------------------------------------------------------
 
 
-class Cgroup:
+class Cgroup(abc.ABC):
     """One environment's cgroup (v1: one directory per hierarchy).
 
     Joining: :meth:`join` writes a pid to every ``procs_files`` entry. A process may also
@@ -247,22 +248,22 @@ class Cgroup:
                 seen[int(word)] = None
         return list(seen)
 
-    # -- to be provided by the version
+    # -- provided by the v1 and v2 implementations
 
-    def _apply(self, limits: CgroupLimits) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _apply(self, limits: CgroupLimits) -> None: ...
 
-    def set_cpu(self, cores: float | None) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def set_cpu(self, cores: float | None) -> None: ...
 
-    def reset_peak(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def reset_peak(self) -> None: ...
 
-    def peak_bytes(self) -> int | None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def peak_bytes(self) -> int | None: ...
 
-    def oom_kills(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def oom_kills(self) -> int: ...
 
     def _freeze(self, frozen: bool, wait: float = 0.5) -> bool:
         """Freeze (waiting up to ``wait`` s until every task is stopped) or thaw; whether it worked."""

@@ -324,7 +324,7 @@ class Environment:
             function_error="Unhandled" if failed else None,
             error_type=error_type,
             content_type=content_type or "application/json",
-            log_tail=log.tail(),
+            tail_source=log.tail,
             duration_ms=duration_ms,
             init_duration_ms=init_ms,
         )

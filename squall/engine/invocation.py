@@ -6,7 +6,8 @@ A function's failure is a value (``InvocationResult.function_error``), never an 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import orjson
 
@@ -33,13 +34,19 @@ class InvocationResult:
     function_error: str | None = None  # "Unhandled" when the function failed
     error_type: str | None = None
     content_type: str = "application/json"
-    log_tail: bytes = b""  # the end of this invocation's log (START … REPORT)
     duration_ms: float = 0.0
     init_duration_ms: float | None = None
+    # Builds the end of this invocation's log (START … REPORT) only when someone asks for it
+    # (X-Amz-Log-Type: Tail): most invokes never do, and the warm path should not pay for it.
+    tail_source: Callable[[], bytes] = field(default=lambda: b"", repr=False, compare=False)
 
     @property
     def cold(self) -> bool:
         return self.init_duration_ms is not None
+
+    @property
+    def log_tail(self) -> bytes:
+        return self.tail_source()
 
 
 def error_payload(error_type: str, message: str, request_id: str | None = None) -> bytes:

@@ -56,7 +56,7 @@ def build_app(settings: Settings) -> SquallApp:
     reaped = backend.reap_orphans()
     if reaped:
         log.warning("killed %d environment process(es) left behind by a previous run", reaped)
-    engine = Engine(settings, backend, RuntimeRegistry.discover())
+    engine = Engine(settings, backend, RuntimeRegistry.discover(settings.data_dir / "runtimes"))
     return SquallApp(engine, CodeLinks(load_secret(settings.data_dir)))
 
 

@@ -127,15 +127,18 @@ def unique_name(prefix: str = "fn") -> str:
 
 
 def create_function(lam, code: str | dict[str, str], handler: str = "app.handler", wait: bool = True, **kwargs) -> str:
-    """Create a python3.11 function from source (``app.py``) and wait until it is Active."""
+    """Create a function (python3.11 from ``app.py`` unless told) and wait until it is Active.
+
+    ``modes``: file modes inside the zip (e.g. ``{"bootstrap": 0o755}``)."""
     files = {"app.py": code} if isinstance(code, str) else code
     name = kwargs.pop("FunctionName", None) or unique_name()
+    modes = kwargs.pop("modes", None)
     lam.create_function(
         FunctionName=name,
         Runtime=kwargs.pop("Runtime", "python3.11"),
         Role=ROLE,
         Handler=handler,
-        Code={"ZipFile": make_zip(files)},
+        Code={"ZipFile": make_zip(files, modes)},
         **kwargs,
     )
     if wait:

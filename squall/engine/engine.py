@@ -136,7 +136,7 @@ class Engine:
             "status": "ok",
             "version": __version__,
             "isolation": self.backend.describe(),
-            "runtimes": {r.identifier: r.interpreter for r in self.runtimes.runtimes},
+            "runtimes": self.runtimes.describe(),
             "functions": self.functions.count(),
             "environments": self.pool.counts(),
             "concurrency": {

@@ -6,8 +6,9 @@ States (one invocation at a time, as on Lambda)::
                        │                  │             │
                        └─ init error ─────┴─ stop ──────┴─ timeout / crash → STOPPED
 
-The environment talks to its runtime over a unix socket with small frames (see
-``squall.runtimes.python.frames``); the runtime's stdout/stderr are captured as its log stream.
+The environment talks to its runtime over a link (``squall.engine.runtime_link``): frames on
+a unix socket for the built-in Python runtime, the Lambda Runtime API for every other
+runtime. The runtime's stdout/stderr are captured as its log stream.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import orjson
 from squall.arn import LATEST
 from squall.engine.capture import InvocationLog, OutputCapture
 from squall.engine.invocation import (
-    MAX_RESPONSE_PAYLOAD,
     InvocationRequest,
     InvocationResult,
     exit_error,
@@ -37,8 +37,8 @@ from squall.engine.invocation import (
 )
 from squall.function import FunctionVersion
 from squall.observe.logs import LogStore
-from squall.runtimes.python.frames import FrameError, FrameTooLarge, encode_frame, read_frame
-from squall.runtimes.registry import Runtime
+from squall.engine.runtime_link import FramesLink, LinkBroken, Reply, ResponseTooLarge, RuntimeApiLink, init_error
+from squall.runtimes.registry import BOOTSTRAP_NAME, RUNTIME_API, Launch, Runtime
 from squall.sandbox.base import SandboxBackend, SandboxHandle, SandboxSpec, exit_description
 
 INIT_TIMEOUT_S = 10.0  # Lambda's cap on the init phase of on-demand environments
@@ -99,8 +99,7 @@ class Environment:
         self._init_peak_kb = 0
         self._handle: SandboxHandle | None = None
         self._capture: OutputCapture | None = None
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._link: FramesLink | RuntimeApiLink | None = None
 
     # ---- lifecycle ---------------------------------------------------------------
     def _move(self, state: EnvironmentState) -> None:
@@ -116,9 +115,12 @@ class Environment:
     def alive(self) -> bool:
         return self.state in (EnvironmentState.READY, EnvironmentState.BUSY)
 
-    def environment_variables(self) -> dict[str, str]:
+    def environment_variables(self, launch: Launch | None = None) -> dict[str, str]:
         fn = self.function
-        interpreter_bin = os.path.dirname(self.runtime.interpreter)
+        runtime = self.runtime
+        launch = launch or runtime.launch(self.code_dir, fn.memory_size)
+        bin_dirs = f"{os.path.dirname(runtime.interpreter)}:" if runtime.interpreter else ""
+        runtime_dir = launch.runtime_dir or os.path.dirname(runtime.command()[-1])
         env = {
             "AWS_LAMBDA_FUNCTION_NAME": fn.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
@@ -128,16 +130,18 @@ class Environment:
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
-            "AWS_EXECUTION_ENV": self.runtime.execution_env,
             "LAMBDA_TASK_ROOT": str(self.code_dir),
-            "LAMBDA_RUNTIME_DIR": os.path.dirname(self.runtime.command()[-1]),
+            "LAMBDA_RUNTIME_DIR": str(runtime_dir),
             "_HANDLER": fn.handler,
             "TZ": ":UTC",
             "LANG": "en_US.UTF-8",
-            "PATH": f"{interpreter_bin}:/usr/local/bin:/usr/bin:/bin:/opt/bin",
+            "PATH": f"{bin_dirs}/usr/local/bin:/usr/bin:/bin:/opt/bin",
             "LD_LIBRARY_PATH": f"{self.code_dir}:{self.code_dir}/lib:/opt/lib",
             "AWS_LAMBDA_LOG_FORMAT": fn.logging_config.get("LogFormat", "Text"),
+            **launch.env,
         }
+        if runtime.execution_env:
+            env["AWS_EXECUTION_ENV"] = runtime.execution_env
         if fn.logging_config.get("ApplicationLogLevel"):
             env["AWS_LAMBDA_LOG_LEVEL"] = fn.logging_config["ApplicationLogLevel"]
         env.update(fn.environment)
@@ -147,26 +151,41 @@ class Environment:
         """Start the runtime and run its init phase (import the handler)."""
         self._move(EnvironmentState.STARTING)
         started = time.perf_counter()
+        runtime = self.runtime
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_read, log_write = os.pipe()
+        entrypoint_error: bytes | None = None
         try:
             self._capture = OutputCapture(log_read, self.logs, self.group, self.stream)
             self._init_log = InvocationLog(self.max_log_bytes)
             self._capture.current = self._init_log
             self._capture.emit(
-                f"INIT_START Runtime Version: {self.runtime.family}:{self.runtime.version}\t"
-                f"Runtime Version ARN: arn:aws:lambda:{self.region}::runtime:{self.runtime.identifier}"
+                f"INIT_START Runtime Version: {runtime.family}:{runtime.version}\t"
+                f"Runtime Version ARN: arn:aws:lambda:{self.region}::runtime:{runtime.identifier}"
             )
-            spec = SandboxSpec(
-                environment_id=self.id,
-                argv=tuple(self.runtime.command()),
-                code_dir=self.code_dir,
-                env=self.environment_variables(),
-                memory_mb=self.function.memory_size,
-                ephemeral_storage_mb=self.function.ephemeral_storage,
-                network=self.network,
-            )
-            self._handle = await self.backend.start(spec, child.fileno(), log_write)
+            if not runtime.prepared:  # e.g. the Java library's first build: seconds, off the loop
+                launch = await asyncio.to_thread(runtime.launch, self.code_dir, self.function.memory_size)
+            else:
+                launch = runtime.launch(self.code_dir, self.function.memory_size)
+            entrypoint_error = _entrypoint_error(runtime, self.code_dir)
+            if entrypoint_error is None:
+                spec = SandboxSpec(
+                    environment_id=self.id,
+                    argv=launch.argv,
+                    code_dir=self.code_dir,
+                    env=self.environment_variables(launch),
+                    memory_mb=self.function.memory_size,
+                    ephemeral_storage_mb=self.function.ephemeral_storage,
+                    network=self.network,
+                    runtime_dir=launch.runtime_dir,
+                    runtime_api=runtime.link == RUNTIME_API,
+                )
+                try:
+                    self._handle = await self.backend.start(spec, child.fileno(), log_write)
+                except OSError as e:  # the process backend could not exec it
+                    if runtime.link != RUNTIME_API:
+                        raise
+                    entrypoint_error = init_error("Runtime.InvalidEntrypoint", f"fork/exec {launch.argv[0]}: {e.strerror or e}")
         except BaseException:
             parent.close()
             if self._capture is None:
@@ -176,36 +195,56 @@ class Environment:
         finally:
             child.close()
             os.close(log_write)
-        self._reader, self._writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
+        if entrypoint_error is not None:
+            parent.close()
+            self.init_duration_ms = (time.perf_counter() - started) * 1000
+            self._init_failed(entrypoint_error)
+            return
+        assert self._handle is not None
         try:
             async with asyncio.timeout(INIT_TIMEOUT_S):
-                meta, body = await read_frame(self._reader, MAX_RESPONSE_PAYLOAD)
+                if runtime.link == RUNTIME_API:
+                    self._link = await RuntimeApiLink.open(parent, self._handle)
+                else:
+                    reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
+                    self._link = FramesLink(reader, writer)
+                reply = await self._link.init()
         except TimeoutError:
-            self.init_error = orjson.dumps(
-                {"errorType": "Sandbox.Timedout", "errorMessage": f"Init timed out after {INIT_TIMEOUT_S:.2f} seconds"}
-            )
-            meta, body = {"t": "init_error"}, self.init_error
-        except (FrameError, ConnectionError):
+            reply = Reply(False, init_error("Sandbox.Timedout", f"Init timed out after {INIT_TIMEOUT_S:.2f} seconds"))
+        except LinkBroken:
             returncode = await self._exit_status()
-            meta, body = {"t": "init_error"}, orjson.dumps(
-                {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited with error: {exit_description(returncode)}"}
-            )
+            reply = Reply(False, self._exit_error(returncode))
+        finally:
+            if runtime.link == RUNTIME_API:
+                parent.close()  # the listener was handed over; the channel has no other use
         self.init_duration_ms = (time.perf_counter() - started) * 1000
-        if meta.get("t") == "ready":
+        if reply.ok:
             measured = self._handle.peak_memory_bytes()
-            self._init_peak_kb = measured // 1024 if measured is not None else int(meta.get("max_rss_kb") or 0)
+            self._init_peak_kb = measured // 1024 if measured is not None else reply.max_rss_kb
             self._handle.init_done()
+            assert self._capture is not None
             self._capture.current = None
             self._move(EnvironmentState.READY)
             return
-        self.init_error = body
-        error_type = _error_type(body)
-        self._capture.drain()
-        self._capture.emit(
+        self._init_failed(reply.body)
+
+    def _exit_error(self, returncode: int) -> bytes:
+        """The init error of a runtime that ended during init."""
+        if self.runtime.link == RUNTIME_API and returncode in (126, 127):  # exec failed (the sandbox logged why)
+            return init_error("Runtime.InvalidEntrypoint", f"Runtime exited with error: {exit_description(returncode)}")
+        return init_error("Runtime.ExitError", f"Runtime exited with error: {exit_description(returncode)}")
+
+    def _init_failed(self, error: bytes) -> None:
+        self.init_error = error
+        error_type = _error_type(error)
+        capture = self._capture
+        assert capture is not None
+        capture.drain()
+        capture.emit(
             f"INIT_REPORT Init Duration: {self.init_duration_ms:.2f} ms\tPhase: init\tStatus: error\tError Type: {error_type}"
         )
         # The environment is discarded; the error is served to the invoke that started it.
-        self._capture.current = None
+        capture.current = None
         self.kill("init error")
 
     async def invoke(self, request: InvocationRequest) -> InvocationResult:
@@ -224,24 +263,15 @@ class Environment:
             return self._complete(request, log, 0.0, cold_ms, self.init_error, True, "error")
 
         self._move(EnvironmentState.BUSY)
-        meta = {
-            "t": "invoke",
-            "id": request.request_id,
-            "deadline_ms": int(time.time() * 1000 + fn.timeout * 1000),
-            "arn": request.invoked_arn,
-            "client_context": request.client_context,
-            "identity": request.identity,
-            "trace_id": request.trace_id,
-        }
+        deadline_ms = int(time.time() * 1000 + fn.timeout * 1000)
         started = time.perf_counter()
-        assert self._writer is not None and self._reader is not None
+        link = self._link
         handle = self._handle
-        assert handle is not None
+        assert link is not None and handle is not None
         handle.reset_peak_memory()
         try:
-            self._writer.write(encode_frame(meta, request.payload))
             async with asyncio.timeout(fn.timeout):
-                reply, body = await read_frame(self._reader, MAX_RESPONSE_PAYLOAD + 65536)
+                reply = await link.invoke(request, deadline_ms)
         except TimeoutError:
             duration = (time.perf_counter() - started) * 1000
             self.kill("timeout")
@@ -251,11 +281,11 @@ class Environment:
             return self._complete(
                 request, log, duration, cold_ms, timeout_error(request.request_id, fn.timeout), True, "timeout"
             )
-        except FrameTooLarge:
+        except ResponseTooLarge:
             duration = (time.perf_counter() - started) * 1000
             self.kill("response too large")
             return self._complete(request, log, duration, cold_ms, response_too_large(), True)
-        except (FrameError, ConnectionError):  # the runtime went away mid-invocation
+        except LinkBroken:  # the runtime went away mid-invocation
             duration = (time.perf_counter() - started) * 1000
             returncode = await self._exit_status()
             self.kill("runtime exited")
@@ -269,15 +299,11 @@ class Environment:
         capture.drain()
         self._move(EnvironmentState.READY)
         measured = handle.peak_memory_bytes()
-        peak_kb = measured // 1024 if measured is not None else int(reply.get("max_rss_kb") or 0)
+        peak_kb = measured // 1024 if measured is not None else reply.max_rss_kb
         if cold_ms is not None:
             peak_kb = max(peak_kb, self._init_peak_kb)
-        if len(body) > MAX_RESPONSE_PAYLOAD and reply.get("ok"):
-            return self._complete(request, log, duration, cold_ms, response_too_large(), True, peak_kb=peak_kb)
-        if not reply.get("ok"):
-            return self._complete(request, log, duration, cold_ms, body, True, peak_kb=peak_kb)
         return self._complete(
-            request, log, duration, cold_ms, body, False, peak_kb=peak_kb, content_type=reply.get("content_type")
+            request, log, duration, cold_ms, reply.body, not reply.ok, peak_kb=peak_kb, content_type=reply.content_type
         )
 
     def _complete(
@@ -342,8 +368,9 @@ class Environment:
         """Kill every process of the environment now (timeout, crash, update, shutdown)."""
         if self._handle is not None:
             self._handle.kill()
-        if self._writer is not None:
-            self._writer.close()
+        if self._link is not None:
+            self._link.close()
+            self._link = None
         self._finish_stop(reason)
 
     def _finish_stop(self, reason: str) -> None:
@@ -358,6 +385,18 @@ class Environment:
             await self._handle.wait()
         if self._capture is not None:
             self._capture.close()
+
+
+def _entrypoint_error(runtime: Runtime, code_dir: Path) -> bytes | None:
+    """A custom runtime's ``bootstrap`` that cannot run: Lambda's Runtime.InvalidEntrypoint."""
+    if runtime.family != "provided":
+        return None
+    bootstrap = code_dir / BOOTSTRAP_NAME
+    if not bootstrap.is_file():
+        return init_error("Runtime.InvalidEntrypoint", "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]")
+    if not os.stat(bootstrap).st_mode & 0o111:
+        return init_error("Runtime.InvalidEntrypoint", "fork/exec /var/task/bootstrap: permission denied")
+    return None
 
 
 def _error_type(payload: bytes) -> str:

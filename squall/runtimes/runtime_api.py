@@ -70,8 +70,14 @@ class RuntimeApi:
         self.address = ""
 
     # ---- lifecycle ---------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._server = await asyncio.get_running_loop().create_server(lambda: _Connection(self), host, port)
+    async def start(self, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None) -> str:
+        """Listen on ``host:port``, or serve on ``sock``, a listening socket made elsewhere
+        (by the sandbox, inside the environment's network namespace)."""
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            self._server = await loop.create_server(lambda: _Connection(self), sock=sock)
+        else:
+            self._server = await loop.create_server(lambda: _Connection(self), host, port)
         sockname = self._server.sockets[0].getsockname()
         self.address = f"{sockname[0]}:{sockname[1]}"
         return self.address
@@ -216,8 +222,7 @@ class _Connection(asyncio.Protocol):
         self._tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's classes
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -26,6 +26,13 @@ class SandboxSpec:
     ephemeral_storage_mb: int
     network: bool = True  # False: no network at all (tag squall:network=none)
     pids_max: int = 1024  # Lambda's limit on processes + threads
+    # host directory the runtime sees at /var/runtime (None: the built-in Python runtime's)
+    runtime_dir: Path | None = None
+    # the runtime speaks the Lambda Runtime API: the backend creates its listening socket
+    # where the runtime can reach it (inside the sandbox's network namespace), sets
+    # AWS_LAMBDA_RUNTIME_API, and sends the socket as the channel's first message (data: the
+    # address; SCM_RIGHTS: the listening fd). The runtime itself gets no channel.
+    runtime_api: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
 
     @property

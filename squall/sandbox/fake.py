@@ -130,6 +130,8 @@ class FakeBackend:
         self.started = 0
 
     async def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> FakeHandle:
+        if spec.runtime_api:
+            raise ValueError("the fake backend speaks only the built-in Python runtime's frames protocol")
         handle = FakeHandle(self, spec, channel_fd, log_fd)
         self.running.add(handle)
         self.started += 1

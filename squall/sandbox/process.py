@@ -11,6 +11,7 @@ import asyncio
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -93,18 +94,30 @@ class ProcessBackend:
         env = dict(spec.env)
         marker = f"{self.scope}/{spec.environment_id}"
         env[ENV_MARKER] = marker
-        env["_SQUALL_CHANNEL_FD"] = str(channel_fd)
-        proc = subprocess.Popen(
-            list(spec.argv),
-            cwd=spec.code_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_fd,
-            stderr=log_fd,
-            pass_fds=(channel_fd,),
-            start_new_session=True,
-            close_fds=True,
-        )
+        listener = None
+        if spec.runtime_api:  # no namespace of its own: any free loopback port
+            listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+            env["AWS_LAMBDA_RUNTIME_API"] = "127.0.0.1:%d" % listener.getsockname()[1]
+        else:
+            env["_SQUALL_CHANNEL_FD"] = str(channel_fd)
+        try:
+            proc = subprocess.Popen(
+                list(spec.argv),
+                cwd=spec.code_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                pass_fds=() if spec.runtime_api else (channel_fd,),
+                start_new_session=True,
+                close_fds=True,
+            )
+            if listener is not None:
+                with socket.socket(fileno=os.dup(channel_fd)) as channel:
+                    socket.send_fds(channel, [env["AWS_LAMBDA_RUNTIME_API"].encode()], [listener.fileno()])
+        finally:
+            if listener is not None:
+                listener.close()
         _apply_rlimits(proc.pid)
         return ProcessHandle(proc, marker)
 

@@ -477,7 +477,11 @@ class LinuxBackend:
     def request(self, spec: SandboxSpec) -> tuple[str, dict[str, object]]:
         """The zygote that starts ``spec``, and what the sandbox is told (the tenant's data)."""
         code_dir = _resolved(str(spec.code_dir))
-        env = {key: _jail_value(value, (code_dir, str(spec.code_dir))) for key, value in spec.env.items()}
+        runtime_dir = _resolved(str(spec.runtime_dir)) if spec.runtime_dir is not None else None
+        moves = [(code_dir, TASK_ROOT), (str(spec.code_dir), TASK_ROOT)]
+        if runtime_dir is not None:
+            moves += [(runtime_dir, RUNTIME_DIR), (str(spec.runtime_dir), RUNTIME_DIR)]
+        env = {key: _jail_value(value, moves) for key, value in spec.env.items()}
         env.pop("_SQUALL_CHANNEL_FD", None)  # always fd 3 here
         env["LAMBDA_TASK_ROOT"] = TASK_ROOT
         env["LAMBDA_RUNTIME_DIR"] = RUNTIME_DIR
@@ -487,14 +491,20 @@ class LinuxBackend:
         # PYTHON* variables act at interpreter start-up: such a function gets a fresh one
         in_process = python and not any(key.startswith("PYTHON") for key in env)
         interpreter = argv[0] if python else sys.executable
-        jailed_argv = [_jail_path(arg, code_dir) for arg in argv]
-        return interpreter, {
+        jailed_argv = [_jail_path(arg, code_dir, runtime_dir) for arg in argv]
+        request: dict[str, object] = {
             "mode": "python" if in_process else "exec",
             "argv": jailed_argv,
             "env": env,
             "code_dir": code_dir,
             "tmp_mb": spec.ephemeral_storage_mb,
+            "loopback": not spec.network,  # a network namespace of its own: bring lo up
         }
+        if runtime_dir is not None:
+            request["runtime_dir"] = runtime_dir
+        if spec.runtime_api:  # Lambda's address where the sandbox has its own loopback
+            request["runtime_api_port"] = 0 if spec.network else 9001
+        return interpreter, request
 
     async def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> LinuxHandle:
         interpreter, request = self.request(spec)
@@ -591,15 +601,15 @@ def _resolved(path: str) -> str:
     return str(Path(path).resolve())
 
 
-def _jail_value(value: str, code_dirs: tuple[str, ...]) -> str:
-    for code_dir in code_dirs:
-        value = value.replace(code_dir, TASK_ROOT)
+def _jail_value(value: str, moves: list[tuple[str, str]]) -> str:
+    for host, jailed in moves:
+        value = value.replace(host, jailed)
     return value
 
 
-def _jail_path(arg: str, code_dir: str) -> str:
-    """An argument as the sandbox sees it (code at /var/task, the Python runtime at /var/runtime)."""
-    for host, jailed in ((code_dir, TASK_ROOT), (str(PYTHON_RUNTIME_DIR), RUNTIME_DIR)):
+def _jail_path(arg: str, code_dir: str, runtime_dir: str | None = None) -> str:
+    """An argument as the sandbox sees it (code at /var/task, the runtime at /var/runtime)."""
+    for host, jailed in ((code_dir, TASK_ROOT), (runtime_dir or str(PYTHON_RUNTIME_DIR), RUNTIME_DIR)):
         if arg == host or arg.startswith(host + "/"):
             return jailed + arg[len(host):]
     return arg

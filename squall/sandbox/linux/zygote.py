@@ -95,6 +95,10 @@ MS_PRIVATE = 0x40000
 MS_SLAVE = 0x80000
 MNT_DETACH = 0x2
 
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 
@@ -356,12 +360,16 @@ class Jail(object):
         mount(None, b"/", None, MS_REC | MS_PRIVATE)
         mount(b"proc", root + b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
-    def enter(self, code_dir, tmp_mb):
+    def enter(self, code_dir, tmp_mb, runtime_dir=None):
         """In the sandbox (B) for a request: add its own mounts, pivot_root in."""
         root = self.mountpoint
         task = root + _b(TASK_ROOT)
         mount(_b(code_dir), task, None, MS_BIND)
         mount(None, task, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        if runtime_dir:  # another language's runtime over the Python one at /var/runtime
+            target = root + _b(RUNTIME_DIR)
+            mount(_b(runtime_dir), target, None, MS_BIND)
+            mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
         mount(b"tmpfs", root + b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=%dm,mode=1777" % max(1, int(tmp_mb)))
         mount(b"shm", root + b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=%dm,mode=1777" % self.shm_mb)
         for source in self.late_binds:
@@ -380,6 +388,33 @@ class Jail(object):
 
 # --------------------------------------------------------------------------
 # the environment's processes
+
+
+def loopback_up():
+    """Bring ``lo`` up (in a network namespace of the sandbox's own, it starts down)."""
+    import fcntl
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sh14x", b"lo", 0)
+        flags = struct.unpack("16sh14x", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
+        if not flags & IFF_UP:
+            fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sh14x", b"lo", flags | IFF_UP))
+
+
+def hand_over_runtime_api(port):
+    """In C, before exec: listen for the Runtime API here (in the sandbox's network namespace)
+    and pass the listening socket to Squall over the channel (fd 3), which then closes.
+    Returns the address for AWS_LAMBDA_RUNTIME_API."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind(("127.0.0.1", port))
+        listener.listen(64)
+        address = "127.0.0.1:%d" % listener.getsockname()[1]
+        send_fds(3, address.encode(), [listener.fileno()])
+    finally:
+        listener.close()
+    os.close(3)
+    return address
 
 
 def _write_error(message):
@@ -551,7 +586,9 @@ class Spawner(object):
             for fd in fds:
                 os.close(fd)
             jail = self.jail
-            jail.enter(req["code_dir"], req.get("tmp_mb", 512))
+            jail.enter(req["code_dir"], req.get("tmp_mb", 512), req.get("runtime_dir"))
+            if req.get("loopback"):
+                loopback_up()
             _check(_libc.sethostname(jail.hostname, len(jail.hostname)), "sethostname")
             os.write(b_end, b"j")  # jailed: C may run
             os.close(b_end)
@@ -616,6 +653,8 @@ class Spawner(object):
                 self.run_python()
             for sig in (signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(sig, signal.SIG_DFL)
+            if req.get("runtime_api_port") is not None:
+                env["AWS_LAMBDA_RUNTIME_API"] = hand_over_runtime_api(int(req["runtime_api_port"]))
             argv = req["argv"]
             try:
                 os.execvpe(argv[0], argv, env)

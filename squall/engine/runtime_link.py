@@ -1,0 +1,165 @@
+"""How an environment talks to the runtime inside it: two links, one interface.
+
+* :class:`FramesLink` — Squall's built-in Python runtime: small frames on the environment's
+  unix socket (``squall.runtimes.python.frames``), the cheapest round trip there is.
+* :class:`RuntimeApiLink` — every other runtime (Node.js, Ruby, Java, a custom
+  ``bootstrap``): the Lambda Runtime API over HTTP. The sandbox creates the listening socket
+  *inside the environment's network namespace* (so it is reachable at ``127.0.0.1`` even
+  when the function has no network) and hands it to Squall as the first message on the
+  environment's channel; Squall serves the API on it from its own event loop.
+
+Both links return a :class:`Reply` and raise :class:`LinkBroken` when the runtime is gone
+(the environment then reports ``Runtime.ExitError`` with the process's exit status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from squall.engine.invocation import MAX_RESPONSE_PAYLOAD, InvocationRequest, response_too_large
+from squall.runtimes.python.frames import FrameError, FrameTooLarge, encode_frame, read_frame
+from squall.runtimes.runtime_api import RuntimeApi, RuntimeEvent
+from squall.sandbox.base import SandboxHandle
+
+
+class LinkBroken(Exception):
+    """The runtime went away (its process ended or closed the channel)."""
+
+
+class ResponseTooLarge(Exception):
+    """The runtime sent more than Lambda's response limit; the environment cannot go on."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    ok: bool
+    body: bytes
+    content_type: str | None = None
+    max_rss_kb: int = 0  # the runtime's own measurement (used when the sandbox cannot measure)
+
+
+class FramesLink:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def init(self) -> Reply:
+        """ok when the runtime is ready; the init error otherwise."""
+        try:
+            meta, body = await read_frame(self._reader, MAX_RESPONSE_PAYLOAD)
+        except (FrameError, ConnectionError) as e:
+            raise LinkBroken(str(e)) from None
+        if meta.get("t") == "ready":
+            return Reply(True, b"", None, int(meta.get("max_rss_kb") or 0))
+        return Reply(False, body)
+
+    async def invoke(self, request: InvocationRequest, deadline_ms: int) -> Reply:
+        meta = {
+            "t": "invoke",
+            "id": request.request_id,
+            "deadline_ms": deadline_ms,
+            "arn": request.invoked_arn,
+            "client_context": request.client_context,
+            "identity": request.identity,
+            "trace_id": request.trace_id,
+        }
+        try:
+            self._writer.write(encode_frame(meta, request.payload))
+            reply, body = await read_frame(self._reader, MAX_RESPONSE_PAYLOAD + 65536)
+        except FrameTooLarge:
+            raise ResponseTooLarge() from None
+        except (FrameError, ConnectionError) as e:
+            raise LinkBroken(str(e)) from None
+        if len(body) > MAX_RESPONSE_PAYLOAD and reply.get("ok"):
+            return Reply(False, response_too_large(), None, int(reply.get("max_rss_kb") or 0))
+        return Reply(bool(reply.get("ok")), body, reply.get("content_type"), int(reply.get("max_rss_kb") or 0))
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class RuntimeApiLink:
+    def __init__(self, api: RuntimeApi, handle: SandboxHandle) -> None:
+        self.api = api
+        self._exited: asyncio.Future[Any] = asyncio.ensure_future(handle.wait())
+        self._exited.add_done_callback(_ignore_result)
+
+    @classmethod
+    async def open(cls, channel: socket.socket, handle: SandboxHandle) -> "RuntimeApiLink":
+        """Take the Runtime API's listening socket from the sandbox and serve the API on it."""
+        listener = await _receive_listener(channel)
+        api = RuntimeApi()
+        try:
+            await api.start(sock=listener)
+        except BaseException:
+            listener.close()
+            raise
+        return cls(api, handle)
+
+    async def _until_exit(self, work: "asyncio.Future[Any]") -> Any:
+        done, _ = await asyncio.wait({work, self._exited}, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            return work.result()
+        work.cancel()
+        raise LinkBroken("the runtime exited")
+
+    async def init(self) -> Reply:
+        """ok once the runtime asks for its first event; the error it posted to /init/error otherwise."""
+        outcome = await self._until_exit(asyncio.ensure_future(self.api.wait_init()))
+        return Reply(True, b"") if outcome is None else Reply(False, outcome.body)
+
+    async def invoke(self, request: InvocationRequest, deadline_ms: int) -> Reply:
+        event = RuntimeEvent(
+            request.request_id,
+            request.payload,
+            deadline_ms,
+            request.invoked_arn,
+            trace_id=request.trace_id,
+            client_context=request.client_context,
+            cognito_identity=request.identity,
+        )
+        outcome = await self._until_exit(asyncio.ensure_future(self.api.invoke(event)))
+        return Reply(outcome.ok, outcome.body, outcome.content_type if outcome.ok else None)
+
+    def close(self) -> None:
+        asyncio.ensure_future(self.api.close()).add_done_callback(_ignore_result)
+
+
+async def _receive_listener(channel: socket.socket) -> socket.socket:
+    """The first message on the channel: the address as bytes, the listening socket as an fd."""
+    loop = asyncio.get_running_loop()
+    channel.setblocking(False)
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(channel, 256, 1)
+        except BlockingIOError:
+            readable = loop.create_future()
+            loop.add_reader(channel.fileno(), lambda: readable.done() or readable.set_result(None))
+            try:
+                await readable
+            finally:
+                loop.remove_reader(channel.fileno())
+            continue
+        except OSError as e:
+            raise LinkBroken(f"the sandbox did not hand over the Runtime API socket: {e}") from None
+        if not fds:
+            raise LinkBroken("the runtime ended before it started" if not data else "no Runtime API socket was handed over")
+        for extra in fds[1:]:
+            socket.close(extra)
+        listener = socket.socket(fileno=fds[0])
+        listener.setblocking(False)
+        return listener
+
+
+def init_error(error_type: str, message: str) -> bytes:
+    return orjson.dumps({"errorType": error_type, "errorMessage": message})
+
+
+def _ignore_result(future: "asyncio.Future[Any]") -> None:
+    if not future.cancelled():
+        future.exception()

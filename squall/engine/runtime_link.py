@@ -93,7 +93,7 @@ class RuntimeApiLink:
     async def open(cls, channel: socket.socket, handle: SandboxHandle) -> "RuntimeApiLink":
         """Take the Runtime API's listening socket from the sandbox and serve the API on it."""
         listener = await _receive_listener(channel)
-        api = RuntimeApi()
+        api = RuntimeApi(admit=handle.admits)
         try:
             await api.start(sock=listener)
         except BaseException:

@@ -16,6 +16,7 @@ import asyncio
 import socket
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Callable
 
 import httptools
 import orjson
@@ -60,8 +61,10 @@ class _Invocation:
 
 
 class RuntimeApi:
-    def __init__(self, max_response: int = MAX_RESPONSE_PAYLOAD) -> None:
+    def __init__(self, max_response: int = MAX_RESPONSE_PAYLOAD, admit: Callable[[socket.socket], bool] | None = None) -> None:
         self.max_response = max_response
+        self.admit = admit  # who may connect (the environment's own processes), checked per connection
+        self.refused = 0
         self._server: asyncio.Server | None = None
         self._init: asyncio.Future[RuntimeOutcome | None] = asyncio.get_running_loop().create_future()
         self._current: _Invocation | None = None
@@ -224,6 +227,10 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's classes
         sock = transport.get_extra_info("socket")
+        if self.api.admit is not None and (sock is None or not self.api.admit(sock)):
+            self.api.refused += 1
+            transport.close()
+            return
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.api._connections.add(self)

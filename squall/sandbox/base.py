@@ -11,6 +11,7 @@ in ``_SQUALL_CHANNEL_FD``, stdout and stderr on the log pipe, cwd = the code dir
 from __future__ import annotations
 
 import signal
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Protocol
@@ -67,6 +68,9 @@ class SandboxHandle(Protocol):
 
     def init_done(self) -> None:
         """Init finished: apply limits that are relaxed during init (Lambda's init CPU burst)."""
+
+    def admits(self, connection: socket.socket) -> bool:
+        """Whether a connection to the environment's Runtime API comes from the environment."""
 
 
 class SandboxBackend(Protocol):

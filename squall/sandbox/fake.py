@@ -116,6 +116,9 @@ class FakeHandle:
     def oom_killed(self) -> bool:
         return False
 
+    def admits(self, connection: object) -> bool:
+        return True
+
     def init_done(self) -> None:
         pass
 

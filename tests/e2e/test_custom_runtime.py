@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -208,6 +209,21 @@ def test_bootstrap_that_exits_during_init(lam):
     body, error, log = invoke(lam, name)
     assert error == "Unhandled" and body["errorType"] == "Runtime.ExitError"
     assert body["errorMessage"].endswith("exit status 4") and "bye" in log
+
+
+def test_runtime_api_refuses_other_processes(lam, server):
+    """On the host's loopback, only the environment's own processes may use its Runtime API."""
+    if server.isolation != "linux":
+        pytest.skip("the process backend does not isolate functions")
+    name = shell_function(lam)
+    body, error, _ = invoke(lam, name, {"first": 1})
+    assert error is None
+    host, port = body["api"].split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as intruder:
+        intruder.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert intruder.recv(1024) == b""  # closed without an answer
+    body, error, _ = invoke(lam, name, {"still": "works"})
+    assert error is None and body["event"] == {"still": "works"}
 
 
 def test_runtime_api_reachable_without_network(lam, server):

@@ -35,6 +35,7 @@ from typing import Callable
 
 import squall.runtimes.python
 from squall.sandbox.base import SandboxSpec
+from squall.sandbox.linux.peers import peer_is_among
 from squall.sandbox.linux.cgroups import Cgroup, CgroupLimits, Cgroups, CgroupsUnavailable
 
 log = logging.getLogger("squall.sandbox.linux")
@@ -353,6 +354,14 @@ class LinuxHandle:
             self.cgroup.kill_all(timeout=0)  # one round; the exit report follows
         except OSError as e:
             log.warning("cannot kill environment %s: %s", self.spec.environment_id, e)
+
+    def admits(self, connection: socket.socket) -> bool:
+        """Whether a connection to this environment's Runtime API comes from its own processes.
+
+        With a network namespace of its own, only they can reach it; on the host's loopback
+        anyone could, so the peer socket must be held by a process in the environment's cgroup.
+        """
+        return not self.spec.network or peer_is_among(connection, self.cgroup.pids())
 
     def reset_peak_memory(self) -> None:
         if not self._removed:

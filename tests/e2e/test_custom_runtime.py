@@ -250,3 +250,49 @@ def test_go_bootstrap(lam, tmp_path):
         assert error is None, (body, log)
         assert body["go"] is True and body["count"] == count and body["echo"] == {"n": count}
         assert f"go handled {count}" in log
+
+
+def _package_files(*names: str) -> dict[str, bytes]:
+    """The installed packages ``names`` (with their .so files) as zip entries, like `pip install -t`."""
+    import importlib.util
+    from pathlib import Path
+
+    files: dict[str, bytes] = {}
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        require(spec is not None and spec.origin is not None, f"{name} is not installed (pip install awslambdaric)")
+        origin = Path(spec.origin)
+        root = origin.parent if origin.name == "__init__.py" else origin
+        base = root.parent
+        paths = [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else [root]
+        for path in paths:
+            if "__pycache__" not in path.parts:
+                files[str(path.relative_to(base))] = path.read_bytes()
+    return files
+
+
+def test_awslambdaric_packaged_in_a_zip(lam):
+    """The official Python runtime interface client, shipped in the function's zip with a bootstrap."""
+    python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    require(python is not None, "no python3 on the default PATH for a custom runtime")
+    files = _package_files("awslambdaric", "runtime_client", "simplejson", "snapshot_restore_py")
+    files["bootstrap"] = '#!/bin/sh\nexec python3 -m awslambdaric "$_HANDLER"\n'
+    files["app.py"] = (
+        "def ok(event, context):\n"
+        "    print('from the ric', context.aws_request_id)\n"
+        "    return {'echo': event, 'rid': context.aws_request_id, 'left': context.get_remaining_time_in_millis() > 0}\n"
+        "def fail(event, context):\n"
+        "    raise ValueError('ric boom')\n"
+    )
+    modes = {"bootstrap": 0o755}
+    ok = create_function(lam, files, handler="app.ok", Runtime="provided.al2023", modes=modes, Timeout=30)
+    for n in (1, 2):
+        response = lam.invoke(FunctionName=ok, Payload=json.dumps({"n": n}), LogType="Tail")
+        body = json.loads(response["Payload"].read())
+        log = base64.b64decode(response["LogResult"]).decode()
+        assert "FunctionError" not in response, (body, log[:3000])
+        assert body == {"echo": {"n": n}, "rid": response["ResponseMetadata"]["RequestId"], "left": True}
+        assert f"from the ric {body['rid']}" in log
+    failing = create_function(lam, files, handler="app.fail", Runtime="provided.al2023", modes=modes, Timeout=30)
+    body, error, _ = invoke(lam, failing)
+    assert error == "Unhandled" and body["errorType"] == "ValueError" and body["errorMessage"] == "ric boom"

@@ -10,6 +10,9 @@ on (no tracebacks).
 from __future__ import annotations
 
 import functools
+import json
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -168,3 +171,21 @@ def api_command(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(connection, **kwargs)
 
     return command
+
+
+def fetch_json(endpoint: str, path: str, timeout: float = 10.0, not_found_hint: str | None = None) -> dict[str, Any]:
+    """GET one of Squall's own endpoints (``/health``, ``/squall/...``) as JSON."""
+    url = f"{endpoint}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("Message") or str(exc)
+        except ValueError:
+            message = str(exc)
+        raise CliError(message, not_found_hint if exc.code == 404 else None) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise CliError(
+            f"Cannot reach Squall at {endpoint}.", "Start it with `squall server` or set --endpoint/SQUALL_ENDPOINT."
+        ) from exc

@@ -199,6 +199,21 @@ def queue(connection: Connection, name: str | None) -> None:
     click.echo(f"total depth {report.get('depth', 0)}, running {report.get('in_flight', 0)}")
 
 
+@cli.command()
+@api_command
+def runtimes(connection: Connection) -> None:
+    """List the runtimes this server offers, each with the interpreter that serves it."""
+    from squall.cli.client import fetch_json
+
+    health = fetch_json(connection.endpoint, "/health")
+    rows = [(identifier, interpreter) for identifier, interpreter in health.get("runtimes", {}).items()]
+    click.echo(table(("RUNTIME", "SERVED BY"), rows))
+    missing = health.get("runtimes_unavailable") or {}
+    if missing:
+        click.echo("")
+        click.echo(table(("NOT OFFERED", "NEEDS"), sorted(missing.items())))
+
+
 def main() -> None:
     cli()
 

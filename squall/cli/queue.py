@@ -6,33 +6,17 @@ Read from the server's small Squall-specific endpoint ``GET /squall/queue[?funct
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 from urllib.parse import quote
 
-from squall.cli.client import CliError
+from squall.cli.client import fetch_json
 
 COLUMNS = ("FUNCTION", "DEPTH", "OLDEST", "IN RETRY", "IN FLIGHT", "SUCCEEDED", "FAILED", "TO DLQ", "DEST FAILED")
 
 
 def fetch_queue(endpoint: str, name: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
-    url = f"{endpoint}/squall/queue" + (f"?function={quote(name, safe='')}" if name else "")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("Message") or str(exc)
-        except ValueError:
-            message = str(exc)
-        hint = "See your functions with `squall functions`." if exc.code == 404 else None
-        raise CliError(message, hint) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise CliError(
-            f"Cannot reach Squall at {endpoint}.", "Start it with `squall server` or set --endpoint/SQUALL_ENDPOINT."
-        ) from exc
+    path = "/squall/queue" + (f"?function={quote(name, safe='')}" if name else "")
+    return fetch_json(endpoint, path, timeout, not_found_hint="See your functions with `squall functions`.")
 
 
 def age(seconds: float | None) -> str:

@@ -137,6 +137,7 @@ class Engine:
             "version": __version__,
             "isolation": self.backend.describe(),
             "runtimes": self.runtimes.describe(),
+            "runtimes_unavailable": dict(self.runtimes.missing),
             "functions": self.functions.count(),
             "environments": self.pool.counts(),
             "concurrency": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import socket
 import subprocess
 import sys
@@ -218,6 +219,17 @@ def test_functions_table(server, lam):
     assert rows[small][1:7] == ["python3.11", "128", "MB", "3", "s", "Active"]
     assert rows[large][1:7] == ["python3.11", "512", "MB", "30", "s", "Active"]
     assert len(rows[small]) == 9  # date and time
+
+
+def test_runtimes_table(server):
+    result = squall(server.endpoint, "runtimes")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["RUNTIME", "SERVED", "BY"]
+    rows = {line.split()[0]: line.split(maxsplit=1)[1] for line in lines[1:] if line.strip() and not line.startswith("NOT")}
+    assert rows["python3.11"].startswith("/") and rows["provided.al2023"] == "the function's bootstrap"
+    if shutil.which("node"):
+        assert rows["nodejs20.x"].endswith("node")
 
 
 def test_functions_when_there_are_none(tmp_path: Path):

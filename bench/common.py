@@ -530,12 +530,12 @@ def lambda_client(endpoint: str, pool: int = 10):
     )
 
 
-def make_zip(files: dict[str, str]) -> bytes:
+def make_zip(files: dict[str, str] | dict[str, bytes], modes: dict[str, int] | None = None) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, content in files.items():
             info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
-            info.external_attr = (0o644 | 0o100000) << 16
+            info.external_attr = ((modes or {}).get(name, 0o644) | 0o100000) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, content)
     return buffer.getvalue()

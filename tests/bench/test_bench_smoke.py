@@ -23,6 +23,7 @@ SCRIPTS = {
     "warm_latency.py": ("warm invoke, http.client keep-alive", "boto3", "throughput", "target:"),
     "warm_throughput.py": ("squall warm invokes, 32 connections", "HTTP floor", "throughput", "target:"),
     "parallel_scaling.py": ("P= 1", "P= 4", "environments_used=", "throughput"),
+    "runtimes.py": ("python (built-in, frames): warm invoke", "cold invoke", "REPORT Init Duration"),
     "density.py": ("private memory per environment", "PSS per environment", "idle environments on 24 GiB", "target:"),
 }
 

@@ -13,6 +13,7 @@ header-then-body response costs ~88 ms per round trip instead of a fraction of o
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 from dataclasses import dataclass
 from enum import StrEnum
@@ -181,7 +182,9 @@ class RuntimeApi:
                 return 202, [], b'{"status":"OK"}'
             return 403, [], _error_body("InvalidStateTransition", "Init already completed")
         request_id = parts[2]
-        if parts[3] == "response":
+        if parts[3] == "response" and "lambda-runtime-function-error-type" in headers:
+            outcome = _stream_error(headers)  # a streamed response that failed half way (trailers)
+        elif parts[3] == "response":
             outcome = None if oversize else RuntimeOutcome(True, body, None, headers.get("content-type"))
         else:
             outcome = _runtime_error(headers, body, "Runtime.Unknown")
@@ -191,6 +194,15 @@ class RuntimeApi:
 
 def _error_body(error_type: str, message: str) -> bytes:
     return orjson.dumps({"errorMessage": message, "errorType": error_type})
+
+
+def _stream_error(headers: dict[str, str]) -> RuntimeOutcome:
+    """The error a streaming response reports in its trailers (the body is base64 JSON)."""
+    try:
+        body = base64.b64decode(headers.get("lambda-runtime-function-error-body", ""), validate=True)
+    except ValueError:
+        body = b""
+    return _runtime_error(headers, body, "Runtime.Unknown")
 
 
 def _runtime_error(headers: dict[str, str], body: bytes, default_type: str) -> RuntimeOutcome:

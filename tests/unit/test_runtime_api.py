@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 
@@ -151,5 +152,59 @@ def test_unknown_paths_and_methods():
     async def scenario(api, runtime):
         assert (await runtime.request("GET", "/nothing"))[0] == 404
         assert (await runtime.request("POST", "/invocation/next"))[0] == 405
+
+    run(scenario)
+
+
+async def _raw_request(address: str, raw: bytes) -> tuple[int, bytes]:
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    body = await reader.readexactly(length)
+    writer.close()
+    return int(head.split()[1]), body
+
+
+def _chunked(request_id: str, chunks: list[bytes], trailers: dict[str, str] | None = None) -> bytes:
+    head = (f"POST /2018-06-01/runtime/invocation/{request_id}/response HTTP/1.1\r\nHost: x\r\n"
+            "Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Type: application/json\r\n")
+    if trailers:
+        head += "Trailer: " + ", ".join(trailers) + "\r\n"
+    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n"
+    body += b"".join(f"{k}: {v}\r\n".encode() for k, v in (trailers or {}).items()) + b"\r\n"
+    return (head + "\r\n").encode() + body
+
+
+def test_streaming_response_is_buffered():
+    async def scenario(api, runtime):
+        nxt = asyncio.create_task(runtime.request("GET", "/invocation/next"))
+        await api.wait_init()
+        outcome = asyncio.create_task(api.invoke(event("s-1")))
+        await nxt
+        status, reply = await _raw_request(f"{runtime.host}:{runtime.port}", _chunked("s-1", [b'{"part":', b' 1', b"}"]))
+        assert status == 202 and json.loads(reply) == {"status": "OK"}
+        result = await outcome
+        assert result.ok and result.body == b'{"part": 1}'
+
+    run(scenario)
+
+
+def test_streaming_error_in_trailers():
+    async def scenario(api, runtime):
+        nxt = asyncio.create_task(runtime.request("GET", "/invocation/next"))
+        await api.wait_init()
+        outcome = asyncio.create_task(api.invoke(event("s-2")))
+        await nxt
+        error = base64.b64encode(b'{"errorType": "Stream.Broke", "errorMessage": "half way"}').decode()
+        raw = _chunked("s-2", [b"partial"], {"Lambda-Runtime-Function-Error-Type": "Stream.Broke",
+                                             "Lambda-Runtime-Function-Error-Body": error})
+        status, _ = await _raw_request(f"{runtime.host}:{runtime.port}", raw)
+        assert status == 202
+        result = await outcome
+        assert not result.ok and result.error_type == "Stream.Broke"
+        assert json.loads(result.body) == {"errorType": "Stream.Broke", "errorMessage": "half way"}
 
     run(scenario)

@@ -1,0 +1,135 @@
+"""Built-in language runtimes end to end: Node.js, Ruby and Java functions through boto3.
+
+A real server with the ``linux`` sandbox where the machine allows it (required in CI), else the
+``process`` backend. Each language: a result with context fields, the function's log lines,
+an error in Lambda's shape, a timeout, and an init failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import create_function, require, start_server
+from tests.contract import linux_unavailable
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    isolation = "linux" if linux_unavailable() is None else "process"
+    running = start_server(tmp_path_factory.mktemp("squall-languages"), "--isolation", isolation)
+    running.isolation = isolation
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def lam(server):
+    return server.client("lambda")
+
+
+def invoke(lam, name, payload=None, **kwargs):
+    response = lam.invoke(FunctionName=name, Payload=json.dumps(payload if payload is not None else {}), LogType="Tail",
+                          **kwargs)
+    body = response["Payload"].read()
+    log = base64.b64decode(response.get("LogResult", "")).decode(errors="replace")
+    return (json.loads(body) if body else None), response.get("FunctionError"), log, response
+
+
+# ------------------------------------------------------------------------------------ Node.js
+
+NODE_APP = """
+let count = 0;
+export const handler = async (event, context) => {
+  count += 1;
+  console.log("hello from node", event.name);
+  if (event.fail) { throw new TypeError("node boom"); }
+  if (event.sleep) { await new Promise((r) => setTimeout(r, 10000)); }
+  return {
+    count, event,
+    requestId: context.awsRequestId, functionName: context.functionName, arn: context.invokedFunctionArn,
+    memory: context.memoryLimitInMB, left: context.getRemainingTimeInMillis(),
+    clientContext: context.clientContext, api: process.env.AWS_LAMBDA_RUNTIME_API,
+    taskRoot: process.env.LAMBDA_TASK_ROOT, runtimeDir: process.env.LAMBDA_RUNTIME_DIR,
+    execEnv: process.env.AWS_EXECUTION_ENV, uid: process.getuid(),
+  };
+};
+"""
+
+NODE_CALLBACK = """
+exports.handler = function (event, context, callback) {
+  context.callbackWaitsForEmptyEventLoop = false;
+  setTimeout(() => {}, 60000);  // would keep the event loop busy
+  callback(null, { style: "callback", got: event });
+};
+"""
+
+
+@pytest.fixture(scope="module")
+def node(lam):
+    require(shutil.which("node") is not None, "Node.js is not installed (apt install nodejs)")
+
+
+def test_node_async_handler(lam, server, node):
+    name = create_function(lam, {"index.mjs": NODE_APP}, handler="index.handler", Runtime="nodejs20.x", Timeout=2)
+    context = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
+    body, error, log, response = invoke(lam, name, {"name": "ada"}, ClientContext=context)
+    assert error is None, (body, log)
+    assert body["count"] == 1 and body["event"] == {"name": "ada"}
+    assert body["requestId"] == response["ResponseMetadata"]["RequestId"]
+    assert body["functionName"] == name and body["arn"].endswith(f":function:{name}")
+    assert body["memory"] == "128" and 0 < body["left"] <= 2000
+    assert body["clientContext"]["custom"] == {"k": "v"}
+    assert body["execEnv"] == "AWS_Lambda_nodejs20.x"
+    if server.isolation == "linux":
+        assert body["taskRoot"] == "/var/task" and body["runtimeDir"] == "/var/runtime" and body["uid"] != 0
+    assert f"\t{body['requestId']}\tINFO\thello from node ada" in log
+    assert "INIT_START Runtime Version: nodejs:" in log
+    body, error, _, _ = invoke(lam, name, {"name": "again"})
+    assert error is None and body["count"] == 2  # warm: module state kept
+
+    body, error, log, _ = invoke(lam, name, {"fail": True})
+    assert error == "Unhandled"
+    assert body["errorType"] == "TypeError" and body["errorMessage"] == "node boom"
+    assert isinstance(body["trace"], list) and body["trace"][0].startswith("TypeError: node boom")
+    assert "\tERROR\tInvoke Error \t" in log
+
+    body, error, log, _ = invoke(lam, name, {"sleep": True})
+    assert error == "Unhandled" and body["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 2.00 seconds" in log
+
+
+def test_node_callback_handler_and_commonjs(lam, node):
+    name = create_function(lam, {"lib/handler.js": NODE_CALLBACK}, handler="lib/handler.handler", Runtime="nodejs18.x")
+    body, error, log, _ = invoke(lam, name, {"x": 1})
+    assert error is None, (body, log)
+    assert body == {"style": "callback", "got": {"x": 1}}
+
+
+def test_node_init_errors(lam, node):
+    missing = create_function(lam, {"index.js": "exports.other = () => 1;\n"}, handler="index.handler", Runtime="nodejs22.x")
+    body, error, log, _ = invoke(lam, missing)
+    assert error == "Unhandled" and body["errorType"] == "Runtime.HandlerNotFound"
+    assert "Phase: init\tStatus: error\tError Type: Runtime.HandlerNotFound" in log
+    no_module = create_function(lam, {"index.js": "exports.handler = () => 1;\n"}, handler="nope.handler", Runtime="nodejs20.x")
+    body, error, _, _ = invoke(lam, no_module)
+    assert error == "Unhandled" and body["errorType"] == "Runtime.ImportModuleError"
+    syntax = create_function(lam, {"index.mjs": "export const handler = async ( => 1;\n"}, handler="index.handler",
+                             Runtime="nodejs20.x")
+    body, error, _, _ = invoke(lam, syntax)
+    assert error == "Unhandled" and body["errorType"] == "Runtime.UserCodeSyntaxError"
+
+
+def test_node_without_network_reaches_its_runtime_api(lam, server, node):
+    if server.isolation != "linux":
+        pytest.skip("only the linux backend cuts the network")
+    name = create_function(lam, {"index.mjs": NODE_APP}, handler="index.handler", Runtime="nodejs20.x",
+                           Tags={"squall:network": "none"})
+    body, error, log, _ = invoke(lam, name, {"name": "offline"})
+    assert error is None, (body, log)
+    assert body["api"] == "127.0.0.1:9001"

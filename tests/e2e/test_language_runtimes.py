@@ -133,3 +133,74 @@ def test_node_without_network_reaches_its_runtime_api(lam, server, node):
     body, error, log, _ = invoke(lam, name, {"name": "offline"})
     assert error is None, (body, log)
     assert body["api"] == "127.0.0.1:9001"
+
+
+# --------------------------------------------------------------------------------------- Ruby
+
+RUBY_APP = """
+require 'json'
+require 'logger'
+
+$count = 0
+LOGGER = Logger.new($stdout)
+
+def handler(event:, context:)
+  $count += 1
+  puts "hello from ruby #{event['name']}"
+  LOGGER.info("logged")
+  raise ArgumentError, 'ruby boom' if event['fail']
+  sleep 10 if event['sleep']
+  { 'count' => $count, 'event' => event, 'request_id' => context.aws_request_id,
+    'function_name' => context.function_name, 'left' => context.get_remaining_time_in_millis,
+    'memory' => context.memory_limit_in_mb, 'task_root' => ENV['LAMBDA_TASK_ROOT'], 'uid' => Process.uid }
+end
+
+module Shop
+  class Orders
+    def self.process(event:, context:)
+      { 'order' => event['id'] }
+    end
+  end
+end
+"""
+
+
+@pytest.fixture(scope="module")
+def ruby(lam):
+    require(shutil.which("ruby") is not None, "Ruby is not installed (apt install ruby)")
+
+
+def test_ruby_handler(lam, server, ruby):
+    name = create_function(lam, {"lib/app.rb": RUBY_APP}, handler="lib/app.handler", Runtime="ruby3.3", Timeout=2)
+    body, error, log, response = invoke(lam, name, {"name": "matz"})
+    assert error is None, (body, log)
+    assert body["count"] == 1 and body["event"] == {"name": "matz"}
+    assert body["request_id"] == response["ResponseMetadata"]["RequestId"] and body["function_name"] == name
+    assert 0 < body["left"] <= 2000
+    if server.isolation == "linux":
+        assert body["task_root"] == "/var/task" and body["uid"] != 0
+    assert "hello from ruby matz" in log and f"{body['request_id']} -- : logged" in log
+    body, error, _, _ = invoke(lam, name, {"name": "again"})
+    assert error is None and body["count"] == 2
+
+    body, error, log, _ = invoke(lam, name, {"fail": True})
+    assert error == "Unhandled"
+    assert body["errorType"] == "Function<ArgumentError>" and body["errorMessage"] == "ruby boom"
+    assert any("app.rb" in frame for frame in body["stackTrace"])
+
+    body, error, log, _ = invoke(lam, name, {"sleep": True})
+    assert error == "Unhandled" and body["errorType"] == "Sandbox.Timedout"
+
+
+def test_ruby_class_method_handler(lam, ruby):
+    name = create_function(lam, {"shop.rb": RUBY_APP}, handler="shop.Shop::Orders.process", Runtime="ruby3.2")
+    body, error, log, _ = invoke(lam, name, {"id": 42})
+    assert error is None, (body, log)
+    assert body == {"order": 42}
+
+
+def test_ruby_init_error(lam, ruby):
+    name = create_function(lam, {"app.rb": "def handler(event:, context:\n"}, handler="app.handler", Runtime="ruby3.4")
+    body, error, log, _ = invoke(lam, name)
+    assert error == "Unhandled" and body["errorType"] == "Init<SyntaxError>"
+    assert "Phase: init\tStatus: error" in log

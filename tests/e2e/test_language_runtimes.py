@@ -204,3 +204,111 @@ def test_ruby_init_error(lam, ruby):
     body, error, log, _ = invoke(lam, name)
     assert error == "Unhandled" and body["errorType"] == "Init<SyntaxError>"
     assert "Phase: init\tStatus: error" in log
+
+
+# --------------------------------------------------------------------------------------- Java
+
+JAVA_HANDLER = """
+package example;
+
+import com.amazonaws.services.lambda.runtime.Context;
+import com.amazonaws.services.lambda.runtime.RequestHandler;
+import java.util.HashMap;
+import java.util.Map;
+
+public class Hello implements RequestHandler<Map<String, Object>, Map<String, Object>> {
+    private int count = 0;
+
+    public Map<String, Object> handleRequest(Map<String, Object> event, Context context) {
+        count += 1;
+        System.out.println("hello from java " + event.get("name"));
+        context.getLogger().log("via the lambda logger");
+        if (event.containsKey("fail")) {
+            throw new IllegalStateException("java boom");
+        }
+        if (event.containsKey("sleep")) {
+            try { Thread.sleep(20000); } catch (InterruptedException e) { }
+        }
+        Map<String, Object> out = new HashMap<>();
+        out.put("count", count);
+        out.put("event", event);
+        out.put("requestId", context.getAwsRequestId());
+        out.put("functionName", context.getFunctionName());
+        out.put("memory", context.getMemoryLimitInMB());
+        out.put("left", context.getRemainingTimeInMillis());
+        return out;
+    }
+}
+"""
+
+JAVA_POJO = """
+package example;
+
+import com.amazonaws.services.lambda.runtime.Context;
+
+public class Orders {
+    public static class Order {
+        public String id;
+        public int quantity;
+    }
+
+    public static class Receipt {
+        private final String text;
+        public Receipt(String text) { this.text = text; }
+        public String getText() { return text; }
+    }
+
+    public Receipt place(Order order, Context context) {
+        return new Receipt(order.quantity + " x " + order.id);
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def java_classes(lam, tmp_path_factory):
+    require(shutil.which("javac") is not None and shutil.which("java") is not None,
+            "a JDK is not installed (apt install default-jdk-headless)")
+    from squall.runtimes import java
+
+    work = tmp_path_factory.mktemp("java")
+    runtime_dir = java.build_runtime(work / "runtime")
+    out = work / "classes"
+    java.compile_handler({"example/Hello.java": JAVA_HANDLER, "example/Orders.java": JAVA_POJO}, runtime_dir, out)
+    return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*.class")}
+
+
+def test_java_request_handler(lam, java_classes):
+    name = create_function(lam, java_classes, handler="example.Hello::handleRequest", Runtime="java17",
+                           MemorySize=512, Timeout=5)
+    body, error, log, response = invoke(lam, name, {"name": "duke"})
+    assert error is None, (body, log)
+    assert body["count"] == 1 and body["event"] == {"name": "duke"}
+    assert body["requestId"] == response["ResponseMetadata"]["RequestId"] and body["functionName"] == name
+    assert body["memory"] == 512 and 0 < body["left"] <= 5000
+    assert "hello from java duke" in log and "via the lambda logger" in log
+    assert "INIT_START Runtime Version: java:" in log
+    body, error, _, _ = invoke(lam, name, {"name": "again"})
+    assert error is None and body["count"] == 2
+
+    body, error, log, _ = invoke(lam, name, {"fail": True})
+    assert error == "Unhandled"
+    assert body["errorType"] == "java.lang.IllegalStateException" and body["errorMessage"] == "java boom"
+    assert any("example.Hello" in frame for frame in body["stackTrace"])
+
+    body, error, log, _ = invoke(lam, name, {"sleep": True})
+    assert error == "Unhandled" and body["errorType"] == "Sandbox.Timedout"
+
+
+def test_java_pojo_method_handler(lam, java_classes):
+    name = create_function(lam, java_classes, handler="example.Orders::place", Runtime="java21", MemorySize=512)
+    body, error, log, _ = invoke(lam, name, {"id": "tea", "quantity": 3})
+    assert error is None, (body, log)
+    assert body == {"text": "3 x tea"}
+
+
+def test_java_class_not_found(lam, java_classes):
+    name = create_function(lam, java_classes, handler="example.Nope::handleRequest", Runtime="java17", MemorySize=512)
+    body, error, log, _ = invoke(lam, name)
+    assert error == "Unhandled" and "Nope" in body["errorMessage"]
+    assert "Phase: init\tStatus: error" in log

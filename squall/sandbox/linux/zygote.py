@@ -185,7 +185,7 @@ class Jail(object):
         "mime.types", "ld.so.cache", "ld.so.conf", "timezone", "os-release", "localtime",
         "resolv.conf",
     )
-    ETC_DIRS = ("ssl", "alternatives", "pki", "crypto-policies", "ca-certificates", "ld.so.conf.d")
+    ETC_DIRS = ("ssl", "alternatives", "pki", "crypto-policies", "ca-certificates", "ld.so.conf.d")  # and /etc/java-*
     DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0))
 
     def __init__(self, config):
@@ -251,7 +251,12 @@ class Jail(object):
                            ("/tmp", 0o1777), (TASK_ROOT, 0o755), (RUNTIME_DIR, 0o755), ("/opt", 0o755)):
             self._mkdir(path, mode)
         self._bind(self.runtime_dir, RUNTIME_DIR, MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        for name in self.ETC_DIRS:
+        names = list(self.ETC_DIRS)
+        try:  # the JDK's configuration (java.security, …): its lib/ links there
+            names += sorted(n for n in os.listdir("/etc") if n.startswith("java-") or n == "java")
+        except OSError:
+            pass
+        for name in names:
             host = "/etc/" + name
             if os.path.isdir(host) and not os.path.islink(host):
                 self._bind(host, host, MS_NOSUID | MS_NODEV | MS_NOEXEC)

@@ -221,7 +221,11 @@ def test_runtime_api_refuses_other_processes(lam, server):
     host, port = body["api"].split(":")
     with socket.create_connection((host, int(port)), timeout=5) as intruder:
         intruder.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert intruder.recv(1024) == b""  # closed without an answer
+        try:
+            answer = intruder.recv(1024)
+        except ConnectionResetError:  # closed with the request unread
+            answer = b""
+        assert answer == b""  # closed without an answer
     body, error, _ = invoke(lam, name, {"still": "works"})
     assert error is None and body["event"] == {"still": "works"}
 

@@ -239,7 +239,8 @@ def test_crashes_are_runtime_exit_errors(lam, server, code, expected):
 
 def test_huge_output_does_not_hurt_the_server(lam, server):
     code = "import sys\ndef handler(e, c):\n    for _ in range(100):\n        sys.stdout.write('y' * (1 << 20))\n    return 'done'\n"
-    name = create_function(lam, code)
+    # a whole vCPU (Lambda's 1,769 MB): at 128 MB the CPU quota alone makes 100 MB of output take seconds
+    name = create_function(lam, code, MemorySize=1769, Timeout=30)
     response, body = invoke(lam, name, LogType="Tail")
     assert json.loads(body) == "done"
     assert "dropped" in base64.b64decode(response["LogResult"]).decode()

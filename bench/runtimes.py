@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -123,9 +124,13 @@ def candidates(workdir: Path, offered: dict[str, Any], wanted: set[str]) -> list
 
 def create(client: Any, runtime: str, handler: str, files: dict[str, Any], modes: dict[str, int], memory: int) -> str:
     name = f"bench-{os.urandom(5).hex()}"
-    client.create_function(FunctionName=name, Runtime=runtime, Role=common.ROLE, Handler=handler,
-                           Code={"ZipFile": common.make_zip(files, modes)}, MemorySize=memory, Timeout=60,
-                           Environment={"Variables": {"BENCH_GEN": "0"}})
+    try:
+        client.create_function(FunctionName=name, Runtime=runtime, Role=common.ROLE, Handler=handler,
+                               Code={"ZipFile": common.make_zip(files, modes)}, MemorySize=memory, Timeout=60,
+                               Environment={"Variables": {"BENCH_GEN": "0"}})
+    except client.exceptions.ResourceConflictException:
+        # a fresh random name exists only if the SDK's retry re-sent a create that had worked
+        print(f"note: CreateFunction of {name} was retried by the SDK after it had succeeded", file=sys.stderr)
     client.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 600})
     return name
 

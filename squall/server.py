@@ -98,6 +98,8 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
         proxy_headers=False,
         server_header=False,
         date_header=False,
+        # SDK clients pool keep-alive connections; a short idle timeout races with their reuse
+        timeout_keep_alive=60,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
     )
     server = _Server(config)

@@ -44,18 +44,7 @@ class RuntimeSession:
 
         Raises ``RuntimeExited`` if the process ends first.
         """
-        waiter = asyncio.ensure_future(self.api.wait_init())
-        exited = asyncio.ensure_future(self.proc.wait())
-        done, _ = await asyncio.wait({waiter, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if waiter in done:
-            exited.cancel()
-            return waiter.result()
-        waiter.cancel()
-        if exited in done:
-            await asyncio.sleep(0.05)
-            raise RuntimeExited(self.proc.returncode, self.output)
-        exited.cancel()
-        raise TimeoutError(f"the runtime did not call /next within {timeout} s; output:\n{self.output}")
+        return await self._until_exit(self.api.wait_init(), timeout, "the runtime did not call /next")
 
     async def invoke(self, payload: object = None, raw: bytes | None = None, timeout_ms: int = 10_000,
                      request_id: str | None = None, client_context: str | None = None,
@@ -65,19 +54,23 @@ class RuntimeSession:
         body = raw if raw is not None else json.dumps(payload if payload is not None else {}).encode()
         event = RuntimeEvent(request_id or str(uuid.uuid4()), body, int(time.time() * 1000) + timeout_ms, arn,
                              client_context=client_context, cognito_identity=cognito_identity)
-        invocation = asyncio.ensure_future(self.api.invoke(event))
-        exited = asyncio.ensure_future(self.proc.wait())
         limit = wait if wait is not None else timeout_ms / 1000 + 10
-        done, _ = await asyncio.wait({invocation, exited}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
-        if invocation in done:
+        return await self._until_exit(self.api.invoke(event), limit, "no response")
+
+    async def _until_exit(self, work, timeout: float, what: str):
+        """``work``'s result; RuntimeExited if the process ends first; TimeoutError after ``timeout``."""
+        task = asyncio.ensure_future(work)
+        exited = asyncio.ensure_future(self.proc.wait())
+        done, _ = await asyncio.wait({task, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
             exited.cancel()
-            return invocation.result()
-        invocation.cancel()
+            return task.result()
+        task.cancel()
         if exited in done:
             await asyncio.sleep(0.05)
             raise RuntimeExited(self.proc.returncode, self.output)
         exited.cancel()
-        raise TimeoutError(f"no response within {limit} s; output:\n{self.output}")
+        raise TimeoutError(f"{what} within {timeout} s; output:\n{self.output}")
 
     async def close(self) -> None:
         if self.proc.returncode is None:

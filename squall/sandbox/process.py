@@ -22,9 +22,10 @@ ENV_MARKER = "_SQUALL_ENVIRONMENT_ID"
 
 
 class ProcessHandle:
-    def __init__(self, proc: subprocess.Popen[bytes], marker: str) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], marker: str, measure: bool = False) -> None:
         self._proc = proc
         self._marker = marker
+        self._measure = measure  # read the runtime process's VmHWM (runtimes that do not report it)
         self._exited = asyncio.get_running_loop().create_future()
         self._watch()
 
@@ -57,9 +58,25 @@ class ProcessHandle:
         return await asyncio.shield(self._exited)
 
     def reset_peak_memory(self) -> None:
-        pass  # the Python runtime reports its own per-invocation peak (VmHWM)
+        """The built-in Python runtime reports its own peak; for others, reset the process's VmHWM."""
+        if self._measure:
+            try:
+                with open(f"/proc/{self._proc.pid}/clear_refs", "wb", buffering=0) as f:
+                    f.write(b"5")
+            except OSError:
+                pass
 
     def peak_memory_bytes(self) -> int | None:
+        """The runtime process's peak RSS (not its children's: the fallback without cgroups)."""
+        if not self._measure:
+            return None
+        try:
+            with open(f"/proc/{self._proc.pid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
         return None
 
     def oom_killed(self) -> bool:
@@ -122,7 +139,7 @@ class ProcessBackend:
             if listener is not None:
                 listener.close()
         _apply_rlimits(proc.pid)
-        return ProcessHandle(proc, marker)
+        return ProcessHandle(proc, marker, measure=spec.runtime_api)
 
     def reap_orphans(self) -> int:
         """Kill environments a previous run of this server left behind (it was SIGKILLed)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -254,6 +255,8 @@ def test_go_bootstrap(lam, tmp_path):
         assert error is None, (body, log)
         assert body["go"] is True and body["count"] == count and body["echo"] == {"n": count}
         assert f"go handled {count}" in log
+        used = int(re.search(r"Max Memory Used: (\d+) MB", log).group(1))
+        assert used >= 2, log  # measured (cgroup peak, or the process's VmHWM without cgroups)
 
 
 def _package_files(*names: str) -> dict[str, bytes]:

@@ -163,11 +163,16 @@ class Environment:
                 f"INIT_START Runtime Version: {runtime.family}:{runtime.version}\t"
                 f"Runtime Version ARN: arn:aws:lambda:{self.region}::runtime:{runtime.identifier}"
             )
-            if not runtime.prepared:  # e.g. the Java library's first build: seconds, off the loop
-                launch = await asyncio.to_thread(runtime.launch, self.code_dir, self.function.memory_size)
+            try:
+                if not runtime.prepared:  # e.g. the Java library's first build: seconds, off the loop
+                    launch = await asyncio.to_thread(runtime.launch, self.code_dir, self.function.memory_size)
+                else:
+                    launch = runtime.launch(self.code_dir, self.function.memory_size)
+            except RuntimeError as e:  # the runtime cannot be prepared on this machine (e.g. javac failed)
+                launch = Launch((), None)
+                entrypoint_error = init_error("Runtime.InvalidRuntime", f"The {runtime.identifier} runtime cannot start: {e}")
             else:
-                launch = runtime.launch(self.code_dir, self.function.memory_size)
-            entrypoint_error = _entrypoint_error(runtime, self.code_dir)
+                entrypoint_error = _entrypoint_error(runtime, self.code_dir)
             if entrypoint_error is None:
                 spec = SandboxSpec(
                     environment_id=self.id,

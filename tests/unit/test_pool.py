@@ -235,3 +235,25 @@ def test_logs_reach_the_store(tmp_path):
         assert {e.stream for e in events} == {env.stream}
 
     asyncio.run(scenario())
+
+
+def test_a_runtime_that_cannot_be_prepared_fails_init_clearly(tmp_path):
+    from squall.runtimes.java import JavaBuildError
+    from squall.runtimes.registry import RuntimeBuilds
+
+    class BrokenBuilds(RuntimeBuilds):
+        def java(self) -> Path:
+            raise JavaBuildError("javac failed: install default-jdk-headless")
+
+    java = Runtime("java17", "java", "/usr/bin/java", "17.0.1", BrokenBuilds(tmp_path, None, None))
+
+    async def scenario():
+        backend, _, pool = make_pool(tmp_path)
+        async with pool.lease(function(runtime="java17"), java, tmp_path) as env:
+            result = await env.invoke(request())
+        assert result.function_error == "Unhandled" and result.error_type == "Runtime.InvalidRuntime"
+        assert b"javac failed: install default-jdk-headless" in result.payload
+        assert backend.started == 0  # nothing was started
+        await pool.shutdown(0)
+
+    asyncio.run(scenario())

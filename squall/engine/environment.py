@@ -118,7 +118,7 @@ class Environment:
     def environment_variables(self, launch: Launch | None = None) -> dict[str, str]:
         fn = self.function
         runtime = self.runtime
-        launch = launch or runtime.launch(self.code_dir, fn.memory_size)
+        launch = launch or runtime.launch(self.code_dir, fn.memory_size, fn.environment)
         bin_dirs = f"{os.path.dirname(runtime.interpreter)}:" if runtime.interpreter else ""
         runtime_dir = launch.runtime_dir or os.path.dirname(runtime.command()[-1])
         env = {
@@ -165,9 +165,9 @@ class Environment:
             )
             try:
                 if not runtime.prepared:  # e.g. the Java library's first build: seconds, off the loop
-                    launch = await asyncio.to_thread(runtime.launch, self.code_dir, self.function.memory_size)
+                    launch = await asyncio.to_thread(runtime.launch, self.code_dir, self.function.memory_size, self.function.environment)
                 else:
-                    launch = runtime.launch(self.code_dir, self.function.memory_size)
+                    launch = runtime.launch(self.code_dir, self.function.memory_size, self.function.environment)
             except RuntimeError as e:  # the runtime cannot be prepared on this machine (e.g. javac failed)
                 launch = Launch((), None)
                 entrypoint_error = init_error("Runtime.InvalidRuntime", f"The {runtime.identifier} runtime cannot start: {e}")

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import squall.runtimes.ruby as ruby_runtime
+from squall.runtimes.registry import Runtime
 from tests.conftest import require
 from tests.runtime_harness import RuntimeSession
 
@@ -41,8 +42,19 @@ def code(tmp_path: Path):
     return write
 
 
-def session(code_dir: Path, handler: str, **kwargs):
-    return RuntimeSession.start([RUBY, str(BOOTSTRAP)], code_dir, handler, **kwargs)
+# How the interpreter starts: as the engine starts it; or as RubyGems is loaded, at start
+# (plain `ruby`) or on first need (`ruby --disable-gems`, see bootstrap.rb).
+GEM_MODES = [pytest.param((), id="rubygems-at-start"), pytest.param(("--disable-gems",), id="rubygems-on-demand")]
+
+
+def ruby_argv(options: tuple[str, ...] | None = None) -> list[str]:
+    if options is None:
+        return list(Runtime("ruby3.3", "ruby", RUBY, "3.3.0").launch(Path.cwd(), 128).argv)
+    return [RUBY, *options, str(BOOTSTRAP)]
+
+
+def session(code_dir: Path, handler: str, options: tuple[str, ...] | None = None, **kwargs):
+    return RuntimeSession.start(ruby_argv(options), code_dir, handler, **kwargs)
 
 
 def run(coro):
@@ -325,7 +337,8 @@ def test_state_across_invokes_and_logger(code):
     run(main())
 
 
-def test_vendored_gem_on_load_path(code):
+@pytest.mark.parametrize("options", GEM_MODES)
+def test_vendored_gem_on_load_path(code, options):
     code_dir = code({
         "vendor/bundle/ruby/3.2.0/gems/greeter-1.2.0/lib/greeter.rb": """
             require 'greeter/version'
@@ -341,17 +354,79 @@ def test_vendored_gem_on_load_path(code):
         "app.rb": """
             require 'greeter'
             def handler(event:, context:)
-              Greeter.greet(event['name'])
+              return Greeter.greet(event['name']) unless event['gems']
+
+              loaded = $LOADED_FEATURES.any? { |f| f.end_with?('/rubygems.rb') }
+              { 'rubygems_was_loaded' => loaded, 'gem_path' => Gem.path }
             end
         """,
     })
 
     async def main():
-        async with session(code_dir, "app.handler") as rt:
+        async with session(code_dir, "app.handler", options) as rt:
             assert await rt.init() is None, rt.output
             outcome = await rt.invoke({"name": "ann"})
             assert outcome.ok, outcome
             assert json.loads(outcome.body) == "hello ann from greeter 1.2.0"
+            gems = json.loads((await rt.invoke({"gems": True})).body)
+            # on demand: the load path served the vendored gem without RubyGems
+            assert gems["rubygems_was_loaded"] == (options == ()), gems
+            assert str(code_dir / "vendor/bundle/ruby/3.2.0") in gems["gem_path"]  # GEM_PATH, once loaded
+
+    run(main())
+
+
+@pytest.mark.parametrize("options", GEM_MODES)
+def test_gems_from_gem_path_and_nested_require_errors(code, tmp_path_factory, options):
+    gem_home = tmp_path_factory.mktemp("gems")
+    (gem_home / "gems/fancy-1.0.0/lib").mkdir(parents=True)
+    (gem_home / "gems/fancy-1.0.0/lib/fancy.rb").write_text("module Fancy\n  def self.hi = 'fancy hi'\nend\n")
+    (gem_home / "specifications").mkdir()
+    (gem_home / "specifications/fancy-1.0.0.gemspec").write_text(textwrap.dedent("""
+        Gem::Specification.new do |s|
+          s.name = 'fancy'
+          s.version = '1.0.0'
+          s.summary = 'test gem'
+          s.authors = ['squall']
+          s.files = ['lib/fancy.rb']
+          s.require_paths = ['lib']
+        end
+    """))
+    code_dir = code({
+        "app.rb": """
+            require 'fancy'
+            def handler(event:, context:)
+              [Fancy.hi, Gem.loaded_specs['fancy'].version.to_s]
+            end
+        """,
+        "pinned.rb": """
+            gem 'fancy', '= 1.0.0'
+            require 'fancy'
+            def handler(event:, context:) = Fancy.hi
+        """,
+        "nested.rb": """
+            require 'helper_that_fails'
+        """,
+        "helper_that_fails.rb": """
+            raise 'helper broke'
+        """,
+    })
+    env = {"GEM_PATH": str(gem_home)}
+
+    async def main():
+        async with session(code_dir, "app.handler", options, env=env) as rt:
+            assert await rt.init() is None, rt.output
+            assert json.loads((await rt.invoke({})).body) == ["fancy hi", "1.0.0"]
+        async with session(code_dir, "pinned.handler", options, env=env) as rt:
+            assert await rt.init() is None, rt.output
+            assert json.loads((await rt.invoke({})).body) == "fancy hi"
+        async with session(code_dir, "nested.handler", options, env=env) as rt:
+            outcome = await rt.init()
+            doc = json.loads(outcome.body)
+            assert doc["errorType"] == "Init<RuntimeError>" and doc["errorMessage"] == "helper broke"
+            user_frames = [frame for frame in doc["stackTrace"] if not frame.startswith("<internal:")]
+            assert re.fullmatch(r".*/helper_that_fails\.rb:2:in `<top \(required\)>'", user_frames[0]), doc
+            assert re.fullmatch(r".*/nested\.rb:2:in `<top \(required\)>'", user_frames[1]), doc
 
     run(main())
 
@@ -429,5 +504,113 @@ def test_undecodable_event_and_file_named_like_a_library(code):
             assert not bad.ok and bad.error_type == "Runtime.UnmarshalError"
             good = await rt.invoke(["a", 1])
             assert json.loads(good.body) == {"event": ["a", 1]}
+
+    run(main())
+
+
+def test_one_keep_alive_connection_for_every_request(code):
+    code_dir = code({"function.rb": """
+        def handler(event:, context:)
+          raise ArgumentError, 'odd' if event['n'].odd?
+          event['n']
+        end
+    """})
+    connections = []
+
+    async def main():
+        async with session(code_dir, "function.handler") as rt:
+            rt.api.admit = lambda sock: connections.append(sock.getpeername()) or True  # set before ruby connects
+            assert await rt.init() is None
+            for n in range(6):
+                outcome = await rt.invoke({"n": n})
+                assert outcome.ok == (n % 2 == 0), outcome
+            assert len(connections) == 1, connections  # /next, responses and errors on one connection
+
+    run(main())
+
+
+class _HandRolledApi:
+    """A Runtime API written by hand, to shape the HTTP exchange: it closes the first
+    keep-alive connection right after answering the first response (without
+    ``Connection: close``) and sends the second event with a chunked body."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests: list[tuple[int, str, bytes]] = []
+        self.done = asyncio.get_running_loop().create_future()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number = self.connections
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                request_line, *header_lines = head.decode("latin-1").split("\r\n")
+                headers = dict(line.split(": ", 1) for line in header_lines if line)
+                body = await reader.readexactly(int(headers.get("Content-Length", "0")))
+                method, path, _ = request_line.split(" ")
+                self.requests.append((number, f"{method} {path}", body))
+                if path.endswith("/invocation/next"):
+                    count = sum(1 for _, r, _ in self.requests if r.endswith("/next"))
+                    if count > 2:
+                        self.done.set_result(None)
+                        return  # park the third /next
+                    payload = json.dumps({"n": count}).encode()
+                    event_headers = (f"Lambda-Runtime-Aws-Request-Id: req-{count}\r\n"
+                                     "Lambda-Runtime-Deadline-Ms: 9999999999999\r\n"
+                                     "lambda-runtime-trace-id: Root=1-abc\r\nContent-Type: application/json\r\n")
+                    if count == 1:
+                        writer.write(f"HTTP/1.1 200 OK\r\n{event_headers}Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+                    else:
+                        chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (payload[:3], payload[3:]))
+                        writer.write(f"HTTP/1.1 200 OK\r\n{event_headers}Transfer-Encoding: chunked\r\n\r\n".encode()
+                                     + chunks + b"0\r\n\r\n")
+                else:
+                    writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+                    if number == 1:
+                        await writer.drain()
+                        writer.close()  # the server drops the idle keep-alive connection
+                        return
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+
+def test_reconnects_once_when_the_server_closed_the_connection(code):
+    code_dir = code({"function.rb": """
+        def handler(event:, context:)
+          { 'n' => event['n'], 'id' => context.aws_request_id, 'trace' => ENV['_X_AMZN_TRACE_ID'] }
+        end
+    """})
+
+    async def main():
+        api = _HandRolledApi()
+        server = await asyncio.start_server(api.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
+               "_HANDLER": "function.handler", "LAMBDA_TASK_ROOT": str(code_dir)}
+        proc = await asyncio.create_subprocess_exec(*ruby_argv(), cwd=code_dir, env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            exited = asyncio.ensure_future(proc.wait())
+            await asyncio.wait({api.done, exited}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+            exited.cancel()
+            served = api.done.done() and proc.returncode is None  # still serving, waiting on its third /next
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            output = (await proc.communicate())[0].decode()
+            server.close()
+        assert served, output
+        requests = [(number, line) for number, line, _ in api.requests]
+        assert requests == [
+            (1, "GET /2018-06-01/runtime/invocation/next"),
+            (1, "POST /2018-06-01/runtime/invocation/req-1/response"),
+            (2, "GET /2018-06-01/runtime/invocation/next"),  # sent again on a new connection
+            (2, "POST /2018-06-01/runtime/invocation/req-2/response"),
+            (2, "GET /2018-06-01/runtime/invocation/next"),
+        ], output
+        assert json.loads(api.requests[1][2]) == {"n": 1, "id": "req-1", "trace": "Root=1-abc"}
+        assert json.loads(api.requests[3][2]) == {"n": 2, "id": "req-2", "trace": "Root=1-abc"}  # chunked event
 
     run(main())

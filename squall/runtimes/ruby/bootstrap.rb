@@ -2,7 +2,7 @@
 
 # Squall's Ruby runtime (ruby3.2 / ruby3.3 / ruby3.4 functions).
 #
-#   ruby /path/to/squall/runtimes/ruby/bootstrap.rb
+#   ruby --disable-gems /path/to/squall/runtimes/ruby/bootstrap.rb   (or without --disable-gems)
 #
 # cwd = the function's code directory, with Lambda's environment
 # (AWS_LAMBDA_RUNTIME_API=host:port, _HANDLER, LAMBDA_TASK_ROOT, AWS_LAMBDA_FUNCTION_*,
@@ -16,6 +16,67 @@
 
 $stdout.sync = true
 $stderr.sync = true
+
+unless defined?(Gem)
+  # Started with `ruby --disable-gems`: loading RubyGems costs ~70 ms, and the
+  # load path (with vendored gems, see setup_load_path) serves most functions
+  # without it. RubyGems then loads on first need: a require the load path cannot
+  # satisfy (bundled and system gems, GEM_PATH), Kernel#gem, or the Gem constant.
+  # What the interpreter loads besides RubyGems is loaded as usual.
+  %w[error_highlight did_you_mean syntax_suggest/core_ext].each do |feature|
+    require feature
+  rescue LoadError
+    nil
+  end
+
+  module SquallRuntime
+    module RubyGemsOnDemand
+      @pending = true
+
+      # => true when RubyGems was loaded now.
+      def self.load!
+        return false unless @pending && Object.autoload?(:Gem)
+
+        @pending = false
+        Kernel.send(:remove_method, :gem) # RubyGems defines its own
+        Object.const_get(:Gem) # the autoload
+        true
+      rescue LoadError, NameError
+        false
+      end
+    end
+  end
+
+  Object.autoload(:Gem, 'rubygems')
+
+  # In Kernel itself, as RubyGems does it: RubyGems' Kernel#require then replaces
+  # this one and calls it as gem_original_require. Named like RubyGems' own frames,
+  # so that backtraces keep them as frames of user code.
+  module Kernel
+    alias_method :squall_original_require, :require
+    private :squall_original_require
+
+    module_eval(<<~'RUBY', '<internal:squall/rubygems_on_demand>', 1)
+      def require(path)
+        # RubyGems' own files (and Bundler's, which load them) expect RubyGems loaded.
+        SquallRuntime::RubyGemsOnDemand.load! if path.to_s.start_with?('rubygems', 'bundler')
+        squall_original_require(path)
+      rescue LoadError => e
+        raise unless e.path == path.to_s && SquallRuntime::RubyGemsOnDemand.load!
+
+        require(path) # RubyGems' Kernel#require now
+      end
+
+      def gem(...)
+        SquallRuntime::RubyGemsOnDemand.load!
+        raise NoMethodError, "undefined method `gem' (RubyGems is not loaded)" if Kernel.instance_method(:gem).source_location&.first == __FILE__
+
+        gem(...) # RubyGems' Kernel#gem now
+      end
+    RUBY
+    private :require, :gem
+  end
+end
 
 require_relative 'runtime_api_client'
 require_relative 'lambda_errors'
@@ -53,7 +114,8 @@ module SquallRuntime
 
       # Also let RubyGems (`gem 'x'`, bundler/setup) find the vendored specifications.
       ENV['GEM_PATH'] = (gem_dirs + ENV['GEM_PATH'].to_s.split(File::PATH_SEPARATOR)).uniq.join(File::PATH_SEPARATOR)
-      Gem.clear_paths if defined?(Gem) && Gem.respond_to?(:clear_paths)
+      # (not yet loaded: RubyGems reads GEM_PATH when it loads)
+      Gem.clear_paths if defined?(Gem) && !Object.autoload?(:Gem) && Gem.respond_to?(:clear_paths)
     end
 
     private

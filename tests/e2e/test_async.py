@@ -365,7 +365,7 @@ def test_queue_visibility_in_cli_and_health(async_server, lam):
     missing = CliRunner().invoke(cli, ["queue", unique_name("missing"), "--endpoint", async_server.endpoint])
     assert missing.exit_code == 1 and "Function not found" in missing.output
     lam.delete_function_concurrency(FunctionName=name)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 45  # throttled events wait out their backoff (1, 2, 4, 8, 16 s …)
     while (row := queue_report(async_server, name)["functions"][0])["succeeded"] != 3:
         assert time.monotonic() < deadline, row
         time.sleep(0.05)

@@ -8,6 +8,7 @@ what the runtime posts and logs, compared with AWS's Node.js runtime.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import shutil
@@ -528,6 +529,299 @@ def test_unserialisable_result(node: str, tmp_path: Path) -> None:
         assert document["errorMessage"] == "Error: Unable to stringify response body"
 
     run(node, tmp_path, "index.handler", body)
+
+
+# --------------------------------------------------------------------------------------
+# response streaming (awslambda.streamifyResponse)
+
+def record_requests(rt: RuntimeSession) -> list[tuple[str, str, dict[str, str], bytes]]:
+    """(method, path, headers, body) of each request the runtime makes from now on."""
+    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+    original = rt.api.route
+
+    async def route(method: str, path: str, headers: dict[str, str], body: bytes, oversize: bool):
+        seen.append((method, path, dict(headers), body))
+        return await original(method, path, headers, body, oversize)
+
+    rt.api.route = route  # type: ignore[method-assign]
+    return seen
+
+
+def posted(seen: list, request_id: str) -> tuple[str, dict[str, str]]:
+    """("response" | "error", headers) of what the runtime posted for ``request_id``."""
+    found = [(path.rsplit("/", 1)[1], headers) for method, path, headers, _ in seen
+             if method == "POST" and f"/invocation/{request_id}/" in path]
+    assert len(found) == 1, seen
+    return found[0]
+
+
+STREAMING_HEADERS = {
+    "lambda-runtime-function-response-mode": "streaming",
+    "transfer-encoding": "chunked",
+    "trailer": "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body",
+}
+
+
+def test_streamed_response_is_sent_chunk_by_chunk(node: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The body reaches the Runtime API as the handler writes it, not when the handler ends.
+    from squall.runtimes import runtime_api
+
+    arrivals: list[tuple[float, bytes]] = []
+    on_body = runtime_api._Connection.on_body
+
+    def timed_on_body(self, body: bytes) -> None:
+        arrivals.append((time.monotonic(), bytes(body)))
+        on_body(self, body)
+
+    monkeypatch.setattr(runtime_api._Connection, "on_body", timed_on_body)
+    write(tmp_path, {"index.mjs": """
+        const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+        export const handler = awslambda.streamifyResponse(async (event, responseStream, context) => {
+          if (event.type) responseStream.setContentType(event.type);
+          for (const part of event.parts) {
+            responseStream.write(part);
+            await pause(event.pause);
+          }
+          responseStream.write(Buffer.from([0, 1]));
+          responseStream.write({ id: context.awsRequestId });
+          responseStream.write('');
+          responseStream.end('!');
+        });
+    """})
+
+    async def body(rt: RuntimeSession) -> None:
+        await started(rt)
+        seen = record_requests(rt)
+        outcome = await rt.invoke({"parts": ["a", "bc", "déf"], "pause": 300, "type": "text/plain"}, request_id="rid-1")
+        assert outcome.ok, outcome
+        assert outcome.body == 'abcdéf'.encode() + b'\x00\x01{"id":"rid-1"}!'
+        assert outcome.content_type == "text/plain"
+        kind, headers = posted(seen, "rid-1")
+        assert kind == "response" and headers.items() >= STREAMING_HEADERS.items()
+        assert "content-length" not in headers
+        # "a" arrived about 600 ms before the end of the body
+        first = next(t for t, data in arrivals if b"a" in data)
+        assert arrivals[-1][0] - first > 0.4, arrivals
+
+        outcome = await rt.invoke({"parts": ["x"] * 50, "pause": 0}, request_id="rid-2")
+        assert outcome.ok and outcome.body == b"x" * 50 + b'\x00\x01{"id":"rid-2"}!'
+        assert outcome.content_type == "application/octet-stream"
+        assert posted(seen, "rid-2")[0] == "response"
+
+    run(node, tmp_path, "index.handler", body)
+
+
+def test_streamed_pipeline_with_backpressure(node: str, tmp_path: Path) -> None:
+    # 3 MB piped through a small highWaterMark: write() returns false, 'drain' follows.
+    write(tmp_path, {"index.js": """
+        const { pipeline } = require('node:stream/promises');
+        const { Readable } = require('node:stream');
+        exports.handler = awslambda.streamifyResponse(async (event, responseStream) => {
+          let full = 0;
+          function* blocks() {
+            for (let i = 0; i < 48; i++) yield Buffer.alloc(65536, 97 + (i % 26));
+          }
+          responseStream.on('drain', () => full++);
+          await pipeline(Readable.from(blocks()), responseStream);
+          console.log('drains', full, responseStream.writableHighWaterMark);
+        }, { highWaterMark: 4096 });
+    """})
+
+    async def body(rt: RuntimeSession) -> None:
+        await started(rt)
+        outcome = await rt.invoke()
+        assert outcome.ok, outcome
+        assert outcome.body == b"".join(bytes([97 + (i % 26)]) * 65536 for i in range(48))
+        (_, _, message), = [line for line in log_lines(await wait_output(rt, "drains")) if line[2].startswith("drains")]
+        drains, high_water_mark = message.split()[1:]
+        assert int(drains) > 0 and high_water_mark == "4096"
+
+    run(node, tmp_path, "index.handler", body)
+
+
+def test_http_response_stream_prelude(node: str, tmp_path: Path) -> None:
+    write(tmp_path, {"index.mjs": """
+        const { HttpResponseStream } = awslambda;  // the global exists while the module loads
+        export const handler = awslambda.streamifyResponse(async (event, responseStream) => {
+          const prelude = { statusCode: event.status, headers: { 'x-custom': 'yes' }, cookies: ['a=1; Secure'] };
+          responseStream = HttpResponseStream.from(responseStream, prelude);
+          for (const part of event.parts) responseStream.write(part);
+          responseStream.end();
+        });
+    """})
+
+    async def body(rt: RuntimeSession) -> None:
+        await started(rt)
+        prelude = b'{"statusCode":201,"headers":{"x-custom":"yes"},"cookies":["a=1; Secure"]}'
+        outcome = await rt.invoke({"status": 201, "parts": ["hello", " world"]})
+        assert outcome.ok, outcome
+        assert outcome.content_type == "application/vnd.awslambda.http-integration-response"
+        assert outcome.body == prelude + b"\x00" * 8 + b"hello world"
+        # no body at all (a redirect, say): the prelude still goes out
+        outcome = await rt.invoke({"status": 302, "parts": []})
+        assert outcome.ok and outcome.body == prelude.replace(b"201", b"302") + b"\x00" * 8
+
+    run(node, tmp_path, "index.handler", body)
+
+
+def test_streamed_error_after_the_first_chunk_is_a_trailer(node: str, tmp_path: Path) -> None:
+    write(tmp_path, {"index.mjs": """
+        class QuotaError extends Error { constructor(m) { super(m); this.name = 'QuotaError'; } }
+        export const handler = awslambda.streamifyResponse(async (event, responseStream) => {
+          responseStream.write('partial ');
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          responseStream.write('more');
+          if (event.fail) throw new QuotaError('over quota');
+          responseStream.end();
+        });
+    """})
+
+    async def body(rt: RuntimeSession) -> None:
+        await started(rt)
+        seen = record_requests(rt)
+        outcome = await rt.invoke({"fail": True}, request_id="rid-t")
+        document = error_doc(outcome)
+        assert outcome.error_type == "QuotaError" and document["errorMessage"] == "over quota"
+        assert document["trace"][0] == "QuotaError: over quota"
+        kind, headers = posted(seen, "rid-t")
+        assert kind == "response" and headers["lambda-runtime-function-error-type"] == "QuotaError"
+        assert json.loads(base64.b64decode(headers["lambda-runtime-function-error-body"]))["errorMessage"] == "over quota"
+        output = await wait_output(rt, "Invoke Error")
+        assert [(rid, level) for rid, level, message in log_lines(output) if "Invoke Error" in message] == [("rid-t", "ERROR")]
+        # the runtime keeps serving on the same connection
+        outcome = await rt.invoke({})
+        assert outcome.ok and outcome.body == b"partial more"
+
+    run(node, tmp_path, "index.handler", body)
+
+
+def test_streamed_error_before_any_write_posts_to_error(node: str, tmp_path: Path) -> None:
+    write(tmp_path, {"index.mjs": """
+        export const handler = awslambda.streamifyResponse(async (event, responseStream) => {
+          awslambda.HttpResponseStream.from(responseStream, { statusCode: 500 });
+          if (event.mode === 'reject') throw new RangeError('no bytes yet');
+          if (event.mode === 'unfinished') return 'ignored';     // resolves without end()
+          if (event.mode === 'unfinished-after-write') { responseStream.write('x'); return; }
+          responseStream.end('fine');
+        });
+    """})
+
+    async def body(rt: RuntimeSession) -> None:
+        await started(rt)
+        seen = record_requests(rt)
+        outcome = await rt.invoke({"mode": "reject"}, request_id="rid-r")
+        document = error_doc(outcome)
+        assert document["errorType"] == "RangeError" and document["errorMessage"] == "no bytes yet"
+        assert posted(seen, "rid-r") == ("error", {**posted(seen, "rid-r")[1], "lambda-runtime-function-error-type": "RangeError"})
+        outcome = await rt.invoke({"mode": "unfinished"}, request_id="rid-u", wait=5)
+        assert error_doc(outcome)["errorMessage"] == "Response stream is not finished."
+        assert posted(seen, "rid-u")[0] == "error"
+        output = await wait_output(rt, "Streaming handlers ignore return values.")
+        assert any(level == "WARN" and rid == "rid-u" for rid, level, _ in log_lines(output))
+        outcome = await rt.invoke({"mode": "unfinished-after-write"}, request_id="rid-w", wait=5)
+        assert error_doc(outcome)["errorMessage"] == "Response stream is not finished."
+        assert posted(seen, "rid-w")[0] == "response"
+        outcome = await rt.invoke({"mode": "ok"})
+        assert outcome.ok and outcome.body == b'{"statusCode":500}' + b"\x00" * 8 + b"fine"
+
+    run(node, tmp_path, "index.handler", body)
+
+
+def test_streaming_misuse(node: str, tmp_path: Path) -> None:
+    write(tmp_path, {"index.js": """
+        exports.handler = awslambda.streamifyResponse((event, responseStream) => {
+          if (event.mode === 'sync') { responseStream.end('sync'); return; }
+          if (event.mode === 'end-then-throw') {
+            responseStream.end('ended');
+            responseStream.write(' stray', (err) => console.log('stray write:', err.code));
+            return Promise.reject(new Error('too late'));
+          }
+          return (async () => {
+            responseStream.write('a');
+            try { responseStream.setContentType('text/plain'); } catch (e) { responseStream.write(` ${e.name}: ${e.message}`); }
+            responseStream.end();
+          })();
+        });
+    """})
+
+    async def body(rt: RuntimeSession) -> None:
+        await started(rt)
+        outcome = await rt.invoke({})
+        assert outcome.ok and outcome.content_type == "application/octet-stream"
+        assert outcome.body == b"a Runtime.InvalidStreamingOperation: Cannot set content-type, too late."
+        # not async: an error (what the handler ended first, if anything, stays)
+        outcome = await rt.invoke({"mode": "sync"})
+        assert outcome.ok and outcome.body == b"sync"
+        await wait_output(rt, "Streaming does not support non-async handlers.")
+        # once end() is called the response stands: a later write or error changes nothing
+        outcome = await rt.invoke({"mode": "end-then-throw"})
+        assert outcome.ok and outcome.body == b"ended"
+        await wait_output(rt, "too late")
+        await wait_output(rt, "stray write: ERR_STREAM_WRITE_AFTER_END")
+
+    run(node, tmp_path, "index.handler", body)
+
+
+def test_streaming_next_event_waits_for_the_empty_event_loop(node: str, tmp_path: Path) -> None:
+    # As on AWS: after the response, the next event is fetched once the event loop is empty,
+    # unless context.callbackWaitsForEmptyEventLoop = false.
+    write(tmp_path, {"index.mjs": """
+        export const handler = awslambda.streamifyResponse(async (event, responseStream, context) => {
+          context.callbackWaitsForEmptyEventLoop = event.wait;
+          setTimeout(() => {}, 800);
+          responseStream.end(String(context.callbackWaitsForEmptyEventLoop));
+        });
+    """})
+
+    async def body(rt: RuntimeSession) -> None:
+        await started(rt)
+        assert (await rt.invoke({"wait": True})).body == b"true"
+        begin = time.monotonic()
+        assert (await rt.invoke({"wait": False})).body == b"false"
+        assert time.monotonic() - begin > 0.5  # the first invoke's timer ran out first
+        begin = time.monotonic()
+        assert (await rt.invoke({"wait": False})).body == b"false"
+        assert time.monotonic() - begin < 0.5
+
+    run(node, tmp_path, "index.handler", body)
+
+
+def test_unknown_streaming_mode_is_an_init_error(node: str, tmp_path: Path) -> None:
+    write(tmp_path, {"index.js": """
+        exports.handler = async () => 1;
+        exports.handler[Symbol.for('aws.lambda.runtime.handler.streaming')] = 'request';
+    """})
+    document, code, _ = init_error(node, tmp_path, "index.handler")
+    assert document["errorType"] == "Runtime.MalformedStreamingHandler"
+    assert document["errorMessage"] == "Only response streaming is supported."
+    assert code == 129
+
+
+def test_ordinary_handler_alongside_the_awslambda_global(node: str, tmp_path: Path) -> None:
+    # The global is there for every handler; an ordinary one still answers JSON, invoke after invoke.
+    write(tmp_path, {"index.mjs": """
+        const seen = typeof awslambda.streamifyResponse + ' ' + typeof awslambda.HttpResponseStream.from;
+        export const handler = async (event) => ({ seen, n: event.n });
+    """})
+
+    async def body(rt: RuntimeSession) -> None:
+        await started(rt)
+        for n in range(3):
+            outcome = await rt.invoke({"n": n})
+            assert outcome.content_type == "application/json"
+            assert ok_json(outcome) == {"seen": "function function", "n": n}
+
+    run(node, tmp_path, "index.handler", body)
+
+
+def test_no_global_awslambda_when_disabled(node: str, tmp_path: Path) -> None:
+    write(tmp_path, {"index.js": "exports.handler = async () => typeof awslambda;"})
+
+    async def body(rt: RuntimeSession) -> None:
+        await started(rt)
+        assert ok_json(await rt.invoke()) == "undefined"
+
+    run(node, tmp_path, "index.handler", body, env={"AWS_LAMBDA_NODEJS_NO_GLOBAL_AWSLAMBDA": "true"})
 
 
 # --------------------------------------------------------------------------------------

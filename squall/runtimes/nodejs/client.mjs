@@ -10,12 +10,18 @@
 // nothing alive: "wait for an empty event loop" (process 'beforeExit') still works. A
 // request made while the connection is busy (a fatal error reported while GET next is
 // parked) gets a connection of its own.
+//
+// A streamed response (awslambda.streamifyResponse) is one chunked POST written piece by
+// piece as the handler writes (ResponseSender), ended by the last chunk, with the error
+// trailers if the handler failed half way.
 import net from 'node:net';
 import { toRuntimeResponse } from './errors.mjs';
 
 const PREFIX = '/2018-06-01/runtime';
 const ERROR_CONTENT_TYPE = 'application/vnd.aws.lambda.error+json';
 const HEADER_END = Buffer.from('\r\n\r\n');
+const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
+const ERROR_BODY_HEADER = 'Lambda-Runtime-Function-Error-Body';
 
 function splitAddress(address) {
   if (!address) throw new Error('AWS_LAMBDA_RUNTIME_API is not set');
@@ -93,13 +99,14 @@ class Connection {
     this.socket = socket;
   }
 
-  request(text, callback) {
+  /** Writes `text` (a string or bytes); callback(err, status, headers, body) on the answer. */
+  request(text, callback, written) {
     this.busy = true;
     this.callback = callback;
     this.reset();
     if (this.socket === null || this.socket.destroyed) this.connect();
     this.socket.ref();
-    this.socket.write(text);
+    this.socket.write(text, written);
   }
 
   fail(err) {
@@ -221,6 +228,11 @@ export class RuntimeClient {
       (err) => callback(err));
   }
 
+  /** The sender of a streamed response to invocation `id`; nothing is sent before its first send(). */
+  responseSender(id) {
+    return new ResponseSender(this, id);
+  }
+
   postInvocationError(error, id, callback) {
     this._postError(`/invocation/${encodeURIComponent(id)}/error`, error, callback);
   }
@@ -230,17 +242,100 @@ export class RuntimeClient {
   }
 
   _postError(path, error, callback) {
-    const document = toRuntimeResponse(error);
-    let body;
-    try {
-      body = JSON.stringify(document);
-    } catch {
-      body = JSON.stringify({ errorType: String(document.errorType), errorMessage: String(document.errorMessage), trace: [] });
-    }
+    const [document, body] = errorDocument(error);
     const headers = {
       'Content-Type': ERROR_CONTENT_TYPE,
       'Lambda-Runtime-Function-Error-Type': headerSafe(document.errorType),
     };
     this._request('POST', path, headers, body, (err) => callback(err));
+  }
+}
+
+/** [{errorType, errorMessage, trace}, its JSON]. */
+function errorDocument(error) {
+  const document = toRuntimeResponse(error);
+  try {
+    return [document, JSON.stringify(document)];
+  } catch {
+    return [document, JSON.stringify({ errorType: String(document.errorType), errorMessage: String(document.errorMessage), trace: [] })];
+  }
+}
+
+/**
+ * One streamed response: POST /invocation/{id}/response with Transfer-Encoding: chunked.
+ * The head goes out with the first send() (chunk frames built by the caller), so a handler
+ * that fails before writing anything can still post to /error. finish() writes the last
+ * chunk, with the error trailers when given an error. onAnswer(err, status) is called once
+ * the Runtime API has answered (or the connection failed).
+ *
+ * While the body is open the socket does not keep the process alive by itself (a handler
+ * that stops writing without ending the stream lets the event loop empty); from finish()
+ * on it does, until the answer.
+ */
+class ResponseSender {
+  constructor(client, id) {
+    this.client = client;
+    this.id = id;
+    this.contentType = 'application/octet-stream';
+    this.onAnswer = null;
+    this.connection = null;
+    this.socket = null;
+    this.started = false;
+    this.terminated = false; // the last chunk is written (or nothing more may be)
+    this.answered = false;
+  }
+
+  /** Writes `parts` (Buffers) as they are; written(err) once they are flushed. */
+  send(parts, written) {
+    if (!this.started) {
+      this._open(parts, written);
+      return;
+    }
+    const socket = this.socket;
+    if (this.answered || socket === null || socket.destroyed || this.connection.socket !== socket) {
+      process.nextTick(written, new Error('The Runtime API connection of the response stream is closed'));
+      return;
+    }
+    const last = parts.length - 1;
+    if (last === 0) {
+      socket.write(parts[0], written);
+      return;
+    }
+    socket.cork();
+    for (let i = 0; i < last; i++) socket.write(parts[i]);
+    socket.write(parts[last], written);
+    socket.uncork();
+  }
+
+  /** The last chunk (opening the request if nothing was sent yet); trailers if `error` is given. */
+  finish(error, written) {
+    let frame = '0\r\n';
+    if (error !== undefined) {
+      const [document, body] = errorDocument(error);
+      frame += `${ERROR_TYPE_HEADER}: ${headerSafe(document.errorType)}\r\n` +
+        `${ERROR_BODY_HEADER}: ${Buffer.from(body).toString('base64')}\r\n`;
+    }
+    this.terminated = true;
+    this.send([Buffer.from(frame + '\r\n', 'latin1')], written);
+    if (this.socket !== null && !this.answered) this.socket.ref();
+  }
+
+  _open(parts, written) {
+    this.started = true;
+    const client = this.client;
+    const head =
+      `POST ${PREFIX}/invocation/${encodeURIComponent(this.id)}/response HTTP/1.1\r\nHost: ${client.hostHeader}\r\n` +
+      'Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n' +
+      `Trailer: ${ERROR_TYPE_HEADER}, ${ERROR_BODY_HEADER}\r\nContent-Type: ${headerSafe(this.contentType)}\r\n\r\n`;
+    let connection = client.connection;
+    if (connection.busy) connection = new Connection(client.host, client.port); // one-off
+    this.connection = connection;
+    connection.request(Buffer.concat([Buffer.from(head, 'latin1'), ...parts]), (err, status) => {
+      this.answered = true;
+      if (connection !== client.connection && connection.socket !== null) connection.socket.destroy();
+      if (this.onAnswer !== null) this.onAnswer(err, status);
+    }, written);
+    this.socket = connection.socket;
+    if (!this.terminated) this.socket.unref();
   }
 }

@@ -16,6 +16,8 @@ export const ImportModuleError = runtimeError('ImportModuleError');
 export const HandlerNotFound = runtimeError('HandlerNotFound');
 export const MalformedHandlerName = runtimeError('MalformedHandlerName');
 export const UserCodeSyntaxError = runtimeError('UserCodeSyntaxError');
+export const MalformedStreamingHandler = runtimeError('MalformedStreamingHandler');
+export const InvalidStreamingOperation = runtimeError('InvalidStreamingOperation');
 
 export class UnhandledPromiseRejection extends Error {
   constructor(reason, promise) {

@@ -11,6 +11,10 @@
 //   the init error), then the process exits 129 / 128.
 // * init failures (Runtime.ImportModuleError, .HandlerNotFound, .MalformedHandlerName,
 //   .UserCodeSyntaxError) are logged as "Uncaught Exception", posted to /init/error, exit 129.
+// * the global `awslambda` (unless AWS_LAMBDA_NODEJS_NO_GLOBAL_AWSLAMBDA is 1 or true) is
+//   set before the handler module loads: awslambda.streamifyResponse(handler, {highWaterMark})
+//   marks a response-streaming handler (streaming.mjs), awslambda.HttpResponseStream.from()
+//   writes the HTTP integration prelude (Function URLs) before its body.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -20,6 +24,7 @@ import {
   HandlerNotFound,
   ImportModuleError,
   MalformedHandlerName,
+  MalformedStreamingHandler,
   UnhandledPromiseRejection,
   UserCodeSyntaxError,
 } from './errors.mjs';
@@ -29,6 +34,50 @@ const require = createRequire(import.meta.url);
 
 // Set once a fatal error is being reported: nothing else is posted, no new event is fetched.
 let dying = false;
+
+// ---------------------------------------------------------------------------------------
+// the global `awslambda`
+
+const HANDLER_STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
+const HANDLER_HIGHWATERMARK = Symbol.for('aws.lambda.runtime.handler.streaming.highWaterMark');
+const STREAM_RESPONSE = 'response';
+const HTTP_INTEGRATION_CONTENT_TYPE = 'application/vnd.awslambda.http-integration-response';
+
+class HttpResponseStream {
+  /** The stream, set to start with the JSON of `prelude` ({statusCode, headers, cookies}) and 8 NUL bytes. */
+  static from(underlyingStream, prelude) {
+    underlyingStream.setContentType(HTTP_INTEGRATION_CONTENT_TYPE);
+    const metadataPrelude = JSON.stringify(prelude);
+    underlyingStream._onBeforeFirstWrite = (write) => {
+      write(metadataPrelude);
+      write(new Uint8Array(8));
+    };
+    return underlyingStream;
+  }
+}
+
+function setupGlobals() {
+  const off = process.env.AWS_LAMBDA_NODEJS_NO_GLOBAL_AWSLAMBDA;
+  if (off === '1' || off === 'true') return;
+  globalThis.awslambda = {
+    ...globalThis.awslambda,
+    streamifyResponse(handler, options) {
+      handler[HANDLER_STREAMING] = STREAM_RESPONSE;
+      if (typeof options?.highWaterMark === 'number') handler[HANDLER_HIGHWATERMARK] = parseInt(options.highWaterMark);
+      return handler;
+    },
+    HttpResponseStream,
+  };
+}
+
+/** null for an ordinary handler; {highWaterMark} for a response-streaming one. */
+function streamingMode(handler) {
+  const mode = handler[HANDLER_STREAMING];
+  if (mode === undefined || mode === null || mode === false) return null;
+  if (mode !== STREAM_RESPONSE) throw new MalformedStreamingHandler('Only response streaming is supported.');
+  const highWaterMark = parseInt(handler[HANDLER_HIGHWATERMARK]);
+  return { highWaterMark: Number.isNaN(highWaterMark) ? undefined : highWaterMark };
+}
 
 // ---------------------------------------------------------------------------------------
 // handler loading
@@ -149,12 +198,18 @@ function isPromise(value) {
   return value != null && typeof value.then === 'function';
 }
 
+const isDying = () => dying;
+
 class Runtime {
-  constructor(client, handler, errorCallbacks) {
+  constructor(client, handler, errorCallbacks, streaming) {
     this.client = client;
     this.handler = handler;
     this.errorCallbacks = errorCallbacks;
     this.scheduleNext = () => this.scheduleIteration();
+    if (streaming !== null) {
+      this.streaming = streaming; // {highWaterMark, StreamingInvocation}
+      this.handleOnce = this.handleOnceStreaming;
+    }
   }
 
   scheduleIteration() {
@@ -167,8 +222,8 @@ class Runtime {
     });
   }
 
-  async handleOnce() {
-    const { headers, body } = await this.client.nextInvocation();
+  /** Per-invocation setup: trace id, log context, fatal-error reporting. */
+  begin(headers) {
     const id = headers['lambda-runtime-aws-request-id'];
     const traceId = headers['lambda-runtime-trace-id'];
     if (traceId !== undefined) process.env._X_AMZN_TRACE_ID = traceId;
@@ -177,6 +232,13 @@ class Runtime {
     setRequestContext(id, tenantId);
     this.errorCallbacks.uncaughtException = (error) => this.client.postInvocationError(error, id, () => process.exit(129));
     this.errorCallbacks.unhandledRejection = (error) => this.client.postInvocationError(error, id, () => process.exit(128));
+    return id;
+  }
+
+  async handleOnce() {
+    const { headers, body } = await this.client.nextInvocation();
+    const id = this.begin(headers);
+    const tenantId = headers['lambda-runtime-aws-tenant-id'];
 
     const client = this.client;
     const next = this.scheduleNext;
@@ -234,6 +296,46 @@ class Runtime {
       callback(err);
     }
   }
+
+  /** handleOnce for a handler wrapped by awslambda.streamifyResponse. */
+  async handleOnceStreaming() {
+    const { headers, body } = await this.client.nextInvocation();
+    const id = this.begin(headers);
+    const tenantId = headers['lambda-runtime-aws-tenant-id'];
+    const flags = { waitForEmptyEventLoop: true };
+    const invocation = new this.streaming.StreamingInvocation(this.client, id, {
+      highWaterMark: this.streaming.highWaterMark,
+      flags,
+      next: this.scheduleNext,
+      beforeExit: BeforeExit,
+      isDying,
+    });
+    let event;
+    let context;
+    try {
+      const deadline = Number(headers['lambda-runtime-deadline-ms']);
+      context = {
+        get callbackWaitsForEmptyEventLoop() {
+          return flags.waitForEmptyEventLoop;
+        },
+        set callbackWaitsForEmptyEventLoop(value) {
+          flags.waitForEmptyEventLoop = value;
+        },
+        ...ENV,
+        clientContext: parseHeaderJson(headers['lambda-runtime-client-context'], 'ClientContext'),
+        identity: parseHeaderJson(headers['lambda-runtime-cognito-identity'], 'CognitoIdentity'),
+        invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
+        awsRequestId: id,
+        getRemainingTimeInMillis: () => deadline - Date.now(),
+      };
+      if (tenantId !== undefined) context.tenantId = tenantId;
+      event = JSON.parse(body);
+    } catch (err) {
+      invocation.fail(err);
+      return;
+    }
+    invocation.run(this.handler, event, context);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -274,8 +376,12 @@ export async function start() {
   process.on('beforeExit', BeforeExit.fire);
 
   let handler;
+  let streaming;
   try {
+    setupGlobals();
     handler = await loadHandler(process.env.LAMBDA_TASK_ROOT || process.cwd(), process.env._HANDLER || '');
+    streaming = streamingMode(handler);
+    if (streaming !== null) streaming.StreamingInvocation = (await import('./streaming.mjs')).StreamingInvocation;
   } catch (error) {
     dying = true;
     fatal(129);
@@ -283,5 +389,5 @@ export async function start() {
     client.postInitError(error, () => process.exit(129));
     return;
   }
-  new Runtime(client, handler, errorCallbacks).scheduleIteration();
+  new Runtime(client, handler, errorCallbacks, streaming).scheduleIteration();
 }

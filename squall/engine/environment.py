@@ -30,14 +30,15 @@ from squall.engine.capture import InvocationLog, OutputCapture
 from squall.engine.invocation import (
     InvocationRequest,
     InvocationResult,
+    error_payload,
     exit_error,
     report_line,
     response_too_large,
     timeout_error,
 )
+from squall.engine.runtime_link import FramesLink, LinkBroken, Reply, ResponseTooLarge, RuntimeApiLink
 from squall.function import FunctionVersion
 from squall.observe.logs import LogStore
-from squall.engine.runtime_link import FramesLink, LinkBroken, Reply, ResponseTooLarge, RuntimeApiLink, init_error
 from squall.runtimes.registry import BOOTSTRAP_NAME, RUNTIME_API, Launch, Runtime
 from squall.sandbox.base import SandboxBackend, SandboxHandle, SandboxSpec, exit_description
 
@@ -170,7 +171,7 @@ class Environment:
                     launch = runtime.launch(self.code_dir, self.function.memory_size, self.function.environment)
             except RuntimeError as e:  # the runtime cannot be prepared on this machine (e.g. javac failed)
                 launch = Launch((), None)
-                entrypoint_error = init_error("Runtime.InvalidRuntime", f"The {runtime.identifier} runtime cannot start: {e}")
+                entrypoint_error = error_payload("Runtime.InvalidRuntime", f"The {runtime.identifier} runtime cannot start: {e}")
             else:
                 entrypoint_error = _entrypoint_error(runtime, self.code_dir)
             if entrypoint_error is None:
@@ -190,7 +191,7 @@ class Environment:
                 except OSError as e:  # the process backend could not exec it
                     if runtime.link != RUNTIME_API:
                         raise
-                    entrypoint_error = init_error("Runtime.InvalidEntrypoint", f"fork/exec {launch.argv[0]}: {e.strerror or e}")
+                    entrypoint_error = error_payload("Runtime.InvalidEntrypoint", f"fork/exec {launch.argv[0]}: {e.strerror or e}")
         except BaseException:
             parent.close()
             if self._capture is None:
@@ -215,7 +216,7 @@ class Environment:
                     self._link = FramesLink(reader, writer)
                 reply = await self._link.init()
         except TimeoutError:
-            reply = Reply(False, init_error("Sandbox.Timedout", f"Init timed out after {INIT_TIMEOUT_S:.2f} seconds"))
+            reply = Reply(False, error_payload("Sandbox.Timedout", f"Init timed out after {INIT_TIMEOUT_S:.2f} seconds"))
         except LinkBroken:
             returncode = await self._exit_status()
             reply = Reply(False, self._exit_error(returncode))
@@ -236,8 +237,8 @@ class Environment:
     def _exit_error(self, returncode: int) -> bytes:
         """The init error of a runtime that ended during init."""
         if self.runtime.link == RUNTIME_API and returncode in (126, 127):  # exec failed (the sandbox logged why)
-            return init_error("Runtime.InvalidEntrypoint", f"Runtime exited with error: {exit_description(returncode)}")
-        return init_error("Runtime.ExitError", f"Runtime exited with error: {exit_description(returncode)}")
+            return error_payload("Runtime.InvalidEntrypoint", f"Runtime exited with error: {exit_description(returncode)}")
+        return error_payload("Runtime.ExitError", f"Runtime exited with error: {exit_description(returncode)}")
 
     def _init_failed(self, error: bytes) -> None:
         self.init_error = error
@@ -398,9 +399,9 @@ def _entrypoint_error(runtime: Runtime, code_dir: Path) -> bytes | None:
         return None
     bootstrap = code_dir / BOOTSTRAP_NAME
     if not bootstrap.is_file():
-        return init_error("Runtime.InvalidEntrypoint", "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]")
+        return error_payload("Runtime.InvalidEntrypoint", "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]")
     if not os.stat(bootstrap).st_mode & 0o111:
-        return init_error("Runtime.InvalidEntrypoint", "fork/exec /var/task/bootstrap: permission denied")
+        return error_payload("Runtime.InvalidEntrypoint", "fork/exec /var/task/bootstrap: permission denied")
     return None
 
 

@@ -19,8 +19,6 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from squall.engine.invocation import MAX_RESPONSE_PAYLOAD, InvocationRequest, response_too_large
 from squall.runtimes.python.frames import FrameError, FrameTooLarge, encode_frame, read_frame
 from squall.runtimes.runtime_api import RuntimeApi, RuntimeEvent
@@ -154,10 +152,6 @@ async def _receive_listener(channel: socket.socket) -> socket.socket:
         listener = socket.socket(fileno=fds[0])
         listener.setblocking(False)
         return listener
-
-
-def init_error(error_type: str, message: str) -> bytes:
-    return orjson.dumps({"errorType": error_type, "errorMessage": message})
 
 
 def _ignore_result(future: "asyncio.Future[Any]") -> None:

@@ -22,7 +22,7 @@ from typing import Callable
 import httptools
 import orjson
 
-from squall.engine.invocation import MAX_RESPONSE_PAYLOAD
+from squall.engine.invocation import MAX_RESPONSE_PAYLOAD, error_payload
 
 PREFIX = "/2018-06-01/runtime"
 _STATUS_TEXT = {200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
@@ -141,9 +141,9 @@ class RuntimeApi:
     def _finish(self, request_id: str, outcome: RuntimeOutcome | None) -> tuple[int, bytes]:
         invocation = self._current
         if invocation is None or invocation.event.request_id != request_id:
-            return 400, _error_body("InvalidRequestID", f"Invalid request ID: {request_id}")
+            return 400, error_payload("InvalidRequestID", f"Invalid request ID: {request_id}")
         if invocation.state != InvocationState.DELIVERED:
-            return 403, _error_body("InvalidStateTransition", "The invocation has already been answered")
+            return 403, error_payload("InvalidStateTransition", "The invocation has already been answered")
         invocation.state = InvocationState.DONE
         if outcome is None:  # the response was too large
             outcome = RuntimeOutcome(
@@ -156,7 +156,7 @@ class RuntimeApi:
             )
             if not invocation.outcome.done():
                 invocation.outcome.set_result(outcome)
-            return 413, _error_body("RequestEntityTooLarge", "Response payload size exceeded maximum allowed payload size")
+            return 413, error_payload("RequestEntityTooLarge", "Response payload size exceeded maximum allowed payload size")
         if not invocation.outcome.done():
             invocation.outcome.set_result(outcome)
         return 202, b'{"status":"OK"}'
@@ -164,23 +164,23 @@ class RuntimeApi:
     async def route(self, method: str, path: str, headers: dict[str, str], body: bytes, oversize: bool) -> tuple[int, list[tuple[str, str]], bytes]:
         path = path.split("?", 1)[0]
         if not path.startswith(PREFIX):
-            return 404, [], _error_body("NotFound", f"Unknown path {path}")
+            return 404, [], error_payload("NotFound", f"Unknown path {path}")
         tail = path[len(PREFIX):]
         if tail == "/invocation/next":
             if method != "GET":
-                return 405, [], _error_body("MethodNotAllowed", "Use GET")
+                return 405, [], error_payload("MethodNotAllowed", "Use GET")
             return await self._next()
         parts = tail.split("/")
         is_result = len(parts) == 4 and parts[1] == "invocation" and parts[3] in ("response", "error")
         if tail != "/init/error" and not is_result:
-            return 404, [], _error_body("NotFound", f"Unknown path {path}")
+            return 404, [], error_payload("NotFound", f"Unknown path {path}")
         if method != "POST":
-            return 405, [], _error_body("MethodNotAllowed", "Use POST")
+            return 405, [], error_payload("MethodNotAllowed", "Use POST")
         if tail == "/init/error":
             if not self._init.done():
                 self._init.set_result(_runtime_error(headers, body, "Runtime.Unknown"))
                 return 202, [], b'{"status":"OK"}'
-            return 403, [], _error_body("InvalidStateTransition", "Init already completed")
+            return 403, [], error_payload("InvalidStateTransition", "Init already completed")
         request_id = parts[2]
         if parts[3] == "response" and "lambda-runtime-function-error-type" in headers:
             outcome = _stream_error(headers)  # a streamed response that failed half way (trailers)
@@ -190,10 +190,6 @@ class RuntimeApi:
             outcome = _runtime_error(headers, body, "Runtime.Unknown")
         status, reply = self._finish(request_id, outcome)
         return status, [], reply
-
-
-def _error_body(error_type: str, message: str) -> bytes:
-    return orjson.dumps({"errorMessage": message, "errorType": error_type})
 
 
 def _stream_error(headers: dict[str, str]) -> RuntimeOutcome:
@@ -219,7 +215,7 @@ def _runtime_error(headers: dict[str, str], body: bytes, default_type: str) -> R
         return RuntimeOutcome(False, orjson.dumps(document), error_type)
     error_type = header_type or default_type
     message = body.decode("utf-8", "replace") if body else error_type
-    return RuntimeOutcome(False, orjson.dumps({"errorMessage": message, "errorType": error_type}), error_type)
+    return RuntimeOutcome(False, error_payload(error_type, message), error_type)
 
 
 class _Connection(asyncio.Protocol):
@@ -260,7 +256,7 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            self._reply(400, [], _error_body("BadRequest", "Malformed HTTP request"), keep_alive=False)
+            self._reply(400, [], error_payload("BadRequest", "Malformed HTTP request"), keep_alive=False)
 
     # httptools callbacks
     def on_message_begin(self) -> None:

@@ -29,6 +29,7 @@ class RunningServer:
     endpoint: str
     data_dir: Path
     output: list[str]
+    isolation: str = "auto"
 
     def client(self, service: str = "lambda", **config: object):
         return boto3.client(
@@ -86,6 +87,16 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
             return server
     process.kill()
     raise RuntimeError("squall server did not start:\n" + "".join(output))
+
+
+def start_strongest_server(data_dir: Path) -> RunningServer:
+    """A server on the ``linux`` sandbox where this machine can build it, else on ``process``."""
+    from tests.contract import linux_unavailable
+
+    isolation = "linux" if linux_unavailable() is None else "process"
+    server = start_server(data_dir, "--isolation", isolation)
+    server.isolation = isolation
+    return server
 
 
 def _drain_in_background(process: subprocess.Popen[str], output: list[str]) -> None:

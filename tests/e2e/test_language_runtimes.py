@@ -13,17 +13,14 @@ import shutil
 
 import pytest
 
-from tests.conftest import create_function, require, start_server
-from tests.contract import linux_unavailable
+from tests.conftest import create_function, require, start_strongest_server
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    isolation = "linux" if linux_unavailable() is None else "process"
-    running = start_server(tmp_path_factory.mktemp("squall-languages"), "--isolation", isolation)
-    running.isolation = isolation
+    running = start_strongest_server(tmp_path_factory.mktemp("squall-languages"))
     yield running
     running.stop()
 

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import create_function, require, start_server
-from tests.contract import linux_unavailable
+from tests.conftest import create_function, require, start_strongest_server
 
 pytestmark = pytest.mark.timeout(900)  # the first run compiles the RIC
 
@@ -115,9 +114,7 @@ def ric_files() -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    isolation = "linux" if linux_unavailable() is None else "process"
-    running = start_server(tmp_path_factory.mktemp(f"squall-node-ric-{isolation}"), "--isolation", isolation)
-    running.isolation = isolation
+    running = start_strongest_server(tmp_path_factory.mktemp("squall-node-ric"))
     yield running
     running.stop()
 

@@ -194,6 +194,32 @@ function parseHeaderJson(text, name) {
   }
 }
 
+/**
+ * The Lambda context of one invocation. ``flags.waitForEmptyEventLoop`` backs
+ * ``callbackWaitsForEmptyEventLoop``; ``extra`` adds the legacy succeed/fail/done.
+ */
+function makeContext(headers, id, flags, extra) {
+  const deadline = Number(headers['lambda-runtime-deadline-ms']);
+  const context = {
+    get callbackWaitsForEmptyEventLoop() {
+      return flags.waitForEmptyEventLoop;
+    },
+    set callbackWaitsForEmptyEventLoop(value) {
+      flags.waitForEmptyEventLoop = value;
+    },
+    ...extra,
+    ...ENV,
+    clientContext: parseHeaderJson(headers['lambda-runtime-client-context'], 'ClientContext'),
+    identity: parseHeaderJson(headers['lambda-runtime-cognito-identity'], 'CognitoIdentity'),
+    invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
+    awsRequestId: id,
+    getRemainingTimeInMillis: () => deadline - Date.now(),
+  };
+  const tenantId = headers['lambda-runtime-aws-tenant-id'];
+  if (tenantId !== undefined) context.tenantId = tenantId;
+  return context;
+}
+
 function isPromise(value) {
   return value != null && typeof value.then === 'function';
 }
@@ -238,7 +264,6 @@ class Runtime {
   async handleOnce() {
     const { headers, body } = await this.client.nextInvocation();
     const id = this.begin(headers);
-    const tenantId = headers['lambda-runtime-aws-tenant-id'];
 
     const client = this.client;
     const next = this.scheduleNext;
@@ -271,25 +296,15 @@ class Runtime {
     // A handler that neither settles a promise nor calls back answers null once idle.
     BeforeExit.set(() => succeed(null));
     try {
-      const deadline = Number(headers['lambda-runtime-deadline-ms']);
-      const context = {
-        get callbackWaitsForEmptyEventLoop() {
+      const flags = {
+        get waitForEmptyEventLoop() {
           return waitForEmptyEventLoop;
         },
-        set callbackWaitsForEmptyEventLoop(value) {
+        set waitForEmptyEventLoop(value) {
           waitForEmptyEventLoop = value;
         },
-        succeed,
-        fail,
-        done,
-        ...ENV,
-        clientContext: parseHeaderJson(headers['lambda-runtime-client-context'], 'ClientContext'),
-        identity: parseHeaderJson(headers['lambda-runtime-cognito-identity'], 'CognitoIdentity'),
-        invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
-        awsRequestId: id,
-        getRemainingTimeInMillis: () => deadline - Date.now(),
       };
-      if (tenantId !== undefined) context.tenantId = tenantId;
+      const context = makeContext(headers, id, flags, { succeed, fail, done });
       const result = this.handler(JSON.parse(body), context, callback);
       if (isPromise(result)) result.then(succeed, fail);
     } catch (err) {
@@ -301,7 +316,6 @@ class Runtime {
   async handleOnceStreaming() {
     const { headers, body } = await this.client.nextInvocation();
     const id = this.begin(headers);
-    const tenantId = headers['lambda-runtime-aws-tenant-id'];
     const flags = { waitForEmptyEventLoop: true };
     const invocation = new this.streaming.StreamingInvocation(this.client, id, {
       highWaterMark: this.streaming.highWaterMark,
@@ -313,22 +327,7 @@ class Runtime {
     let event;
     let context;
     try {
-      const deadline = Number(headers['lambda-runtime-deadline-ms']);
-      context = {
-        get callbackWaitsForEmptyEventLoop() {
-          return flags.waitForEmptyEventLoop;
-        },
-        set callbackWaitsForEmptyEventLoop(value) {
-          flags.waitForEmptyEventLoop = value;
-        },
-        ...ENV,
-        clientContext: parseHeaderJson(headers['lambda-runtime-client-context'], 'ClientContext'),
-        identity: parseHeaderJson(headers['lambda-runtime-cognito-identity'], 'CognitoIdentity'),
-        invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
-        awsRequestId: id,
-        getRemainingTimeInMillis: () => deadline - Date.now(),
-      };
-      if (tenantId !== undefined) context.tenantId = tenantId;
+      context = makeContext(headers, id, flags, {});
       event = JSON.parse(body);
     } catch (err) {
       invocation.fail(err);

@@ -18,6 +18,7 @@ import uvicorn
 import uvloop
 
 from squall.api.app import SquallApp
+from squall.api.http_protocol import HttpProtocol
 from squall.api.lambda_api import CodeLinks
 from squall.engine.engine import Engine
 from squall.runtimes.registry import RuntimeRegistry
@@ -91,7 +92,7 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
     config = uvicorn.Config(
         app,
         loop="none",
-        http="httptools",
+        http=HttpProtocol,  # uvicorn's httptools protocol, one write per response
         lifespan="on",
         log_level="warning",
         access_log=False,

@@ -16,7 +16,7 @@ import functools
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, unquote
 
 import orjson
@@ -54,6 +54,8 @@ class RestJsonProtocol:
 
     def __init__(self, model: ServiceModel, operations: set[str] | None = None) -> None:
         self.model = model
+        self._plans: dict[str, _OperationPlan] = {}
+        self._validators: dict[str, Validator] = {}
         routes = []
         for name in model.operation_names:
             if operations is not None and name not in operations:
@@ -65,9 +67,18 @@ class RestJsonProtocol:
         self._routes_by_method: dict[str, list[Route]] = {}
         for route in routes:
             self._routes_by_method.setdefault(route.method, []).append(route)
+        # The query keys routing looks at (e.g. ``find``); other parameters do not change the route.
+        self._literal_keys = tuple(sorted({k for route in routes for k, _ in route.literal_query}))
 
     # ---- routing -------------------------------------------------------------------
     def match(self, method: str, raw_path: str, query: dict[str, list[str]]) -> tuple[OperationModel, dict[str, str]]:
+        literal = tuple((k, query[k][0]) for k in self._literal_keys if k in query) if query else ()
+        op, params = self._match(method, raw_path, literal)
+        return op, dict(params)
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one protocol per server; paths repeat (invokes)
+    def _match(self, method: str, raw_path: str, literal: tuple[tuple[str, str], ...]) -> tuple[OperationModel, tuple[tuple[str, str], ...]]:
+        query = {k: [v] for k, v in literal}
         path = raw_path.rstrip("/") or "/"
         for route in self._routes_by_method.get(method, ()):
             m = route.pattern.match(path)
@@ -75,7 +86,7 @@ class RestJsonProtocol:
                 continue
             if any(query.get(k, [None])[0] != v for k, v in route.literal_query):
                 continue
-            return route.operation, {k: unquote(v) for k, v in m.groupdict().items()}
+            return route.operation, tuple((k, unquote(v)) for k, v in m.groupdict().items())
         raise UnknownOperation(f"Unknown operation {method} {raw_path}")
 
     # ---- requests ------------------------------------------------------------------
@@ -87,79 +98,78 @@ class RestJsonProtocol:
         headers: dict[str, str],
         body: bytes,
     ) -> dict[str, Any]:
-        shape = op.input_shape
-        if shape is None:
+        plan = self._plan(op)
+        if not plan.has_input:
             return {}
         params: dict[str, Any] = {}
-        payload_name = shape.serialization.get("payload")
-        body_members: dict[str, Shape] = {}
-        for name, member in shape.members.items():
-            loc = member.serialization.get("location")
-            wire = member.serialization.get("name", name)
+        body_members: list[tuple[str, Shape]] = []
+        for name, loc, wire, member, kind in plan.inputs:
             if loc == "uri":
                 if wire in path_params:
-                    params[name] = _coerce_scalar(member, path_params[wire], name)
+                    params[name] = _coerce_scalar(kind, path_params[wire], name)
             elif loc == "querystring":
                 if wire in query:
                     values = query[wire]
-                    if member.type_name == "list":
-                        params[name] = values
-                    else:
-                        params[name] = _coerce_scalar(member, values[0], name)
+                    params[name] = values if kind == "list" else _coerce_scalar(kind, values[0], name)
             elif loc == "header":
-                value = headers.get(wire.lower())
+                value = headers.get(wire)
                 if value is not None:
-                    params[name] = _coerce_scalar(member, value, name)
-            elif name == payload_name:
-                if member.type_name == "blob":
+                    params[name] = _coerce_scalar(kind, value, name)
+            elif name == plan.input_payload:
+                if kind == "blob":
                     params[name] = body
                 elif body:
                     params[name] = _decode_blobs(member, _json_body(body))
             else:
-                body_members[name] = member
-        if body_members and body and payload_name is None:
+                body_members.append((name, member))
+        if body_members and body and plan.input_payload is None:
             document = _json_body(body)
             if not isinstance(document, dict):
                 raise InvalidRequestContent("Could not parse request body into json: expected an object")
-            for name, member in body_members.items():
+            for name, member in body_members:
                 if name in document and document[name] is not None:
                     params[name] = _decode_blobs(member, document[name])
-        _validate(shape, params, path="")
+        plan.validate(params, "")
         return params
 
     # ---- responses -----------------------------------------------------------------
     def serialize(self, op: OperationModel, output: dict[str, Any] | None) -> HttpResponse:
-        status = op.http.get("responseCode", 200)
+        plan = self._plan(op)
+        status = plan.status
         headers: list[tuple[str, str]] = []
-        shape = op.output_shape
-        output = output or {}
-        if shape is None:
+        if not plan.has_output:
             return HttpResponse(status, headers, b"")
-        payload_name = shape.serialization.get("payload")
         document: dict[str, Any] = {}
         body = b""
-        for name, value in output.items():
+        members = plan.outputs
+        for name, value in (output or {}).items():
             if value is None:
                 continue
-            member = shape.members.get(name)
-            if member is None:
+            found = members.get(name)
+            if found is None:
                 continue
-            loc = member.serialization.get("location")
+            loc, wire, member, kind = found
             if loc == "statusCode":
                 status = int(value)
             elif loc == "header":
-                headers.append((member.serialization.get("name", name), str(value)))
-            elif name == payload_name:
-                if member.type_name == "blob":
+                headers.append((wire, str(value)))
+            elif name == plan.output_payload:
+                if kind == "blob":
                     body = value if isinstance(value, bytes) else bytes(value)
                 else:
                     body = orjson.dumps(_encode_blobs(member, value))
             else:
                 document[name] = _encode_blobs(member, value)
-        if payload_name is None:
+        if plan.output_payload is None:
             body = orjson.dumps(document)
             headers.append(("Content-Type", "application/json"))
         return HttpResponse(status, headers, body)
+
+    def _plan(self, op: OperationModel) -> "_OperationPlan":
+        plan = self._plans.get(op.name)
+        if plan is None:
+            plan = self._plans[op.name] = _OperationPlan(op, self._validators)
+        return plan
 
     def serialize_error(self, error: LambdaError) -> HttpResponse:
         status, message_key, header_members = self._error_layout(error.code)
@@ -222,8 +232,7 @@ def _json_body(body: bytes) -> Any:
         raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from exc
 
 
-def _coerce_scalar(shape: Shape, value: str, name: str) -> Any:
-    kind = shape.type_name
+def _coerce_scalar(kind: str, value: str, name: str) -> Any:
     if kind in ("integer", "long"):
         try:
             return int(value)
@@ -291,49 +300,152 @@ def _validation_error(value: Any, path: str, constraint: str) -> InvalidParamete
     )
 
 
-def _validate(shape: Shape, value: Any, path: str) -> None:
-    """Check a value against its shape: types, required members, lengths, ranges, enums, patterns."""
-    kind = shape.type_name
-    expected = _TYPES.get(kind)
-    if expected and (not isinstance(value, expected) or (kind in ("integer", "long") and isinstance(value, bool))):
-        raise _validation_error(value, path or shape.name, f"Member must be of type {kind}")
-    meta = shape.metadata
-    if kind == "structure":
-        for req in shape.required_members:
-            if value.get(req) is None:
-                raise _validation_error(None, _join(path, req), "Member must not be null")
-        for name, member_value in value.items():
-            member = shape.members.get(name)
-            if member is not None and member_value is not None:
-                _validate(member, member_value, _join(path, name))
-        return
-    if kind in ("string", "blob", "list", "map"):
-        length = len(value)
-        if "min" in meta and length < meta["min"]:
-            raise _validation_error(value, path, f"Member must have length greater than or equal to {meta['min']}")
-        if "max" in meta and length > meta["max"]:
-            raise _validation_error(value, path, f"Member must have length less than or equal to {meta['max']}")
-    if kind in ("integer", "long"):
-        if "min" in meta and value < meta["min"]:
-            raise _validation_error(value, path, f"Member must have value greater than or equal to {meta['min']}")
-        if "max" in meta and value > meta["max"]:
-            raise _validation_error(value, path, f"Member must have value less than or equal to {meta['max']}")
-    if kind == "string":
-        enum = shape.enum
-        if enum and value not in enum:
-            raise _validation_error(value, path, f"Member must satisfy enum value set: [{', '.join(enum)}]")
-        pattern = _pattern(meta.get("pattern"))
-        if pattern is not None and not pattern.fullmatch(value):
-            raise _validation_error(
-                value, path, f"Member must satisfy regular expression pattern: {meta['pattern']}"
+Validator = Callable[[Any, str], None]
+
+
+class _OperationPlan:
+    """What parsing and serialising one operation needs from the model, looked up once."""
+
+    def __init__(self, op: OperationModel, validators: dict[str, Validator]) -> None:
+        shape = op.input_shape
+        self.has_input = shape is not None
+        self.input_payload = shape.serialization.get("payload") if shape is not None else None
+        self.inputs: tuple[tuple[str, str | None, str, Shape, str], ...] = ()
+        self.validate: Validator = _no_check
+        if shape is not None:
+            self.inputs = tuple(
+                (name, m.serialization.get("location"), _input_wire(name, m), m, m.type_name)
+                for name, m in shape.members.items()
             )
+            self.validate = _validator(shape, validators)
+        out = op.output_shape
+        self.status: int = op.http.get("responseCode", 200)
+        self.has_output = out is not None
+        self.output_payload = out.serialization.get("payload") if out is not None else None
+        self.outputs: dict[str, tuple[str | None, str, Shape, str]] = {}
+        if out is not None:
+            self.outputs = {
+                name: (m.serialization.get("location"), m.serialization.get("name", name), m, m.type_name)
+                for name, m in out.members.items()
+            }
+
+
+def _input_wire(name: str, member: Shape) -> str:
+    wire = member.serialization.get("name", name)
+    return wire.lower() if member.serialization.get("location") == "header" else wire
+
+
+def _no_check(value: Any, path: str) -> None:
+    return None
+
+
+def _validator(shape: Shape, validators: dict[str, Validator]) -> Validator:
+    """A function that checks a value against its shape: types, required members, lengths,
+    ranges, enums, patterns — built once per shape from the model."""
+    key = f"{shape.type_name}:{shape.name}"
+    found = validators.get(key)
+    if found is not None:
+        return found
+    late: list[Validator] = []
+    validators[key] = lambda value, path: late[0](value, path)  # a shape that contains itself
+    check = _build_validator(shape, validators)
+    late.append(check)
+    validators[key] = check
+    return check
+
+
+def _build_validator(shape: Shape, validators: dict[str, Validator]) -> Validator:
+    kind = shape.type_name
+    name = shape.name
+    expected = _TYPES.get(kind)
+    integral = kind in ("integer", "long")
+    meta = shape.metadata
+
+    def check_type(value: Any, path: str) -> None:
+        if expected and (not isinstance(value, expected) or (integral and isinstance(value, bool))):
+            raise _validation_error(value, path or name, f"Member must be of type {kind}")
+
+    if kind == "structure":
+        required = tuple(shape.required_members)
+        members = {m: _validator(member, validators) for m, member in shape.members.items()}
+
+        def check_structure(value: Any, path: str) -> None:
+            check_type(value, path)
+            for req in required:
+                if value.get(req) is None:
+                    raise _validation_error(None, _join(path, req), "Member must not be null")
+            for member_name, member_value in value.items():
+                member_check = members.get(member_name)
+                if member_check is not None and member_value is not None:
+                    member_check(member_value, _join(path, member_name))
+
+        return check_structure
+
+    checks: list[Validator] = []
+    if kind in ("string", "blob", "list", "map"):
+        low, high = meta.get("min"), meta.get("max")
+        if low is not None or high is not None:
+            checks.append(functools.partial(_check_length, low, high))
+    if integral and (meta.get("min") is not None or meta.get("max") is not None):
+        checks.append(functools.partial(_check_range, meta.get("min"), meta.get("max")))
+    if kind == "string":
+        if shape.enum:
+            checks.append(functools.partial(_check_enum, frozenset(shape.enum), ", ".join(shape.enum)))
+        pattern = _pattern(meta.get("pattern"))
+        if pattern is not None:
+            checks.append(functools.partial(_check_pattern, pattern, meta["pattern"]))
     elif kind == "list":
-        for i, item in enumerate(value):
-            _validate(shape.member, item, f"{path}.{i + 1}.member")
+        item = _validator(shape.member, validators)
+
+        def check_items(value: Any, path: str) -> None:
+            for i, element in enumerate(value):
+                item(element, f"{path}.{i + 1}.member")
+
+        checks.append(check_items)
     elif kind == "map":
-        for k, v in value.items():
-            _validate(shape.key, k, f"{path}.key")
-            _validate(shape.value, v, f"{path}.value")
+        key_check, value_check = _validator(shape.key, validators), _validator(shape.value, validators)
+
+        def check_entries(value: Any, path: str) -> None:
+            for k, v in value.items():
+                key_check(k, f"{path}.key")
+                value_check(v, f"{path}.value")
+
+        checks.append(check_entries)
+    if not checks:
+        return check_type
+    steps = tuple(checks)
+
+    def check_all(value: Any, path: str) -> None:
+        check_type(value, path)
+        for step in steps:
+            step(value, path)
+
+    return check_all
+
+
+def _check_length(low: int | None, high: int | None, value: Any, path: str) -> None:
+    length = len(value)
+    if low is not None and length < low:
+        raise _validation_error(value, path, f"Member must have length greater than or equal to {low}")
+    if high is not None and length > high:
+        raise _validation_error(value, path, f"Member must have length less than or equal to {high}")
+
+
+def _check_range(low: int | None, high: int | None, value: Any, path: str) -> None:
+    if low is not None and value < low:
+        raise _validation_error(value, path, f"Member must have value greater than or equal to {low}")
+    if high is not None and value > high:
+        raise _validation_error(value, path, f"Member must have value less than or equal to {high}")
+
+
+def _check_enum(allowed: frozenset[str], shown: str, value: Any, path: str) -> None:
+    if value not in allowed:
+        raise _validation_error(value, path, f"Member must satisfy enum value set: [{shown}]")
+
+
+def _check_pattern(pattern: re.Pattern[str], source: str, value: Any, path: str) -> None:
+    if not pattern.fullmatch(value):
+        raise _validation_error(value, path, f"Member must satisfy regular expression pattern: {source}")
 
 
 def _join(path: str, name: str) -> str:

@@ -212,8 +212,7 @@ class Environment:
                 if runtime.link == RUNTIME_API:
                     self._link = await RuntimeApiLink.open(parent, self._handle)
                 else:
-                    reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
-                    self._link = FramesLink(reader, writer)
+                    self._link = await FramesLink.open(parent)
                 reply = await self._link.init()
         except TimeoutError:
             reply = Reply(False, error_payload("Sandbox.Timedout", f"Init timed out after {INIT_TIMEOUT_S:.2f} seconds"))
@@ -227,6 +226,7 @@ class Environment:
         if reply.ok:
             measured = self._handle.peak_memory_bytes()
             self._init_peak_kb = measured // 1024 if measured is not None else reply.max_rss_kb
+            self._handle.reset_peak_memory()  # the first invocation's own measurement starts here
             self._handle.init_done()
             assert self._capture is not None
             self._capture.current = None
@@ -274,10 +274,8 @@ class Environment:
         link = self._link
         handle = self._handle
         assert link is not None and handle is not None
-        handle.reset_peak_memory()
         try:
-            async with asyncio.timeout(fn.timeout):
-                reply = await link.invoke(request, deadline_ms)
+            reply = await link.invoke(request, deadline_ms, fn.timeout)
         except TimeoutError:
             duration = (time.perf_counter() - started) * 1000
             self.kill("timeout")
@@ -305,6 +303,9 @@ class Environment:
         capture.drain()
         self._move(EnvironmentState.READY)
         measured = handle.peak_memory_bytes()
+        # The next invocation's measurement starts now; the reset (a cgroup file write) runs
+        # after this turn of the event loop, so after the response has been sent.
+        asyncio.get_running_loop().call_soon(handle.reset_peak_memory)
         peak_kb = measured // 1024 if measured is not None else reply.max_rss_kb
         if cold_ms is not None:
             peak_kb = max(peak_kb, self._init_peak_kb)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from squall.engine.invocation import MAX_RESPONSE_PAYLOAD, InvocationRequest, response_too_large
-from squall.runtimes.python.frames import FrameError, FrameTooLarge, encode_frame, read_frame
+from squall.runtimes.python.frames import FrameError, FrameParser, FrameTooLarge, encode_frame
 from squall.runtimes.runtime_api import RuntimeApi, RuntimeEvent
 from squall.sandbox.base import SandboxHandle
 
@@ -41,22 +42,84 @@ class Reply:
     max_rss_kb: int = 0  # the runtime's own measurement (used when the sandbox cannot measure)
 
 
-class FramesLink:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+class FramesLink(asyncio.Protocol):
+    """The frames channel as an asyncio protocol: one write and one future per invocation."""
 
+    def __init__(self) -> None:
+        self._parser = FrameParser(MAX_RESPONSE_PAYLOAD + 65536)
+        self._transport: asyncio.Transport | None = None
+        self._frames: deque[tuple[dict, bytes]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._failure: Exception | None = None
+
+    @classmethod
+    async def open(cls, channel: socket.socket) -> "FramesLink":
+        link = cls()
+        await asyncio.get_running_loop().create_unix_connection(lambda: link, sock=channel)
+        return link
+
+    # ---- asyncio.Protocol ----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._frames.extend(self._parser.feed(data))
+        except FrameTooLarge as e:
+            self._fail(ResponseTooLarge(str(e)))
+            return
+        except FrameError as e:
+            self._fail(LinkBroken(str(e)))
+            return
+        if self._frames:
+            self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._failure is None:
+            detail = "mid-frame" if self._parser.pending else "between frames"
+            self._failure = LinkBroken(f"control channel closed {detail}" + (f": {exc}" if exc else ""))
+        self._wake()
+
+    def _fail(self, error: Exception) -> None:
+        self._failure = error
+        if self._transport is not None:
+            self._transport.close()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _next_frame(self, timeout: float | None = None) -> tuple[dict, bytes]:
+        """The next frame; TimeoutError after ``timeout`` seconds; the link's failure if it broke."""
+        while not self._frames:
+            if self._failure is not None:
+                raise self._failure
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _expire, waiter) if timeout is not None else None
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        return self._frames.popleft()
+
+    # ---- the link ------------------------------------------------------------------
     async def init(self) -> Reply:
         """ok when the runtime is ready; the init error otherwise."""
         try:
-            meta, body = await read_frame(self._reader, MAX_RESPONSE_PAYLOAD)
-        except (FrameError, ConnectionError) as e:
+            meta, body = await self._next_frame()
+        except ResponseTooLarge as e:
             raise LinkBroken(str(e)) from None
         if meta.get("t") == "ready":
             return Reply(True, b"", None, int(meta.get("max_rss_kb") or 0))
         return Reply(False, body)
 
-    async def invoke(self, request: InvocationRequest, deadline_ms: int) -> Reply:
+    async def invoke(self, request: InvocationRequest, deadline_ms: int, timeout: float) -> Reply:
+        """The runtime's answer; TimeoutError when it takes longer than ``timeout`` seconds."""
         meta = {
             "t": "invoke",
             "id": request.request_id,
@@ -66,19 +129,23 @@ class FramesLink:
             "identity": request.identity,
             "trace_id": request.trace_id,
         }
-        try:
-            self._writer.write(encode_frame(meta, request.payload))
-            reply, body = await read_frame(self._reader, MAX_RESPONSE_PAYLOAD + 65536)
-        except FrameTooLarge:
-            raise ResponseTooLarge() from None
-        except (FrameError, ConnectionError) as e:
-            raise LinkBroken(str(e)) from None
+        if self._failure is not None or self._transport is None:
+            raise self._failure or LinkBroken("the control channel is not open")
+        self._transport.write(encode_frame(meta, request.payload))
+        reply, body = await self._next_frame(timeout)
+        max_rss_kb = int(reply.get("max_rss_kb") or 0)
         if len(body) > MAX_RESPONSE_PAYLOAD and reply.get("ok"):
-            return Reply(False, response_too_large(), None, int(reply.get("max_rss_kb") or 0))
-        return Reply(bool(reply.get("ok")), body, reply.get("content_type"), int(reply.get("max_rss_kb") or 0))
+            return Reply(False, response_too_large(), None, max_rss_kb)
+        return Reply(bool(reply.get("ok")), body, reply.get("content_type"), max_rss_kb)
 
     def close(self) -> None:
-        self._writer.close()
+        if self._transport is not None:
+            self._transport.close()
+
+
+def _expire(waiter: "asyncio.Future[None]") -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class RuntimeApiLink:
@@ -111,7 +178,12 @@ class RuntimeApiLink:
         outcome = await self._until_exit(asyncio.ensure_future(self.api.wait_init()))
         return Reply(True, b"") if outcome is None else Reply(False, outcome.body)
 
-    async def invoke(self, request: InvocationRequest, deadline_ms: int) -> Reply:
+    async def invoke(self, request: InvocationRequest, deadline_ms: int, timeout: float) -> Reply:
+        """The runtime's answer; TimeoutError when it takes longer than ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            return await self._invoke(request, deadline_ms)
+
+    async def _invoke(self, request: InvocationRequest, deadline_ms: int) -> Reply:
         event = RuntimeEvent(
             request.request_id,
             request.payload,

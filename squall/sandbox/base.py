@@ -58,7 +58,7 @@ class SandboxHandle(Protocol):
         """Kill every process of the environment, the runtime's children included. Idempotent."""
 
     def reset_peak_memory(self) -> None:
-        """Start a new peak-memory measurement (before each invocation). No-op if unsupported."""
+        """Start a new peak-memory measurement (between invocations). No-op if unsupported."""
 
     def peak_memory_bytes(self) -> int | None:
         """Peak memory since the last reset, or None when the backend cannot measure it."""

@@ -244,3 +244,43 @@ def test_interop_with_bootstrap(tmp_path):
     assert result[0]["t"] == "result" and result[0]["id"] == "req-9" and result[0]["ok"] is True
     assert json.loads(result[1]) == {"echo": {"k": "ü"}, "id": "req-9"}
     assert code == 0
+
+
+# ---- the incremental parser the environment's link uses ------------------------------------
+def test_parser_returns_whole_frames_however_the_bytes_are_split():
+    from squall.runtimes.python.frames import FrameParser
+
+    data = (
+        encode_frame({"t": "result", "id": "1", "ok": True}, b'{"a":1}')
+        + encode_frame({"t": "result", "id": "2"}, b"")
+        + encode_frame({"t": "x"}, bytes(range(256)) * 40)
+    )
+    for step in (1, 3, 7, 64, len(data)):
+        parser = FrameParser(max_body=1 << 20)
+        frames = []
+        for i in range(0, len(data), step):
+            frames.extend(parser.feed(data[i : i + step]))
+        assert [m.get("id") for m, _ in frames] == ["1", "2", None]
+        assert frames[0][1] == b'{"a":1}' and frames[1][1] == b"" and frames[2][1] == bytes(range(256)) * 40
+        assert parser.pending == 0
+
+
+def test_parser_refuses_an_oversized_frame_as_soon_as_its_header_is_in():
+    from squall.runtimes.python.frames import FrameParser
+
+    parser = FrameParser(max_body=10)
+    header_only = struct.pack("!II", 2, 11)
+    with pytest.raises(FrameTooLarge) as info:
+        parser.feed(header_only)
+    assert info.value.part == "body" and info.value.size == 11
+    with pytest.raises(FrameTooLarge):
+        FrameParser(max_body=10, max_meta=4).feed(struct.pack("!II", 5, 0))
+
+
+def test_parser_rejects_meta_that_is_not_a_json_object():
+    from squall.runtimes.python.frames import FrameParser
+
+    with pytest.raises(FrameDecodeError):
+        FrameParser(1 << 20).feed(struct.pack("!II", 3, 0) + b"[1]")
+    with pytest.raises(FrameDecodeError):
+        FrameParser(1 << 20).feed(struct.pack("!II", 3, 0) + b"{x}")

@@ -344,6 +344,21 @@ def test_context_fields(start):
     assert out["first"] == 0 and out["second"] == 0
 
 
+def test_trace_id_follows_each_invocation(start):
+    """_X_AMZN_TRACE_ID is rewritten only when it changes, but always matches the invocation."""
+    w = start_ready(start, {"app.py": """
+        import os
+        def handler(event, context):
+            return os.environ.get("_X_AMZN_TRACE_ID")
+    """})
+    seen = []
+    for trace in ("Root=1-a", "Root=1-a", "Root=1-b", None, None, "Root=1-a"):
+        meta, body = w.invoke({}, trace_id=trace)
+        assert meta["ok"], body
+        seen.append(json.loads(body))
+    assert seen == ["Root=1-a", "Root=1-a", "Root=1-b", None, None, "Root=1-a"]
+
+
 def test_module_state_persists(start):
     w = start_ready(start, {"app.py": """
         import os

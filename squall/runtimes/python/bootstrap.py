@@ -41,6 +41,7 @@ CONTROL_FD = 3
 MAX_RESPONSE_BYTES = 6291556
 
 _HEADER = struct.Struct("!II")
+_META_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 # errorType values used by the Lambda Python runtime.
 MALFORMED_HANDLER_NAME = "Runtime.MalformedHandlerName"
@@ -307,13 +308,14 @@ class LambdaContext(object):
         invoked_function_arn=None,
         tenant_id=None,
     ):
-        env = os.environ
+        (
+            self.log_group_name,
+            self.log_stream_name,
+            self.function_name,
+            self.memory_limit_in_mb,
+            self.function_version,
+        ) = _platform_values()
         self.aws_request_id = request_id
-        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
-        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
-        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
-        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
         self.invoked_function_arn = invoked_function_arn
         self.tenant_id = tenant_id
 
@@ -365,6 +367,24 @@ class LambdaContext(object):
         )
 
 
+_PLATFORM_VARIABLES = (
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+)
+_platform = None
+
+
+def _platform_values():
+    """The environment's fixed identity, read from the environment once per process (after any fork)."""
+    global _platform
+    if _platform is None:
+        _platform = tuple(os.environ.get(name) for name in _PLATFORM_VARIABLES)
+    return _platform
+
+
 def make_context(meta):
     client_context = meta.get("client_context")
     client_context = _parse_json_field(client_context, "Client Context") if client_context else None
@@ -403,6 +423,9 @@ class _AutoFlushStream(object):
         self._stream.writelines(lines)
         self._stream.flush()
 
+    def flush(self):
+        self._stream.flush()
+
     def __getattr__(self, name):
         return getattr(self._stream, name)
 
@@ -418,15 +441,23 @@ def _write_log(text):
 
 
 def flush_output():
-    seen = []
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        if stream is None or any(stream is s for s in seen):
-            continue
-        seen.append(stream)
-        try:
-            stream.flush()
-        except Exception:
-            pass
+    out, err, raw_out, raw_err = sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__
+    _flush(out)
+    if err is not out:
+        _flush(err)
+    # Output written around a replaced or wrapped sys.stdout / sys.stderr sits in the raw streams.
+    _flush(raw_out)
+    if raw_err is not raw_out:
+        _flush(raw_err)
+
+
+def _flush(stream):
+    if stream is None:
+        return
+    try:
+        stream.flush()
+    except Exception:
+        pass
 
 
 class _RequestIdFilter(logging.Filter):
@@ -662,10 +693,6 @@ def peak_rss_kb():
 # control channel
 
 
-class ChannelClosed(Exception):
-    pass
-
-
 class Channel(object):
     """Blocking framed I/O on the control socket."""
 
@@ -675,31 +702,34 @@ class Channel(object):
         self.sock = socket.socket(fileno=fd)
         self._buf = bytearray()
 
-    def _recv_exact(self, n):
-        """n bytes from the buffer, reading from the socket as needed (usually one recv per frame)."""
-        buf = self._buf
-        while len(buf) < n:
-            chunk = self.sock.recv(max(65536, n - len(buf)))
-            if not chunk:
-                raise ChannelClosed()
-            buf += chunk
-        data = bytes(buf[:n])
-        del buf[:n]
-        return data
-
     def recv(self):
-        """Next (meta, body), or None on EOF."""
+        """Next (meta, body), or None on EOF.  Usually one recv(2) per frame."""
+        buf = self._buf
+        header_size = _HEADER.size
         try:
-            header = self._recv_exact(_HEADER.size)
-            meta_len, body_len = _HEADER.unpack(header)
-            meta = json.loads(self._recv_exact(meta_len)) if meta_len else {}
-            body = self._recv_exact(body_len) if body_len else b""
-        except (ChannelClosed, ConnectionError):
+            while True:
+                have = len(buf)
+                if have >= header_size:
+                    meta_len, body_len = _HEADER.unpack_from(buf)
+                    end = header_size + meta_len + body_len
+                    if have >= end:
+                        break
+                    need = end - have
+                else:
+                    need = header_size - have
+                chunk = self.sock.recv(max(65536, need))
+                if not chunk:
+                    return None
+                buf += chunk
+        except ConnectionError:
             return None
+        meta = json.loads(buf[header_size:header_size + meta_len].decode("utf-8")) if meta_len else {}
+        body = bytes(buf[header_size + meta_len:end])
+        del buf[:end]
         return meta, body
 
     def send(self, meta, body=b""):
-        meta_bytes = json.dumps(meta, separators=(",", ":")).encode("utf-8")
+        meta_bytes = _META_ENCODER.encode(meta).encode("utf-8")
         head = _HEADER.pack(len(meta_bytes), len(body)) + meta_bytes
         if len(body) <= 65536:
             self.sock.sendall(head + body)
@@ -734,7 +764,16 @@ def initialise(channel, spec):
     return handler
 
 
+_UNSET = object()
+_trace_id = _UNSET  # what _X_AMZN_TRACE_ID was last set to (os.environ writes call putenv)
+
+
 def _set_trace_id(trace_id):
+    global _trace_id
+    trace_id = trace_id or None
+    if trace_id is _trace_id or trace_id == _trace_id:
+        return
+    _trace_id = trace_id
     if trace_id:
         os.environ["_X_AMZN_TRACE_ID"] = trace_id
     else:

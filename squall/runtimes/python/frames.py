@@ -113,18 +113,55 @@ async def read_frame(
         raise FrameTooLarge("body", body_len, max_body)
     meta_bytes = await _read_exactly(reader, meta_len, "meta") if meta_len else b""
     body = await _read_exactly(reader, body_len, "body") if body_len else b""
-    if not meta_bytes:
-        meta = {}
-    else:
-        try:
-            meta = orjson.loads(meta_bytes)
-        except orjson.JSONDecodeError as e:
-            raise FrameDecodeError(f"frame meta is not valid JSON: {e}") from None
-        if not isinstance(meta, dict):
-            raise FrameDecodeError(
-                f"frame meta is a JSON {type(meta).__name__}, not an object"
-            )
+    meta = _decode_meta(meta_bytes)
     return meta, body
+
+
+class FrameParser:
+    """Incremental decoder: feed bytes as they arrive, take whole frames out.
+
+    The limits are checked as soon as a header is in, so an oversized frame is refused
+    before its body is buffered.  After an error the parser must not be fed again.
+    """
+
+    def __init__(self, max_body: int, max_meta: int = DEFAULT_MAX_META) -> None:
+        self.max_body = max_body
+        self.max_meta = max_meta
+        self._buf = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that do not make a whole frame yet."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[tuple[dict, bytes]]:
+        buf = self._buf
+        buf += data
+        frames = []
+        while len(buf) >= HEADER_SIZE:
+            meta_len, body_len = HEADER.unpack_from(buf)
+            if meta_len > self.max_meta:
+                raise FrameTooLarge("meta", meta_len, self.max_meta)
+            if body_len > self.max_body:
+                raise FrameTooLarge("body", body_len, self.max_body)
+            end = HEADER_SIZE + meta_len + body_len
+            if len(buf) < end:
+                break
+            frames.append((_decode_meta(bytes(buf[HEADER_SIZE:HEADER_SIZE + meta_len])), bytes(buf[HEADER_SIZE + meta_len:end])))
+            del buf[:end]
+        return frames
+
+
+def _decode_meta(meta_bytes: bytes) -> dict:
+    if not meta_bytes:
+        return {}
+    try:
+        meta = orjson.loads(meta_bytes)
+    except orjson.JSONDecodeError as e:
+        raise FrameDecodeError(f"frame meta is not valid JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise FrameDecodeError(f"frame meta is a JSON {type(meta).__name__}, not an object")
+    return meta
 
 
 async def write_frame(writer: asyncio.StreamWriter, meta: dict, body: bytes = b"") -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from squall.sandbox.linux import cgroupfs
 from squall.sandbox.linux import cgroups as cg
 from squall.sandbox.linux.cgroups import Cgroup, CgroupLimits, Cgroups, CgroupsUnavailable, cpu_quota_us
 from tests.conftest import require
@@ -399,9 +400,9 @@ def fake_v2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             raise FileNotFoundError(path)
         Path(path).write_bytes(data)
 
-    monkeypatch.setattr(cg, "_mkdir", mkdir)
-    monkeypatch.setattr(cg, "_rmdir", shutil.rmtree)
-    monkeypatch.setattr(cg, "_write", write)
+    monkeypatch.setattr(cgroupfs, "mkdir", mkdir)
+    monkeypatch.setattr(cgroupfs, "rmdir", shutil.rmtree)
+    monkeypatch.setattr(cgroupfs, "write", write)
     mount = tmp_path / "cgroup"
     own = mount / "system.slice" / "squall.service"
     own.mkdir(parents=True)
@@ -452,14 +453,14 @@ def test_v2_detect_explains_what_is_missing(fake_v2: Path) -> None:
 def test_v2_detect_reports_other_processes(fake_v2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     own = fake_v2 / "system.slice" / "squall.service"
     (own / "cgroup.procs").write_text(f"{os.getpid()}\n1\n")
-    real_write = cg._write
+    real_write = cgroupfs.write
 
     def write(path: str, data: bytes) -> None:
         if path.endswith("squall.service/cgroup.subtree_control"):
             raise OSError(16, "Device or resource busy")  # the no-internal-processes rule
         real_write(path, data)
 
-    monkeypatch.setattr(cg, "_write", write)
+    monkeypatch.setattr(cgroupfs, "write", write)
     with pytest.raises(CgroupsUnavailable, match="other processes live in it"):
         Cgroups._detect_v2("s", str(fake_v2), "/system.slice/squall.service")
     assert not (own / "squall-server").exists()  # moved back and removed the leaf
@@ -531,7 +532,7 @@ def test_v2_peak_modes(fake_v2: Path) -> None:
     assert group.peak_bytes() == 800
 
     # the version 1 parser for comparison
-    assert cg._keyed("oom_kill_disable 0\nunder_oom 0\noom_kill 4\n", "oom_kill") == 4
+    assert cgroupfs.keyed("oom_kill_disable 0\nunder_oom 0\noom_kill 4\n", "oom_kill") == 4
 
 
 def test_v2_kill_writes_cgroup_kill_or_freezes(fake_v2: Path) -> None:

@@ -19,6 +19,11 @@ v2 is preferred whenever it can enforce the limits. :meth:`Cgroups.detect` raise
 :class:`CgroupsUnavailable` with a human-readable reason otherwise; the caller then falls
 back to rlimits.
 
+This module is the manager, :class:`Cgroups` (detection, create, leftovers, describe), and
+the place to import from. One group, :class:`Cgroup`, and :class:`CgroupLimits` are in
+``cgroup.py``; the two layouts' groups in ``cgroup_v1.py`` and ``cgroup_v2.py``; the file
+primitives every one of them goes through in ``cgroupfs.py``.
+
 Costs (this machine, v1, 4 hierarchies): :meth:`Cgroups.create` is a few hundred µs
 (mkdirs dominate), :meth:`Cgroup.join` with the pre-opened ``cgroup.procs`` fds tens of µs,
 :meth:`Cgroup.remove` of an empty group under 100 µs. Each :class:`Cgroup` keeps its
@@ -28,18 +33,17 @@ Costs (this machine, v1, 4 hierarchies): :meth:`Cgroups.create` is a few hundred
 
 from __future__ import annotations
 
-import abc
 import errno
 import os
 import re
-import signal
-import time
-from dataclasses import dataclass
+
+from squall.sandbox.linux import cgroupfs
+from squall.sandbox.linux.cgroup import Cgroup, CgroupLimits, cpu_quota_us
+from squall.sandbox.linux.cgroup_v1 import CgroupV1
+from squall.sandbox.linux.cgroup_v2 import CgroupV2
 
 __all__ = ["CgroupLimits", "Cgroup", "Cgroups", "CgroupsUnavailable", "cpu_quota_us"]
 
-PERIOD_US = 100_000  # CFS period; the kernel's default for a new group, so never written on v1
-MIN_CORES = 0.01  # = the kernel's minimum quota of 1 ms per 100 ms period
 V2_CONTROLLERS = ("memory", "cpu", "pids")
 V1_CONTROLLERS = ("memory", "cpu", "pids", "freezer")
 SERVER_LEAF = "squall-server"
@@ -55,73 +59,7 @@ class CgroupsUnavailable(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class CgroupLimits:
-    memory_bytes: int  # hard limit, swap excluded (no swap at all where the kernel can say so)
-    cpu_cores: float | None  # None = unlimited; else a CFS quota (see cpu_quota_us)
-    pids_max: int = 1024  # processes + threads
-
-    def __post_init__(self) -> None:
-        if self.memory_bytes <= 0:
-            raise ValueError(f"memory_bytes must be positive, not {self.memory_bytes}")
-        if self.cpu_cores is not None and not self.cpu_cores > 0:
-            raise ValueError(f"cpu_cores must be positive or None, not {self.cpu_cores}")
-        if self.pids_max < 1:
-            raise ValueError(f"pids_max must be at least 1, not {self.pids_max}")
-
-
-def cpu_quota_us(cores: float | None, period_us: int = PERIOD_US) -> int | None:
-    """CFS quota for ``cores`` (None = unlimited), capped at the host's cores, at least 0.01 core."""
-    if cores is None:
-        return None
-    cores = min(max(cores, MIN_CORES), float(os.cpu_count() or 1))
-    return max(1000, round(cores * period_us))
-
-
-# -- file primitives (module functions so that tests can emulate the kernel's mkdir/rmdir) --
-
-
-def _write(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
-def _read(path: str) -> str:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks).decode()
-    finally:
-        os.close(fd)
-
-
-def _mkdir(path: str) -> None:
-    os.mkdir(path, 0o755)
-
-
-def _rmdir(path: str) -> None:
-    os.rmdir(path)
-
-
-def _keyed(text: str, key: str) -> int:
-    """The value of ``key`` in a flat-keyed file ("key value" lines), 0 when absent."""
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == key:
-            return int(parts[1])
-    return 0
-
-
-def _sigkill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+# -- names and our own cgroup -------------------------------------------------------------
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -162,354 +100,6 @@ def _join(*parts: str) -> str:
     return os.path.normpath("/".join(parts))
 
 
-# -- one environment's group --------------------------------------------------------------
-
-
-class Cgroup(abc.ABC):
-    """One environment's cgroup (v1: one directory per hierarchy).
-
-    Joining: :meth:`join` writes a pid to every ``procs_files`` entry. A process may also
-    join itself by writing ``"0"`` (the kernel reads 0 as "the writer"), which is what a
-    freshly forked child inside a new PID namespace should do. Join before dropping
-    privileges: the writer needs write access to the files (and on v2 to the common
-    ancestor's ``cgroup.procs``).
-    """
-
-    version: int
-
-    def __init__(self, name: str, dirs: dict[str, str], driver: Cgroups) -> None:
-        self.name = name
-        self._by_controller = dirs  # controller -> this group's directory in its hierarchy
-        self._dirs = tuple(dict.fromkeys(dirs.values()))  # unique, in controller order
-        self.procs_files: tuple[str, ...] = tuple(d + "/cgroup.procs" for d in self._dirs)
-        self._driver = driver
-        self._procs_fds: tuple[int, ...] = ()
-        self._peak_fd = -1
-
-    def __repr__(self) -> str:
-        return f"<Cgroup v{self.version} {self.name} {self._dirs[0]}>"
-
-    @property
-    def path(self) -> str:
-        """The group's directory (v1: in the memory hierarchy)."""
-        return self._dirs[0]
-
-    # -- joining
-
-    def procs_fds(self) -> tuple[int, ...]:
-        """Open (once) and return write fds of ``procs_files``, e.g. to pass to a zygote."""
-        if not self._procs_fds:
-            fds = []
-            try:
-                for path in self.procs_files:
-                    fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
-            except BaseException:
-                for fd in fds:
-                    os.close(fd)
-                raise
-            self._procs_fds = tuple(fds)
-        return self._procs_fds
-
-    def join(self, pid: int) -> None:
-        """Move process ``pid`` (all its threads) into this group; raises ProcessLookupError if gone."""
-        data = b"%d" % pid
-        for fd in self.procs_fds():
-            os.write(fd, data)
-
-    def close_fds(self) -> None:
-        """Close the cached fds (they are reopened on demand)."""
-        fds, self._procs_fds = self._procs_fds, ()
-        if self._peak_fd >= 0:
-            fds += (self._peak_fd,)
-            self._peak_fd = -1
-        for fd in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    def __del__(self) -> None:
-        try:
-            self.close_fds()
-        except Exception:
-            pass
-
-    # -- reading
-
-    def pids(self) -> list[int]:
-        """Processes in the group (v1: in any of its hierarchies)."""
-        seen: dict[int, None] = {}
-        for path in self.procs_files:
-            try:
-                text = _read(path)
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            for word in text.split():
-                seen[int(word)] = None
-        return list(seen)
-
-    # -- provided by the v1 and v2 implementations
-
-    @abc.abstractmethod
-    def _apply(self, limits: CgroupLimits) -> None: ...
-
-    @abc.abstractmethod
-    def set_cpu(self, cores: float | None) -> None: ...
-
-    @abc.abstractmethod
-    def reset_peak(self) -> None: ...
-
-    @abc.abstractmethod
-    def peak_bytes(self) -> int | None: ...
-
-    @abc.abstractmethod
-    def oom_kills(self) -> int: ...
-
-    def _freeze(self, frozen: bool, wait: float = 0.5) -> bool:
-        """Freeze (waiting up to ``wait`` s until every task is stopped) or thaw; whether it worked."""
-        return False
-
-    # -- killing and removing
-
-    def kill_all(self, timeout: float = 2.0) -> None:
-        """SIGKILL every process of the group, forks racing with us included.
-
-        Idempotent; gone processes and a gone group are fine. Returns once the group is
-        empty, or after ``timeout`` seconds (a process stuck in the kernel) — then
-        :meth:`remove` reports False. ``timeout=0``: one round (every member has been sent
-        SIGKILL, none waited for), cheap enough for an event loop.
-        """
-        if not self.pids():
-            return
-        self._kill_once(min(0.5, max(timeout, 0.02)))
-        deadline = time.monotonic() + timeout
-        delay = 0.0002
-        while pids := self.pids():
-            if time.monotonic() > deadline:
-                return
-            for pid in pids:  # a straggler (kernel without cgroup.kill / freezer)
-                _sigkill(pid)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.01)
-
-    def _kill_once(self, wait: float) -> None:
-        frozen = self._freeze(True, wait)
-        try:
-            for pid in self.pids():
-                _sigkill(pid)
-        finally:
-            if frozen:
-                self._freeze(False)
-
-    def remove(self, timeout: float = 2.0) -> bool:
-        """Kill what is left, then remove the group everywhere; True when it is gone.
-
-        Idempotent. ``timeout=0``: one attempt plus one kill round, no waiting (False if
-        something was still dying: call again later).
-        """
-        self.close_fds()
-        deadline = time.monotonic() + timeout
-        delay = 0.0005
-        pending = list(self._dirs)
-        failed = killed = False
-        while True:
-            busy = []
-            for path in reversed(pending):
-                try:
-                    _rmdir(path)
-                except FileNotFoundError:
-                    pass
-                except OSError as e:
-                    if e.errno not in (errno.EBUSY, errno.ENOTEMPTY):
-                        failed = True  # e.g. EACCES: retrying will not help
-                    busy.append(path)
-            if not busy:
-                return True
-            pending = busy[::-1]
-            if failed or (killed and time.monotonic() > deadline):
-                return False
-            self.kill_all(timeout=max(0.0, deadline - time.monotonic()))
-            if killed:
-                time.sleep(delay)
-                delay = min(delay * 2, 0.02)
-            killed = True
-
-
-class _CgroupV1(Cgroup):
-    version = 1
-
-    def _file(self, controller: str, name: str) -> str:
-        return f"{self._by_controller[controller]}/{name}"
-
-    def _apply(self, limits: CgroupLimits) -> None:
-        memory = self._by_controller["memory"]
-        value = b"%d" % limits.memory_bytes
-        _write(memory + "/memory.limit_in_bytes", value)  # first: memsw may never be below it
-        if self._driver._swap_limit:
-            _write(memory + "/memory.memsw.limit_in_bytes", value)
-        else:  # no swap accounting: at least keep this group's pages out of swap
-            try:
-                _write(memory + "/memory.swappiness", b"0")
-            except OSError:
-                pass
-        quota = cpu_quota_us(limits.cpu_cores)
-        if quota is not None:  # a new group has period 100000 and quota -1 already
-            _write(self._file("cpu", "cpu.cfs_quota_us"), b"%d" % quota)
-        _write(self._file("pids", "pids.max"), b"%d" % limits.pids_max)
-
-    def set_cpu(self, cores: float | None) -> None:
-        quota = cpu_quota_us(cores)
-        _write(self._file("cpu", "cpu.cfs_quota_us"), b"%d" % (-1 if quota is None else quota))
-
-    def _peak(self) -> int:
-        if self._peak_fd < 0:
-            self._peak_fd = os.open(self._file("memory", "memory.max_usage_in_bytes"), os.O_RDWR | os.O_CLOEXEC)
-        return self._peak_fd
-
-    def reset_peak(self) -> None:
-        os.write(self._peak(), b"0")  # resets the high-water mark to the current usage
-
-    def peak_bytes(self) -> int | None:
-        return int(os.pread(self._peak(), 32, 0))
-
-    def oom_kills(self) -> int:
-        try:
-            return _keyed(_read(self._file("memory", "memory.oom_control")), "oom_kill")
-        except FileNotFoundError:
-            return 0
-
-    def _freeze(self, frozen: bool, wait: float = 0.5) -> bool:
-        state = self._file("freezer", "freezer.state")
-        try:
-            _write(state, b"FROZEN" if frozen else b"THAWED")
-            if not frozen:
-                return True
-            deadline = time.monotonic() + wait
-            while _read(state).strip() != "FROZEN":  # FREEZING until every task is stopped
-                if time.monotonic() > deadline:
-                    return True  # still kill; thaw after
-                time.sleep(0.0002)
-            return True
-        except OSError:
-            return False
-
-
-class _CgroupV2(Cgroup):
-    version = 2
-
-    def __init__(self, name: str, dirs: dict[str, str], driver: Cgroups) -> None:
-        super().__init__(name, dirs, driver)
-        self._base_peak = 0
-        self._base_current = 0
-
-    def _apply(self, limits: CgroupLimits) -> None:
-        d = self._dirs[0]
-        controllers = self._driver.controllers
-        if "memory" in controllers:
-            _write(d + "/memory.max", b"%d" % limits.memory_bytes)
-            if self._driver._swap_limit:
-                _write(d + "/memory.swap.max", b"0")
-            if self._driver._oom_group:
-                _write(d + "/memory.oom.group", b"1")  # an OOM kill takes the whole environment
-        if "cpu" in controllers:
-            quota = cpu_quota_us(limits.cpu_cores)
-            if quota is not None:
-                _write(d + "/cpu.max", b"%d %d" % (quota, PERIOD_US))
-        if "pids" in controllers:
-            _write(d + "/pids.max", b"%d" % limits.pids_max)
-
-    def set_cpu(self, cores: float | None) -> None:
-        quota = cpu_quota_us(cores)
-        _write(self._dirs[0] + "/cpu.max", b"max %d" % PERIOD_US if quota is None else b"%d %d" % (quota, PERIOD_US))
-
-    # Peak memory. Since Linux 6.12 memory.peak is writable and the reset is local to the
-    # open file description: a write resets the peak *seen through that fd* to the current
-    # usage. So we keep one O_RDWR fd per group and read it with pread. Older kernels
-    # (read-only memory.peak, 5.19+) get an estimate from the lifetime peak and
-    # memory.current; without memory.peak (< 5.19) memory.current samples only.
-
-    def _peak(self) -> int:
-        if self._peak_fd < 0:
-            path = self._dirs[0] + "/memory.peak"
-            if self._driver._peak_mode == "fd":
-                try:
-                    self._peak_fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-                except PermissionError:
-                    self._driver._peak_mode = "lifetime"
-            if self._driver._peak_mode == "lifetime":
-                self._peak_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        return self._peak_fd
-
-    def _current(self) -> int:
-        return int(_read(self._dirs[0] + "/memory.current"))
-
-    def reset_peak(self) -> None:
-        mode = self._driver._peak_mode
-        if mode == "none":
-            return
-        if mode == "current":
-            self._base_current = self._current()
-            return
-        fd = self._peak()
-        if self._driver._peak_mode == "fd":
-            try:
-                os.write(fd, b"0")
-                return
-            except OSError as e:  # EINVAL/EACCES: a kernel with a read-only memory.peak
-                if e.errno not in (errno.EINVAL, errno.EACCES, errno.EPERM, errno.EBADF):
-                    raise
-                self._driver._peak_mode = "lifetime"
-        self._base_peak = int(os.pread(fd, 32, 0))
-        self._base_current = self._current()
-
-    def peak_bytes(self) -> int | None:
-        mode = self._driver._peak_mode
-        if mode == "none":
-            return None
-        if mode == "current":
-            return max(self._base_current, self._current())
-        peak = int(os.pread(self._peak(), 32, 0))
-        if self._driver._peak_mode == "fd":
-            return peak
-        # read-only lifetime peak: a new high since the reset is exact, otherwise the
-        # peak since the reset was at most the old one: estimate it from memory.current
-        return peak if peak > self._base_peak else max(self._base_current, self._current())
-
-    def oom_kills(self) -> int:
-        if "memory" not in self._driver.controllers:
-            return 0
-        try:
-            return _keyed(_read(self._dirs[0] + "/memory.events"), "oom_kill")
-        except FileNotFoundError:
-            return 0
-
-    def _kill_once(self, wait: float) -> None:
-        if self._driver._kill_file:
-            try:
-                _write(self._dirs[0] + "/cgroup.kill", b"1")  # race-free with forks, 5.14+
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                pass
-        super()._kill_once(wait)
-
-    def _freeze(self, frozen: bool, wait: float = 0.5) -> bool:
-        d = self._dirs[0]
-        try:
-            _write(d + "/cgroup.freeze", b"1" if frozen else b"0")
-            if not frozen:
-                return True
-            deadline = time.monotonic() + wait
-            while not _keyed(_read(d + "/cgroup.events"), "frozen"):
-                if time.monotonic() > deadline:
-                    return True
-                time.sleep(0.0002)
-            return True
-        except OSError:
-            return False
-
-
 # -- the driver ---------------------------------------------------------------------------
 
 
@@ -540,7 +130,7 @@ class Cgroups:
         self._kill_file = kill_file
         self._peak_mode = peak_mode  # v2: fd | lifetime | current | none
         self.moved_to = moved_to  # v2: the leaf the server moved itself into, if it did
-        self._cls = _CgroupV1 if version == 1 else _CgroupV2
+        self._cls = CgroupV1 if version == 1 else CgroupV2
 
     def __repr__(self) -> str:
         return f"<Cgroups v{self.version} {self.scope}>"
@@ -587,7 +177,7 @@ class Cgroups:
         if os.path.basename(base) == SERVER_LEAF and base != mount:
             base = os.path.dirname(base)  # we moved ourselves earlier (or our parent process did)
         try:
-            available = _read(base + "/cgroup.controllers").split()
+            available = cgroupfs.read(base + "/cgroup.controllers").split()
         except OSError as e:
             raise CgroupsUnavailable(f"cannot read {base}/cgroup.controllers: {e}") from None
         missing = [c for c in need if c not in available]
@@ -604,16 +194,16 @@ class Cgroups:
 
         moved_to = None
         is_root = not os.path.exists(base + "/cgroup.type")  # only the root group lacks it
-        if not is_root and str(os.getpid()) in _read(base + "/cgroup.procs").split():
+        if not is_root and str(os.getpid()) in cgroupfs.read(base + "/cgroup.procs").split():
             # "no internal processes": a group with domain controllers enabled for its
             # children cannot hold processes itself, so the server moves into a leaf.
             leaf = base + "/" + SERVER_LEAF
             try:
                 try:
-                    _mkdir(leaf)
+                    cgroupfs.mkdir(leaf)
                 except FileExistsError:
                     pass
-                _write(leaf + "/cgroup.procs", b"0")
+                cgroupfs.write(leaf + "/cgroup.procs", b"0")
             except OSError as e:
                 raise CgroupsUnavailable(f"cannot move the server into {leaf}: {e}") from None
             moved_to = leaf
@@ -622,13 +212,13 @@ class Cgroups:
         except OSError as e:
             others = []
             try:
-                others = _read(base + "/cgroup.procs").split()
+                others = cgroupfs.read(base + "/cgroup.procs").split()
             except OSError:
                 pass
             if moved_to is not None:  # put things back as they were
                 try:
-                    _write(base + "/cgroup.procs", b"0")
-                    _rmdir(moved_to)
+                    cgroupfs.write(base + "/cgroup.procs", b"0")
+                    cgroupfs.rmdir(moved_to)
                 except OSError:
                     pass
             if e.errno == errno.EBUSY and others:
@@ -642,7 +232,7 @@ class Cgroups:
         parent = f"{base}/squall-{scope}"
         try:
             try:
-                _mkdir(parent)
+                cgroupfs.mkdir(parent)
             except FileExistsError:
                 pass
             _enable(parent, need)
@@ -686,12 +276,12 @@ class Cgroups:
         try:
             for path in dict.fromkeys(parents.values()):
                 try:
-                    _mkdir(path)
+                    cgroupfs.mkdir(path)
                     made.append(path)
                 except FileExistsError:
                     pass
         except OSError as e:
-            _rmdir_quietly(made)
+            cgroupfs.rmdir_quietly(made)
             raise CgroupsUnavailable(f"cannot create {path}: {e}") from None
         markers = {
             "memory": "memory.limit_in_bytes",
@@ -701,12 +291,12 @@ class Cgroups:
         }
         lacking = [c for c, f in markers.items() if not os.path.exists(f"{parents[c]}/{f}")]
         if lacking:
-            _rmdir_quietly(made)
+            cgroupfs.rmdir_quietly(made)
             raise CgroupsUnavailable(f"the {' '.join(lacking)} hierarchy lacks its controller files")
         memory = parents["memory"]
         try:  # a no-op on kernels >= 5.x where hierarchy is always on
-            if _read(memory + "/memory.use_hierarchy").strip() == "0":
-                _write(memory + "/memory.use_hierarchy", b"1")
+            if cgroupfs.read(memory + "/memory.use_hierarchy").strip() == "0":
+                cgroupfs.write(memory + "/memory.use_hierarchy", b"1")
         except OSError:
             pass
         return cls(
@@ -730,13 +320,13 @@ class Cgroups:
         made = []
         try:
             for path in group._dirs:
-                _mkdir(path)
+                cgroupfs.mkdir(path)
                 made.append(path)
             group._apply(limits)
             group.procs_fds()  # pre-opened: a join is then one write per hierarchy
         except BaseException:
             group.close_fds()
-            _rmdir_quietly(made)
+            cgroupfs.rmdir_quietly(made)
             raise
         return group
 
@@ -776,21 +366,13 @@ class Cgroups:
         """Remove our parent group(s) if no environment is left in them."""
         for parent in reversed(list(dict.fromkeys(self._parents.values()))):
             try:
-                _rmdir(parent)
+                cgroupfs.rmdir(parent)
             except OSError:
                 pass
 
 
 def _enable(group: str, controllers: tuple[str, ...]) -> None:
-    enabled = _read(group + "/cgroup.subtree_control").split()
+    enabled = cgroupfs.read(group + "/cgroup.subtree_control").split()
     todo = [c for c in controllers if c not in enabled]
     if todo:
-        _write(group + "/cgroup.subtree_control", " ".join("+" + c for c in todo).encode())
-
-
-def _rmdir_quietly(paths: list[str]) -> None:
-    for path in reversed(paths):
-        try:
-            _rmdir(path)
-        except OSError:
-            pass
+        cgroupfs.write(group + "/cgroup.subtree_control", " ".join("+" + c for c in todo).encode())

@@ -166,11 +166,13 @@ class Cgroup(abc.ABC):
         Idempotent; gone processes and a gone group are fine. Returns once the group is
         empty, or after ``timeout`` seconds (a process stuck in the kernel) — then
         :meth:`remove` reports False. ``timeout=0``: one round (every member has been sent
-        SIGKILL, none waited for), cheap enough for an event loop.
+        SIGKILL, none waited for, not even the freezer), cheap enough for an event loop; a
+        process forked during that round is caught by :meth:`remove` later, and an
+        environment's processes also die with its pid namespace.
         """
         if not self.pids():
             return
-        self._kill_once(min(0.5, max(timeout, 0.02)))
+        self._kill_once(min(0.5, timeout))
         deadline = time.monotonic() + timeout
         delay = 0.0002
         while pids := self.pids():

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import squall.runtimes.python
 from squall.sandbox.base import SandboxSpec
-from squall.sandbox.linux.cgroup_removal import remove_cgroup, removals_done
+from squall.sandbox.linux.cgroup_removal import CgroupRemovals
 from squall.sandbox.linux.cgroups import Cgroup, CgroupLimits, Cgroups, CgroupsUnavailable
 from squall.sandbox.linux.handle import LinuxHandle
 from squall.sandbox.linux.zygote_client import ZYGOTE_SCRIPT, Zygote, ZygoteError
@@ -84,6 +84,7 @@ class LinuxBackend:
         self.gid = gid
         self.hostname = hostname
         self.jail_dir = prepare_jail_dir(data_dir)
+        self.removals = CgroupRemovals()
         self._zygotes: dict[str, Zygote] = {}
 
     def zygote_config(self) -> dict[str, object]:
@@ -99,7 +100,7 @@ class LinuxBackend:
     def _zygote(self, interpreter: str) -> Zygote:
         zygote = self._zygotes.get(interpreter)
         if zygote is None:
-            zygote = self._zygotes[interpreter] = Zygote(interpreter, self.zygote_config())
+            zygote = self._zygotes[interpreter] = Zygote(interpreter, self.zygote_config(), self.removals.remove)
         return zygote
 
     def request(self, spec: SandboxSpec) -> tuple[str, dict[str, object]]:
@@ -150,11 +151,11 @@ class LinuxBackend:
                 meta["stocked"] = cgroup.name
             except OSError as e:
                 log.warning("cannot set the limits of a stocked cgroup: %s", e)
-                remove_cgroup(cgroup)
+                self.removals.remove(cgroup)
                 cgroup = None
         if cgroup is None:
             cgroup = self.cgroups.create(f"env-{spec.environment_id}", limits)
-        handle = LinuxHandle(spec, cgroup, lambda: self.replenish(zygote))
+        handle = LinuxHandle(spec, cgroup, self.removals.remove, lambda: self.replenish(zygote))
         payload = os.memfd_create("squall-request", os.MFD_CLOEXEC)
         try:
             os.write(payload, json.dumps(request).encode())
@@ -181,7 +182,7 @@ class LinuxBackend:
             else:
                 if zygote.give_stock(cgroup):
                     return
-                remove_cgroup(cgroup)
+                self.removals.remove(cgroup)
         zygote.restock()
 
     def reap_orphans(self) -> int:
@@ -215,7 +216,7 @@ class LinuxBackend:
         zygotes, self._zygotes = list(self._zygotes.values()), {}
         for zygote in zygotes:
             await zygote.close()
-        await removals_done()
+        await self.removals.done()
         self.cgroups.close()
 
 

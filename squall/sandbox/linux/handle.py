@@ -8,7 +8,6 @@ import socket
 from typing import Callable
 
 from squall.sandbox.base import SandboxSpec
-from squall.sandbox.linux.cgroup_removal import remove_cgroup
 from squall.sandbox.linux.cgroups import Cgroup
 from squall.sandbox.linux.peers import peer_is_among
 
@@ -20,9 +19,16 @@ _KILLED = -9
 class LinuxHandle:
     """One environment: the zygote's child ``pid`` and the environment's cgroup."""
 
-    def __init__(self, spec: SandboxSpec, cgroup: Cgroup, on_started: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        cgroup: Cgroup,
+        remove: Callable[[Cgroup], None],
+        on_started: Callable[[], None] | None = None,
+    ) -> None:
         self.spec = spec
         self.cgroup = cgroup
+        self._remove = remove
         self.on_started = on_started
         self._pid: int | None = None
         self._returncode: int | None = None
@@ -109,4 +115,4 @@ class LinuxHandle:
     def remove_cgroup(self) -> None:
         if not self._removed:
             self._removed = True
-            remove_cgroup(self.cgroup)
+            self._remove(self.cgroup)

@@ -18,7 +18,6 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-from squall.sandbox.linux.cgroup_removal import remove_cgroup
 from squall.sandbox.linux.cgroups import Cgroup
 
 log = logging.getLogger("squall.sandbox.linux")
@@ -36,9 +35,10 @@ class ZygoteError(Exception):
 class Zygote:
     """The server's side of one zygote process (one per interpreter)."""
 
-    def __init__(self, interpreter: str, config: dict[str, object]) -> None:
+    def __init__(self, interpreter: str, config: dict[str, object], remove: Callable[[Cgroup], None]) -> None:
         self.interpreter = interpreter
         self.config = config
+        self._remove = remove  # how a cgroup it no longer needs is removed
         self.pid: int | None = None
         self.rss_kb = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -140,13 +140,8 @@ class Zygote:
             while True:
                 if self._sock is not sock:
                     raise ZygoteError(f"the zygote for {self.interpreter} is not running")
-                try:
-                    sock.sendmsg([data], ancillary)
+                if self._try_send(sock, data, ancillary):
                     return
-                except BlockingIOError:
-                    pass
-                except OSError as e:
-                    raise ZygoteError(f"cannot send a request to the zygote for {self.interpreter}: {e}") from e
                 fd = sock.fileno()
                 writable = self._writable = loop.create_future()
                 loop.add_writer(fd, _resolve, writable)
@@ -155,13 +150,8 @@ class Zygote:
                         await writable
                 except TimeoutError:
                     if self._sock is sock:
-                        try:  # one last try: the loop itself may have been late
-                            sock.sendmsg([data], ancillary)
+                        if self._try_send(sock, data, ancillary):  # one last try: the loop may have been late
                             return
-                        except BlockingIOError:
-                            pass
-                        except OSError as e:
-                            raise ZygoteError(f"cannot send a request to the zygote for {self.interpreter}: {e}") from e
                         self._lost(f"read no request for {_SPAWN_TIMEOUT_S:.0f} s")
                     raise ZygoteError(
                         f"the zygote for {self.interpreter} accepted no request for {_SPAWN_TIMEOUT_S:.0f} s"
@@ -170,6 +160,16 @@ class Zygote:
                     self._writable = None
                     if self._sock is sock:  # else _lost() removed it with the socket
                         loop.remove_writer(fd)
+
+    def _try_send(self, sock: socket.socket, data: bytes, ancillary: list[tuple[int, int, array.array[int]]]) -> bool:
+        """Sent (True), or the socket's buffer is full (False); other failures raise."""
+        try:
+            sock.sendmsg([data], ancillary)
+            return True
+        except BlockingIOError:
+            return False
+        except OSError as e:
+            raise ZygoteError(f"cannot send a request to the zygote for {self.interpreter}: {e}") from e
 
     def restock(self) -> None:
         """Tell the zygote that now is a good time to fork its next spare sandbox."""
@@ -263,7 +263,7 @@ class Zygote:
             callback(None)
         stock, self.stock = self.stock, None
         if stock is not None:
-            remove_cgroup(stock)
+            self._remove(stock)
         if self._proc is not None:
             self._reap(self._proc)
             self._proc = None

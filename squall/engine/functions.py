@@ -19,6 +19,7 @@ from squall.code import CodeLimits, CodePackage, inspect_zip
 from squall.engine.concurrency import ConcurrencyLimits
 from squall.errors import InvalidParameterValue, LambdaError, PreconditionFailed, ResourceConflict, ResourceNotFound
 from squall.function import Code, FunctionVersion, State, UpdateStatus, validate_settings
+from squall.runtimes.bytecode import precompile
 from squall.runtimes.registry import RuntimeRegistry
 from squall.store.blobs import BlobStore
 from squall.store.functions import FunctionRepository
@@ -267,9 +268,11 @@ class FunctionService:
         """Unpack the code, then move the version to Active / Successful (or Failed)."""
         try:
             if package is not None:
-                await asyncio.to_thread(self.blobs.extract, package)
+                tree = await asyncio.to_thread(self.blobs.extract, package)
             else:
-                await asyncio.to_thread(self.blobs.ensure_tree, version.code.sha256_hex)
+                tree = await asyncio.to_thread(self.blobs.ensure_tree, version.code.sha256_hex)
+            if version.runtime in self.runtimes.identifiers():  # else its invokes say what is missing
+                await precompile(self.runtimes.get(version.runtime), tree)
             ok, reason = True, None
         except LambdaError as exc:
             ok, reason = False, exc.message

@@ -268,3 +268,21 @@ def _health(server):
 
     with urllib.request.urlopen(f"{server.endpoint}/health") as response:
         return json.loads(response.read())
+
+
+def test_deployed_modules_are_imported_from_bytecode_compiled_at_deploy(lam):
+    """/var/task is read-only: the bytecode must exist before the first cold start."""
+    code = {
+        "app.py": "import helpers.util\n"
+        "import os, sys\n"
+        "def handler(event, context):\n"
+        "    mods = [sys.modules['app'], helpers.util]\n"
+        "    return {m.__name__: os.path.isfile(m.__cached__) for m in mods}\n",
+        "helpers/__init__.py": "",
+        "helpers/util.py": "VALUE = 42\n",
+        "broken_py2.py": "print 'not imported, not compilable'\n",  # does not stop the deploy
+    }
+    name = create_function(lam, code)
+    response, body = invoke(lam, name, {})
+    assert "FunctionError" not in response, body
+    assert json.loads(body) == {"app": True, "helpers.util": True}

@@ -1,0 +1,69 @@
+"""Byte-compile a Python function's code once, when it is deployed.
+
+Lambda packages rarely carry ``__pycache__``, and ``/var/task`` is read-only inside the
+sandbox, so without this every cold start would compile every module the function imports
+again: ~140–250 ms for click + jmespath + python-dateutil on this machine, ~50 ms with
+bytecode. Squall compiles the extracted tree once per (code, Python version), with the
+runtime's own interpreter (its ``cpython-3XX`` cache tag), before the function becomes
+Active.
+
+It runs in a subprocess: compiling a large package holds the GIL for seconds, which the
+server's event loop must not share. The subprocess is niced, capped in memory and time, and
+only parses the code (nothing of it runs). A file that does not compile (Python 2 code in
+a vendored package, say) is left alone, and compiled or reported at import as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+from pathlib import Path
+
+from squall.runtimes.registry import Runtime
+
+log = logging.getLogger("squall.runtimes")
+
+COMPILE_TIMEOUT_S = 120.0
+COMPILE_MEMORY_BYTES = 2 << 30
+
+
+def has_python_sources(tree: Path) -> bool:
+    return next(tree.rglob("*.py"), None) is not None
+
+
+async def precompile(runtime: Runtime, tree: Path, timeout: float = COMPILE_TIMEOUT_S) -> bool:
+    """Write ``__pycache__`` next to the tree's modules; True when every module compiled."""
+    if runtime.family != "python" or not runtime.interpreter:
+        return False
+    if not await asyncio.to_thread(has_python_sources, tree):
+        return True
+    argv = [runtime.interpreter, "-I", "-S", "-m", "compileall", "-q", "--invalidation-mode", "timestamp", str(tree)]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    except OSError as e:
+        log.warning("cannot byte-compile %s with %s: %s", tree, runtime.interpreter, e)
+        return False
+    _limit(proc.pid)  # the interpreter is still starting: it has parsed nothing yet
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        log.warning("byte-compiling %s took longer than %.0f s; its modules compile at import instead", tree, timeout)
+        return False
+    return proc.returncode == 0
+
+
+def _limit(pid: int) -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, 10)  # behind invocations for the CPU
+        resource.prlimit(pid, resource.RLIMIT_AS, (COMPILE_MEMORY_BYTES, COMPILE_MEMORY_BYTES))
+    except (OSError, AttributeError):  # gone already, or not Linux
+        pass

@@ -81,6 +81,7 @@ def test_cpu_quota_and_limits_validation() -> None:
     assert cpu_quota_us(1024 / 1769) == 57_886
     assert cpu_quota_us(0.0001) == 1_000  # at least 0.01 core (the kernel's 1 ms minimum)
     assert cpu_quota_us(1000.0) == ncpu * 100_000  # capped at the host's cores
+    assert cpu_quota_us(1000.0, host_cores=3) == 300_000  # the manager passes the count it read once
     with pytest.raises(ValueError):
         CgroupLimits(0, None)
     with pytest.raises(ValueError):

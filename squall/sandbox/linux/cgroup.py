@@ -39,11 +39,11 @@ class CgroupLimits:
             raise ValueError(f"pids_max must be at least 1, not {self.pids_max}")
 
 
-def cpu_quota_us(cores: float | None, period_us: int = PERIOD_US) -> int | None:
+def cpu_quota_us(cores: float | None, period_us: int = PERIOD_US, host_cores: int | None = None) -> int | None:
     """CFS quota for ``cores`` (None = unlimited), capped at the host's cores, at least 0.01 core."""
     if cores is None:
         return None
-    cores = min(max(cores, MIN_CORES), float(os.cpu_count() or 1))
+    cores = min(max(cores, MIN_CORES), float(host_cores or os.cpu_count() or 1))
     return max(1000, round(cores * period_us))
 
 

@@ -28,13 +28,13 @@ class CgroupV1(Cgroup):
                 cgroupfs.write(memory + "/memory.swappiness", b"0")
             except OSError:
                 pass
-        quota = cpu_quota_us(limits.cpu_cores)
+        quota = cpu_quota_us(limits.cpu_cores, host_cores=self._driver.host_cores)
         if quota is not None:  # a new group has period 100000 and quota -1 already
             cgroupfs.write(self._file("cpu", "cpu.cfs_quota_us"), b"%d" % quota)
         cgroupfs.write(self._file("pids", "pids.max"), b"%d" % limits.pids_max)
 
     def set_cpu(self, cores: float | None) -> None:
-        quota = cpu_quota_us(cores)
+        quota = cpu_quota_us(cores, host_cores=self._driver.host_cores)
         cgroupfs.write(self._file("cpu", "cpu.cfs_quota_us"), b"%d" % (-1 if quota is None else quota))
 
     def _peak(self) -> int:

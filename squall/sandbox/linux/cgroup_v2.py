@@ -34,14 +34,14 @@ class CgroupV2(Cgroup):
             if self._driver._oom_group:
                 cgroupfs.write(d + "/memory.oom.group", b"1")  # an OOM kill takes the whole environment
         if "cpu" in controllers:
-            quota = cpu_quota_us(limits.cpu_cores)
+            quota = cpu_quota_us(limits.cpu_cores, host_cores=self._driver.host_cores)
             if quota is not None:
                 cgroupfs.write(d + "/cpu.max", b"%d %d" % (quota, PERIOD_US))
         if "pids" in controllers:
             cgroupfs.write(d + "/pids.max", b"%d" % limits.pids_max)
 
     def set_cpu(self, cores: float | None) -> None:
-        quota = cpu_quota_us(cores)
+        quota = cpu_quota_us(cores, host_cores=self._driver.host_cores)
         cgroupfs.write(self._dirs[0] + "/cpu.max", b"max %d" % PERIOD_US if quota is None else b"%d %d" % (quota, PERIOD_US))
 
     # Peak memory. Since Linux 6.12 memory.peak is writable and the reset is local to the

@@ -130,6 +130,7 @@ class Cgroups:
         self._kill_file = kill_file
         self._peak_mode = peak_mode  # v2: fd | lifetime | current | none
         self.moved_to = moved_to  # v2: the leaf the server moved itself into, if it did
+        self.host_cores = os.cpu_count() or 1  # read once: os.cpu_count() reads /sys each call
         self._cls = CgroupV1 if version == 1 else CgroupV2
 
     def __repr__(self) -> str:

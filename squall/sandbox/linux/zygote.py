@@ -201,7 +201,7 @@ class Jail(object):
         self.dirs = set()
         self._bound = []
         self._etc = {}  # path -> entry written in the template
-        self._etc_checked = 0.0
+        self.etc_checked = 0.0
         self._plan()
 
     def _mkdir(self, path, mode=0o755):
@@ -340,15 +340,15 @@ class Jail(object):
                 os.mknod(path, 0o666 | stat.S_IFCHR, op[2])
                 os.chmod(path, 0o666)
         self._write_etc(self.etc_entries())
-        self._etc_checked = time.monotonic()
+        self.etc_checked = time.monotonic()
         mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)
 
     def refresh_etc(self, max_age):
         """Follow changes of the host's resolv.conf, hosts, ... (checked every ``max_age`` s)."""
         now = time.monotonic()
-        if now - self._etc_checked < max_age:
+        if now - self.etc_checked < max_age:
             return
-        self._etc_checked = now
+        self.etc_checked = now
         entries = self.etc_entries()
         if all(self._etc.get(path) == entry for path, entry in entries.items()) and len(entries) == len(self._etc):
             return
@@ -739,6 +739,8 @@ DEFAULT_FLAGS = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
 # The next spare is forked when the server says that the last sandbox has started (its
 # init done: forking earlier takes the CPU from it), or after this long at the latest.
 RESTOCK_DELAY_S = 0.25
+# How stale the sandboxes' copies of the host's /etc files (resolv.conf, hosts, ...) may get.
+ETC_MAX_AGE_S = 2.0
 
 
 def load_bootstrap(path):
@@ -921,9 +923,11 @@ class Zygote(object):
                 sys.stderr.write("squall zygote: cannot fork a spare sandbox: %s\n" % e)
 
     def timeout(self):
-        if self.restock_at is None:
-            return None
-        return max(0.0, self.restock_at - time.monotonic())
+        """Until the next restock, or the next look at the host's /etc files."""
+        now = time.monotonic()
+        etc_due = self.spawner.jail.etc_checked + ETC_MAX_AGE_S
+        due = etc_due if self.restock_at is None else min(etc_due, self.restock_at)
+        return max(0.0, due - now)
 
     def serve(self):
         sock = self.sock
@@ -932,8 +936,11 @@ class Zygote(object):
         self.restock()
         while True:
             events = self.selector.select(self.timeout())
-            if not events and self.restock_at is not None:
-                self.restock()  # idle for a moment: the last sandbox has started
+            if not events:
+                if self.restock_at is not None and time.monotonic() >= self.restock_at:
+                    self.restock()  # idle for a moment: the last sandbox has started
+                # resolv.conf and hosts may change; looked at while idle, never on a spawn's path
+                self.spawner.jail.refresh_etc(max_age=ETC_MAX_AGE_S)
             for key, _ in events:
                 if key.fd == self.wake_r:
                     try:
@@ -964,7 +971,6 @@ class Zygote(object):
                         continue
                     if req.get("op") != "spawn":
                         raise ValueError("unknown op %r" % req.get("op"))
-                    self.spawner.jail.refresh_etc(max_age=2.0)  # resolv.conf and hosts may change
                     pid = self.spawn(req, fds)
                     _send(sock, {"id": req.get("id"), "pid": pid})
                     self.restock_at = time.monotonic() + RESTOCK_DELAY_S
@@ -977,6 +983,8 @@ class Zygote(object):
                         except OSError:
                             pass
             self.reap()
+            if events:  # a zygote that is never idle follows /etc too, after what it had to do
+                self.spawner.jail.refresh_etc(max_age=5 * ETC_MAX_AGE_S)
 
 
 def probe(config):

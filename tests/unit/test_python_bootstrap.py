@@ -349,14 +349,18 @@ def test_trace_id_follows_each_invocation(start):
     w = start_ready(start, {"app.py": """
         import os
         def handler(event, context):
-            return os.environ.get("_X_AMZN_TRACE_ID")
+            seen = os.environ.get("_X_AMZN_TRACE_ID")
+            if event.get("meddle"):  # user code may set it; the next invocation still gets its own
+                os.environ["_X_AMZN_TRACE_ID"] = "set-by-the-function"
+            return seen
     """})
     seen = []
-    for trace in ("Root=1-a", "Root=1-a", "Root=1-b", None, None, "Root=1-a"):
-        meta, body = w.invoke({}, trace_id=trace)
+    for trace, meddle in (("Root=1-a", False), ("Root=1-a", True), ("Root=1-a", False), ("Root=1-b", False),
+                          (None, True), (None, False), ("Root=1-a", False)):
+        meta, body = w.invoke({"meddle": meddle}, trace_id=trace)
         assert meta["ok"], body
         seen.append(json.loads(body))
-    assert seen == ["Root=1-a", "Root=1-a", "Root=1-b", None, None, "Root=1-a"]
+    assert seen == ["Root=1-a", "Root=1-a", "Root=1-a", "Root=1-b", None, None, "Root=1-a"]
 
 
 def test_module_state_persists(start):

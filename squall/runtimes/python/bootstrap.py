@@ -764,16 +764,11 @@ def initialise(channel, spec):
     return handler
 
 
-_UNSET = object()
-_trace_id = _UNSET  # what _X_AMZN_TRACE_ID was last set to (os.environ writes call putenv)
-
-
 def _set_trace_id(trace_id):
-    global _trace_id
+    """_X_AMZN_TRACE_ID as this invocation's; written only when it differs (putenv is not free)."""
     trace_id = trace_id or None
-    if trace_id is _trace_id or trace_id == _trace_id:
+    if os.environ.get("_X_AMZN_TRACE_ID") == trace_id:
         return
-    _trace_id = trace_id
     if trace_id:
         os.environ["_X_AMZN_TRACE_ID"] = trace_id
     else:

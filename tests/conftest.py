@@ -89,14 +89,17 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
     raise RuntimeError("squall server did not start:\n" + "".join(output))
 
 
-def start_strongest_server(data_dir: Path) -> RunningServer:
-    """A server on the ``linux`` sandbox where this machine can build it, else on ``process``."""
+@pytest.fixture(scope="session")
+def strongest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server on the ``linux`` sandbox where this machine can build it, else on ``process``
+    (its ``isolation`` says which)."""
     from tests.contract import linux_unavailable
 
     isolation = "linux" if linux_unavailable() is None else "process"
-    server = start_server(data_dir, "--isolation", isolation)
-    server.isolation = isolation
-    return server
+    running = start_server(tmp_path_factory.mktemp("squall-strongest"), "--isolation", isolation)
+    running.isolation = isolation
+    yield running
+    running.stop()
 
 
 def _drain_in_background(process: subprocess.Popen[str], output: list[str]) -> None:

@@ -29,7 +29,7 @@ COMPILE_TIMEOUT_S = 120.0
 COMPILE_MEMORY_BYTES = 2 << 30
 
 
-def has_python_sources(tree: Path) -> bool:
+def _has_python_sources(tree: Path) -> bool:
     return next(tree.rglob("*.py"), None) is not None
 
 
@@ -37,7 +37,7 @@ async def precompile(runtime: Runtime, tree: Path, timeout: float = COMPILE_TIME
     """Write ``__pycache__`` next to the tree's modules; True when every module compiled."""
     if runtime.family != "python" or not runtime.interpreter:
         return False
-    if not await asyncio.to_thread(has_python_sources, tree):
+    if not await asyncio.to_thread(_has_python_sources, tree):
         return True
     argv = [runtime.interpreter, "-I", "-S", "-m", "compileall", "-q", "--invalidation-mode", "timestamp", str(tree)]
     try:

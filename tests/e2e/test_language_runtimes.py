@@ -13,21 +13,14 @@ import shutil
 
 import pytest
 
-from tests.conftest import create_function, require, start_strongest_server
+from tests.conftest import create_function, require
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = start_strongest_server(tmp_path_factory.mktemp("squall-languages"))
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def lam(server):
-    return server.client("lambda")
+def lam(strongest_server):
+    return strongest_server.client("lambda")
 
 
 def invoke(lam, name, payload=None, **kwargs):
@@ -72,7 +65,7 @@ def node(lam):
     require(shutil.which("node") is not None, "Node.js is not installed (apt install nodejs)")
 
 
-def test_node_async_handler(lam, server, node):
+def test_node_async_handler(lam, strongest_server, node):
     name = create_function(lam, {"index.mjs": NODE_APP}, handler="index.handler", Runtime="nodejs20.x", Timeout=2)
     context = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
     body, error, log, response = invoke(lam, name, {"name": "ada"}, ClientContext=context)
@@ -83,7 +76,7 @@ def test_node_async_handler(lam, server, node):
     assert body["memory"] == "128" and 0 < body["left"] <= 2000
     assert body["clientContext"]["custom"] == {"k": "v"}
     assert body["execEnv"] == "AWS_Lambda_nodejs20.x"
-    if server.isolation == "linux":
+    if strongest_server.isolation == "linux":
         assert body["taskRoot"] == "/var/task" and body["runtimeDir"] == "/var/runtime" and body["uid"] != 0
     assert f"\t{body['requestId']}\tINFO\thello from node ada" in log
     assert "INIT_START Runtime Version: nodejs:" in log
@@ -122,8 +115,8 @@ def test_node_init_errors(lam, node):
     assert error == "Unhandled" and body["errorType"] == "Runtime.UserCodeSyntaxError"
 
 
-def test_node_without_network_reaches_its_runtime_api(lam, server, node):
-    if server.isolation != "linux":
+def test_node_without_network_reaches_its_runtime_api(lam, strongest_server, node):
+    if strongest_server.isolation != "linux":
         pytest.skip("only the linux backend cuts the network")
     name = create_function(lam, {"index.mjs": NODE_APP}, handler="index.handler", Runtime="nodejs20.x",
                            Tags={"squall:network": "none"})
@@ -167,14 +160,14 @@ def ruby(lam):
     require(shutil.which("ruby") is not None, "Ruby is not installed (apt install ruby)")
 
 
-def test_ruby_handler(lam, server, ruby):
+def test_ruby_handler(lam, strongest_server, ruby):
     name = create_function(lam, {"lib/app.rb": RUBY_APP}, handler="lib/app.handler", Runtime="ruby3.3", Timeout=2)
     body, error, log, response = invoke(lam, name, {"name": "matz"})
     assert error is None, (body, log)
     assert body["count"] == 1 and body["event"] == {"name": "matz"}
     assert body["request_id"] == response["ResponseMetadata"]["RequestId"] and body["function_name"] == name
     assert 0 < body["left"] <= 2000
-    if server.isolation == "linux":
+    if strongest_server.isolation == "linux":
         assert body["task_root"] == "/var/task" and body["uid"] != 0
     assert "hello from ruby matz" in log and f"{body['request_id']} -- : logged" in log
     body, error, _, _ = invoke(lam, name, {"name": "again"})

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import create_function, require, start_strongest_server
+from tests.conftest import create_function, require
 
 pytestmark = pytest.mark.timeout(900)  # the first run compiles the RIC
 
@@ -113,15 +113,8 @@ def ric_files() -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = start_strongest_server(tmp_path_factory.mktemp("squall-node-ric"))
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def lam(server):
-    return server.client("lambda")
+def lam(strongest_server):
+    return strongest_server.client("lambda")
 
 
 def ric_function(lam, ric_files, handler: str = "index.handler", code: str = HANDLER, **kwargs) -> str:

@@ -98,9 +98,7 @@ class RestJsonProtocol:
         headers: dict[str, str],
         body: bytes,
     ) -> dict[str, Any]:
-        plan = self._plan(op)
-        if not plan.has_input:
-            return {}
+        plan = self._plan(op)  # an operation without input has no members and no checks
         params: dict[str, Any] = {}
         body_members: list[tuple[str, Shape]] = []
         for name, loc, wire, member, kind in plan.inputs:
@@ -308,7 +306,6 @@ class _OperationPlan:
 
     def __init__(self, op: OperationModel, validators: dict[str, Validator]) -> None:
         shape = op.input_shape
-        self.has_input = shape is not None
         self.input_payload = shape.serialization.get("payload") if shape is not None else None
         self.inputs: tuple[tuple[str, str | None, str, Shape, str], ...] = ()
         self.validate: Validator = _no_check

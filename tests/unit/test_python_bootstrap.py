@@ -685,3 +685,86 @@ def test_max_rss_is_per_invocation(start):
     assert big > 64 * 1024
     if Path("/proc/self/clear_refs").exists():
         assert small < big - 32 * 1024  # the peak was reset before the second call
+
+
+# ---------------------------------------------------------------- rehearsal (spare sandboxes)
+
+_REHEARSAL_SCRIPT = r"""
+import importlib.util, json, logging, os, socket, struct, sys
+spec = importlib.util.spec_from_file_location("bootstrap", sys.argv[1])
+boot = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(boot)
+stand_in, task = sys.argv[2], sys.argv[3]
+os.environ.update({"AWS_LAMBDA_FUNCTION_NAME": "stand-in", "LAMBDA_TASK_ROOT": "/nonexistent"})
+before = (list(sys.path), list(logging.getLogger().handlers), logging.getLogger().level,
+          {n: getattr(boot, n) for n in boot._PROCESS_STATE})
+boot.rehearse(stand_in, "stand_in")
+after = (list(sys.path), list(logging.getLogger().handlers), logging.getLogger().level,
+         {n: getattr(boot, n) for n in boot._PROCESS_STATE})
+report = {"restored": before == after, "module_gone": "stand_in" not in sys.modules,
+          "finder_gone": stand_in not in sys.path_importer_cache}
+# the real function, in the same process, afterwards
+os.environ.update({"AWS_LAMBDA_FUNCTION_NAME": "real", "LAMBDA_TASK_ROOT": task, "_HANDLER": "app.handler"})
+ours, theirs = socket.socketpair()
+def frame(meta, body=b""):
+    m = json.dumps(meta).encode()
+    return struct.pack("!II", len(m), len(body)) + m + body
+theirs.sendall(frame({"t": "invoke", "id": "r-1", "deadline_ms": 4102444800000}, b'{"k": 1}'))
+theirs.shutdown(socket.SHUT_WR)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+report["exit"] = boot.main(ours.detach())
+data = b""
+while True:
+    chunk = theirs.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+frames = []
+while data:
+    ml, bl = struct.unpack_from("!II", data)
+    frames.append((json.loads(data[8:8 + ml]), data[8 + ml:8 + ml + bl].decode()))
+    data = data[8 + ml + bl:]
+report["frames"] = frames
+sys.stderr.write(json.dumps(report) + "\n")
+"""
+
+
+def _rehearse(tmp_path, stand_in_source):
+    stand_in = tmp_path / "stand-in"
+    stand_in.mkdir()
+    (stand_in / "stand_in.py").write_text(stand_in_source)
+    (stand_in / "marker").write_text("")
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "app.py").write_text(
+        "def handler(event, context):\n    return {'event': event, 'name': context.function_name, 'id': context.aws_request_id}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _REHEARSAL_SCRIPT, str(BOOTSTRAP), str(stand_in), str(task)],
+        capture_output=True, timeout=30, env={"PATH": os.environ.get("PATH", "")},
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    return json.loads(proc.stderr.decode().strip().splitlines()[-1]), stand_in
+
+
+def test_rehearsal_runs_a_stand_in_and_leaves_no_trace(tmp_path):
+    report, stand_in = _rehearse(
+        tmp_path,
+        "import os\n"
+        "def handler(event, context):\n"
+        "    open(os.path.join(os.path.dirname(__file__), 'marker'), 'a').write(context.function_name + '\\n')\n"
+        "    return event\n",
+    )
+    assert (stand_in / "marker").read_text() == "stand-in\n"  # it was imported and invoked
+    assert report["restored"] and report["module_gone"] and report["finder_gone"], report
+    # the real function afterwards sees its own environment, not the stand-in's
+    assert report["exit"] == 0
+    (ready, _), (result, body) = report["frames"]
+    assert ready["t"] == "ready" and result["ok"] is True
+    assert json.loads(body) == {"event": {"k": 1}, "name": "real", "id": "r-1"}
+
+
+def test_rehearsal_of_a_stand_in_that_fails_to_import_returns(tmp_path):
+    report, _ = _rehearse(tmp_path, "raise RuntimeError('broken stand-in')\n")
+    assert report["restored"] and report["module_gone"], report
+    assert report["frames"][0][0]["t"] == "ready"

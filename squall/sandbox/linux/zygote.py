@@ -48,9 +48,11 @@ Errors while building the sandbox go to the environment's log and end it with st
 """
 
 import ctypes
+import fcntl
 import gc
 import json
 import os
+import py_compile
 import resource
 import selectors
 import signal
@@ -397,7 +399,6 @@ class Jail(object):
 
 def loopback_up():
     """Bring ``lo`` up (in a network namespace of the sandbox's own, it starts down)."""
-    import fcntl
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         request = struct.pack("16sh14x", b"lo", 0)
@@ -495,9 +496,11 @@ class Spawner(object):
     both waiting: B for a request from the zygote on its ``sync`` socket, C for B's go.
     """
 
-    def __init__(self, config, bootstrap):
+    def __init__(self, config, bootstrap, rehearsal_fd=None):
         self.jail = Jail(config)
         self.bootstrap = bootstrap
+        self.rehearsal_fd = rehearsal_fd  # the stand-in's directory; a sandbox has it as fd 5
+        self.rehearsal_request = json.dumps(rehearsal_request()).encode()
         self.clone_number = CLONE.get(os.uname().machine)
         try:
             with open("/proc/sys/kernel/pid_max") as f:
@@ -549,7 +552,8 @@ class Spawner(object):
             os.setsid()
             os.dup2(sync, 4)
             os.dup2(0, 1)  # /dev/null; 2 stays the zygote's stderr until the log arrives
-            os.closerange(5, _MAXFD)
+            kept = self._keep_rehearsal_fd()
+            os.closerange(kept, _MAXFD)
             os.closerange(3, 4)
             resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -564,6 +568,7 @@ class Spawner(object):
                 os.close(b_end)
                 self.run_c(c_end)
             os.close(c_end)
+            os.closerange(5, kept)  # C's now
             while True:
                 data, fds = recv_fds(4)
                 if not data:
@@ -632,8 +637,10 @@ class Spawner(object):
             prctl(PR_SET_NO_NEW_PRIVS, 1)
             prctl(PR_SET_DUMPABLE, 0)  # not yet: we are still outside the jail
             os.dup2(sock, 4)
-            os.closerange(5, _MAXFD)
+            kept = 6 if self.rehearsal_fd is not None else 5  # B gave us the stand-in as fd 5
+            os.closerange(kept, _MAXFD)
             self.warm_up()
+            os.closerange(5, kept)
             data, fds = recv_fds(4)
             if len(fds) != 2:
                 os._exit(0 if not data else SETUP_FAILED)  # a spare nobody used
@@ -670,15 +677,37 @@ class Spawner(object):
             _write_error(str(e) or repr(e))
         os._exit(SETUP_FAILED)
 
+    def _keep_rehearsal_fd(self):
+        """Put the stand-in's directory at fd 5 (for C); returns the first fd not kept."""
+        if self.rehearsal_fd is None:
+            return 5
+        os.dup2(self.rehearsal_fd, 5)
+        return 6
+
     def warm_up(self):
         """While a spare: touch what the runtime's init will touch (copy-on-write and new
         pages cost several µs each in a VM), so that less of it happens once a request waits.
-        Runs only our code: the runtime's env-independent set-up, the compiler."""
+        Runs only our code: the compiler, then a rehearsal of a request (the steps of
+        ``run_c`` and the runtime's ``main`` on a stand-in function, undone afterwards)."""
         if self.bootstrap is None:
             return
         try:
             self.bootstrap.setup_streams()
             exec(compile(_WARM_UP_SOURCE, "/var/task/_warm_up.py", "exec"), {"__name__": "_warm_up"})
+            if self.rehearsal_fd is None:
+                return
+            saved = dict(os.environ)
+            try:
+                req = json.loads(self.rehearsal_request)
+                os.environ.clear()
+                os.environ.update(req["env"])
+                time.tzset()
+                # through the fd: its path (in the data dir) is not ours to traverse
+                self.bootstrap.rehearse("/proc/self/fd/5", REHEARSAL_MODULE)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+                time.tzset()
         except Exception:
             pass
 
@@ -770,27 +799,83 @@ def handler(event, context):
 """
 
 
-def warm_up():
-    """Run the import machinery once on a throw-away module, so that forks find it warm
+# A stand-in function that spare sandboxes rehearse a request with (``Spawner.warm_up``).
+REHEARSAL_MODULE = "_squall_rehearsal"
+REHEARSAL_SOURCE = """\
+import json
+import os
+
+
+def handler(event, context):
+    return {"echo": event, "request": context.aws_request_id, "name": os.environ.get("AWS_LAMBDA_FUNCTION_NAME")}
+"""
+
+
+def make_rehearsal_dir(directory):
+    """``directory`` (beside the jail's) holding the stand-in module and its bytecode, the
+    path a deployed function takes; returns an fd of it, placed above the fds that
+    sandboxes rearrange."""
+    os.makedirs(directory, 0o755, exist_ok=True)
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, REHEARSAL_MODULE + ".py")
+    try:
+        with open(path) as f:
+            current = f.read()
+    except OSError:
+        current = None
+    if current != REHEARSAL_SOURCE:
+        with open(path + ".new", "w") as f:
+            f.write(REHEARSAL_SOURCE)
+        os.rename(path + ".new", path)
+    py_compile.compile(path, doraise=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64)
+    finally:
+        os.close(fd)
+
+
+def rehearsal_request():
+    """A spawn request as the backend sends one (placeholder values of typical sizes)."""
+    name = "rehearsal-function"
+    stream = "2026/01/01/[$LATEST]" + "0" * 32
+    env = {
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/" + name,
+        "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+        "AWS_LAMBDA_LOG_FORMAT": "Text",
+        "LAMBDA_TASK_ROOT": TASK_ROOT,
+        "LAMBDA_RUNTIME_DIR": RUNTIME_DIR,
+        "_HANDLER": "lambda_function.handler",
+        "_SQUALL_MEMORY_PROBE": "0",
+        "TZ": ":UTC",
+        "LANG": "en_US.UTF-8",
+        "PATH": "/usr/local/bin:/usr/bin:/bin:/opt/bin",
+        "LD_LIBRARY_PATH": TASK_ROOT + ":" + TASK_ROOT + "/lib:/opt/lib",
+    }
+    return {"mode": "python", "argv": [sys.executable, "-s", RUNTIME_DIR + "/bootstrap.py"], "env": env,
+            "code_dir": "/" + "x" * 80, "tmp_mb": 512, "loopback": False}
+
+
+def warm_up(directory):
+    """Run the import machinery on the stand-in module, so that forks find it warm
     (Python 3.11 specialises bytecode as it runs: done here once, not in every sandbox)."""
     import importlib
-    import tempfile
 
-    with tempfile.TemporaryDirectory() as directory:
-        name = "_squall_warm_up"
-        with open(os.path.join(directory, name + ".py"), "w") as f:
-            f.write("import json\n\ndef handler(event, context):\n    return event\n")
-        sys.path.insert(0, directory)
-        sys.dont_write_bytecode, saved = True, sys.dont_write_bytecode
-        try:
-            for _ in range(3):
-                importlib.import_module(name)
-                del sys.modules[name]
-        finally:
-            sys.dont_write_bytecode = saved
-            sys.path.remove(directory)
-            sys.path_importer_cache.pop(directory, None)
-            importlib.invalidate_caches()
+    sys.path.insert(0, directory)
+    try:
+        for _ in range(3):
+            importlib.import_module(REHEARSAL_MODULE)
+            del sys.modules[REHEARSAL_MODULE]
+    finally:
+        sys.path.remove(directory)
+        sys.path_importer_cache.pop(directory, None)
 
 
 def _send(sock, obj):
@@ -1056,8 +1141,14 @@ def main(argv):
             __import__(name)
         except ImportError:
             pass
-    warm_up()
-    spawner = Spawner(config, bootstrap)
+    rehearsal_dir = os.path.join(os.path.dirname(config["jail_dir"]), "rehearsal")
+    try:
+        rehearsal_fd = make_rehearsal_dir(rehearsal_dir)
+        warm_up(rehearsal_dir)
+    except (OSError, py_compile.PyCompileError) as e:
+        sys.stderr.write("squall zygote: spare sandboxes will not rehearse (slower cold starts): %s\n" % e)
+        rehearsal_fd = None
+    spawner = Spawner(config, bootstrap, rehearsal_fd)
     spawner.jail.prepare()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
     try:

@@ -431,6 +431,40 @@ def test_linux_reaps_orphans_of_a_crashed_server(linux, tmp_path):
     run(linux, tmp_path, scenario)
 
 
+async def _offered_spare(zygote, timeout: float = 10.0) -> int:
+    """The pid of the spare the zygote has handed to the server (waits for the offer)."""
+    deadline = time.monotonic() + timeout
+    while zygote._spare is None:
+        assert time.monotonic() < deadline, "the zygote never handed over a spare sandbox"
+        await asyncio.sleep(0.01)
+    return zygote._spare[0]
+
+
+def test_linux_cold_start_takes_the_handed_over_spare_and_survives_its_death(linux, tmp_path):
+    async def scenario(h: Harness) -> None:
+        fn, code = h.function(ECHO)
+        first, _ = await h.invoke(fn, code, {"n": 1})
+        (zygote,) = h.backend._zygotes.values()
+        pid = await _offered_spare(zygote)
+        async with h.pool.lease(fn, h.runtime, code) as held:  # the idle one: the next is a cold start
+            assert held is first
+            second, result = await h.invoke(fn, code, {"n": 2})
+        assert second._handle.pid == pid  # the server started the spare itself
+        assert orjson.loads(result.payload)["event"] == {"n": 2}
+
+        # a spare that dies while the server holds it: the start goes through the zygote
+        pid = await _offered_spare(zygote)
+        os.kill(pid, signal.SIGKILL)
+        while os.path.exists(f"/proc/{pid}/fd/4"):  # its end of the socket is closed
+            await asyncio.sleep(0.005)
+        async with h.pool.lease(fn, h.runtime, code), h.pool.lease(fn, h.runtime, code):
+            third, result = await h.invoke(fn, code, {"n": 3})
+        assert third._handle.pid != pid
+        assert orjson.loads(result.payload)["event"] == {"n": 3}, result.payload
+
+    run(linux, tmp_path, scenario)
+
+
 def test_linux_zygote_death_fails_its_environments_and_a_new_one_starts(linux, tmp_path):
     async def scenario(h: Harness) -> None:
         fn, code = h.function(SLEEPY)

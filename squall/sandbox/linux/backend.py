@@ -16,6 +16,8 @@ burst). ``kill()`` kills the whole cgroup; the exit status is reported by the zy
 the parent of every environment. To keep slow work off cold starts, the zygote keeps a
 spare sandbox forked ahead of time, and the backend gives it a cgroup to join ahead of
 time too ("stock"): when an environment has finished starting, the next ones get ready.
+A spare in the stocked cgroup is handed to the server, which then starts it without the
+zygote: one process hop less on a cold start.
 """
 
 from __future__ import annotations
@@ -144,11 +146,13 @@ class LinuxBackend:
         limits = CgroupLimits(memory_bytes=spec.memory_mb << 20, cpu_cores=None, pids_max=spec.pids_max)
         meta: dict[str, object] = {"network": spec.network}
         cgroup = None
+        spare = None
         if spec.network and zygote.stock is not None:  # the next spare is in it already
             cgroup, zygote.stock = zygote.stock, None
             try:
                 set_limits(cgroup, limits)
                 meta["stocked"] = cgroup.name
+                spare = zygote.take_spare(cgroup)
             except OSError as e:
                 log.warning("cannot set the limits of a stocked cgroup: %s", e)
                 self.removals.remove(cgroup)
@@ -159,9 +163,12 @@ class LinuxBackend:
         payload = os.memfd_create("squall-request", os.MFD_CLOEXEC)
         try:
             os.write(payload, json.dumps(request).encode())
-            procs = list(cgroup.procs_fds())
-            meta["procs"] = len(procs)
-            handle._pid = await zygote.spawn(meta, [payload, channel_fd, log_fd, *procs], handle.on_exit)
+            if spare is not None and zygote.start_spare(spare, [payload, channel_fd, log_fd], handle.on_exit):
+                handle._pid = spare[0]  # the spare had joined the cgroup: the zygote is not involved
+            else:
+                procs = list(cgroup.procs_fds())
+                meta["procs"] = len(procs)
+                handle._pid = await zygote.spawn(meta, [payload, channel_fd, log_fd, *procs], handle.on_exit)
         except BaseException:
             handle.kill()
             handle.remove_cgroup()

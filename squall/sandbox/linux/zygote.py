@@ -23,6 +23,10 @@ Control protocol: one JSON object per datagram.
   fresh cgroup: the next spare sandbox joins it ahead of time (on cgroup v1 a migration
   waits for an RCU grace period: milliseconds); a spawn with ``"stocked": name`` then
   needs no join. ``{"op": "restock"}``: a good moment to fork the next spare.
+* zygote → server: ``{"spare": pid, "cgroup": name}`` with SCM_RIGHTS ``[sync]``: the
+  spare that joined the stocked cgroup is the server's. It sends ``spawn`` (fds
+  ``[request, channel, log]``) to B itself, a hop less on the cold path, then tells us
+  ``{"op": "taken", "pid": pid}``; B's exit is reported as any other child's.
 * zygote → server, for every child that ends: ``{"exited": pid, "status": s}`` with ``s``
   the exit code or ``-signal``
 * EOF on the control socket: the zygote exits (its environments live on until their own
@@ -34,8 +38,10 @@ Process tree of one environment (B is the pid the server knows)::
                └ C  the runtime, forked by B (a random pid, not 1: it can signal itself)
 
 The zygote keeps one *spare* sandbox ready: B has made its mounts private, mounted its
-/proc and forked C; C has dropped privileges and warmed its memory up; both wait. A
-spawn then only finishes it: B joins the cgroup (unless the spare joined a stocked one
+/proc and forked C; C has dropped privileges and rehearsed a request on a stand-in
+function (so that the pages the runtime writes are copied before anyone waits); both
+wait. Once the spare has joined a stocked cgroup, the zygote hands it to the server,
+which sends it the spawn itself. A spawn then only finishes it: B joins the cgroup (unless the spare joined a stocked one
 already), passes the request, channel and log to C, bind-mounts the code at /var/task,
 mounts /tmp and /dev/shm, pivot_roots into the jail (see :class:`Jail`), sets the
 hostname, says "jailed" to C and drops its privileges too; meanwhile C has put fds 0-3 in
@@ -912,6 +918,7 @@ class Zygote(object):
         self.selector.register(wake_r, selectors.EVENT_READ)
         self.spare_died_at = -1e9
         self.restock_at = None  # when to fork the next spare: once the last start is done
+        self.offered = None  # pid of the spare handed to the server, until it is taken
 
     def make_spare(self, flags, join_stock=True):
         pid, sync = self.spawner.spare(flags, ())
@@ -941,8 +948,30 @@ class Zygote(object):
         spare = self.spares.get(DEFAULT_FLAGS)
         if spare is not None and spare not in self.joined:
             self.join(spare)
+            self.offer()
         else:
             self.restock()
+
+    def offer(self):
+        """Hand the server the default spare once it has joined a stocked cgroup: B's sync
+        socket, so that the server sends the spawn to B itself (a hop less)."""
+        pid = self.spares.get(DEFAULT_FLAGS)
+        if pid is None or pid not in self.joined or self.offered is not None:
+            return
+        message = json.dumps({"spare": pid, "cgroup": self.joined[pid]}).encode()
+        try:
+            send_fds(self.sock.fileno(), message, [self.children[pid]])
+        except OSError:
+            return  # the server's socket is full: the spare serves a spawn through us
+        del self.spares[DEFAULT_FLAGS]
+        self.offered = pid
+
+    def taken(self, pid):
+        """The server has sent the offered spare its spawn."""
+        if self.offered == pid:
+            self.offered = None
+            self.joined.pop(pid, None)
+            self.restock_at = time.monotonic() + RESTOCK_DELAY_S
 
     def reap(self):
         while self.children:
@@ -959,6 +988,9 @@ class Zygote(object):
                     del self.spares[flags]
                     self.spare_died_at = time.monotonic()
                     pid = None
+            if pid is not None and pid == self.offered:  # the server holds it: it hears below
+                self.offered = None
+                self.spare_died_at = time.monotonic()
             status = _status_of(wait_status)
             if sync is not None:
                 try:
@@ -977,10 +1009,14 @@ class Zygote(object):
         if len(fds) != 3 + int(req.get("procs", 0)):
             raise ValueError("expected the request, channel, log and %s cgroup fds, got %d fds" % (req.get("procs"), len(fds)))
         flags = DEFAULT_FLAGS if req.get("network", True) else DEFAULT_FLAGS | CLONE_NEWNET
-        pid = self.spares.pop(flags, None)
+        stocked = req.get("stocked")
+        pid = None
+        if stocked and self.offered is not None and self.joined.get(self.offered) == stocked:
+            pid, self.offered = self.offered, None  # the server asked before it heard of the offer
+        if pid is None:
+            pid = self.spares.pop(flags, None)
         if pid is None:
             pid = self.make_spare(flags, join_stock=False)
-        stocked = req.get("stocked")
         joined = stocked and self.joined.pop(pid, None) == stocked
         try:
             send_fds(self.children[pid], b"spawn", fds[:3] if joined else fds)  # else B joins now
@@ -1000,12 +1036,16 @@ class Zygote(object):
 
     def restock(self):
         self.restock_at = None
-        if DEFAULT_FLAGS not in self.spares and time.monotonic() - self.spare_died_at > 1.0:
+        if DEFAULT_FLAGS in self.spares or self.offered is not None:
+            return
+        if time.monotonic() - self.spare_died_at > 1.0:
             try:
                 self.spares[DEFAULT_FLAGS] = self.make_spare(DEFAULT_FLAGS)
             except OSError as e:  # e.g. out of pids: the next spawn forks on demand
                 self.spare_died_at = time.monotonic()
                 sys.stderr.write("squall zygote: cannot fork a spare sandbox: %s\n" % e)
+                return
+            self.offer()
 
     def timeout(self):
         """Until the next restock, or the next look at the host's /etc files."""
@@ -1053,6 +1093,9 @@ class Zygote(object):
                     if req.get("op") == "stock":
                         self.take_stock(req["cgroup"], fds)
                         fds = []  # ours now
+                        continue
+                    if req.get("op") == "taken":
+                        self.taken(req.get("pid"))
                         continue
                     if req.get("op") != "spawn":
                         raise ValueError("unknown op %r" % req.get("op"))

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import json
 import logging
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -26,6 +27,7 @@ ZYGOTE_SCRIPT = Path(__file__).resolve().parent / "zygote.py"
 
 _ZYGOTE_START_TIMEOUT_S = 30.0
 _SPAWN_TIMEOUT_S = 10.0
+_FD_SIZE = array.array("i").itemsize
 
 
 class ZygoteError(Exception):
@@ -53,9 +55,12 @@ class Zygote:
         # other's callbacks and all but one would wait forever (a burst of cold starts
         # fills the socket's send buffer).
         self._send_lock = asyncio.Lock()
+        self._notices: set[asyncio.Task[None]] = set()  # "taken" notices waiting for room
         self._writable: asyncio.Future[None] | None = None  # what the sender holding it waits on
-        # the cgroup that the zygote's next spare sandbox joins ahead of time (see stock())
+        # the cgroup that the zygote's next spare sandbox joins ahead of time (see give_stock())
         self.stock: Cgroup | None = None
+        # a spare that joined it, handed over by the zygote: (pid of B, B's sync socket)
+        self._spare: tuple[int, socket.socket, str] | None = None
 
     @property
     def alive(self) -> bool:
@@ -193,31 +198,96 @@ class Zygote:
         self.stock = cgroup
         return True
 
+    def take_spare(self, cgroup: Cgroup) -> tuple[int, socket.socket] | None:
+        """The zygote's spare sandbox that joined ``cgroup``, now ours to start (or None)."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        pid, sync, name = spare
+        if name != cgroup.name:
+            self._spare = spare
+            return None
+        return pid, sync
+
+    def start_spare(self, spare: tuple[int, socket.socket], fds: list[int], on_exit: Callable[[int | None], None]) -> bool:
+        """Send a spare its spawn (fds: request, channel, log); False if it is gone."""
+        pid, sync = spare
+        try:
+            sync.sendmsg([b"spawn"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        except OSError:  # it died (or, never seen, its buffer is full): the caller asks the zygote
+            return False
+        finally:
+            sync.close()
+        self._watched[pid] = on_exit
+        data = json.dumps({"op": "taken", "pid": pid}).encode()
+        sock = self._sock
+        if sock is not None and not self._try_send_quietly(sock, data):
+            task = asyncio.get_running_loop().create_task(self._send_quietly(sock, data))
+            self._notices.add(task)
+            task.add_done_callback(self._notices.discard)
+        return True
+
+    def _try_send_quietly(self, sock: socket.socket, data: bytes) -> bool:
+        try:
+            return self._try_send(sock, data, [])
+        except ZygoteError:
+            return True  # the zygote is gone: nothing to tell
+
+    async def _send_quietly(self, sock: socket.socket, data: bytes) -> None:
+        try:
+            await self._send(sock, data, [])
+        except ZygoteError as e:
+            log.warning("%s", e)
+
     def _on_readable(self) -> None:
         sock = self._sock
         if sock is None:
             return
         while True:
             try:
-                data = sock.recv(65536)
+                data, ancillary, _flags, _ = sock.recvmsg(65536, socket.CMSG_SPACE(4 * _FD_SIZE))
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
-                data = b""
+                data, ancillary = b"", []
+            fds = _received_fds(ancillary)
             if not data:
+                _close_all(fds)
                 self._lost("exited")
                 return
             try:
                 message = json.loads(data)
             except ValueError:
+                _close_all(fds)
                 log.error("zygote for %s sent garbage: %r", self.interpreter, data[:200])
                 continue
+            if isinstance(message, dict) and "spare" in message and len(fds) == 1:
+                self._take_offer(message, fds[0])
+                continue
+            _close_all(fds)
             if isinstance(message, dict):
                 self._dispatch(message)
 
+    def _take_offer(self, message: dict[str, object], fd: int) -> None:
+        self._drop_spare()
+        sync = socket.socket(fileno=fd)
+        if self.stock is None or self.stock.name != message.get("cgroup"):
+            sync.close()  # we have started an environment in that cgroup meanwhile: it took this spare
+            return
+        sync.setblocking(False)
+        self._spare = (int(message["spare"]), sync, self.stock.name)  # type: ignore[arg-type]
+
+    def _drop_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare[1].close()
+
     def _dispatch(self, message: dict[str, object]) -> None:
         if "exited" in message:
-            callback = self._watched.pop(int(message["exited"]), None)  # type: ignore[arg-type]
+            pid = int(message["exited"])  # type: ignore[arg-type]
+            if self._spare is not None and self._spare[0] == pid:
+                self._drop_spare()  # the spare we held died unused
+            callback = self._watched.pop(pid, None)
             if callback is not None:
                 callback(int(message["status"]))  # type: ignore[arg-type]
         elif "ready" in message:
@@ -258,6 +328,7 @@ class Zygote:
             if not future.done():
                 future.set_exception(ZygoteError(f"the zygote for {self.interpreter} {why}"))
         self._pending.clear()
+        self._drop_spare()
         watched, self._watched = self._watched, {}
         for callback in watched.values():
             callback(None)
@@ -283,6 +354,19 @@ class Zygote:
         if proc is not None:
             proc.kill()
             await asyncio.to_thread(proc.wait)
+
+
+def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    fds: list[int] = []
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.extend(array.array("i", data[: len(data) - len(data) % _FD_SIZE]))
+    return fds
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

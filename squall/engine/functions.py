@@ -19,7 +19,7 @@ from squall.code import CodeLimits, CodePackage, inspect_zip
 from squall.engine.concurrency import ConcurrencyLimits
 from squall.errors import InvalidParameterValue, LambdaError, PreconditionFailed, ResourceConflict, ResourceNotFound
 from squall.function import Code, FunctionVersion, State, UpdateStatus, validate_settings
-from squall.runtimes.bytecode import precompile
+from squall.runtimes.bytecode import Precompiler
 from squall.runtimes.registry import RuntimeRegistry
 from squall.store.blobs import BlobStore
 from squall.store.functions import FunctionRepository
@@ -63,6 +63,7 @@ class FunctionService:
         self._tags: dict[str, dict[str, str]] = {}
         self._code_paths: dict[str, Path] = {}  # code hash → extracted tree (saves pathlib on invoke)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._bytecode = Precompiler()
 
     # ---- start-up ----------------------------------------------------------------
     async def load(self) -> None:
@@ -272,7 +273,7 @@ class FunctionService:
             else:
                 tree = await asyncio.to_thread(self.blobs.ensure_tree, version.code.sha256_hex)
             if version.runtime in self.runtimes.identifiers():  # else its invokes say what is missing
-                await precompile(self.runtimes.get(version.runtime), tree)
+                await self._bytecode.ensure(self.runtimes.get(version.runtime), tree)
             ok, reason = True, None
         except LambdaError as exc:
             ok, reason = False, exc.message

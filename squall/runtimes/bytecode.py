@@ -19,6 +19,7 @@ import asyncio
 import logging
 import os
 import resource
+import subprocess
 from pathlib import Path
 
 from squall.runtimes.registry import Runtime
@@ -41,24 +42,61 @@ async def precompile(runtime: Runtime, tree: Path, timeout: float = COMPILE_TIME
         return True
     argv = [runtime.interpreter, "-I", "-S", "-m", "compileall", "-q", "--invalidation-mode", "timestamp", str(tree)]
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        # subprocess (vfork + exec), not the event loop's fork: a fork marks every page of
+        # the server copy-on-write, and the server would then fault on each page it writes
+        # (several µs a page on a VM: milliseconds on the next invocations)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError as e:
         log.warning("cannot byte-compile %s with %s: %s", tree, runtime.interpreter, e)
         return False
     _limit(proc.pid)  # the interpreter is still starting: it has parsed nothing yet
     try:
-        await asyncio.wait_for(proc.wait(), timeout)
+        await asyncio.wait_for(_exited(proc), timeout)
     except TimeoutError:
         proc.kill()
-        await proc.wait()
+        await asyncio.to_thread(proc.wait)
         log.warning("byte-compiling %s took longer than %.0f s; its modules compile at import instead", tree, timeout)
         return False
     return proc.returncode == 0
+
+
+async def _exited(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for ``proc`` without a thread: its pidfd where there is one, else by polling."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        while proc.poll() is None:
+            await asyncio.sleep(0.02)
+        return
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    proc.wait()  # it has exited: this only reaps it
+
+
+class Precompiler:
+    """Compiles each extracted tree once per interpreter and server run.
+
+    A tree never changes (it is named after its code's hash), so an update of the
+    configuration alone starts no compiler; a tree extracted again is a new directory.
+    """
+
+    def __init__(self) -> None:
+        self._done: set[tuple[str, int, str]] = set()
+
+    async def ensure(self, runtime: Runtime, tree: Path) -> None:
+        try:
+            key = (str(tree), tree.stat().st_ino, runtime.interpreter or "")
+        except OSError:
+            return
+        if key not in self._done:
+            await precompile(runtime, tree)
+            self._done.add(key)
 
 
 def _limit(pid: int) -> None:

@@ -62,3 +62,46 @@ def test_a_missing_interpreter_is_reported_not_raised(tmp_path: Path) -> None:
     tree = tree_with(tmp_path, {"app.py": "A = 1\n"})
     assert not asyncio.run(precompile(runtime, tree))
     assert not os.path.exists(tree / "__pycache__")
+
+
+def test_the_compiler_is_not_forked_from_the_server(tmp_path: Path, monkeypatch) -> None:
+    # a fork would mark the server's memory copy-on-write; subprocess.Popen uses vfork/exec
+    import subprocess
+
+    started = []
+    real = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    tree = tree_with(tmp_path, {"app.py": "A = 1\n"})
+    assert asyncio.run(precompile(PYTHON, tree))
+    assert started and started[0][0] == sys.executable
+
+
+def test_a_tree_is_compiled_once_per_interpreter(tmp_path: Path, monkeypatch) -> None:
+    from squall.runtimes import bytecode
+
+    calls = []
+
+    async def fake(runtime, tree, timeout=bytecode.COMPILE_TIMEOUT_S):
+        calls.append((runtime.interpreter, tree))
+        return True
+
+    monkeypatch.setattr(bytecode, "precompile", fake)
+    tree = tree_with(tmp_path, {"app.py": "A = 1\n"})
+    other = Runtime("python3.12", "python", "/usr/bin/python3.12", "3.12.0")
+    compiler = bytecode.Precompiler()
+
+    async def scenario() -> None:
+        await compiler.ensure(PYTHON, tree)
+        await compiler.ensure(PYTHON, tree)  # a configuration update: nothing to do
+        await compiler.ensure(other, tree)  # another interpreter: its own cache tag
+        tree.rename(tmp_path / "old")
+        tree.mkdir()  # extracted again: a new directory
+        await compiler.ensure(PYTHON, tree)
+
+    asyncio.run(scenario())
+    assert calls == [(sys.executable, tree), ("/usr/bin/python3.12", tree), (sys.executable, tree)]

@@ -134,6 +134,20 @@ def tag() -> str:
 
 # ---------------------------------------------------------------------------- the contract
 
+JAIL_PROBE = """
+import os, socket
+def handler(event, context):
+    st = os.statvfs("/tmp")
+    return {
+        "task": sorted(n for n in os.listdir("/var/task") if n != "__pycache__"),
+        "task_writable": os.access("/var/task", os.W_OK),
+        "tmp_mb": st.f_blocks * st.f_frsize >> 20,
+        "hostname": socket.gethostname(),
+        "cwd": os.getcwd(),
+        "host_path_seen": os.path.exists(event["host"]),
+    }
+"""
+
 ECHO = """
 import os
 def handler(event, context):
@@ -412,6 +426,25 @@ def test_linux_sandbox_basics_and_network_off(linux, tmp_path):
         run(linux, tmp_path, scenario)
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize("mount_fds", [True, False], ids=["jail-built-ahead", "jail-built-on-request"])
+def test_linux_jail_either_way(linux, tmp_path, mount_fds):
+    """Spares build the jail ahead and take the code as a mount fd where the kernel allows
+    it; elsewhere each sandbox builds it after its request. Both give the same sandbox."""
+    async def scenario(h: Harness) -> None:
+        h.backend.mount_fds = mount_fds
+        fn, code = h.function(JAIL_PROBE, ephemeral_storage=700)
+        for _ in range(2):  # the first start takes the zygote's path, the next a spare
+            async with h.pool.lease(fn, h.runtime, code):  # held: the next lease starts another
+                _, result = await h.invoke(fn, code, {"host": str(code)})
+            seen = orjson.loads(result.payload)
+            assert seen == {"task": ["app.py"], "task_writable": False, "tmp_mb": 700, "hostname": "localhost",
+                            "cwd": "/var/task", "host_path_seen": False}, seen
+        (zygote,) = h.backend._zygotes.values()
+        assert zygote.trees is mount_fds
+
+    run(linux, tmp_path, scenario)
 
 
 def test_linux_reaps_orphans_of_a_crashed_server(linux, tmp_path):

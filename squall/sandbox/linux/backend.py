@@ -36,6 +36,7 @@ from squall.sandbox.base import SandboxSpec
 from squall.sandbox.linux.cgroup_removal import CgroupRemovals
 from squall.sandbox.linux.cgroups import Cgroup, CgroupLimits, Cgroups, CgroupsUnavailable
 from squall.sandbox.linux.handle import LinuxHandle
+from squall.sandbox.linux.trees import open_tree
 from squall.sandbox.linux.zygote_client import ZYGOTE_SCRIPT, Zygote, ZygoteError
 
 __all__ = [
@@ -88,6 +89,9 @@ class LinuxBackend:
         self.jail_dir = prepare_jail_dir(data_dir)
         self.removals = CgroupRemovals()
         self._zygotes: dict[str, Zygote] = {}
+        # spares build their jail before a request, the code arriving as a mount fd (where the
+        # kernel has open_tree/move_mount); False: each sandbox builds it after its request
+        self.mount_fds = True
 
     def zygote_config(self) -> dict[str, object]:
         return {
@@ -97,6 +101,7 @@ class LinuxBackend:
             "hostname": self.hostname,
             "runtime_dir": str(PYTHON_RUNTIME_DIR),
             "bootstrap": str(BOOTSTRAP),
+            "mount_fds": self.mount_fds,
         }
 
     def _zygote(self, interpreter: str) -> Zygote:
@@ -161,20 +166,29 @@ class LinuxBackend:
             cgroup = self.cgroups.create(f"env-{spec.environment_id}", limits)
         handle = LinuxHandle(spec, cgroup, self.removals.remove, lambda: self.replenish(zygote))
         payload = os.memfd_create("squall-request", os.MFD_CLOEXEC)
+        trees: list[int] = []
         try:
             os.write(payload, json.dumps(request).encode())
-            if spare is not None and zygote.start_spare(spare, [payload, channel_fd, log_fd], handle.on_exit):
+            if zygote.trees:  # its sandboxes enter the jail ahead: the code comes as mount fds
+                trees.append(open_tree(str(request["code_dir"])))
+                if "runtime_dir" in request:
+                    trees.append(open_tree(str(request["runtime_dir"])))
+            meta["trees"] = len(trees)
+            fds = [payload, channel_fd, log_fd, *trees]
+            if spare is not None and zygote.start_spare(spare, fds, handle.on_exit):
                 handle._pid = spare[0]  # the spare had joined the cgroup: the zygote is not involved
             else:
                 procs = list(cgroup.procs_fds())
                 meta["procs"] = len(procs)
-                handle._pid = await zygote.spawn(meta, [payload, channel_fd, log_fd, *procs], handle.on_exit)
+                handle._pid = await zygote.spawn(meta, [*fds, *procs], handle.on_exit)
         except BaseException:
             handle.kill()
             handle.remove_cgroup()
             raise
         finally:
             os.close(payload)
+            for fd in trees:
+                os.close(fd)
         return handle
 
     def replenish(self, zygote: Zygote) -> None:

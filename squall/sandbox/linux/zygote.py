@@ -12,9 +12,10 @@ then only forks: it is single-threaded, holds no other socket and never runs use
 
 Control protocol: one JSON object per datagram.
 
-* zygote → server, once: ``{"ready": pid, "rss_kb": n}``
-* server → zygote: ``{"op": "spawn", "id": n, "network": bool, "procs": k, "stocked": name}``
-  with SCM_RIGHTS fds ``[request, channel, log, *cgroup_procs]``. ``request`` is a memfd
+* zygote → server, once: ``{"ready": pid, "rss_kb": n, "trees": bool}`` (trees: sandboxes
+  take the code as mount fds)
+* server → zygote: ``{"op": "spawn", "id": n, "network": bool, "trees": t, "procs": k,
+  "stocked": name}`` with SCM_RIGHTS fds ``[request, channel, log, *mounts, *cgroup_procs]``. ``request`` is a memfd
   holding the tenant's part (env, code dir, argv, /tmp size): the zygote passes it on
   unread, so that no function's data (environment variables are secrets) ever sits in
   the memory that later sandboxes inherit. The zygote answers ``{"id": n, "pid": pid}``
@@ -24,8 +25,8 @@ Control protocol: one JSON object per datagram.
   waits for an RCU grace period: milliseconds); a spawn with ``"stocked": name`` then
   needs no join. ``{"op": "restock"}``: a good moment to fork the next spare.
 * zygote → server: ``{"spare": pid, "cgroup": name}`` with SCM_RIGHTS ``[sync]``: the
-  spare that joined the stocked cgroup is the server's. It sends ``spawn`` (fds
-  ``[request, channel, log]``) to B itself, a hop less on the cold path, then tells us
+  spare that joined the stocked cgroup is the server's. It sends ``spawn T 0`` (fds
+  ``[request, channel, log, *mounts]``) to B itself, a hop less on the cold path, then tells us
   ``{"op": "taken", "pid": pid}``; B's exit is reported as any other child's.
 * zygote → server, for every child that ends: ``{"exited": pid, "status": s}`` with ``s``
   the exit code or ``-signal``
@@ -40,15 +41,22 @@ Process tree of one environment (B is the pid the server knows)::
 The zygote keeps one *spare* sandbox ready: B has made its mounts private, mounted its
 /proc and forked C; C has dropped privileges and rehearsed a request on a stand-in
 function (so that the pages the runtime writes are copied before anyone waits); both
-wait. Once the spare has joined a stocked cgroup, the zygote hands it to the server,
-which sends it the spawn itself. A spawn then only finishes it: B joins the cgroup (unless the spare joined a stocked one
-already), passes the request, channel and log to C, bind-mounts the code at /var/task,
-mounts /tmp and /dev/shm, pivot_roots into the jail (see :class:`Jail`), sets the
-hostname, says "jailed" to C and drops its privileges too; meanwhile C has put fds 0-3 in
-place and set the environment; once jailed, it runs ``bootstrap.main()`` in-process (or
-execve(argv) for other runtimes). B then reaps orphans; when C ends, B sends C's status
-to the zygote on its sync socket and exits, and the kernel kills what is left in the
-namespace. The zygote reports C's status (exit code, or -signal).
+wait. Where the kernel can attach mount fds (``open_tree``/``move_mount``, Linux 5.2+;
+tried once at start) B has also built the rest of the jail — /tmp, /dev/shm, pivot_root
+into the template (see :class:`Jail`), the hostname — and the server sends the code as a
+mount fd (``"trees"`` in the spawn: ``b"spawn T P"`` tells B how many mount fds and
+cgroup.procs fds follow the request, channel and log). Once the spare has joined a
+stocked cgroup, the zygote hands it to the server, which sends it the spawn itself.
+
+A spawn then only finishes the spare: B passes the request, channel and log to C first,
+joins the cgroup (unless the spare joined a stocked one already), then attaches the code
+at /var/task (read-only) and resizes /tmp to the function's ephemeral storage — or,
+without mount fds, bind-mounts the code, mounts /tmp and /dev/shm, pivot_roots and sets
+the hostname — says "jailed" to C and drops its privileges too; meanwhile C has put fds
+0-3 in place and set the environment; once jailed, it runs ``bootstrap.main()``
+in-process (or execve(argv) for other runtimes). B then reaps orphans; when C ends, B
+sends C's status to the zygote on its sync socket and exits, and the kernel kills what
+is left in the namespace. The zygote reports C's status (exit code, or -signal).
 
 Errors while building the sandbox go to the environment's log and end it with status 125.
 """
@@ -111,6 +119,12 @@ PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 
 PIVOT_ROOT = {"x86_64": 155, "amd64": 155, "aarch64": 41, "arm64": 41}
+OPEN_TREE, MOVE_MOUNT = 428, 429  # the same number on every architecture (Linux 5.2+)
+AT_FDCWD = -100
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+SPARE_TMP_MB = 512  # /tmp of a spare entered ahead: Lambda's default ephemeral storage
 CLONE = {"x86_64": 56, "amd64": 56, "aarch64": 220, "arm64": 220}
 
 SETUP_FAILED = 125
@@ -145,6 +159,23 @@ def mount(source, target, fstype, flags, data=None):
 
 def unshare(flags):
     _check(_libc.unshare(flags), "unshare")
+
+
+def open_tree(path):
+    """A detached copy of the mount at ``path``, as an fd (``OPEN_TREE_CLONE``)."""
+    fd = _libc.syscall(ctypes.c_long(OPEN_TREE), ctypes.c_long(AT_FDCWD), ctypes.c_char_p(_b(path)),
+                       ctypes.c_long(OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "open_tree %s: %s" % (path, os.strerror(err)))
+    return fd
+
+
+def move_mount(fd, target):
+    """Attach the mount ``fd`` (from ``open_tree``, maybe another namespace's) at ``target``."""
+    _check(_libc.syscall(ctypes.c_long(MOVE_MOUNT), ctypes.c_long(fd), ctypes.c_char_p(b""), ctypes.c_long(AT_FDCWD),
+                         ctypes.c_char_p(target), ctypes.c_long(MOVE_MOUNT_F_EMPTY_PATH)),
+           "move_mount %s" % target.decode(errors="replace"))
 
 
 def pivot_root(new_root, put_old):
@@ -378,25 +409,72 @@ class Jail(object):
         root = self.mountpoint
         task = root + _b(TASK_ROOT)
         mount(_b(code_dir), task, None, MS_BIND)
-        mount(None, task, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        _read_only(task, MS_NOSUID | MS_NODEV)
         if runtime_dir:  # another language's runtime over the Python one at /var/runtime
             target = root + _b(RUNTIME_DIR)
             mount(_b(runtime_dir), target, None, MS_BIND)
-            mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            _read_only(target, MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        self._private_dirs(tmp_mb)
+        self._pivot()
+
+    def enter_spare(self):
+        """In a spare (B) where the code arrives as mount fds: the whole jail but the code,
+        pivot_root included (its unmount of the host's mount tree costs ~0.4 ms)."""
+        self._private_dirs(SPARE_TMP_MB)
+        self._pivot()
+        _check(_libc.sethostname(self.hostname, len(self.hostname)), "sethostname")
+
+    def finish(self, trees, tmp_mb):
+        """In a spare entered ahead (``enter_spare``), for a request: the code's mount at
+        /var/task and, when there are two, a runtime's at /var/runtime (``open_tree`` fds
+        from the server); /tmp resized to the function's ephemeral storage."""
+        for fd, target, flags in zip(trees, (TASK_ROOT, RUNTIME_DIR), (MS_NOSUID | MS_NODEV, MS_NOSUID | MS_NODEV | MS_NOEXEC)):
+            move_mount(fd, _b(target))
+            _read_only(_b(target), flags)
+        if int(tmp_mb) != SPARE_TMP_MB:
+            mount(None, b"/tmp", None, MS_REMOUNT | MS_NOSUID | MS_NODEV, b"size=%dm,mode=1777" % max(1, int(tmp_mb)))
+
+    def _private_dirs(self, tmp_mb):
+        root = self.mountpoint
         mount(b"tmpfs", root + b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=%dm,mode=1777" % max(1, int(tmp_mb)))
         mount(b"shm", root + b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=%dm,mode=1777" % self.shm_mb)
         for source in self.late_binds:
             target = root + source
             os.makedirs(target, 0o755, exist_ok=True)  # root's, in the sticky /tmp: not removable
             mount(source, target, None, MS_BIND)
-            mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+            _read_only(target, MS_NOSUID | MS_NODEV)
         for source, link in self.late_links:
             os.makedirs(os.path.dirname(root + link), 0o755, exist_ok=True)
             os.symlink(source, root + link)
-        os.chdir(root)
+
+    def _pivot(self):
+        os.chdir(self.mountpoint)
         pivot_root(b".", b".")
         _check(_libc.umount2(b".", MNT_DETACH), "umount old root")
         os.chdir("/")
+
+    def trees_work(self):
+        """Whether a mount fd (``open_tree``) can be attached in a sandbox's namespace here
+        (Linux 5.2+, not filtered): tried in a throw-away child."""
+        try:
+            fd = open_tree(self.mountpoint + _b(RUNTIME_DIR))
+        except OSError:
+            return False
+        pid = os.fork()
+        if pid == 0:
+            try:
+                unshare(CLONE_NEWNS)
+                mount(None, b"/", None, MS_REC | MS_PRIVATE)
+                move_mount(fd, self.mountpoint + _b(TASK_ROOT))
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        os.close(fd)
+        return os.waitpid(pid, 0)[1] == 0
+
+
+def _read_only(target, flags):
+    mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
 
 
 # --------------------------------------------------------------------------
@@ -489,6 +567,26 @@ def _recv(sock, size=1 << 18, max_fds=16):
     return msg, fds
 
 
+def _spawn_fds(data, fds):
+    """A spawn message's fds: request, channel, log, mount fds, cgroup.procs fds.
+
+    ``data`` is ``b"spawn"``, or ``b"spawn T P"`` with the number of mount fds and of
+    cgroup.procs fds.
+    """
+    words = data.split()
+    if not words or words[0] != b"spawn":
+        raise SetupError("unexpected message from the zygote")
+    trees = int(words[1]) if len(words) > 1 else 0
+    procs = int(words[2]) if len(words) > 2 else len(fds) - 3 - trees
+    if len(fds) != 3 + trees + procs:
+        raise SetupError("a spawn with %d fds, expected %d" % (len(fds), 3 + trees + procs))
+    return fds[0], fds[1], fds[2], fds[3:3 + trees], fds[3 + trees:]
+
+
+def spawn_message(trees, procs):
+    return b"spawn %d %d" % (trees, procs)
+
+
 class TruncatedMessage(ValueError):
     def __init__(self, data, message):
         ValueError.__init__(self, message)
@@ -506,6 +604,7 @@ class Spawner(object):
         self.jail = Jail(config)
         self.bootstrap = bootstrap
         self.rehearsal_fd = rehearsal_fd  # the stand-in's directory; a sandbox has it as fd 5
+        self.trees = False  # spares enter the jail ahead; the code comes as mount fds
         self.rehearsal_request = json.dumps(rehearsal_request()).encode()
         self.clone_number = CLONE.get(os.uname().machine)
         try:
@@ -575,6 +674,9 @@ class Spawner(object):
                 self.run_c(c_end)
             os.close(c_end)
             os.closerange(5, kept)  # C's now
+            jail = self.jail
+            if self.trees:  # the code will come as mount fds: build the rest of the jail now
+                jail.enter_spare()
             while True:
                 data, fds = recv_fds(4)
                 if not data:
@@ -589,23 +691,25 @@ class Spawner(object):
                     os._exit(SETUP_FAILED)  # its cgroup is gone (server closing): a spare nobody uses
                 for fd in fds:
                     os.close(fd)
-            if data != b"spawn" or len(fds) < 3:
-                raise SetupError("unexpected message from the zygote")
-            request, chan, log, procs = fds[0], fds[1], fds[2], fds[3:]
+            request, chan, log, trees, procs = _spawn_fds(data, fds)
             os.dup2(log, 2)  # from here on, errors go to the environment's log
             data = read_all(request)
+            send_fds(b_end, data, [chan, log])  # C prepares while we finish the jail
             req = json.loads(data)
             for fd in procs:  # the environment's cgroup, before C runs anything
                 os.write(fd, b"0")
                 os.write(fd, b"%d" % runtime)
-            send_fds(b_end, data, [chan, log])  # C prepares while we build the jail
+            if self.trees:
+                if len(trees) != 1 + int(bool(req.get("runtime_dir"))):
+                    raise SetupError("expected the code's (and the runtime's) mount fds, got %d" % len(trees))
+                jail.finish(trees, req.get("tmp_mb", SPARE_TMP_MB))
+            else:
+                jail.enter(req["code_dir"], req.get("tmp_mb", SPARE_TMP_MB), req.get("runtime_dir"))
+                _check(_libc.sethostname(jail.hostname, len(jail.hostname)), "sethostname")
             for fd in fds:
                 os.close(fd)
-            jail = self.jail
-            jail.enter(req["code_dir"], req.get("tmp_mb", 512), req.get("runtime_dir"))
             if req.get("loopback"):
                 loopback_up()
-            _check(_libc.sethostname(jail.hostname, len(jail.hostname)), "sethostname")
             os.write(b_end, b"j")  # jailed: C may run
             os.close(b_end)
             os.dup2(0, 2)
@@ -1005,9 +1109,11 @@ class Zygote(object):
 
     def spawn(self, req, fds):
         """``fds``: the request (a memfd we never read: no tenant data may enter the zygote,
-        whose memory every later sandbox inherits), channel, log, cgroup.procs files."""
-        if len(fds) != 3 + int(req.get("procs", 0)):
-            raise ValueError("expected the request, channel, log and %s cgroup fds, got %d fds" % (req.get("procs"), len(fds)))
+        whose memory every later sandbox inherits), channel, log, mount fds of the code (and
+        a runtime) when sandboxes are entered ahead, cgroup.procs files."""
+        trees, procs = int(req.get("trees", 0)), int(req.get("procs", 0))
+        if len(fds) != 3 + trees + procs:
+            raise ValueError("expected the request, channel, log, %d mount and %d cgroup fds, got %d fds" % (trees, procs, len(fds)))
         flags = DEFAULT_FLAGS if req.get("network", True) else DEFAULT_FLAGS | CLONE_NEWNET
         stocked = req.get("stocked")
         pid = None
@@ -1019,10 +1125,13 @@ class Zygote(object):
             pid = self.make_spare(flags, join_stock=False)
         joined = stocked and self.joined.pop(pid, None) == stocked
         try:
-            send_fds(self.children[pid], b"spawn", fds[:3] if joined else fds)  # else B joins now
+            if joined:
+                send_fds(self.children[pid], spawn_message(trees, 0), fds[:3 + trees])
+            else:  # B joins now
+                send_fds(self.children[pid], spawn_message(trees, procs), fds)
         except OSError:  # the spare died: start a fresh one
             pid = self.make_spare(flags, join_stock=False)
-            send_fds(self.children[pid], b"spawn", fds)
+            send_fds(self.children[pid], spawn_message(trees, procs), fds)
         return pid
 
     def refuse(self, data, error):
@@ -1057,7 +1166,7 @@ class Zygote(object):
     def serve(self):
         sock = self.sock
         gc.freeze()
-        _send(sock, {"ready": os.getpid(), "rss_kb": _rss_kb()})
+        _send(sock, {"ready": os.getpid(), "rss_kb": _rss_kb(), "trees": self.spawner.trees})
         self.restock()
         while True:
             events = self.selector.select(self.timeout())
@@ -1193,6 +1302,7 @@ def main(argv):
         rehearsal_fd = None
     spawner = Spawner(config, bootstrap, rehearsal_fd)
     spawner.jail.prepare()
+    spawner.trees = config.get("mount_fds", True) and spawner.jail.trees_work()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
     try:
         Zygote(sock, spawner).serve()

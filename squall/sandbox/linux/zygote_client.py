@@ -59,6 +59,7 @@ class Zygote:
         self._writable: asyncio.Future[None] | None = None  # what the sender holding it waits on
         # the cgroup that the zygote's next spare sandbox joins ahead of time (see give_stock())
         self.stock: Cgroup | None = None
+        self.trees = False  # its sandboxes enter the jail ahead and take the code as mount fds
         # a spare that joined it, handed over by the zygote: (pid of B, B's sync socket)
         self._spare: tuple[int, socket.socket, str] | None = None
 
@@ -210,10 +211,11 @@ class Zygote:
         return pid, sync
 
     def start_spare(self, spare: tuple[int, socket.socket], fds: list[int], on_exit: Callable[[int | None], None]) -> bool:
-        """Send a spare its spawn (fds: request, channel, log); False if it is gone."""
+        """Send a spare its spawn (fds: request, channel, log, mount fds); False if it is gone."""
         pid, sync = spare
         try:
-            sync.sendmsg([b"spawn"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+            message = b"spawn %d 0" % (len(fds) - 3)  # request, channel, log, mount fds (zygote.py)
+            sync.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
         except OSError:  # it died (or, never seen, its buffer is full): the caller asks the zygote
             return False
         finally:
@@ -293,6 +295,7 @@ class Zygote:
         elif "ready" in message:
             self.pid = int(message["ready"])  # type: ignore[arg-type]
             self.rss_kb = int(message.get("rss_kb") or 0)  # type: ignore[arg-type]
+            self.trees = bool(message.get("trees"))
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(None)
         elif isinstance(message.get("id"), int):

@@ -614,7 +614,11 @@ class RawInvoker:
 
 def check_invoke(status: int, response: http.client.HTTPResponse, body: bytes) -> None:
     if status != 200 or response.getheader("X-Amz-Function-Error"):
-        raise RuntimeError(f"invoke failed: HTTP {status} {response.getheader('X-Amz-Function-Error')}: {body[:500]!r}")
+        tail = log_tail(response)
+        raise RuntimeError(
+            f"invoke failed: HTTP {status} {response.getheader('X-Amz-Function-Error')}: {body[:500]!r}"
+            + (f"\nlog tail:\n{tail}" if tail else "")
+        )
 
 
 def log_tail(response: http.client.HTTPResponse) -> str:

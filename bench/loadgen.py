@@ -72,6 +72,21 @@ def run_load(generator: str, url: str, body: bytes, connections: int, duration: 
     return result
 
 
+def report_result(report: common.Report, key: str, label: str, result: dict[str, Any], baseline: bool = False) -> dict[str, Any]:
+    """Print and record one run's figures (latency percentiles, throughput, errors)."""
+    figures = {
+        "n": result["requests"],
+        "median_ms": result["p50_us"] / 1000,
+        "p90_ms": result["p90_us"] / 1000,
+        "p99_ms": result["p99_us"] / 1000,
+        "mean_ms": result["mean_us"] / 1000,
+        "throughput_per_s": result["throughput_per_s"],
+        "errors": result["errors"],
+        "seconds": round(result["duration_us"] / 1e6, 2),
+    }
+    return report.figures(key, label, figures, baseline)
+
+
 def _run_wrk(url: str, body: bytes, connections: int, duration: int, threads: int) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(WRK_SCRIPT % {"body": body.decode()})

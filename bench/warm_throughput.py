@@ -35,20 +35,6 @@ PAYLOAD = b'{"n": 1}'
 TARGET_PER_S = 10_000
 
 
-def show(report: common.Report, key: str, label: str, result: dict[str, Any], baseline: bool = False) -> dict[str, Any]:
-    figures = {
-        "n": result["requests"],
-        "median_ms": result["p50_us"] / 1000,
-        "p90_ms": result["p90_us"] / 1000,
-        "p99_ms": result["p99_us"] / 1000,
-        "mean_ms": result["mean_us"] / 1000,
-        "throughput_per_s": result["throughput_per_s"],
-        "errors": result["errors"],
-        "seconds": round(result["duration_us"] / 1e6, 2),
-    }
-    return report.figures(key, label, figures, baseline)
-
-
 def fresh_process_rate(connections: int, seconds: float) -> tuple[list[float], float]:
     """Invokes per second when every invoke is a fresh interpreter, `connections` at a time."""
     fresh = common.FreshProcess(HANDLER)
@@ -115,7 +101,7 @@ def main() -> None:
         finally:
             common.delete_quietly(client, name)
         report.section("results")
-        squall = show(report, "warm_throughput", f"squall warm invokes, {c} connections", result)
+        squall = loadgen.report_result(report, "warm_throughput", f"squall warm invokes, {c} connections", result)
         if cpu:
             cpu["generator_cpu_us"] = result["generator_cpu_s"] / max(1, result["requests"]) * 1e6
             cpu.pop("client_cpu_us", None)
@@ -130,7 +116,7 @@ def main() -> None:
                                    "hello_asgi")
     try:
         run(hello.endpoint + "/", 1)
-        floor = show(report, "http_floor", "HTTP floor: raw-ASGI hello app, same uvicorn stack", run(hello.endpoint + "/", duration),
+        floor = loadgen.report_result(report, "http_floor", "HTTP floor: raw-ASGI hello app, same uvicorn stack", run(hello.endpoint + "/", duration),
                      baseline=True)
     finally:
         hello.stop()

@@ -473,7 +473,7 @@ async def _offered_spare(zygote, timeout: float = 10.0) -> int:
     return zygote._spare[0]
 
 
-def test_linux_cold_start_takes_the_handed_over_spare_and_survives_its_death(linux, tmp_path):
+def test_linux_cold_start_takes_the_handed_over_spare_and_survives_its_death(linux, tmp_path, capfd):
     async def scenario(h: Harness) -> None:
         fn, code = h.function(ECHO)
         first, _ = await h.invoke(fn, code, {"n": 1})
@@ -496,6 +496,7 @@ def test_linux_cold_start_takes_the_handed_over_spare_and_survives_its_death(lin
         assert orjson.loads(result.payload)["event"] == {"n": 3}, result.payload
 
     run(linux, tmp_path, scenario)
+    assert "could not rehearse" not in capfd.readouterr().err  # the spares (their stderr is ours) rehearsed
 
 
 def test_linux_zygote_death_fails_its_environments_and_a_new_one_starts(linux, tmp_path):

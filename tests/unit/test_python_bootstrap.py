@@ -698,10 +698,10 @@ stand_in, task = sys.argv[2], sys.argv[3]
 os.environ.update({"AWS_LAMBDA_FUNCTION_NAME": "stand-in", "LAMBDA_TASK_ROOT": "/nonexistent"})
 before = (list(sys.path), list(logging.getLogger().handlers), logging.getLogger().level,
           {n: getattr(boot, n) for n in boot._PROCESS_STATE})
-boot.rehearse(stand_in, "stand_in")
+answered = boot.rehearse(stand_in, "stand_in")
 after = (list(sys.path), list(logging.getLogger().handlers), logging.getLogger().level,
          {n: getattr(boot, n) for n in boot._PROCESS_STATE})
-report = {"restored": before == after, "module_gone": "stand_in" not in sys.modules,
+report = {"answered": answered, "restored": before == after, "module_gone": "stand_in" not in sys.modules,
           "finder_gone": stand_in not in sys.path_importer_cache}
 # the real function, in the same process, afterwards
 os.environ.update({"AWS_LAMBDA_FUNCTION_NAME": "real", "LAMBDA_TASK_ROOT": task, "_HANDLER": "app.handler"})
@@ -756,7 +756,7 @@ def test_rehearsal_runs_a_stand_in_and_leaves_no_trace(tmp_path):
         "    return event\n",
     )
     assert (stand_in / "marker").read_text() == "stand-in\n"  # it was imported and invoked
-    assert report["restored"] and report["module_gone"] and report["finder_gone"], report
+    assert report["answered"] and report["restored"] and report["module_gone"] and report["finder_gone"], report
     # the real function afterwards sees its own environment, not the stand-in's
     assert report["exit"] == 0
     (ready, _), (result, body) = report["frames"]
@@ -766,5 +766,5 @@ def test_rehearsal_runs_a_stand_in_and_leaves_no_trace(tmp_path):
 
 def test_rehearsal_of_a_stand_in_that_fails_to_import_returns(tmp_path):
     report, _ = _rehearse(tmp_path, "raise RuntimeError('broken stand-in')\n")
-    assert report["restored"] and report["module_gone"], report
+    assert not report["answered"] and report["restored"] and report["module_gone"], report
     assert report["frames"][0][0]["t"] == "ready"

@@ -860,7 +860,8 @@ def rehearse(module_dir, module_name):
     through the path finder, report ready, answer one invocation over a socketpair —
     copies those pages while nobody waits. The caller sets the environment it wants
     rehearsed; what this function changes (sys.path, sys.modules, the path finder's cache,
-    the root logger, this module's per-process state) is put back.
+    the root logger, this module's per-process state) is put back. Returns whether the
+    stand-in answered its invocation.
     """
     saved_state = dict((name, globals()[name]) for name in _PROCESS_STATE)
     saved_path = list(sys.path)
@@ -882,8 +883,13 @@ def rehearse(module_dir, module_name):
         if handler is not None:
             serve(channel, handler)
         channel.sock.close()  # the peer reads to the end, whatever init did
-        while peer.recv() is not None:
-            pass
+        frames = []
+        while True:
+            frame = peer.recv()
+            if frame is None:
+                break
+            frames.append(frame[0])
+        return [meta.get("t") for meta in frames] == ["ready", "result"] and frames[1].get("ok") is True
     finally:
         channel.sock.close()
         peer.sock.close()

@@ -57,6 +57,10 @@ async def precompile(runtime: Runtime, tree: Path, timeout: float = COMPILE_TIME
         await asyncio.to_thread(proc.wait)
         log.warning("byte-compiling %s took longer than %.0f s; its modules compile at import instead", tree, timeout)
         return False
+    except BaseException:  # cancelled (the server is stopping): the compiler goes too
+        proc.kill()
+        proc.wait()
+        raise
     return proc.returncode == 0
 
 
@@ -83,7 +87,8 @@ class Precompiler:
     """Compiles each extracted tree once per interpreter and server run.
 
     A tree never changes (it is named after its code's hash), so an update of the
-    configuration alone starts no compiler; a tree extracted again is a new directory.
+    configuration alone starts no compiler; a tree extracted again is a new directory. A
+    tree with modules that do not compile is not tried again: they would fail again.
     """
 
     def __init__(self) -> None:

@@ -865,6 +865,7 @@ def rehearse(module_dir, module_name):
     """
     saved_state = dict((name, globals()[name]) for name in _PROCESS_STATE)
     saved_path = list(sys.path)
+    saved_finders = dict(sys.path_importer_cache)
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
     ours, peer_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -894,7 +895,8 @@ def rehearse(module_dir, module_name):
         channel.sock.close()
         peer.sock.close()
         sys.modules.pop(module_name, None)
-        sys.path_importer_cache.pop(module_dir, None)
+        sys.path_importer_cache.clear()  # e.g. no finder cached for a /var/task not mounted yet
+        sys.path_importer_cache.update(saved_finders)
         sys.path[:] = saved_path
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)

@@ -91,7 +91,7 @@ class LinuxBackend:
         self._zygotes: dict[str, Zygote] = {}
         # spares build their jail before a request, the code arriving as a mount fd (where the
         # kernel has open_tree/move_mount); False: each sandbox builds it after its request
-        self.mount_fds = True
+        self.mount_fds = _can_open_tree(data_dir)
 
     def zygote_config(self) -> dict[str, object]:
         return {
@@ -182,6 +182,8 @@ class LinuxBackend:
                 meta["procs"] = len(procs)
                 handle._pid = await zygote.spawn(meta, [*fds, *procs], handle.on_exit)
         except BaseException:
+            if spare is not None and handle.pid is None:
+                spare[1].close()  # not sent (start_spare closes it once it has)
             handle.kill()
             handle.remove_cgroup()
             raise
@@ -239,6 +241,16 @@ class LinuxBackend:
             await zygote.close()
         await self.removals.done()
         self.cgroups.close()
+
+
+def _can_open_tree(data_dir: Path) -> bool:
+    """Whether the server can hand out code under ``data_dir`` as mount fds."""
+    try:
+        os.close(open_tree(str(data_dir)))
+    except OSError as e:
+        log.info("sandboxes build their jail after each request: open_tree fails here (%s)", e)
+        return False
+    return True
 
 
 def set_limits(cgroup: Cgroup, limits: CgroupLimits) -> None:

@@ -430,6 +430,7 @@ class Jail(object):
         from the server); /tmp resized to the function's ephemeral storage."""
         for fd, target, flags in zip(trees, (TASK_ROOT, RUNTIME_DIR), (MS_NOSUID | MS_NODEV, MS_NOSUID | MS_NODEV | MS_NOEXEC)):
             move_mount(fd, _b(target))
+            mount(None, _b(target), None, MS_PRIVATE)  # a clone of a shared mount is in its peer group
             _read_only(_b(target), flags)
         if int(tmp_mb) != SPARE_TMP_MB:
             mount(None, b"/tmp", None, MS_REMOUNT | MS_NOSUID | MS_NODEV, b"size=%dm,mode=1777" % max(1, int(tmp_mb)))
@@ -662,7 +663,10 @@ class Spawner(object):
             os.closerange(3, 4)
             resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            self.jail.prepare_sandbox()
+            jail = self.jail
+            jail.prepare_sandbox()
+            if self.trees:  # the code will come as mount fds: build the rest of the jail now (before C)
+                jail.enter_spare()
             # the runtime's pid: not always 2, so that pids of different sandboxes differ
             # (software uses them as ids). ns_last_pid acts on the writer's pid namespace.
             with open("/proc/sys/kernel/ns_last_pid", "w") as f:
@@ -674,9 +678,6 @@ class Spawner(object):
                 self.run_c(c_end)
             os.close(c_end)
             os.closerange(5, kept)  # C's now
-            jail = self.jail
-            if self.trees:  # the code will come as mount fds: build the rest of the jail now
-                jail.enter_spare()
             while True:
                 data, fds = recv_fds(4)
                 if not data:
@@ -934,10 +935,11 @@ def make_rehearsal_dir(directory):
             current = f.read()
     except OSError:
         current = None
-    if current != REHEARSAL_SOURCE:
-        with open(path + ".new", "w") as f:
+    if current != REHEARSAL_SOURCE:  # zygotes of other interpreters may be here at once
+        temp = "%s.%d.new" % (path, os.getpid())
+        with open(temp, "w") as f:
             f.write(REHEARSAL_SOURCE)
-        os.rename(path + ".new", path)
+        os.rename(temp, path)
     py_compile.compile(path, doraise=True)
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -1045,10 +1047,14 @@ class Zygote(object):
             for fd in fds:
                 os.close(fd)
 
-    def take_stock(self, name, fds):
+    def drop_stock(self):
         if self.stock is not None:
             for fd in self.stock[1]:
                 os.close(fd)
+            self.stock = None
+
+    def take_stock(self, name, fds):
+        self.drop_stock()
         self.stock = (name, fds)
         spare = self.spares.get(DEFAULT_FLAGS)
         if spare is not None and spare not in self.joined:
@@ -1067,7 +1073,7 @@ class Zygote(object):
         try:
             send_fds(self.sock.fileno(), message, [self.children[pid]])
         except OSError:
-            return  # the server's socket is full: the spare serves a spawn through us
+            return  # the server is gone
         del self.spares[DEFAULT_FLAGS]
         self.offered = pid
 
@@ -1096,6 +1102,7 @@ class Zygote(object):
             if pid is not None and pid == self.offered:  # the server holds it: it hears below
                 self.offered = None
                 self.spare_died_at = time.monotonic()
+                self.restock_at = self.spare_died_at + 1.1
             status = _status_of(wait_status)
             if sync is not None:
                 try:
@@ -1125,6 +1132,8 @@ class Zygote(object):
         if pid is None:
             pid = self.make_spare(flags, join_stock=False)
         joined = stocked and self.joined.pop(pid, None) == stocked
+        if stocked and self.stock is not None and self.stock[0] == stocked:
+            self.drop_stock()  # this environment has it now: no spare may join it
         try:
             if joined:
                 send_fds(self.children[pid], spawn_message(trees, 0), fds[:3 + trees])
@@ -1298,7 +1307,7 @@ def main(argv):
     try:
         rehearsal_fd = make_rehearsal_dir(rehearsal_dir)
         warm_up(rehearsal_dir)
-    except (OSError, py_compile.PyCompileError) as e:
+    except Exception as e:  # a zygote without it still works: its spares start slower
         sys.stderr.write("squall zygote: spare sandboxes will not rehearse (slower cold starts): %s\n" % e)
         rehearsal_fd = None
     spawner = Spawner(config, bootstrap, rehearsal_fd)

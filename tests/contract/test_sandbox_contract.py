@@ -472,7 +472,7 @@ async def _offered_spare(zygote, timeout: float = 10.0) -> int:
     while zygote._spare is None:
         assert time.monotonic() < deadline, "the zygote never handed over a spare sandbox"
         await asyncio.sleep(0.01)
-    return zygote._spare[0]
+    return zygote._spare.pid
 
 
 def test_linux_cold_start_takes_the_handed_over_spare_and_survives_its_death(linux, tmp_path, capfd):

@@ -176,14 +176,14 @@ class LinuxBackend:
             meta["trees"] = len(trees)
             fds = [payload, channel_fd, log_fd, *trees]
             if spare is not None and zygote.start_spare(spare, fds, handle.on_exit):
-                handle._pid = spare[0]  # the spare had joined the cgroup: the zygote is not involved
+                handle._pid = spare.pid  # the spare had joined the cgroup: the zygote is not involved
             else:
                 procs = list(cgroup.procs_fds())
                 meta["procs"] = len(procs)
                 handle._pid = await zygote.spawn(meta, [*fds, *procs], handle.on_exit)
         except BaseException:
             if spare is not None and handle.pid is None:
-                spare[1].close()  # not sent (start_spare closes it once it has)
+                spare.sync.close()  # not sent (start_spare closes it once it has)
             handle.kill()
             handle.remove_cgroup()
             raise

@@ -571,14 +571,13 @@ def _recv(sock, size=1 << 18, max_fds=16):
 def _spawn_fds(data, fds):
     """A spawn message's fds: request, channel, log, mount fds, cgroup.procs fds.
 
-    ``data`` is ``b"spawn"``, or ``b"spawn T P"`` with the number of mount fds and of
+    ``data`` is ``b"spawn T P"`` (``spawn_message``): the number of mount fds and of
     cgroup.procs fds.
     """
     words = data.split()
-    if not words or words[0] != b"spawn":
+    if len(words) != 3 or words[0] != b"spawn":
         raise SetupError("unexpected message from the zygote")
-    trees = int(words[1]) if len(words) > 1 else 0
-    procs = int(words[2]) if len(words) > 2 else len(fds) - 3 - trees
+    trees, procs = int(words[1]), int(words[2])
     if len(fds) != 3 + trees + procs:
         raise SetupError("a spawn with %d fds, expected %d" % (len(fds), 3 + trees + procs))
     return fds[0], fds[1], fds[2], fds[3:3 + trees], fds[3 + trees:]
@@ -1248,7 +1247,7 @@ def probe(config):
                "mode": "exec", "argv": ["true"]}
         request = os.memfd_create("request", os.MFD_CLOEXEC)
         os.write(request, json.dumps(req).encode())
-        send_fds(sync, b"spawn", [request, 0, log_w])
+        send_fds(sync, spawn_message(0, 0), [request, 0, log_w])
     except (OSError, SetupError) as e:
         sys.stderr.write("%s\n" % e)
         return 1

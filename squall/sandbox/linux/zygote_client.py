@@ -17,7 +17,7 @@ import os
 import socket
 import subprocess
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from squall.sandbox.linux.cgroups import Cgroup
 
@@ -32,6 +32,14 @@ _FD_SIZE = array.array("i").itemsize
 
 class ZygoteError(Exception):
     pass
+
+
+class Spare(NamedTuple):
+    """A spare sandbox the zygote handed over: B's pid, B's sync socket, the cgroup it joined."""
+
+    pid: int
+    sync: socket.socket
+    cgroup: str
 
 
 class Zygote:
@@ -60,8 +68,8 @@ class Zygote:
         # the cgroup that the zygote's next spare sandbox joins ahead of time (see give_stock())
         self.stock: Cgroup | None = None
         self.trees = False  # its sandboxes enter the jail ahead and take the code as mount fds
-        # a spare that joined it, handed over by the zygote: (pid of B, B's sync socket)
-        self._spare: tuple[int, socket.socket, str] | None = None
+        # a spare that joined it, handed over by the zygote
+        self._spare: Spare | None = None
 
     @property
     def alive(self) -> bool:
@@ -199,27 +207,23 @@ class Zygote:
         self.stock = cgroup
         return True
 
-    def take_spare(self, cgroup: Cgroup) -> tuple[int, socket.socket] | None:
+    def take_spare(self, cgroup: Cgroup) -> Spare | None:
         """The zygote's spare sandbox that joined ``cgroup``, now ours to start (or None)."""
         spare, self._spare = self._spare, None
-        if spare is None:
-            return None
-        pid, sync, name = spare
-        if name != cgroup.name:
-            self._spare = spare
-            return None
-        return pid, sync
+        if spare is not None and spare.cgroup != cgroup.name:
+            self._spare, spare = spare, None
+        return spare
 
-    def start_spare(self, spare: tuple[int, socket.socket], fds: list[int], on_exit: Callable[[int | None], None]) -> bool:
+    def start_spare(self, spare: Spare, fds: list[int], on_exit: Callable[[int | None], None]) -> bool:
         """Send a spare its spawn (fds: request, channel, log, mount fds); False if it is gone."""
-        pid, sync = spare
         try:
             message = b"spawn %d 0" % (len(fds) - 3)  # request, channel, log, mount fds (zygote.py)
-            sync.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+            spare.sync.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
         except OSError:  # it died (or, never seen, its buffer is full): the caller asks the zygote
             return False
         finally:
-            sync.close()
+            spare.sync.close()
+        pid = spare.pid
         self._watched[pid] = on_exit
         data = json.dumps({"op": "taken", "pid": pid}).encode()
         sock = self._sock
@@ -277,17 +281,17 @@ class Zygote:
             sync.close()  # we have started an environment in that cgroup meanwhile: it took this spare
             return
         sync.setblocking(False)
-        self._spare = (int(message["spare"]), sync, self.stock.name)  # type: ignore[arg-type]
+        self._spare = Spare(int(message["spare"]), sync, self.stock.name)  # type: ignore[arg-type]
 
     def _drop_spare(self) -> None:
         spare, self._spare = self._spare, None
         if spare is not None:
-            spare[1].close()
+            spare.sync.close()
 
     def _dispatch(self, message: dict[str, object]) -> None:
         if "exited" in message:
             pid = int(message["exited"])  # type: ignore[arg-type]
-            if self._spare is not None and self._spare[0] == pid:
+            if self._spare is not None and self._spare.pid == pid:
                 self._drop_spare()  # the spare we held died unused
             callback = self._watched.pop(pid, None)
             if callback is not None:

@@ -14,6 +14,7 @@ runtime. The runtime's stdout/stderr are captured as its log stream.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
@@ -41,6 +42,8 @@ from squall.function import FunctionVersion
 from squall.observe.logs import LogStore
 from squall.runtimes.registry import BOOTSTRAP_NAME, RUNTIME_API, Launch, Runtime
 from squall.sandbox.base import SandboxBackend, SandboxHandle, SandboxSpec, exit_description
+
+logger = logging.getLogger("squall.environment")
 
 INIT_TIMEOUT_S = 10.0  # Lambda's cap on the init phase of on-demand environments
 _EXIT_GRACE_S = 0.5  # after the channel closes, how long to wait for the exit status
@@ -95,6 +98,7 @@ class Environment:
         self.invocations = 0
         self.init_duration_ms: float | None = None
         self.init_error: bytes | None = None
+        self.setup_failure: str | None = None  # why the sandbox could not be built (then init_error says so)
         self.stop_reason: str | None = None
         self._init_log: InvocationLog | None = None
         self._init_peak_kb = 0
@@ -238,7 +242,10 @@ class Environment:
         """The init error of a runtime that ended during init."""
         if self.runtime.link == RUNTIME_API and returncode in (126, 127):  # exec failed (the sandbox logged why)
             return error_payload("Runtime.InvalidEntrypoint", f"Runtime exited with error: {exit_description(returncode)}")
-        return error_payload("Runtime.ExitError", f"Runtime exited with error: {exit_description(returncode)}")
+        assert self._handle is not None
+        self.setup_failure = self._handle.setup_failure
+        why = f" (sandbox setup failed: {self.setup_failure})" if self.setup_failure else ""
+        return error_payload("Runtime.ExitError", f"Runtime exited with error: {exit_description(returncode)}{why}")
 
     def _init_failed(self, error: bytes) -> None:
         self.init_error = error
@@ -266,6 +273,11 @@ class Environment:
         capture.current = log
         capture.emit(f"START RequestId: {request.request_id} Version: {fn.version}")
         if self.init_error is not None:
+            if self.setup_failure is not None:  # Squall's fault, not the function's: the operator must see it
+                logger.error(
+                    "request %s: the sandbox of environment %s (%s:%s) could not be built: %s",
+                    request.request_id, self.id, fn.name, fn.version, self.setup_failure,
+                )
             return self._complete(request, log, 0.0, cold_ms, self.init_error, True, "error")
 
         self._move(EnvironmentState.BUSY)

@@ -52,6 +52,10 @@ class SandboxHandle(Protocol):
     def returncode(self) -> int | None:
         """None while running; the exit status, or -N when killed by signal N."""
 
+    @property
+    def setup_failure(self) -> str | None:
+        """Why the sandbox could not be built around the runtime (known once it has exited), or None."""
+
     async def wait(self) -> int: ...
 
     def kill(self) -> None:

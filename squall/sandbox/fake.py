@@ -19,6 +19,9 @@ from squall.runtimes.python.frames import FrameError, encode_frame, read_frame
 from squall.sandbox.base import SandboxSpec
 
 
+SETUP_FAILED = 125  # the linux backend's status for a sandbox that could not be built
+
+
 class FakeExit(Exception):
     """Raised by a fake handler to make its 'process' exit with a status."""
 
@@ -46,6 +49,7 @@ class FakeHandle:
         self._log_fd = os.dup(log_fd)
         self._sock = socket.socket(fileno=os.dup(channel_fd))
         self._returncode: int | None = None
+        self.setup_failure: str | None = backend.fail_setup
         self._exited = asyncio.get_running_loop().create_future()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -60,6 +64,8 @@ class FakeHandle:
     async def _run(self) -> None:
         status = 0
         try:
+            if self.setup_failure is not None:  # as a sandbox that could not be built
+                raise FakeExit(SETUP_FAILED)
             reader, writer = await asyncio.open_unix_connection(sock=self._sock)
             handler = self.backend.handlers.get(self.spec.env.get("_HANDLER", ""))
             if handler is None:
@@ -131,6 +137,7 @@ class FakeBackend:
         self.handlers = handlers
         self.running: set[FakeHandle] = set()
         self.started = 0
+        self.fail_setup: str | None = None  # set: sandboxes started now fail their set-up, saying this
 
     async def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> FakeHandle:
         if spec.runtime_api:

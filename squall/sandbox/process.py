@@ -22,6 +22,8 @@ ENV_MARKER = "_SQUALL_ENVIRONMENT_ID"
 
 
 class ProcessHandle:
+    setup_failure: str | None = None  # a failed exec raises from start() instead
+
     def __init__(self, proc: subprocess.Popen[bytes], marker: str, measure: bool = False) -> None:
         self._proc = proc
         self._marker = marker

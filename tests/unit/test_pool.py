@@ -206,6 +206,27 @@ def test_init_error_is_served_to_the_first_invoke(tmp_path):
     asyncio.run(scenario())
 
 
+def test_a_sandbox_setup_failure_is_an_exit_error_that_says_why_in_the_server_log(tmp_path, caplog):
+    async def scenario():
+        backend, _, pool = make_pool(tmp_path)
+        backend.fail_setup = "no room for /tmp"
+        with caplog.at_level("ERROR", logger="squall.environment"):
+            env, result = await invoke(pool, function(), tmp_path, rid="req-setup")
+        assert result.error_type == "Runtime.ExitError"
+        assert orjson.loads(result.payload)["errorMessage"] == (
+            "Runtime exited with error: exit status 125 (sandbox setup failed: no room for /tmp)"
+        )
+        assert env.state == EnvironmentState.STOPPED
+        (record,) = [r for r in caplog.records if r.name == "squall.environment"]
+        assert "req-setup" in record.getMessage() and "no room for /tmp" in record.getMessage()
+        backend.fail_setup = None
+        _, healed = await invoke(pool, function(), tmp_path)
+        assert healed.function_error is None
+        await pool.shutdown(0)
+
+    asyncio.run(scenario())
+
+
 def test_timeout_kills_the_environment(tmp_path):
     async def scenario():
         _, _, pool = make_pool(tmp_path)

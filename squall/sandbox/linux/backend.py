@@ -107,7 +107,9 @@ class LinuxBackend:
     def _zygote(self, interpreter: str) -> Zygote:
         zygote = self._zygotes.get(interpreter)
         if zygote is None:
-            zygote = self._zygotes[interpreter] = Zygote(interpreter, self.zygote_config(), self.removals.remove)
+            zygote = self._zygotes[interpreter] = Zygote(
+                interpreter, self.zygote_config(), self.removals.remove, on_ready=self.replenish
+            )
         return zygote
 
     def request(self, spec: SandboxSpec) -> tuple[str, dict[str, object]]:
@@ -145,9 +147,9 @@ class LinuxBackend:
     async def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> LinuxHandle:
         interpreter, request = self.request(spec)
         zygote = self._zygote(interpreter)
-        if not zygote.alive:
-            await zygote.ensure_started()
-            self.replenish(zygote)
+        # Every start waits for the zygote to be ready, not only the one that started it: how
+        # the code is handed over (mount fds or paths) is known only then (zygote.trees).
+        await zygote.ensure_started()
         limits = CgroupLimits(memory_bytes=spec.memory_mb << 20, cpu_cores=None, pids_max=spec.pids_max)
         meta: dict[str, object] = {"network": spec.network}
         cgroup = None

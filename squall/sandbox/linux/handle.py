@@ -32,6 +32,7 @@ class LinuxHandle:
         self.on_started = on_started
         self._pid: int | None = None
         self._returncode: int | None = None
+        self.setup_failure: str | None = None
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._oom = False
         self._peak: int | None = None
@@ -97,8 +98,10 @@ class LinuxHandle:
             except OSError as e:
                 log.warning("cannot set the CPU quota of %s: %s", self.spec.environment_id, e)
 
-    def on_exit(self, status: int | None) -> None:
-        """Called by the zygote client when the environment's main process has ended."""
+    def on_exit(self, status: int | None, reason: str | None = None) -> None:
+        """Called by the zygote client when the environment's main process has ended
+        (``reason``: why its sandbox could not be built, when that is how it ended)."""
+        self.setup_failure = reason
         if status is None:  # the zygote died: we cannot know; make sure it is gone
             self.kill()
             status = _KILLED

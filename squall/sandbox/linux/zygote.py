@@ -29,7 +29,8 @@ Control protocol: one JSON object per datagram.
   ``[request, channel, log, *mounts]``) to B itself, a hop less on the cold path, then tells us
   ``{"op": "taken", "pid": pid}``; B's exit is reported as any other child's.
 * zygote → server, for every child that ends: ``{"exited": pid, "status": s}`` with ``s``
-  the exit code or ``-signal``
+  the exit code or ``-signal``, and ``"reason"`` when B could not build the sandbox (B's
+  last datagram on its sync socket: SETUP_FAILED and why)
 * EOF on the control socket: the zygote exits (its environments live on until their own
   control channel closes).
 
@@ -128,6 +129,7 @@ SPARE_TMP_MB = 512  # /tmp of a spare entered ahead: Lambda's default ephemeral 
 CLONE = {"x86_64": 56, "amd64": 56, "aarch64": 220, "arm64": 220}
 
 SETUP_FAILED = 125
+STATUS_REASON_MAX = 2048  # bytes of a setup failure's reason after B's 4-byte status
 RUNTIME_PID_MIN = 8
 _MAXFD = 1 << 20  # set from RLIMIT_NOFILE at start; closerange is close_range(2): O(1)
 TASK_ROOT = "/var/task"
@@ -515,6 +517,15 @@ def _write_error(message):
         pass
 
 
+def _report_failure(reason):
+    """B's last word on its sync socket (fd 4): SETUP_FAILED and why, read by whoever reaps it
+    (the zygote), so that the server can say why an environment never started."""
+    try:
+        os.write(4, struct.pack("!i", SETUP_FAILED) + reason.encode("utf-8", "replace")[:STATUS_REASON_MAX])
+    except OSError:
+        pass
+
+
 def _status_of(wait_status):
     if os.WIFSIGNALED(wait_status):
         return -os.WTERMSIG(wait_status)
@@ -727,7 +738,9 @@ class Spawner(object):
                     os.write(4, struct.pack("!i", _status_of(wait_status)))
                     os._exit(0)
         except BaseException as e:
-            _write_error(str(e) or repr(e))
+            reason = str(e) or repr(e)
+            _write_error(reason)
+            _report_failure(reason)
         os._exit(SETUP_FAILED)
 
     # -- C: the runtime
@@ -1103,16 +1116,21 @@ class Zygote(object):
                 self.spare_died_at = time.monotonic()
                 self.restock_at = self.spare_died_at + 1.1
             status = _status_of(wait_status)
+            reason = None
             if sync is not None:
-                try:
-                    data = os.read(sync, 4)  # the runtime's status, sent by B before it exited
-                    if len(data) == 4:
-                        status = struct.unpack("!i", data)[0]
+                try:  # the runtime's status, sent by B before it exited (with why, if B failed)
+                    data = os.read(sync, 4 + STATUS_REASON_MAX)
+                    if len(data) >= 4:
+                        status = struct.unpack("!i", data[:4])[0]
+                        reason = data[4:].decode("utf-8", "replace") or None
                 except OSError:
                     pass
                 os.close(sync)
             if pid is not None:
-                _send(self.sock, {"exited": pid, "status": status})
+                exited = {"exited": pid, "status": status}
+                if reason:
+                    exited["reason"] = reason
+                _send(self.sock, exited)
 
     def spawn(self, req, fds):
         """``fds``: the request (a memfd we never read: no tenant data may enter the zygote,

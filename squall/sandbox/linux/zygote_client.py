@@ -17,7 +17,7 @@ import os
 import socket
 import subprocess
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Protocol
 
 from squall.sandbox.linux.cgroups import Cgroup
 
@@ -34,6 +34,17 @@ class ZygoteError(Exception):
     pass
 
 
+class OnExit(Protocol):
+    """Told once that an environment ended: its exit status (None: unknown, the zygote died)
+    and, when its sandbox could not be built, why (B's own report)."""
+
+    def __call__(self, status: int | None, reason: str | None = None) -> None: ...
+
+
+def _ignore_exit(status: int | None, reason: str | None = None) -> None:
+    pass
+
+
 class Spare(NamedTuple):
     """A spare sandbox the zygote handed over: B's pid, B's sync socket, the cgroup it joined."""
 
@@ -45,17 +56,24 @@ class Spare(NamedTuple):
 class Zygote:
     """The server's side of one zygote process (one per interpreter)."""
 
-    def __init__(self, interpreter: str, config: dict[str, object], remove: Callable[[Cgroup], None]) -> None:
+    def __init__(
+        self,
+        interpreter: str,
+        config: dict[str, object],
+        remove: Callable[[Cgroup], None],
+        on_ready: Callable[[Zygote], None] | None = None,
+    ) -> None:
         self.interpreter = interpreter
         self.config = config
         self._remove = remove  # how a cgroup it no longer needs is removed
+        self._on_ready = on_ready  # called once each time a (new) zygote process is ready
         self.pid: int | None = None
         self.rss_kb = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._ready: asyncio.Future[None] | None = None
-        self._pending: dict[int, tuple[asyncio.Future[int], Callable[[int | None], None]]] = {}
-        self._watched: dict[int, Callable[[int | None], None]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[int], OnExit]] = {}
+        self._watched: dict[int, OnExit] = {}
         self._ids = itertools.count(1)
         self._starting: asyncio.Task[None] | None = None
         # One sender at a time: a loop keeps one writer callback per fd, so concurrent
@@ -112,8 +130,10 @@ class Zygote:
             self._lost("did not start in time")
             raise ZygoteError(f"the zygote for {self.interpreter} did not start within {_ZYGOTE_START_TIMEOUT_S:.0f} s") from None
         log.info("zygote for %s started (pid %s, %d KiB)", self.interpreter, self.pid, self.rss_kb)
+        if self._on_ready is not None:
+            self._on_ready(self)
 
-    async def spawn(self, request: dict[str, object], fds: list[int], on_exit: Callable[[int | None], None]) -> int:
+    async def spawn(self, request: dict[str, object], fds: list[int], on_exit: OnExit) -> int:
         """Fork an environment; ``on_exit(status)`` is called once when it ends (None: unknown)."""
         await self.ensure_started()
         sock = self._sock
@@ -139,7 +159,7 @@ class Zygote:
             if future.done() and not future.cancelled() and future.exception() is None:
                 # the fork happened although we stopped waiting: the caller cleans up the
                 # cgroup, which kills the environment; keep its exit notification quiet
-                self._watched[future.result()] = lambda status: None
+                self._watched[future.result()] = _ignore_exit
             raise
 
     async def _send(self, sock: socket.socket, data: bytes, ancillary: list[tuple[int, int, array.array[int]]]) -> None:
@@ -214,7 +234,7 @@ class Zygote:
             self._spare, spare = spare, None
         return spare
 
-    def start_spare(self, spare: Spare, fds: list[int], on_exit: Callable[[int | None], None]) -> bool:
+    def start_spare(self, spare: Spare, fds: list[int], on_exit: OnExit) -> bool:
         """Send a spare its spawn (fds: request, channel, log, mount fds); False if it is gone."""
         try:
             message = b"spawn %d 0" % (len(fds) - 3)  # request, channel, log, mount fds (zygote.py)
@@ -295,7 +315,8 @@ class Zygote:
                 self._drop_spare()  # the spare we held died unused
             callback = self._watched.pop(pid, None)
             if callback is not None:
-                callback(int(message["status"]))  # type: ignore[arg-type]
+                reason = message.get("reason")
+                callback(int(message["status"]), str(reason) if reason else None)  # type: ignore[arg-type]
         elif "ready" in message:
             self.pid = int(message["ready"])  # type: ignore[arg-type]
             self.rss_kb = int(message.get("rss_kb") or 0)  # type: ignore[arg-type]

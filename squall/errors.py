@@ -11,7 +11,9 @@
         ├── UnsupportedMediaType         415  UnsupportedMediaTypeException
         ├── TooManyRequests              429  TooManyRequestsException (+ Reason, Retry-After)
         ├── CodeStorageExceeded          400  CodeStorageExceededException
-        └── ServiceError                 500  ServiceException
+        ├── ServiceError                 500  ServiceException
+        └── ServiceUnavailable           503  ServiceUnavailableException (AWS's common error;
+                                               not in Lambda's model: the server is stopping)
 
 The HTTP status and the spelling of the message member (``message`` or ``Message``)
 are not repeated here: the API layer reads them from botocore's service model, the
@@ -78,6 +80,12 @@ class CodeStorageExceeded(LambdaError):
 
 class ServiceError(LambdaError):
     code = "ServiceException"
+
+
+class ServiceUnavailable(LambdaError):
+    """The server is shutting down and stopped this request before it finished."""
+
+    code = "ServiceUnavailableException"
 
 
 class UnknownOperation(LambdaError):

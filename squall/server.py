@@ -101,7 +101,8 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
         date_header=False,
         # SDK clients pool keep-alive connections; a short idle timeout races with their reuse
         timeout_keep_alive=60,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        # then requests still running are cancelled, and answered 503 (api/app.py)
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,  # type: ignore[arg-type]  (a float works)
     )
     server = _Server(config)
 

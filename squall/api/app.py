@@ -7,6 +7,7 @@ This is the one place where internal errors become Lambda errors.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from typing import Any, Awaitable, Callable
@@ -17,7 +18,7 @@ from squall.api.lambda_api import CodeLinks, LambdaApi, RequestContext, service_
 from squall.api.logs_api import LogsApi
 from squall.api.protocol import HttpResponse, RestJsonProtocol, parse_query
 from squall.engine.engine import Engine
-from squall.errors import LambdaError, RequestTooLarge, ServiceError
+from squall.errors import LambdaError, RequestTooLarge, ServiceError, ServiceUnavailable
 
 log = logging.getLogger("squall.api")
 
@@ -90,6 +91,18 @@ class SquallApp:
                     response = _json(202, {"Status": 202})
         except LambdaError as exc:
             response = self.protocol.serialize_error(exc)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when the shutdown grace period is
+            # over: answer them (a closed connection looks like a network failure, which
+            # clients retry), then end normally so the shutdown goes on
+            log.warning("request %s (%s %s) stopped by the server's shutdown", request_id, method, raw_path)
+            response = self.protocol.serialize_error(
+                ServiceUnavailable(
+                    "Squall is shutting down: this request was still running when the shutdown grace period "
+                    f"({self.engine.settings.shutdown_grace_seconds:g} s) ended, and was stopped before it "
+                    "finished. An invocation may have run in part. Retry it once the server is back."
+                )
+            )
         except Exception:
             log.exception("internal error serving %s %s", method, raw_path)
             response = self.protocol.serialize_error(
@@ -105,7 +118,7 @@ class SquallApp:
         if not (len(sha) == 64 and self.links.verify(sha, expires, signature)):
             return HttpResponse(403, [("Content-Type", "text/plain")], b"This code link is invalid or has expired.\n")
         try:
-            data = self.engine.blobs.read(sha)
+            data = await self.engine.code.read(sha)
         except FileNotFoundError:
             return HttpResponse(404, [("Content-Type", "text/plain")], b"No such code package.\n")
         return HttpResponse(200, [("Content-Type", "application/zip")], data)

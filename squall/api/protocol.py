@@ -26,7 +26,7 @@ from botocore.model import OperationModel, ServiceModel, Shape
 from squall.errors import InvalidParameterValue, InvalidRequestContent, LambdaError, UnknownOperation
 
 # Codes we may answer that the model does not list (AWS sends them too).
-_UNMODELLED_STATUS = {"UnknownOperationException": 404, "ValidationException": 400}
+_UNMODELLED_STATUS = {"UnknownOperationException": 404, "ValidationException": 400, "ServiceUnavailableException": 503}
 
 
 def load_service_model(service: str = "lambda") -> ServiceModel:

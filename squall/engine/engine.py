@@ -15,6 +15,7 @@ from squall import __version__
 from squall.arn import Arns, FunctionRef
 from squall.code import CodeLimits
 from squall.engine.async_invocation import AsyncInvocations
+from squall.engine.code_store import CodeStore
 from squall.engine.concurrency import ConcurrencyLimits
 from squall.engine.functions import FunctionService
 from squall.engine.invocation import InvocationRequest, InvocationResult
@@ -51,7 +52,8 @@ class Engine:
         self.arns = Arns(settings.region, settings.account_id)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = create_engine(settings.database)
-        self.blobs = BlobStore(settings.data_dir)
+        repo = FunctionRepository(self.db)
+        self.code = CodeStore(BlobStore(settings.data_dir), repo.code_in_use)
         self.logs = LogStore(settings.data_dir / "logs")
         self.pool = EnvironmentPool(
             backend,
@@ -59,12 +61,13 @@ class Engine:
             settings.region,
             PoolLimits(settings.memory_capacity, settings.keep_alive_seconds, settings.max_log_bytes_per_invocation),
             clock,
+            self.code,
         )
         self.code_limits = CodeLimits()
         self.concurrency = ConcurrencyLimits(settings.account_concurrency)
         self.functions = FunctionService(
-            FunctionRepository(self.db),
-            self.blobs,
+            repo,
+            self.code,
             runtimes,
             self.arns,
             self.concurrency,
@@ -91,6 +94,7 @@ class Engine:
         await self.pool.shutdown(self.settings.shutdown_grace_seconds)
         await self.backend.close()
         await self.functions.close()
+        await self.code.close()
         await self.logs.stop()
         await asyncio.to_thread(self.db.dispose)
 
@@ -132,8 +136,10 @@ class Engine:
         }
 
     def health(self) -> dict[str, Any]:
+        missing_code = self.functions.problems()
         return {
-            "status": "ok",
+            "status": "degraded" if missing_code else "ok",
+            "problems": {"functions_missing_code": missing_code},
             "version": __version__,
             "isolation": self.backend.describe(),
             "runtimes": self.runtimes.describe(),

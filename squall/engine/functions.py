@@ -16,12 +16,12 @@ from typing import Any, Callable
 
 from squall.arn import LATEST, Arns, FunctionRef, parse_function_name
 from squall.code import CodeLimits, CodePackage, inspect_zip
+from squall.engine.code_store import CodeHold, CodeStore
 from squall.engine.concurrency import ConcurrencyLimits
 from squall.errors import InvalidParameterValue, LambdaError, PreconditionFailed, ResourceConflict, ResourceNotFound
 from squall.function import Code, FunctionVersion, State, UpdateStatus, validate_settings
 from squall.runtimes.bytecode import Precompiler
 from squall.runtimes.registry import RuntimeRegistry
-from squall.store.blobs import BlobStore
 from squall.store.functions import FunctionRepository
 
 log = logging.getLogger("squall.functions")
@@ -45,7 +45,7 @@ class FunctionService:
     def __init__(
         self,
         repo: FunctionRepository,
-        blobs: BlobStore,
+        code: CodeStore,
         runtimes: RuntimeRegistry,
         arns: Arns,
         concurrency: ConcurrencyLimits,
@@ -53,13 +53,15 @@ class FunctionService:
         code_limits: CodeLimits = CodeLimits(),
     ) -> None:
         self.repo = repo
-        self.blobs = blobs
+        self.code = code
         self.runtimes = runtimes
         self.arns = arns
         self.on_change = on_change  # (name, revision now invocable or None when deleted)
         self.code_limits = code_limits
         self.concurrency = concurrency
         self._invocable: dict[str, FunctionVersion] = {}
+        self._invocable_holds: dict[str, CodeHold] = {}  # the cache holds the code it can serve
+        self._missing_code: dict[str, str] = {}  # function → what was found missing at start
         self._tags: dict[str, dict[str, str]] = {}
         self._code_paths: dict[str, Path] = {}  # code hash → extracted tree (saves pathlib on invoke)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -67,16 +69,50 @@ class FunctionService:
 
     # ---- start-up ----------------------------------------------------------------
     async def load(self) -> None:
-        """Fill the invoke cache and finish transitions a previous run left half-way."""
+        """Fill the invoke cache and finish transitions a previous run left half-way.
+
+        Code that a version refers to must be in the store: a missing zip makes the function
+        Failed (said loudly, and in /health); a missing tree is extracted again from its zip.
+        """
+        await asyncio.to_thread(self.code.sweep)
         for name, (tags, reserved) in (await asyncio.to_thread(self.repo.function_settings)).items():
             self._tags[name] = tags
             if reserved is not None:
                 self.concurrency.reserve(name, reserved)
         for version in await asyncio.to_thread(self.repo.all_latest):
             if version.state == State.PENDING or version.last_update_status == UpdateStatus.IN_PROGRESS:
-                self._spawn(self._settle(version))
+                self._spawn(self._settle(version, hold=self.code.hold(version.code.sha256_hex)))
             elif version.state == State.ACTIVE:
-                self._invocable[version.name] = version
+                if await self._code_present(version):
+                    self._serve(version)
+                else:
+                    await self._fail_missing_code(version)
+
+    async def _code_present(self, version: FunctionVersion) -> bool:
+        sha = version.code.sha256_hex
+        if not await asyncio.to_thread(self.code.has_zip, sha):
+            return False
+        try:
+            await self.code.tree(sha)
+        except (OSError, LambdaError) as exc:
+            log.error("the code of function %s (%s) cannot be extracted again: %s", version.name, sha, exc)
+            return False
+        return True
+
+    async def _fail_missing_code(self, version: FunctionVersion) -> None:
+        path = self.code.blobs.blob_path(version.code.sha256_hex)
+        reason = (
+            f"The function's code (CodeSha256 {version.code.sha256}) is missing from this server's code store "
+            f"({path}). Upload it again with UpdateFunctionCode."
+        )
+        log.error("function %s: %s", version.name, reason)
+        self._missing_code[version.name] = reason
+        failed = version.with_state(State.FAILED, reason, "InternalError")
+        await asyncio.to_thread(self.repo.save, failed, version.revision_id)
+
+    def problems(self) -> dict[str, str]:
+        """Functions found broken at start (their code was missing), and why."""
+        return dict(self._missing_code)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -85,6 +121,21 @@ class FunctionService:
 
     def count(self) -> int:
         return len(self._invocable)
+
+    def _serve(self, version: FunctionVersion) -> None:
+        """Make ``version`` the one invokes of its function run (holding its code)."""
+        hold = self.code.hold(version.code.sha256_hex)
+        self._invocable[version.name] = version
+        previous = self._invocable_holds.pop(version.name, None)
+        self._invocable_holds[version.name] = hold
+        if previous is not None:
+            previous.release()
+
+    def _unserve(self, name: str) -> None:
+        self._invocable.pop(name, None)
+        hold = self._invocable_holds.pop(name, None)
+        if hold is not None:
+            hold.release()
 
     # ---- reads -------------------------------------------------------------------
     async def invocable(self, ref: FunctionRef) -> FunctionVersion:
@@ -165,7 +216,7 @@ class FunctionService:
     def code_path(self, version: FunctionVersion) -> Path:
         path = self._code_paths.get(version.code.sha256_hex)
         if path is None:
-            path = self._code_paths[version.code.sha256_hex] = self.blobs.tree_path(version.code.sha256_hex)
+            path = self._code_paths[version.code.sha256_hex] = self.code.tree_path(version.code.sha256_hex)
         return path
 
     # ---- writes ------------------------------------------------------------------
@@ -189,10 +240,16 @@ class FunctionService:
         )
         tags = dict(params.get("Tags") or {})
         validate_tags(tags)
-        await asyncio.to_thread(self.blobs.put, package)
-        await asyncio.to_thread(self.repo.create, version, tags)
+        hold = self.code.hold(package.sha256_hex)  # until the version is settled: see code_store
+        try:
+            await self.code.put(package)
+            await asyncio.to_thread(self.repo.create, version, tags)
+        except BaseException:
+            hold.release()
+            self._spawn(self.code.collect([package.sha256_hex]))  # stored for nothing, maybe
+            raise
         self._tags[version.name] = tags
-        self._spawn(self._settle(version, package))
+        self._spawn(self._settle(version, package, hold))
         return version
 
     async def update_code(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionVersion:
@@ -206,9 +263,18 @@ class FunctionService:
             code=Code(package.sha256, package.sha256_hex, package.size),
             architectures=tuple(params.get("Architectures") or current.architectures),
         ).with_update_status(UpdateStatus.IN_PROGRESS, "The function is being created.", "Creating")
-        await asyncio.to_thread(self.blobs.put, package)
-        await asyncio.to_thread(self.repo.save, updated, current.revision_id)
-        self._spawn(self._settle(updated, package))
+        if updated.state == State.FAILED:  # new code can mend a function that failed (e.g. its code was lost)
+            updated = updated.with_state(State.PENDING, "The function is being created.", "Creating")
+        hold = self.code.hold(package.sha256_hex)  # until the version is settled: see code_store
+        try:
+            await self.code.put(package)
+            await asyncio.to_thread(self.repo.save, updated, current.revision_id)
+        except BaseException:
+            hold.release()
+            self._spawn(self.code.collect([package.sha256_hex]))
+            raise
+        self._missing_code.pop(updated.name, None)
+        self._spawn(self._settle(updated, package, hold, replaced=current.code.sha256_hex))
         return updated
 
     async def update_configuration(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionVersion:
@@ -231,14 +297,14 @@ class FunctionService:
         hashes = await asyncio.to_thread(self.repo.delete, ref.name)
         if not hashes:
             raise ResourceNotFound(f"Function not found: {self.arns.function(ref.name)}")
-        self._invocable.pop(ref.name, None)
+        self._unserve(ref.name)
         self._tags.pop(ref.name, None)
+        self._missing_code.pop(ref.name, None)
         self.concurrency.reserve(ref.name, None)
-        self.on_change(ref.name, None)
-        for sha in set(hashes):
-            if not await asyncio.to_thread(self.repo.code_in_use, sha):
-                self._code_paths.pop(sha, None)
-                await asyncio.to_thread(self.blobs.remove, sha)
+        self.on_change(ref.name, None)  # its environments stop (busy ones after their invocation)
+        for sha in hashes:
+            self._code_paths.pop(sha, None)
+        await self.code.collect(hashes)
 
     # ---- internals ---------------------------------------------------------------
     async def _updatable(self, ref: FunctionRef, revision_id: str | None) -> FunctionVersion:
@@ -265,13 +331,29 @@ class FunctionService:
             raise InvalidParameterValue("Please provide a source for function code (ZipFile).")
         return await asyncio.to_thread(inspect_zip, data, self.code_limits)
 
-    async def _settle(self, version: FunctionVersion, package: CodePackage | None = None) -> None:
-        """Unpack the code, then move the version to Active / Successful (or Failed)."""
+    async def _settle(
+        self,
+        version: FunctionVersion,
+        package: CodePackage | None = None,
+        hold: CodeHold | None = None,
+        replaced: str | None = None,
+    ) -> None:
+        """Unpack the code, then move the version to Active / Successful (or Failed).
+
+        ``hold``: the upload's hold on the code, let go here once the cache holds it (or the
+        version is gone); ``replaced``: the code the update replaced, collected if unused now.
+        """
         try:
-            if package is not None:
-                tree = await asyncio.to_thread(self.blobs.extract, package)
-            else:
-                tree = await asyncio.to_thread(self.blobs.ensure_tree, version.code.sha256_hex)
+            await self._settle_held(version, package)
+        finally:
+            if hold is not None:
+                hold.release()
+            stale = {sha for sha in (replaced, version.code.sha256_hex) if sha is not None}
+            await self.code.collect(stale)  # whatever nothing refers to any more
+
+    async def _settle_held(self, version: FunctionVersion, package: CodePackage | None) -> None:
+        try:
+            tree = await self.code.tree(version.code.sha256_hex, package)
             if version.runtime in self.runtimes.identifiers():  # else its invokes say what is missing
                 await self._bytecode.ensure(self.runtimes.get(version.runtime), tree)
             ok, reason = True, None
@@ -283,22 +365,23 @@ class FunctionService:
         latest = await asyncio.to_thread(self.repo.get, version.name)
         if latest is None or latest.revision_id != version.revision_id:
             return  # deleted or superseded meanwhile
+        settled = latest
         if latest.state == State.PENDING:
             settled = (
-                latest.with_state(State.ACTIVE)
+                settled.with_state(State.ACTIVE)
                 if ok
-                else latest.with_state(State.FAILED, reason, "InvalidZipFileException")
+                else settled.with_state(State.FAILED, reason, "InvalidZipFileException")
             )
-        else:
+        if latest.last_update_status in (None, UpdateStatus.IN_PROGRESS):  # None: the creation itself
             settled = (
-                latest.with_update_status(UpdateStatus.SUCCESSFUL)
+                settled.with_update_status(UpdateStatus.SUCCESSFUL)
                 if ok
-                else latest.with_update_status(UpdateStatus.FAILED, reason, "InvalidZipFileException")
+                else settled.with_update_status(UpdateStatus.FAILED, reason, "InvalidZipFileException")
             )
         await asyncio.to_thread(self.repo.save, settled, latest.revision_id)
         if settled.state == State.ACTIVE and settled.last_update_status != UpdateStatus.FAILED:
             previous = self._invocable.get(settled.name)
-            self._invocable[settled.name] = settled
+            self._serve(settled)
             if previous is not None and previous.revision_id != settled.revision_id:
                 self.on_change(settled.name, settled.revision_id)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import AsyncIterator, Callable
 
 from squall import tasks as background
+from squall.engine.code_store import CodeHold, CodeStore
 from squall.engine.environment import Environment, EnvironmentState
 from squall.errors import TooManyRequests
 from squall.function import FunctionVersion
@@ -42,8 +43,10 @@ class EnvironmentPool:
         region: str,
         limits: PoolLimits,
         clock: Callable[[], float] = time.monotonic,
+        code: CodeStore | None = None,
     ) -> None:
         self.backend = backend
+        self.code = code  # environments hold their code until their processes are gone
         self.logs = logs
         self.region = region
         self.limits = limits
@@ -51,6 +54,7 @@ class EnvironmentPool:
         self._idle: dict[PoolKey, deque[Environment]] = {}
         self._busy: set[Environment] = set()
         self._resident: dict[Environment, int] = {}  # every environment not yet stopped → its MemorySize
+        self._code_holds: dict[Environment, CodeHold] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
 
@@ -91,6 +95,8 @@ class EnvironmentPool:
                 network=network,
             )
             self._resident[env] = function.memory_size
+            if self.code is not None:  # in the turn that resolved the version: see code_store
+                self._code_holds[env] = self.code.hold(function.code.sha256_hex)
             self._busy.add(env)
             try:
                 await env.start()
@@ -187,6 +193,9 @@ class EnvironmentPool:
         task = asyncio.get_running_loop().create_task(env.stop(reason))
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
+        hold = self._code_holds.pop(env, None)
+        if hold is not None:  # the code may go once the environment's processes have
+            task.add_done_callback(lambda _: hold.release())
 
     async def shutdown(self, grace: float) -> None:
         """Let in-flight invocations finish (up to ``grace``), then stop every environment."""

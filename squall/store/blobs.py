@@ -1,13 +1,14 @@
 """Content-addressed code blobs on local disk, and their extracted trees.
 
 ``blobs/<sha256 hex>.zip`` holds each uploaded package once; ``code/<sha256 hex>/`` is its
-extracted tree, shared by every function version with the same code.
+extracted tree, shared by every function version with the same code. When code may be
+removed is ``squall.engine.code_store``'s business, not this file's.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import uuid
 from pathlib import Path
 
 from squall.code import CodePackage, extract_zip, inspect_zip
@@ -31,7 +32,7 @@ class BlobStore:
         path = self.blob_path(package.sha256_hex)
         if path.exists():
             return
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp = path.with_suffix(f".tmp-{uuid.uuid4().hex}")  # two uploads of one zip must not share it
         with open(tmp, "wb") as fh:
             fh.write(package.data)
             fh.flush()
@@ -56,7 +57,3 @@ class BlobStore:
         if not tree.exists():
             return self.extract(inspect_zip(self.read(sha256_hex)))
         return tree
-
-    def remove(self, sha256_hex: str) -> None:
-        self.blob_path(sha256_hex).unlink(missing_ok=True)
-        shutil.rmtree(self.tree_path(sha256_hex), ignore_errors=True)

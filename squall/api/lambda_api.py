@@ -21,9 +21,9 @@ from botocore.loaders import Loader
 from botocore.model import ServiceModel
 
 from squall.arn import FunctionRef
-from squall.engine.async_invocation import MAX_EVENT_PAYLOAD, MAX_INVOKE_ASYNC_PAYLOAD
+from squall.async_invoke.pipeline import MAX_EVENT_PAYLOAD, MAX_INVOKE_ASYNC_PAYLOAD
 from squall.engine.engine import Engine, InvokeOptions
-from squall.engine.invocation import MAX_SYNC_PAYLOAD
+from squall.invoke.invocation import MAX_SYNC_PAYLOAD
 from squall.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
 
 CLIENT_CONTEXT_MAX = 3583

@@ -14,12 +14,12 @@ from typing import Any, Callable
 from squall import __version__
 from squall.arn import Arns, FunctionRef
 from squall.code import CodeLimits
-from squall.engine.async_invocation import AsyncInvocations
-from squall.engine.code_store import CodeStore
-from squall.engine.concurrency import ConcurrencyLimits
-from squall.engine.functions import FunctionService
-from squall.engine.invocation import InvocationRequest, InvocationResult
-from squall.engine.pool import EnvironmentPool, PoolLimits
+from squall.async_invoke.pipeline import AsyncInvocations
+from squall.functions.code_store import CodeStore
+from squall.invoke.concurrency import ConcurrencyLimits
+from squall.functions.service import FunctionService
+from squall.invoke.invocation import InvocationRequest, InvocationResult
+from squall.environments.pool import EnvironmentPool, PoolLimits
 from squall.observe.logs import LogStore
 from squall.runtimes.registry import RuntimeRegistry
 from squall.sandbox.base import SandboxBackend

@@ -22,7 +22,7 @@ from typing import Callable
 import httptools
 import orjson
 
-from squall.engine.invocation import MAX_RESPONSE_PAYLOAD, error_payload
+from squall.invoke.invocation import MAX_RESPONSE_PAYLOAD, error_payload
 
 PREFIX = "/2018-06-01/runtime"
 _STATUS_TEXT = {200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",

@@ -2,7 +2,7 @@
 
 ``blobs/<sha256 hex>.zip`` holds each uploaded package once; ``code/<sha256 hex>/`` is its
 extracted tree, shared by every function version with the same code. When code may be
-removed is ``squall.engine.code_store``'s business, not this file's.
+removed is ``squall.functions.code_store``'s business, not this file's.
 """
 
 from __future__ import annotations

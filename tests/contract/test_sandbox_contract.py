@@ -24,9 +24,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from squall.engine.environment import EnvironmentState
-from squall.engine.invocation import InvocationRequest
-from squall.engine.pool import EnvironmentPool, PoolLimits
+from squall.environments.environment import EnvironmentState
+from squall.invoke.invocation import InvocationRequest
+from squall.environments.pool import EnvironmentPool, PoolLimits
 from squall.function import Code, FunctionVersion, State
 from squall.observe.logs import LogStore
 from squall.runtimes.registry import RuntimeRegistry

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from squall.engine.events import EventQueue
+from squall.async_invoke.queue import EventQueue
 from squall.store.db import create_engine, functions
 from squall.store.events import EventRepository, QueuedEvent
 

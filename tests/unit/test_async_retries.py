@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from squall.engine.retries import Condition, Limits, Outcome, RetryPolicy
+from squall.async_invoke.retries import Condition, Limits, Outcome, RetryPolicy
 from squall.store.events import QueuedEvent
 
 T0 = 1_700_000_000.0

@@ -9,7 +9,7 @@ import asyncio
 import threading
 
 from squall.code import inspect_zip
-from squall.engine.code_store import CodeStore
+from squall.functions.code_store import CodeStore
 from squall.store.blobs import BlobStore
 from tests.conftest import make_zip
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from squall.engine.concurrency import ConcurrencyLimits
+from squall.invoke.concurrency import ConcurrencyLimits
 from squall.errors import InvalidParameterValue, TooManyRequests
 
 

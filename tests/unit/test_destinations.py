@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from squall.engine.destinations import dead_letter_attributes, invocation_record, record_timestamp
+from squall.async_invoke.destinations import dead_letter_attributes, invocation_record, record_timestamp
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:my-function:$LATEST"
 

@@ -7,14 +7,14 @@ import logging
 
 import orjson
 
-from squall.engine.concurrency import ConcurrencyLimits
-from squall.engine.deliveries import DeliveryWorker
-from squall.engine.destinations import DeliveryError
-from squall.engine.dispatcher import Dispatcher
-from squall.engine.event_invoke_config import EventInvokeConfig, EventInvokeConfigs
-from squall.engine.events import Lease
-from squall.engine.invocation import InvocationResult
-from squall.engine.retries import Condition, RetryPolicy
+from squall.invoke.concurrency import ConcurrencyLimits
+from squall.async_invoke.deliveries import DeliveryWorker
+from squall.async_invoke.destinations import DeliveryError
+from squall.async_invoke.dispatcher import Dispatcher
+from squall.async_invoke.configs import EventInvokeConfig, EventInvokeConfigs
+from squall.async_invoke.queue import Lease
+from squall.invoke.invocation import InvocationResult
+from squall.async_invoke.retries import Condition, RetryPolicy
 from squall.errors import ResourceNotFound, TooManyRequests
 from squall.arn import Arns
 from squall.store.event_invoke_configs import EventInvokeConfigRepository

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from squall.arn import Arns
-from squall.engine.destinations import Destination, DestinationKind
-from squall.engine.event_invoke_config import EventInvokeConfig, apply_params
+from squall.async_invoke.destinations import Destination, DestinationKind
+from squall.async_invoke.configs import EventInvokeConfig, apply_params
 from squall.errors import InvalidParameterValue
 
 ARNS = Arns("us-east-1", "123456789012")

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from squall.engine.events import LEASE_SECONDS
+from squall.async_invoke.queue import LEASE_SECONDS
 from squall.errors import ResourceNotFound
 from tests.unit.async_helpers import Clock, event, make_queue, make_store
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from squall.arn import Arns, FunctionRef
-from squall.engine.code_store import CodeStore
-from squall.engine.concurrency import ConcurrencyLimits
-from squall.engine.functions import FunctionService
-from squall.engine.invocation import InvocationRequest
-from squall.engine.pool import EnvironmentPool, PoolLimits
+from squall.functions.code_store import CodeStore
+from squall.invoke.concurrency import ConcurrencyLimits
+from squall.functions.service import FunctionService
+from squall.invoke.invocation import InvocationRequest
+from squall.environments.pool import EnvironmentPool, PoolLimits
 from squall.errors import ResourceConflict
 from squall.function import State, UpdateStatus
 from squall.observe.logs import LogStore

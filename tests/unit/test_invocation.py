@@ -1,5 +1,5 @@
 """Invocation results, Lambda's platform error payloads, REPORT lines, per-invocation log capture
-(squall/engine/invocation.py, squall/engine/capture.py's InvocationLog) and exit wording
+(squall/invoke/invocation.py, squall/environments/capture.py's InvocationLog) and exit wording
 (squall/sandbox/base.py)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import signal
 
 import pytest
 
-from squall.engine.capture import InvocationLog
-from squall.engine.invocation import (
+from squall.environments.capture import InvocationLog
+from squall.invoke.invocation import (
     LOG_TAIL_BYTES,
     MAX_RESPONSE_PAYLOAD,
     MAX_SYNC_PAYLOAD,

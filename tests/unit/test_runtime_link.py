@@ -1,4 +1,4 @@
-"""The built-in Python runtime's link (squall/engine/runtime_link.py: FramesLink) over a real socketpair."""
+"""The built-in Python runtime's link (squall/environments/runtime_link.py: FramesLink) over a real socketpair."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
-from squall.engine.invocation import MAX_RESPONSE_PAYLOAD, InvocationRequest
-from squall.engine.runtime_link import FramesLink, LinkBroken, ResponseTooLarge
+from squall.invoke.invocation import MAX_RESPONSE_PAYLOAD, InvocationRequest
+from squall.environments.runtime_link import FramesLink, LinkBroken, ResponseTooLarge
 from squall.runtimes.python.frames import FrameParser, encode_frame
 
 REQUEST = InvocationRequest(request_id="r-1", payload=b'{"n": 1}', invoked_arn="arn:aws:lambda:us-east-1:123456789012:function:f")

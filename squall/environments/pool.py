@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import AsyncIterator, Callable
 
 from squall import tasks as background
-from squall.engine.code_store import CodeHold, CodeStore
-from squall.engine.environment import Environment, EnvironmentState
+from squall.functions.code_store import CodeHold, CodeStore
+from squall.environments.environment import Environment, EnvironmentState
 from squall.errors import TooManyRequests
 from squall.function import FunctionVersion
 from squall.observe.logs import LogStore

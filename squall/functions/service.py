@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from squall.arn import LATEST, Arns, FunctionRef, parse_function_name
 from squall.code import CodeLimits, CodePackage, inspect_zip
-from squall.engine.code_store import CodeHold, CodeStore
-from squall.engine.concurrency import ConcurrencyLimits
+from squall.functions.code_store import CodeHold, CodeStore
+from squall.invoke.concurrency import ConcurrencyLimits
 from squall.errors import InvalidParameterValue, LambdaError, PreconditionFailed, ResourceConflict, ResourceNotFound
 from squall.function import Code, FunctionVersion, State, UpdateStatus, validate_settings
 from squall.runtimes.bytecode import Precompiler

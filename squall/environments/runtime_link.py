@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, cast
 
-from squall.engine.invocation import MAX_RESPONSE_PAYLOAD, InvocationRequest, response_too_large
+from squall.invoke.invocation import MAX_RESPONSE_PAYLOAD, InvocationRequest, response_too_large
 from squall.runtimes.python.frames import FrameError, FrameParser, FrameTooLarge, encode_frame
 from squall.runtimes.runtime_api import RuntimeApi, RuntimeEvent
 from squall.sandbox.base import SandboxHandle

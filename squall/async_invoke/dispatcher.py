@@ -25,11 +25,11 @@ from typing import Awaitable, Callable
 
 from squall import tasks as background
 from squall.arn import FunctionRef
-from squall.engine.concurrency import ConcurrencyLimits
-from squall.engine.event_invoke_config import EventInvokeConfigs
-from squall.engine.events import LEASE_SECONDS, EventQueue, Lease
-from squall.engine.invocation import InvocationResult, error_payload
-from squall.engine.retries import Condition, Outcome, RetryPolicy
+from squall.invoke.concurrency import ConcurrencyLimits
+from squall.async_invoke.configs import EventInvokeConfigs
+from squall.async_invoke.queue import LEASE_SECONDS, EventQueue, Lease
+from squall.invoke.invocation import InvocationResult, error_payload
+from squall.async_invoke.retries import Condition, Outcome, RetryPolicy
 from squall.errors import LambdaError, ResourceNotFound, TooManyRequests
 from squall.store.events import QueuedEvent
 

@@ -6,7 +6,7 @@ States (one invocation at a time, as on Lambda)::
                        │                  │             │
                        └─ init error ─────┴─ stop ──────┴─ timeout / crash → STOPPED
 
-The environment talks to its runtime over a link (``squall.engine.runtime_link``): frames on
+The environment talks to its runtime over a link (``squall.environments.runtime_link``): frames on
 a unix socket for the built-in Python runtime, the Lambda Runtime API for every other
 runtime. The runtime's stdout/stderr are captured as its log stream.
 """
@@ -27,8 +27,8 @@ from typing import Callable
 import orjson
 
 from squall.arn import LATEST
-from squall.engine.capture import InvocationLog, OutputCapture
-from squall.engine.invocation import (
+from squall.environments.capture import InvocationLog, OutputCapture
+from squall.invoke.invocation import (
     InvocationRequest,
     InvocationResult,
     error_payload,
@@ -37,7 +37,7 @@ from squall.engine.invocation import (
     response_too_large,
     timeout_error,
 )
-from squall.engine.runtime_link import FramesLink, LinkBroken, Reply, ResponseTooLarge, RuntimeApiLink
+from squall.environments.runtime_link import FramesLink, LinkBroken, Reply, ResponseTooLarge, RuntimeApiLink
 from squall.function import FunctionVersion
 from squall.observe.logs import LogStore
 from squall.runtimes.registry import BOOTSTRAP_NAME, RUNTIME_API, Launch, Runtime

@@ -17,8 +17,8 @@ import time
 from typing import Callable
 
 from squall import tasks as background
-from squall.engine.destinations import DeliveryError, Senders
-from squall.engine.events import LEASE_SECONDS, EventQueue
+from squall.async_invoke.destinations import DeliveryError, Senders
+from squall.async_invoke.queue import LEASE_SECONDS, EventQueue
 from squall.store.events import Delivery
 
 log = logging.getLogger("squall.destinations")

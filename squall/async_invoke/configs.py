@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from squall.arn import LATEST, Arns, FunctionRef
-from squall.engine.destinations import Destination
-from squall.engine.retries import Limits
+from squall.async_invoke.destinations import Destination
+from squall.async_invoke.retries import Limits
 from squall.errors import InvalidParameterValue, ResourceNotFound
 from squall.store.event_invoke_configs import EventInvokeConfigRepository
 

@@ -12,7 +12,7 @@ import os
 import time
 from collections import deque
 
-from squall.engine.invocation import LOG_TAIL_BYTES
+from squall.invoke.invocation import LOG_TAIL_BYTES
 from squall.observe.logs import LogStore
 
 _READ_CHUNK = 65536

@@ -23,15 +23,15 @@ from typing import Any, Awaitable, Callable
 from sqlalchemy.exc import IntegrityError
 
 from squall.arn import LATEST, Arns, FunctionRef
-from squall.engine.concurrency import ConcurrencyLimits
-from squall.engine.deliveries import DeliveryWorker
-from squall.engine.destinations import Endpoints, Senders, dead_letter_attributes, invocation_record
-from squall.engine.dispatcher import Dispatcher
-from squall.engine.event_invoke_config import EventInvokeConfigs
-from squall.engine.events import EventQueue, Lease
-from squall.engine.functions import FunctionService
-from squall.engine.invocation import InvocationResult
-from squall.engine.retries import Condition, RetryPolicy
+from squall.invoke.concurrency import ConcurrencyLimits
+from squall.async_invoke.deliveries import DeliveryWorker
+from squall.async_invoke.destinations import Endpoints, Senders, dead_letter_attributes, invocation_record
+from squall.async_invoke.dispatcher import Dispatcher
+from squall.async_invoke.configs import EventInvokeConfigs
+from squall.async_invoke.queue import EventQueue, Lease
+from squall.functions.service import FunctionService
+from squall.invoke.invocation import InvocationResult
+from squall.async_invoke.retries import Condition, RetryPolicy
 from squall.errors import LambdaError, ResourceNotFound
 from squall.settings import Settings
 from squall.store.db import create_engine

@@ -1,15 +1,16 @@
-"""The relational store: engine set-up, schema and versioned migrations.
+"""The relational store: engine set-up and the current schema (what queries use).
 
 SQLite in WAL mode is the embedded default; any SQLAlchemy URL (PostgreSQL) can be
-configured instead. Blocking calls are made off the event loop by the callers.
+configured instead. Blocking calls are made off the event loop by the callers. The schema
+is built and upgraded by the frozen steps in ``migrations.py``, never from these objects.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+from squall.store.migrations import MIGRATIONS
 
 metadata = sa.MetaData()
 
@@ -20,6 +21,7 @@ functions = sa.Table(
     sa.Column("tags", sa.JSON, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("reserved_concurrency", sa.Integer, nullable=True),
+    sa.Column("last_version", sa.Integer, nullable=False, server_default="0"),  # published versions are never reused
 )
 
 versions = sa.Table(
@@ -93,29 +95,25 @@ event_invoke_configs = sa.Table(
 )
 
 
-def _v1(conn: sa.Connection) -> None:
-    metadata.create_all(conn, tables=[functions, versions])
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("function_version", sa.String(32), nullable=False),
+    sa.Column("additional_version", sa.String(32), nullable=True),  # the weighted one, if any
+    sa.Column("revision_id", sa.String(36), nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+)
 
-
-def _v2(conn: sa.Connection) -> None:
-    """Reserved concurrency per function (PutFunctionConcurrency)."""
-    _add_column(conn, "functions", "reserved_concurrency", "INTEGER")
-
-
-def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> None:
-    # Fresh databases get the current tables from _v1 already; older ones need the column.
-    existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}
-    if column not in existing:
-        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
-
-
-def _v3(conn: sa.Connection) -> None:
-    """Asynchronous invocation: event queue, delivery outbox, counters, EventInvokeConfigs."""
-    metadata.create_all(conn, tables=[async_events, async_deliveries, async_stats, event_invoke_configs])
-
-
-# Append-only: each entry migrates the schema from version i to i + 1.
-MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_v1, _v2, _v3)
+provisioned_concurrency = sa.Table(
+    "provisioned_concurrency",
+    metadata,
+    sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("qualifier", sa.String(128), primary_key=True),
+    sa.Column("requested", sa.Integer, nullable=False),
+    sa.Column("last_modified", sa.String(32), nullable=False),
+)
 
 
 def create_engine(url: str, synchronous: str = "NORMAL") -> Engine:
@@ -142,7 +140,7 @@ def create_engine(url: str, synchronous: str = "NORMAL") -> Engine:
 def migrate(engine: Engine) -> int:
     """Bring the schema to the latest version; returns it."""
     with engine.begin() as conn:
-        metadata.create_all(conn, tables=[schema_version])
+        metadata.create_all(conn, tables=[schema_version])  # the one table no step creates
         current = conn.execute(sa.select(schema_version.c.version)).scalar()
         if current is None:
             conn.execute(schema_version.insert().values(version=0))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
 import sqlalchemy as sa
 
 from squall.store import db
+from tests.conftest import require
+from tests.e2e.test_postgres import PG_HOST, PG_PORT, postgres_reachable
 
 
 def test_fresh_database_gets_the_latest_schema(tmp_path):
@@ -35,3 +40,33 @@ def test_a_version_1_database_is_upgraded(tmp_path):
         assert conn.execute(sa.select(db.schema_version.c.version)).scalar() == len(db.MIGRATIONS)
         row = conn.execute(sa.select(db.functions.c.name, db.functions.c.reserved_concurrency)).one()
     assert tuple(row) == ("kept", None)
+
+
+def _columns(engine) -> dict[str, set[str]]:
+    inspector = sa.inspect(engine)
+    return {table: {c["name"] for c in inspector.get_columns(table)} for table in inspector.get_table_names()}
+
+
+def test_the_frozen_steps_build_the_schema_the_queries_use(tmp_path):
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'steps.db'}")
+    built = _columns(engine)
+    for name, table in db.metadata.tables.items():
+        assert built.get(name) == {c.name for c in table.columns}, name
+
+
+def test_the_frozen_steps_build_the_same_schema_on_postgresql():
+    require(postgres_reachable(), f"PostgreSQL is not running on {PG_HOST}:{PG_PORT}")
+    psycopg = pytest.importorskip("psycopg")
+    name = f"squall_schema_{uuid.uuid4().hex[:12]}"
+    admin = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        engine = db.create_engine(f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}")
+        built = _columns(engine)
+        engine.dispose()
+        for table_name, table in db.metadata.tables.items():
+            assert built.get(table_name) == {c.name for c in table.columns}, table_name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,139 @@
+"""Schema migrations: frozen, append-only steps.
+
+Each step builds exactly what it built the day it was written, from its own table
+definitions (a private ``MetaData``), never from the current schema objects in
+``schema.py``: those change, and a step that read them would build a later schema early and
+leave the next steps to guess. Step *i* takes the schema from version *i* to *i + 1*;
+``schema_version`` records how far a database has come. Never edit a released step: add one.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import sqlalchemy as sa
+
+
+def _v1_functions_and_versions(conn: sa.Connection) -> None:
+    m = sa.MetaData()
+    sa.Table(
+        "functions",
+        m,
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("tags", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    sa.Table(
+        "function_versions",
+        m,
+        sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True),
+        sa.Column("version", sa.String(32), primary_key=True),
+        sa.Column("revision_id", sa.String(36), nullable=False),
+        sa.Column("code_sha256_hex", sa.String(64), nullable=False),
+        sa.Column("code_size", sa.BigInteger, nullable=False),
+        sa.Column("config", sa.JSON, nullable=False),
+    )
+    m.create_all(conn)
+
+
+def _v2_reserved_concurrency(conn: sa.Connection) -> None:
+    _add_column(conn, "functions", "reserved_concurrency", "INTEGER")
+
+
+def _v3_async_invocation(conn: sa.Connection) -> None:
+    """The durable event queue, its delivery outbox, per-function counters, EventInvokeConfigs."""
+    m = sa.MetaData()
+    sa.Table("functions", m, sa.Column("name", sa.String(64), primary_key=True))  # for the foreign keys
+    sa.Table(
+        "async_events",
+        m,
+        sa.Column("request_id", sa.String(36), primary_key=True),
+        sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), nullable=False),
+        sa.Column("qualifier", sa.String(128), nullable=True),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("enqueued_at", sa.Float, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("deferrals", sa.Integer, nullable=False),
+        sa.Column("not_before", sa.Float, nullable=False),
+        sa.Column("lease_owner", sa.String(36), nullable=True),
+        sa.Column("lease_until", sa.Float, nullable=True),
+        sa.Column("last_status", sa.Integer, nullable=True),
+        sa.Column("last_error", sa.LargeBinary, nullable=True),
+        sa.Index("ix_async_events_due", "function_name", "lease_owner", "not_before"),
+        sa.Index("ix_async_events_age", "function_name", "enqueued_at"),
+    )
+    sa.Table(
+        "async_deliveries",
+        m,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("function_name", sa.String(64), nullable=False),
+        sa.Column("request_id", sa.String(36), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("target", sa.String(400), nullable=False),
+        sa.Column("body", sa.LargeBinary, nullable=False),
+        sa.Column("attributes", sa.JSON, nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("not_before", sa.Float, nullable=False),
+        sa.Column("lease_owner", sa.String(36), nullable=True),
+        sa.Column("lease_until", sa.Float, nullable=True),
+        sa.Index("ix_async_deliveries_due", "lease_owner", "not_before"),
+    )
+    sa.Table(
+        "async_stats",
+        m,
+        sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True),
+        sa.Column("succeeded", sa.Integer, nullable=False, default=0),
+        sa.Column("retries_exhausted", sa.Integer, nullable=False, default=0),
+        sa.Column("age_exceeded", sa.Integer, nullable=False, default=0),
+        sa.Column("dead_lettered", sa.Integer, nullable=False, default=0),
+        sa.Column("destination_failures", sa.Integer, nullable=False, default=0),
+    )
+    sa.Table(
+        "event_invoke_configs",
+        m,
+        sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True),
+        sa.Column("qualifier", sa.String(128), primary_key=True),
+        sa.Column("config", sa.JSON, nullable=False),
+        sa.Column("last_modified", sa.Float, nullable=False),
+    )
+    m.create_all(conn, tables=[t for name, t in m.tables.items() if name != "functions"])
+
+
+def _v4_versions_aliases_provisioned(conn: sa.Connection) -> None:
+    """Published version numbers (never reused), aliases, provisioned concurrency configs."""
+    _add_column(conn, "functions", "last_version", "INTEGER NOT NULL DEFAULT 0")
+    m = sa.MetaData()
+    sa.Table("functions", m, sa.Column("name", sa.String(64), primary_key=True))
+    sa.Table(
+        "aliases",
+        m,
+        sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True),
+        sa.Column("name", sa.String(128), primary_key=True),
+        sa.Column("function_version", sa.String(32), nullable=False),
+        sa.Column("additional_version", sa.String(32), nullable=True),
+        sa.Column("revision_id", sa.String(36), nullable=False),
+        sa.Column("config", sa.JSON, nullable=False),
+        sa.Index("ix_aliases_version", "function_name", "function_version"),
+    )
+    sa.Table(
+        "provisioned_concurrency",
+        m,
+        sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True),
+        sa.Column("qualifier", sa.String(128), primary_key=True),
+        sa.Column("requested", sa.Integer, nullable=False),
+        sa.Column("last_modified", sa.String(32), nullable=False),
+    )
+    m.create_all(conn, tables=[m.tables["aliases"], m.tables["provisioned_concurrency"]])
+
+
+def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> None:
+    conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+
+
+# Append-only: each entry migrates the schema from version i to i + 1.
+MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
+    _v1_functions_and_versions,
+    _v2_reserved_concurrency,
+    _v3_async_invocation,
+    _v4_versions_aliases_provisioned,
+)

@@ -1,28 +1,38 @@
-"""Function names, qualifiers and ARNs.
+"""Function names, qualifiers and ARNs: one parser with Lambda's rules.
 
 Everywhere Lambda takes a ``FunctionName`` it accepts ``my-fn``, ``my-fn:QUAL``,
 ``123456789012:function:my-fn[:QUAL]`` and ``arn:aws:lambda:REGION:ACCT:function:my-fn[:QUAL]``.
+The shape checks (patterns, lengths) are the model's and run before this (``api/protocol``);
+what is left here is Lambda's own semantics, in the order AWS applies them:
+
+1. a qualifier in the name and a ``Qualifier`` parameter that disagree → 400 (before anything
+   is looked up);
+2. an ARN of another region → 404 ``Functions from 'R' are not reachable in this region``;
+   of another account → 403 ``AccessDeniedException``;
+3. a name longer than 64 characters → on a create, the length constraint (400); on any other
+   operation the function simply does not exist (404), as on AWS.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
-from squall.errors import InvalidParameterValue, ResourceNotFound
+from squall.errors import AccessDenied, InvalidParameterValue, ResourceNotFound
 
 LATEST = "$LATEST"
+NAME_MAX = 64
 
 _FUNCTION_NAME = re.compile(
     r"^(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?"
-    r"(?P<region>(?:eusc-)?[a-z]{2}(?:(?:-gov)|(?:-iso[a-z]?))?-[a-z]+-\d{1}:)?"
-    r"(?P<account>\d{12}:)?"
+    r"(?:(?P<region>(?:eusc-)?[a-z]{2}(?:(?:-gov)|(?:-iso[a-z]?))?-[a-z]+-\d{1}):)?"
+    r"(?:(?P<account>\d{12}):)?"
     r"(?:function:)?"
     r"(?P<name>[a-zA-Z0-9-_\.]+)"
-    r"(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9-_]+))?$"
+    r"(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9-_$]+))?$"
 )
-_NAME_ONLY = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")
-_QUALIFIER = re.compile(r"^(\$LATEST|[a-zA-Z0-9-_]{1,128})$")
+_VERSION = re.compile(r"^[0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -32,10 +42,22 @@ class FunctionRef:
     name: str
     qualifier: str | None = None
 
+    @property
+    def is_latest(self) -> bool:
+        return self.qualifier is None or self.qualifier == LATEST
+
+    @property
+    def is_version(self) -> bool:
+        return self.qualifier is not None and bool(_VERSION.match(self.qualifier))
+
+
+def is_version(qualifier: str) -> bool:
+    return bool(_VERSION.match(qualifier))
+
 
 @dataclass(frozen=True)
 class Arns:
-    """Builds ARNs for one account and region."""
+    """Builds and parses ARNs for one account and region."""
 
     region: str
     account_id: str
@@ -47,38 +69,37 @@ class Arns:
     def role_default(self) -> str:
         return f"arn:aws:iam::{self.account_id}:role/squall-function"
 
+    def runtime_version(self, runtime: str) -> str:
+        """RuntimeVersionConfig's ARN (Squall has one version of each runtime per server)."""
+        return f"arn:aws:lambda:{self.region}::runtime:{hashlib.sha256(runtime.encode()).hexdigest()}"
+
     def parse(self, value: str, qualifier: str | None = None) -> FunctionRef:
-        """Parse a FunctionName path/body value, merging a separate ``Qualifier``."""
-        ref = parse_function_name(value)
-        match = _FUNCTION_NAME.fullmatch(value)
-        assert match is not None  # parse_function_name validated it
-        region = (match.group("region") or "").rstrip(":")
-        account = (match.group("account") or "").rstrip(":")
-        if (region and region != self.region) or (account and account != self.account_id):
+        """A FunctionName from a path or body (shape-checked already), with a separate
+        ``Qualifier`` merged in."""
+        match = _FUNCTION_NAME.match(value)
+        if match is None:  # the model's pattern let through what ours does not: not a function
             raise ResourceNotFound(f"Function not found: {value}")
-        if qualifier is not None:
-            if not _QUALIFIER.fullmatch(qualifier):
-                raise InvalidParameterValue(f"Invalid Qualifier: {qualifier}")
-            if ref.qualifier is not None and ref.qualifier != qualifier:
-                raise InvalidParameterValue(
-                    "The derived qualifier from the function name does not match the specified qualifier."
-                )
-            return FunctionRef(ref.name, qualifier)
+        named = match.group("qualifier")
+        if qualifier is not None and named is not None and named != qualifier:
+            raise InvalidParameterValue("The derived qualifier from the function name does not match the specified qualifier.")
+        region, account = match.group("region"), match.group("account")
+        if region and region != self.region:
+            raise ResourceNotFound(f"Functions from '{region}' are not reachable in this region ('{self.region}')")
+        if account and account != self.account_id:
+            raise AccessDenied(
+                f"User is not authorized to access function {value}: it belongs to account {account}, "
+                f"not to this server's account {self.account_id}."
+            )
+        return FunctionRef(match.group("name"), qualifier if qualifier is not None else named)
+
+    def parse_new(self, value: str) -> FunctionRef:
+        """CreateFunction's FunctionName: a name it can create (a qualifier is refused)."""
+        ref = self.parse(value)
+        if len(ref.name) > NAME_MAX:
+            raise InvalidParameterValue(
+                f"1 validation error detected: Value '{ref.name}' at 'functionName' failed to satisfy constraint: "
+                f"Member must have length less than or equal to {NAME_MAX}"
+            )
+        if "." in ref.name or ref.qualifier is not None:
+            raise InvalidParameterValue(f"Function names cannot carry a qualifier or a dot: {value}")
         return ref
-
-
-def parse_function_name(value: str) -> FunctionRef:
-    if not value or len(value) > 256:
-        raise InvalidParameterValue(
-            "1 validation error detected: Value at 'functionName' failed to satisfy constraint: "
-            "Member must have length between 1 and 256"
-        )
-    match = _FUNCTION_NAME.fullmatch(value)
-    if not match or not _NAME_ONLY.fullmatch(match.group("name")):
-        raise InvalidParameterValue(
-            f"1 validation error detected: Value '{value}' at 'functionName' failed to satisfy constraint: "
-            "Member must satisfy regular expression pattern: "
-            r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?"
-            r"([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?"
-        )
-    return FunctionRef(match.group("name"), match.group("qualifier"))

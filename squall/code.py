@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from squall.errors import InvalidParameterValue, RequestTooLarge
+from squall.errors import InvalidParameterValue, RequestEntityTooLarge
 
 __all__ = [
     "UNZIP_ERROR",
@@ -175,7 +175,7 @@ def inspect_zip(data: bytes, limits: CodeLimits = CodeLimits()) -> CodePackage:
 
 def _scan(data: bytes, limits: CodeLimits) -> _Scan:
     if len(data) > limits.max_zipped:
-        raise RequestTooLarge(f"Zipped file size must be smaller than {limits.max_zipped} bytes")
+        raise RequestEntityTooLarge(f"Zipped size must be smaller than {limits.max_zipped} bytes")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()

@@ -2,18 +2,25 @@
 
     SquallError                      anything Squall raises on purpose
     └── LambdaError                  an error the Lambda API can return; carries its modelled code
-        ├── InvalidParameterValue        400  InvalidParameterValueException
+        ├── Validation                   400  ValidationException (a model constraint; counted)
+        ├── InvalidParameterValue        400  InvalidParameterValueException (Lambda's own checks)
         ├── InvalidRequestContent        400  InvalidRequestContentException
+        ├── AccessDenied                 403  AccessDeniedException (another account's resource)
         ├── ResourceNotFound             404  ResourceNotFoundException
+        ├── ProvisionedConcurrencyConfigNotFound  404
         ├── ResourceConflict             409  ResourceConflictException
         ├── PreconditionFailed           412  PreconditionFailedException
         ├── RequestTooLarge              413  RequestTooLargeException
+        ├── RequestEntityTooLarge        413  RequestEntityTooLargeException (what AWS answers for
+        │                                     oversized requests, zips and payloads; not modelled)
         ├── UnsupportedMediaType         415  UnsupportedMediaTypeException
         ├── TooManyRequests              429  TooManyRequestsException (+ Reason, Retry-After)
         ├── CodeStorageExceeded          400  CodeStorageExceededException
         ├── ServiceError                 500  ServiceException
-        └── ServiceUnavailable           503  ServiceUnavailableException (AWS's common error;
-                                               not in Lambda's model: the server is stopping)
+        ├── ServiceUnavailable           503  ServiceUnavailableException (AWS's common error;
+        │                                     not in Lambda's model: the server is stopping)
+        └── NotImplemented               501  NotImplementedException (an operation of the model
+                                              Squall does not serve yet; never a "not found")
 
 The HTTP status and the spelling of the message member (``message`` or ``Message``)
 are not repeated here: the API layer reads them from botocore's service model, the
@@ -46,6 +53,20 @@ class LambdaError(SquallError):
         return f"{type(self).__name__}({self.message!r})"
 
 
+class Validation(LambdaError):
+    """Input that breaks a constraint of the service model (AWS's wording, all problems counted)."""
+
+    code = "ValidationException"
+
+
+class AccessDenied(LambdaError):
+    code = "AccessDeniedException"
+
+
+class ProvisionedConcurrencyConfigNotFound(LambdaError):
+    code = "ProvisionedConcurrencyConfigNotFoundException"
+
+
 class InvalidParameterValue(LambdaError):
     code = "InvalidParameterValueException"
 
@@ -68,6 +89,14 @@ class PreconditionFailed(LambdaError):
 
 class RequestTooLarge(LambdaError):
     code = "RequestTooLargeException"
+
+
+class RequestEntityTooLarge(LambdaError):
+    code = "RequestEntityTooLargeException"
+
+
+class NotImplementedOperation(LambdaError):
+    code = "NotImplementedException"
 
 
 class UnsupportedMediaType(LambdaError):

@@ -8,7 +8,8 @@ record with a new RevisionId.
 from __future__ import annotations
 
 import dataclasses
-import re
+import hashlib
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -44,9 +45,6 @@ RESERVED_ENV = frozenset(
         "LAMBDA_RUNTIME_DIR",
     }
 )
-_ENV_KEY = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]+$")
-_ROLE = re.compile(r"^arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
-_HANDLER = re.compile(r"^[^\s]+$")
 
 
 class State(StrEnum):
@@ -108,6 +106,8 @@ class FunctionVersion:
     tracing_mode: str = "PassThrough"
     dead_letter_target: str | None = None
     logging_config: Mapping[str, str] = field(default_factory=lambda: {"LogFormat": "Text"})
+    environment_given: bool = False  # Environment is echoed back only when a request set it
+    published_from: str | None = None  # a published version: the fingerprint of the $LATEST it copies
     revision_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     last_modified: str = field(default_factory=lambda: lambda_timestamp())
     state: State = State.PENDING
@@ -150,12 +150,22 @@ class FunctionVersion:
             )
 
     # ---- wire format -------------------------------------------------------------
-    def to_api(self, arns: Arns) -> dict[str, Any]:
-        """The FunctionConfiguration shape of the Lambda API."""
-        qualifier = None if self.version == LATEST else self.version
+    @property
+    def log_group(self) -> str:
+        return self.logging_config.get("LogGroup") or f"/aws/lambda/{self.name}"
+
+    def to_api(self, arns: Arns, arn_qualifier: str | None | bool = True, listing: bool = False) -> dict[str, Any]:
+        """The FunctionConfiguration shape of the Lambda API.
+
+        ``arn_qualifier``: what FunctionArn ends with — True: the version itself for a
+        published version, nothing for ``$LATEST``; a string: that qualifier (an alias read,
+        ``$LATEST`` asked by name); None: unqualified. ``listing``: the shape of ListFunctions
+        and ListVersionsByFunction items (no states, no RuntimeVersionConfig)."""
+        if arn_qualifier is True:
+            arn_qualifier = None if self.version == LATEST else self.version
         config: dict[str, Any] = {
             "FunctionName": self.name,
-            "FunctionArn": arns.function(self.name, qualifier),
+            "FunctionArn": arns.function(self.name, arn_qualifier or None),
             "Runtime": self.runtime,
             "Role": self.role,
             "Handler": self.handler,
@@ -168,17 +178,20 @@ class FunctionVersion:
             "Version": self.version,
             "TracingConfig": {"Mode": self.tracing_mode},
             "RevisionId": self.revision_id,
-            "State": str(self.state),
             "PackageType": "Zip",
             "Architectures": list(self.architectures),
             "EphemeralStorage": {"Size": self.ephemeral_storage},
-            "LoggingConfig": {"LogGroup": f"/aws/lambda/{self.name}", **self.logging_config},
+            "LoggingConfig": self.logging_api(),
             "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
         }
-        if self.environment:
+        if self.environment or self.environment_given:
             config["Environment"] = {"Variables": dict(self.environment)}
         if self.dead_letter_target:
             config["DeadLetterConfig"] = {"TargetArn": self.dead_letter_target}
+        if listing:
+            return config
+        config["RuntimeVersionConfig"] = {"RuntimeVersionArn": arns.runtime_version(self.runtime)}
+        config["State"] = str(self.state)
         for key, value in (
             ("StateReason", self.state_reason),
             ("StateReasonCode", self.state_reason_code),
@@ -189,6 +202,33 @@ class FunctionVersion:
             if value is not None:
                 config[key] = value
         return config
+
+    def logging_api(self) -> dict[str, str]:
+        """LoggingConfig as Lambda shows it: levels (INFO by default) only in JSON format."""
+        shown = {"LogFormat": self.logging_config.get("LogFormat", "Text"), "LogGroup": self.log_group}
+        if shown["LogFormat"] == "JSON":
+            shown["ApplicationLogLevel"] = self.logging_config.get("ApplicationLogLevel", "INFO")
+            shown["SystemLogLevel"] = self.logging_config.get("SystemLogLevel", "INFO")
+        return shown
+
+    def fingerprint(self) -> str:
+        """What publishing compares: the code and every setting a version copies."""
+        settings = {
+            "code": self.code.sha256_hex,
+            "runtime": self.runtime,
+            "handler": self.handler,
+            "role": self.role,
+            "description": self.description,
+            "timeout": self.timeout,
+            "memory": self.memory_size,
+            "environment": dict(self.environment),
+            "ephemeral": self.ephemeral_storage,
+            "architectures": list(self.architectures),
+            "tracing": self.tracing_mode,
+            "dlq": self.dead_letter_target,
+            "logging": dict(self.logging_config),
+        }
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
     def to_record(self) -> dict[str, Any]:
         record = dataclasses.asdict(self)
@@ -210,66 +250,30 @@ class FunctionVersion:
 
 # ---- validation of API input (beyond the shape checks the protocol layer does) -----------
 def validate_settings(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate the configuration members of CreateFunction/UpdateFunctionConfiguration.
+    """The FunctionVersion fields CreateFunction/UpdateFunctionConfiguration set.
 
-    Returns the FunctionVersion fields they set.
+    Every constraint the service model states (the role's pattern, memory and timeout ranges,
+    architectures, enums) has been checked by the protocol layer already, with AWS's
+    ``ValidationException`` wording; what is left is Lambda's own checks.
     """
     fields: dict[str, Any] = {}
-    if "Role" in params:
-        if not _ROLE.fullmatch(params["Role"]):
-            raise InvalidParameterValue(
-                f"1 validation error detected: Value '{params['Role']}' at 'role' failed to satisfy constraint: "
-                r"Member must satisfy regular expression pattern: arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
-            )
-        fields["role"] = params["Role"]
-    if "Handler" in params:
-        handler = params["Handler"]
-        if not _HANDLER.fullmatch(handler) or len(handler) > 128:
-            raise InvalidParameterValue(
-                f"1 validation error detected: Value '{handler}' at 'handler' failed to satisfy constraint: "
-                r"Member must satisfy regular expression pattern: [^\s]+"
-            )
-        fields["handler"] = handler
-    if "MemorySize" in params:
-        memory = params["MemorySize"]
-        if not MEMORY_MIN <= memory <= MEMORY_MAX:
-            raise InvalidParameterValue(
-                f"'MemorySize' value failed to satisfy constraint: Member must have value between "
-                f"{MEMORY_MIN} and {MEMORY_MAX}. Value {memory} is out of range."
-            )
-        fields["memory_size"] = memory
-    if "Timeout" in params:
-        timeout = params["Timeout"]
-        if not TIMEOUT_MIN <= timeout <= TIMEOUT_MAX:
-            raise InvalidParameterValue(
-                f"1 validation error detected: Value '{timeout}' at 'timeout' failed to satisfy constraint: "
-                f"Member must have value between {TIMEOUT_MIN} and {TIMEOUT_MAX}"
-            )
-        fields["timeout"] = timeout
-    if "Description" in params:
-        fields["description"] = params["Description"]
+    for key, name in (("Role", "role"), ("Handler", "handler"), ("MemorySize", "memory_size"),
+                      ("Timeout", "timeout"), ("Description", "description")):
+        if key in params:
+            fields[name] = params[key]
     if "Environment" in params:
         fields["environment"] = validate_environment(params["Environment"].get("Variables") or {})
+        fields["environment_given"] = True
     if "EphemeralStorage" in params:
-        size = params["EphemeralStorage"].get("Size", 512)
-        if not EPHEMERAL_MIN <= size <= EPHEMERAL_MAX:
-            raise InvalidParameterValue(
-                f"1 validation error detected: Value '{size}' at 'ephemeralStorage.size' failed to satisfy "
-                f"constraint: Member must have value between {EPHEMERAL_MIN} and {EPHEMERAL_MAX}"
-            )
-        fields["ephemeral_storage"] = size
+        fields["ephemeral_storage"] = params["EphemeralStorage"].get("Size", EPHEMERAL_MIN)
     if "Architectures" in params:
-        archs = params["Architectures"]
-        if len(archs) != 1:
-            raise InvalidParameterValue("Architectures must contain exactly one of: x86_64, arm64")
-        fields["architectures"] = tuple(archs)
+        fields["architectures"] = tuple(params["Architectures"])
     if "TracingConfig" in params and params["TracingConfig"].get("Mode"):
         fields["tracing_mode"] = params["TracingConfig"]["Mode"]
     if "DeadLetterConfig" in params:
         fields["dead_letter_target"] = params["DeadLetterConfig"].get("TargetArn") or None
     if "LoggingConfig" in params:
-        logging_config = {k: v for k, v in params["LoggingConfig"].items() if k != "LogGroup"}
-        fields["logging_config"] = {"LogFormat": "Text", **logging_config}
+        fields["logging_config"] = dict(params["LoggingConfig"])
     if params.get("Layers"):
         raise InvalidParameterValue("Layers are not supported by this Squall server yet; package the code in the zip.")
     if params.get("VpcConfig", {}).get("SubnetIds"):
@@ -279,24 +283,30 @@ def validate_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def merged_logging(current: Mapping[str, str], given: Mapping[str, str]) -> dict[str, str]:
+    """LoggingConfig after an update: what was given replaces, the rest stays; the levels
+    exist only in JSON format (switching to Text drops them)."""
+    merged = {"LogFormat": "Text", **current, **given}
+    if merged["LogFormat"] != "JSON":
+        merged.pop("ApplicationLogLevel", None)
+        merged.pop("SystemLogLevel", None)
+    return merged
+
+
 def validate_environment(variables: Mapping[str, str]) -> dict[str, str]:
-    for key in variables:
-        if key in RESERVED_ENV:
-            raise InvalidParameterValue(
-                f"Lambda was unable to configure your environment variables because the environment variables "
-                f"you have provided contains reserved keys that are currently not supported for modification. "
-                f"Reserved keys used in this request: {key}"
-            )
-        if not _ENV_KEY.fullmatch(key):
-            raise InvalidParameterValue(
-                f"Lambda was unable to configure your environment variables because the environment variables "
-                f"you have provided contains an invalid key: {key}. Keys must start with a letter and contain "
-                f"only letters, digits and underscores (at least 2 characters)."
-            )
-    size = sum(len(k.encode()) + len(str(v).encode()) for k, v in variables.items())
-    if size > ENV_MAX_BYTES:
+    """Lambda's checks of environment variables: reserved keys, and 4 KB measured as AWS
+    does — the compact JSON of the map, in UTF-8, which the message quotes."""
+    reserved = [key for key in variables if key in RESERVED_ENV]
+    if reserved:
         raise InvalidParameterValue(
-            f"Lambda was unable to configure your environment variables because the environment variables "
-            f"you have provided exceeded the 4KB limit. String measured: {size} bytes"
+            "Lambda was unable to configure your environment variables because the environment variables "
+            "you have provided contains reserved keys that are currently not supported for modification. "
+            f"Reserved keys used in this request: {', '.join(reserved)}"
+        )
+    measured = json.dumps({k: str(v) for k, v in variables.items()}, separators=(",", ":"), ensure_ascii=False)
+    if len(measured.encode()) > ENV_MAX_BYTES:
+        raise InvalidParameterValue(
+            "Lambda was unable to configure your environment variables because the environment variables "
+            f"you have provided exceeded the 4KB limit. String measured: {measured}"
         )
     return {k: str(v) for k, v in variables.items()}

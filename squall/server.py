@@ -19,8 +19,11 @@ import uvloop
 
 from squall.api.app import SquallApp
 from squall.api.http_protocol import HttpProtocol
-from squall.api.lambda_api import CodeLinks
+from squall.api.operations import CodeLinks
 from squall.engine.engine import Engine
+from squall.engine.stores import Stores
+from squall.environments.executor import LocalExecutor
+from squall.environments.pool import EnvironmentPool, PoolLimits
 from squall.runtimes.registry import RuntimeRegistry
 from squall.sandbox import select_backend
 from squall.settings import Settings
@@ -57,7 +60,10 @@ def build_app(settings: Settings) -> SquallApp:
     reaped = backend.reap_orphans()
     if reaped:
         log.warning("killed %d environment process(es) left behind by a previous run", reaped)
-    engine = Engine(settings, backend, RuntimeRegistry.discover(settings.data_dir / "runtimes"))
+    stores = Stores.open(settings)
+    limits = PoolLimits(settings.memory_capacity, settings.keep_alive_seconds, settings.max_log_bytes_per_invocation)
+    executor = LocalExecutor(EnvironmentPool(backend, stores.logs, settings.region, limits, code=stores.code))
+    engine = Engine(settings, stores, executor, RuntimeRegistry.discover(settings.data_dir / "runtimes"))
     return SquallApp(engine, CodeLinks(load_secret(settings.data_dir)))
 
 
@@ -111,7 +117,7 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
         while not server.started and not task.done():
             await asyncio.sleep(0.01)
         if server.started:
-            backend = app.engine.backend.describe()
+            backend = app.engine.describe_isolation()
             runtimes = ", ".join(app.engine.runtimes.identifiers()) or "none"
             announce(f"Squall {app.engine.health()['version']} listening on {url}")
             announce(f"  data dir:  {settings.data_dir}")

@@ -1,24 +1,25 @@
-"""The ASGI application: a thin translator between HTTP and the engine.
+"""The ASGI application: a thin translator between HTTP and the engine facade.
 
-It reads the request, routes it through the rest-json protocol (Lambda) or the JSON
-protocol (the CloudWatch Logs subset), calls the operation, and writes the response.
-This is the one place where internal errors become Lambda errors.
+It reads the request into a :class:`Request` (with its request id), runs the middleware
+chain (``middleware.py``: errors → … → the router) and writes the response in one go. The
+routes: the CloudWatch Logs subset (by ``X-Amz-Target``), Squall's own endpoints (health,
+code downloads, the async queue report) and the Lambda REST API (by operation, last).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from typing import Any, Awaitable, Callable
 
 import orjson
 
-from squall.api.lambda_api import CodeLinks, LambdaApi, RequestContext, service_model
 from squall.api.logs_api import LogsApi
-from squall.api.protocol import HttpResponse, RestJsonProtocol, parse_query
+from squall.api.middleware import Handler, Middleware, PathRoute, Request, Router, TargetRoute, chain, error_middleware
+from squall.api.operations import CodeLinks, LambdaRoute
+from squall.api.protocol import HttpResponse, parse_query
 from squall.engine.engine import Engine
-from squall.errors import LambdaError, RequestTooLarge, ServiceError, ServiceUnavailable
+from squall.errors import LambdaError, RequestEntityTooLarge
 
 log = logging.getLogger("squall.api")
 
@@ -31,14 +32,23 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class SquallApp:
-    def __init__(self, engine: Engine, links: CodeLinks) -> None:
+    def __init__(self, engine: Engine, links: CodeLinks, middlewares: tuple[Middleware, ...] = ()) -> None:
         self.engine = engine
         self.links = links
-        self.lambda_api = LambdaApi(engine, links)
-        self.operations = self.lambda_api.operations()
-        self.protocol = RestJsonProtocol(service_model(), set(self.operations))
-        self.logs_api = LogsApi(engine.logs)
+        self.lambda_route = LambdaRoute(engine, links)
+        self.logs_api = LogsApi(engine.logs())
         self.request_ids = RequestIds()
+        router = Router(
+            [
+                TargetRoute("Logs_20140328.", self._logs),
+                PathRoute("GET", "/health", self._health),
+                PathRoute("GET", "/squall/code/", self._code_download, prefix=True),
+                PathRoute("GET", "/squall/queue", self._queue),  # `squall queue`: the async queue per function
+                self.lambda_route,
+            ]
+        )
+        errors = error_middleware(self.lambda_route.protocol.serialize_error, lambda: engine.settings.shutdown_grace_seconds)
+        self.handler: Handler = chain((errors, *middlewares), router)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -68,57 +78,43 @@ class SquallApp:
         method = scope["method"]
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
         query = parse_query(scope.get("query_string", b""))
+        request = Request(method, raw_path, query, headers, b"", request_id, _base_url(scope, headers))
         try:
-            body = await _read_body(receive, headers)
-            if "x-amz-target" in headers:
-                response = await self.logs_api.handle(headers["x-amz-target"], body)
-            elif method == "GET" and raw_path == "/health":
-                response = _json(200, self.engine.health())
-            elif method == "GET" and raw_path.startswith("/squall/code/"):
-                response = await self._code_download(raw_path, query)
-            elif method == "GET" and raw_path == "/squall/queue":  # `squall queue`: async queue per function
-                name = query.get("function", [None])[0]
-                response = _json(200, await self.engine.async_invocations.report(name))
-            else:
-                op, path_params = self.protocol.match(method, raw_path, query)
-                params = self.protocol.parse(op, path_params, query, headers, body)
-                ctx = RequestContext(request_id, _base_url(scope, headers))
-                output = await self.operations[op.name](params, ctx)
-                response = self.protocol.serialize(op, output)
-                if op.name == "Invoke" and response.body:
-                    response.headers.append(("Content-Type", "application/json"))
-                elif op.name == "InvokeAsync":  # Lambda's body; the model only maps the status
-                    response = _json(202, {"Status": 202})
-        except LambdaError as exc:
-            response = self.protocol.serialize_error(exc)
-        except asyncio.CancelledError:
-            # uvicorn cancels the requests still running when the shutdown grace period is
-            # over: answer them (a closed connection looks like a network failure, which
-            # clients retry), then end normally so the shutdown goes on
-            log.warning("request %s (%s %s) stopped by the server's shutdown", request_id, method, raw_path)
-            response = self.protocol.serialize_error(
-                ServiceUnavailable(
-                    "Squall is shutting down: this request was still running when the shutdown grace period "
-                    f"({self.engine.settings.shutdown_grace_seconds:g} s) ended, and was stopped before it "
-                    "finished. An invocation may have run in part. Retry it once the server is back."
-                )
-            )
-        except Exception:
-            log.exception("internal error serving %s %s", method, raw_path)
-            response = self.protocol.serialize_error(
-                ServiceError(f"Squall hit an internal error; see the server log for request {request_id}.")
-            )
+            request.body = await _read_body(receive, headers)
+        except RequestEntityTooLarge as exc:
+            response = self.lambda_route.protocol.serialize_error(self._too_large(request, exc))
+        else:
+            response = await self.handler(request)
         await _send(send, response, request_id)
 
-    async def _code_download(self, raw_path: str, query: dict[str, list[str]]) -> HttpResponse:
-        name = raw_path.rsplit("/", 1)[-1]
+    def _too_large(self, request: Request, exc: LambdaError) -> LambdaError:
+        """AWS names the operation in this message."""
+        try:
+            op, _ = self.lambda_route.protocol.match(request.method, request.path, request.query)
+        except LambdaError:
+            return exc
+        return RequestEntityTooLarge(f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the {op.name} operation")
+
+    # ---- Squall's own endpoints ------------------------------------------------------
+    async def _logs(self, request: Request) -> HttpResponse:
+        return await self.logs_api.handle(request.headers["x-amz-target"], request.body)
+
+    async def _health(self, request: Request) -> HttpResponse:
+        return _json(200, self.engine.health())
+
+    async def _queue(self, request: Request) -> HttpResponse:
+        name = request.query.get("function", [None])[0]
+        return _json(200, await self.engine.queue_report(name))
+
+    async def _code_download(self, request: Request) -> HttpResponse:
+        name = request.path.rsplit("/", 1)[-1]
         sha = name.removesuffix(".zip")
-        expires = query.get("expires", [""])[0]
-        signature = query.get("signature", [""])[0]
+        expires = request.query.get("expires", [""])[0]
+        signature = request.query.get("signature", [""])[0]
         if not (len(sha) == 64 and self.links.verify(sha, expires, signature)):
             return HttpResponse(403, [("Content-Type", "text/plain")], b"This code link is invalid or has expired.\n")
         try:
-            data = await self.engine.code.read(sha)
+            data = await self.engine.read_code(sha)
         except FileNotFoundError:
             return HttpResponse(404, [("Content-Type", "text/plain")], b"No such code package.\n")
         return HttpResponse(200, [("Content-Type", "application/zip")], data)
@@ -145,7 +141,7 @@ class RequestIds:
 async def _read_body(receive: Receive, headers: dict[str, str]) -> bytes:
     declared = headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-        raise RequestTooLarge(f"Request must be smaller than {MAX_REQUEST_BYTES} bytes")
+        raise RequestEntityTooLarge(f"Request must be smaller than {MAX_REQUEST_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -155,7 +151,7 @@ async def _read_body(receive: Receive, headers: dict[str, str]) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_REQUEST_BYTES:
-            raise RequestTooLarge(f"Request must be smaller than {MAX_REQUEST_BYTES} bytes")
+            raise RequestEntityTooLarge(f"Request must be smaller than {MAX_REQUEST_BYTES} bytes")
         chunks.append(chunk)
         if not message.get("more_body"):
             break

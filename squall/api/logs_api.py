@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from squall.api.protocol import HttpResponse
-from squall.observe.logs import LogStore
+from squall.observe.logs import LogReader
 
 _TARGET_PREFIX = "Logs_20140328."
 # GetLogEvents pages through a whole stream itself.
@@ -28,7 +28,7 @@ class LogsError(Exception):
 
 
 class LogsApi:
-    def __init__(self, logs: LogStore) -> None:
+    def __init__(self, logs: LogReader) -> None:
         self.logs = logs
 
     async def handle(self, target: str, body: bytes) -> HttpResponse:

@@ -23,10 +23,17 @@ import orjson
 from botocore.loaders import Loader
 from botocore.model import OperationModel, ServiceModel, Shape
 
-from squall.errors import InvalidParameterValue, InvalidRequestContent, LambdaError, UnknownOperation
+from squall.errors import InvalidParameterValue, InvalidRequestContent, LambdaError, UnknownOperation, Validation
 
 # Codes we may answer that the model does not list (AWS sends them too).
-_UNMODELLED_STATUS = {"UnknownOperationException": 404, "ValidationException": 400, "ServiceUnavailableException": 503}
+_UNMODELLED_STATUS = {
+    "UnknownOperationException": 404,
+    "ValidationException": 400,
+    "AccessDeniedException": 403,
+    "RequestEntityTooLargeException": 413,
+    "NotImplementedException": 501,
+    "ServiceUnavailableException": 503,
+}
 
 
 def load_service_model(service: str = "lambda") -> ServiceModel:
@@ -127,7 +134,10 @@ class RestJsonProtocol:
             for name, member in body_members:
                 if name in document and document[name] is not None:
                     params[name] = _decode_blobs(member, document[name])
-        plan.validate(params, "")
+        problems: list[str] = []
+        plan.validate(params, "", problems)
+        if problems:
+            raise validation_error(problems)
         return params
 
     # ---- responses -----------------------------------------------------------------
@@ -242,7 +252,12 @@ def _coerce_scalar(kind: str, value: str, name: str) -> Any:
 
 
 def _decode_blobs(shape: Shape, value: Any) -> Any:
+    """JSON values as the model types them: blobs decoded from base64, doubles as floats."""
     kind = shape.type_name
+    if kind in ("double", "float") and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind == "map" and isinstance(value, dict):
+        return {k: _decode_blobs(shape.value, v) for k, v in value.items()}
     if kind == "blob" and isinstance(value, str):
         try:
             return base64.b64decode(value, validate=True)
@@ -289,16 +304,37 @@ def _camel(name: str) -> str:
     return name[:1].lower() + name[1:] if name else name
 
 
-def _validation_error(value: Any, path: str, constraint: str) -> InvalidParameterValue:
-    shown = value if not isinstance(value, (bytes, bytearray)) else "<binary>"
-    # AWS writes a missing value as a bare ``null``: "Value null at 'role' ...".
-    quoted = "null" if value is None else f"'{shown}'"
-    return InvalidParameterValue(
-        f"1 validation error detected: Value {quoted} at '{path}' failed to satisfy constraint: {constraint}"
-    )
+def _shown(value: Any) -> str:
+    """A value as AWS's (Java) validator writes it: lists ``[a, b]``, maps ``{k=v}``,
+    doubles ``2.0``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if not value.is_integer() else f"{value:.1f}"
+    if isinstance(value, (bytes, bytearray)):
+        return "<binary>"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_shown(k)}={_shown(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
-Validator = Callable[[Any, str], None]
+def _problem(value: Any, path: str, constraint: str) -> str:
+    quoted = "null" if value is None else f"'{_shown(value)}'"  # AWS writes a missing value bare
+    return f"Value {quoted} at '{path}' failed to satisfy constraint: {constraint}"
+
+
+def validation_error(problems: list[str]) -> Validation:
+    """AWS's ValidationException: every problem, counted, in one message."""
+    count = len(problems)
+    return Validation(f"{count} validation error{'s' if count > 1 else ''} detected: " + "; ".join(problems))
+
+
+# check(value, path, problems): appends what is wrong with value (AWS's wording) to problems
+Validator = Callable[[Any, str, list[str]], None]
 
 
 class _OperationPlan:
@@ -332,7 +368,7 @@ def _input_wire(name: str, member: Shape) -> str:
     return wire.lower() if member.serialization.get("location") == "header" else wire
 
 
-def _no_check(value: Any, path: str) -> None:
+def _no_check(value: Any, path: str, problems: list[str]) -> None:
     return None
 
 
@@ -344,11 +380,33 @@ def _validator(shape: Shape, validators: dict[str, Validator]) -> Validator:
     if found is not None:
         return found
     late: list[Validator] = []
-    validators[key] = lambda value, path: late[0](value, path)  # a shape that contains itself
+    validators[key] = lambda value, path, problems: late[0](value, path, problems)  # a shape that contains itself
     check = _build_validator(shape, validators)
     late.append(check)
     validators[key] = check
     return check
+
+
+def _constraints(shape: Shape) -> list[str]:
+    """A shape's own constraints in AWS's words (for the members of a list or map)."""
+    meta = shape.metadata
+    kind = shape.type_name
+    said: list[str] = []
+    what = "length" if kind in ("string", "blob", "list", "map") else "value"
+    double = kind in ("double", "float")
+    if meta.get("max") is not None:
+        said.append(f"Member must have {what} less than or equal to {_bound(meta['max'], double)}")
+    if meta.get("min") is not None:
+        said.append(f"Member must have {what} greater than or equal to {_bound(meta['min'], double)}")
+    if kind == "string" and meta.get("pattern") is not None:
+        said.append(f"Member must satisfy regular expression pattern: {meta['pattern']}")
+    if kind == "string" and getattr(shape, "enum", None):
+        said.append(f"Member must satisfy enum value set: [{', '.join(shape.enum)}]")
+    return said
+
+
+def _bound(value: Any, double: bool) -> str:
+    return f"{float(value):.1f}" if double else str(value)
 
 
 def _build_validator(shape: Shape, validators: dict[str, Validator]) -> Validator:
@@ -356,93 +414,96 @@ def _build_validator(shape: Shape, validators: dict[str, Validator]) -> Validato
     name = shape.name
     expected = _TYPES.get(kind)
     integral = kind in ("integer", "long")
+    double = kind in ("double", "float")
     meta = shape.metadata
 
-    def check_type(value: Any, path: str) -> None:
-        if expected and (not isinstance(value, expected) or (integral and isinstance(value, bool))):
-            raise _validation_error(value, path or name, f"Member must be of type {kind}")
+    def wrong_type(value: Any) -> bool:
+        return bool(expected) and (not isinstance(value, expected) or ((integral or double) and isinstance(value, bool)))
 
     if kind == "structure":
         required = tuple(shape.required_members)
         members = {m: _validator(member, validators) for m, member in shape.members.items()}
 
-        def check_structure(value: Any, path: str) -> None:
-            check_type(value, path)
+        def check_structure(value: Any, path: str, problems: list[str]) -> None:
+            if wrong_type(value):
+                problems.append(_problem(value, path or name, f"Member must be of type {kind}"))
+                return
             for req in required:
                 if value.get(req) is None:
-                    raise _validation_error(None, _join(path, req), "Member must not be null")
+                    problems.append(_problem(None, _join(path, req), "Member must not be null"))
             for member_name, member_value in value.items():
                 member_check = members.get(member_name)
                 if member_check is not None and member_value is not None:
-                    member_check(member_value, _join(path, member_name))
+                    member_check(member_value, _join(path, member_name), problems)
 
         return check_structure
 
-    checks: list[Validator] = []
+    checks: list[Callable[[Any], str | None]] = []
     if kind in ("string", "blob", "list", "map"):
         low, high = meta.get("min"), meta.get("max")
-        if low is not None or high is not None:
-            checks.append(functools.partial(_check_length, low, high))
-    if integral and (meta.get("min") is not None or meta.get("max") is not None):
-        checks.append(functools.partial(_check_range, meta.get("min"), meta.get("max")))
+        if high is not None:
+            checks.append(lambda v, h=high: f"Member must have length less than or equal to {h}" if len(v) > h else None)
+        if low is not None:
+            checks.append(lambda v, lo=low: f"Member must have length greater than or equal to {lo}" if len(v) < lo else None)
+    if (integral or double) and (meta.get("min") is not None or meta.get("max") is not None):
+        low, high = meta.get("min"), meta.get("max")
+        if high is not None:
+            checks.append(lambda v, h=high: f"Member must have value less than or equal to {_bound(h, double)}" if v > h else None)
+        if low is not None:
+            checks.append(lambda v, lo=low: f"Member must have value greater than or equal to {_bound(lo, double)}" if v < lo else None)
     if kind == "string":
-        if shape.enum:
-            checks.append(functools.partial(_check_enum, frozenset(shape.enum), ", ".join(shape.enum)))
         pattern = _pattern(meta.get("pattern"))
         if pattern is not None:
-            checks.append(functools.partial(_check_pattern, pattern, meta["pattern"]))
-    elif kind == "list":
-        item = _validator(shape.member, validators)
+            source = meta["pattern"]
+            checks.append(lambda v: None if pattern.fullmatch(v) else f"Member must satisfy regular expression pattern: {source}")
+        if shape.enum:
+            allowed, listed = frozenset(shape.enum), ", ".join(shape.enum)
+            checks.append(lambda v: None if v in allowed else f"Member must satisfy enum value set: [{listed}]")
+    elements: Callable[[Any, str, list[str]], None] | None = None
+    if kind == "list":
+        member = shape.member
+        item = _validator(member, validators)
+        said = _constraints(member) + (["Member must not be null"] if getattr(member, "enum", None) else [])
 
-        def check_items(value: Any, path: str) -> None:
-            for i, element in enumerate(value):
-                item(element, f"{path}.{i + 1}.member")
+        def check_items(value: Any, path: str, problems: list[str]) -> None:
+            inner: list[str] = []
+            for element in value:
+                item(element, path, inner)
+            if inner:
+                problems.append(_problem(value, path, f"Member must satisfy constraint: [{', '.join(said)}]"))
 
-        checks.append(check_items)
+        elements = check_items
     elif kind == "map":
         key_check, value_check = _validator(shape.key, validators), _validator(shape.value, validators)
+        keys_said = _constraints(shape.key)
+        values_said = _constraints(shape.value) + ["Member must not be null"]
 
-        def check_entries(value: Any, path: str) -> None:
+        def check_entries(value: Any, path: str, problems: list[str]) -> None:
+            bad_keys: list[str] = []
+            bad_values: list[str] = []
             for k, v in value.items():
-                key_check(k, f"{path}.key")
-                value_check(v, f"{path}.value")
+                key_check(k, path, bad_keys)
+                value_check(v, path, bad_values)
+            if bad_keys:
+                problems.append(_problem(value, path, f"Map keys must satisfy constraint: [{', '.join(keys_said)}]"))
+            if bad_values:
+                problems.append(_problem(value, path, f"Map value must satisfy constraint: [{', '.join(values_said)}]"))
 
-        checks.append(check_entries)
-    if not checks:
-        return check_type
+        elements = check_entries
     steps = tuple(checks)
 
-    def check_all(value: Any, path: str) -> None:
-        check_type(value, path)
+    def check_all(value: Any, path: str, problems: list[str]) -> None:
+        if wrong_type(value):
+            problems.append(_problem(value, path or name, f"Member must be of type {kind}"))
+            return
         for step in steps:
-            step(value, path)
+            said = step(value)
+            if said is not None:
+                problems.append(_problem(value, path or name, said))
+        if elements is not None:
+            elements(value, path or name, problems)
 
     return check_all
-
-
-def _check_length(low: int | None, high: int | None, value: Any, path: str) -> None:
-    length = len(value)
-    if low is not None and length < low:
-        raise _validation_error(value, path, f"Member must have length greater than or equal to {low}")
-    if high is not None and length > high:
-        raise _validation_error(value, path, f"Member must have length less than or equal to {high}")
-
-
-def _check_range(low: int | None, high: int | None, value: Any, path: str) -> None:
-    if low is not None and value < low:
-        raise _validation_error(value, path, f"Member must have value greater than or equal to {low}")
-    if high is not None and value > high:
-        raise _validation_error(value, path, f"Member must have value less than or equal to {high}")
-
-
-def _check_enum(allowed: frozenset[str], shown: str, value: Any, path: str) -> None:
-    if value not in allowed:
-        raise _validation_error(value, path, f"Member must satisfy enum value set: [{shown}]")
-
-
-def _check_pattern(pattern: re.Pattern[str], source: str, value: Any, path: str) -> None:
-    if not pattern.fullmatch(value):
-        raise _validation_error(value, path, f"Member must satisfy regular expression pattern: {source}")
 
 
 def _join(path: str, name: str) -> str:

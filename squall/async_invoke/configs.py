@@ -1,9 +1,11 @@
-"""EventInvokeConfig: a function's asynchronous invocation settings (retries, age, destinations).
+"""EventInvokeConfig: asynchronous invocation settings (retries, age, destinations) per
+function qualifier — ``$LATEST`` (an unqualified name means it too), a version or an alias.
 
 Put replaces the whole config (omitted settings are removed), Update merges into the
-existing one, Get without a config is ResourceNotFoundException. Squall has only
-``$LATEST``, so the only qualifier is ``$LATEST`` (an unqualified name means it too). The
-dispatcher reads configs from an in-memory map kept in step with the store.
+existing one, Get without a config is ResourceNotFoundException; the messages are AWS's
+(which differ between a missing function and a function without a config). An event uses
+the config of the qualifier it was sent to. The dispatcher reads configs from an in-memory
+map kept in step with the store.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from squall.arn import LATEST, Arns, FunctionRef
-from squall.async_invoke.destinations import Destination
+from squall.async_invoke.destinations import Destination, DestinationKind
 from squall.async_invoke.retries import Limits
 from squall.errors import InvalidParameterValue, ResourceNotFound
 from squall.store.event_invoke_configs import EventInvokeConfigRepository
@@ -78,12 +80,15 @@ class EventInvokeConfig:
         )
 
 
+NO_SETTINGS = "You must specify at least one of error handling or destination setting."
+
+
 def apply_params(base: EventInvokeConfig, params: dict[str, Any], merge: bool) -> EventInvokeConfig:
     """Validate Put/Update parameters and apply them (Put: onto an empty config)."""
     if not merge:
         base = EventInvokeConfig(base.function_name, base.qualifier)
         if not any(k in params for k in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")):
-            raise InvalidParameterValue("You must specify at least one of error handling or destination setting.")
+            raise InvalidParameterValue(NO_SETTINGS)
     changes: dict[str, Any] = {}
     if "MaximumRetryAttempts" in params:
         changes["maximum_retry_attempts"] = _in_range(params["MaximumRetryAttempts"], RETRIES_RANGE, "maximumRetryAttempts")
@@ -113,85 +118,93 @@ def _destination(value: str | None) -> str | None:
     return value
 
 
+# does a function (and the version or alias it names) exist?
+Exists = Callable[[FunctionRef], Awaitable[bool]]
+PAGE_MAX = 50
+
+
 class EventInvokeConfigs:
     """The configs, stored and cached; reads on the dispatch path do no I/O."""
 
-    def __init__(
-        self,
-        repo: EventInvokeConfigRepository,
-        arns: Arns,
-        exists: Callable[[FunctionRef], Any],  # async: raises ResourceNotFound for unknown functions
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, repo: EventInvokeConfigRepository, arns: Arns, exists: Exists, clock: Callable[[], float] = time.time) -> None:
         self.repo = repo
         self.arns = arns
         self.exists = exists
         self.clock = clock
-        self._cache: dict[str, EventInvokeConfig] = {}  # function name → its $LATEST config
+        self._cache: dict[tuple[str, str], EventInvokeConfig] = {}  # (function, qualifier) → config
 
     async def load(self) -> None:
         for name, qualifier, record, modified in await asyncio.to_thread(self.repo.all):
-            if qualifier == LATEST:
-                self._cache[name] = EventInvokeConfig.from_record(name, qualifier, record, modified)
+            self._cache[(name, qualifier)] = EventInvokeConfig.from_record(name, qualifier, record, modified)
 
-    def for_function(self, name: str) -> EventInvokeConfig:
-        return self._cache.get(name) or EventInvokeConfig(name)
+    def for_event(self, name: str, qualifier: str | None) -> EventInvokeConfig:
+        """The config an event sent to ``name:qualifier`` is handled with (defaults if none)."""
+        key = (name, qualifier or LATEST)
+        return self._cache.get(key) or EventInvokeConfig(name, key[1])
 
     async def refresh(self, name: str) -> None:
-        """Re-read one function's config (after its deletion, the cascade removed it)."""
-        stored = await asyncio.to_thread(self.repo.get, name, LATEST)
-        if stored is None:
-            self._cache.pop(name, None)
-        else:
-            self._cache[name] = EventInvokeConfig.from_record(name, LATEST, stored[0], stored[1])
+        """Forget a deleted function's configs (the store's cascade removed them)."""
+        for key in [k for k in self._cache if k[0] == name]:
+            del self._cache[key]
 
     # ---- the API -------------------------------------------------------------------
-    async def put(self, ref: FunctionRef, params: dict[str, Any]) -> EventInvokeConfig:
-        return await self._store(ref, params, merge=False)
-
-    async def update(self, ref: FunctionRef, params: dict[str, Any]) -> EventInvokeConfig:
-        return await self._store(ref, params, merge=True)
-
-    async def get(self, ref: FunctionRef) -> EventInvokeConfig:
-        name = await self._function(ref)
-        stored = await asyncio.to_thread(self.repo.get, name, LATEST)
-        if stored is None:
-            raise self._missing(name)
-        return EventInvokeConfig.from_record(name, LATEST, stored[0], stored[1])
-
-    async def delete(self, ref: FunctionRef) -> None:
-        name = await self._function(ref)
-        if not await asyncio.to_thread(self.repo.delete, name, LATEST):
-            raise self._missing(name)
-        self._cache.pop(name, None)
-
-    async def page(self, ref: FunctionRef, marker: str | None, max_items: int | None) -> list[EventInvokeConfig]:
-        name = await self._function(FunctionRef(ref.name))
-        if max_items is not None and not 1 <= max_items <= 50:
-            raise InvalidParameterValue("MaxItems must be between 1 and 50")
-        if marker:  # one qualifier at most: there is never a second page
-            return []
-        stored = await asyncio.to_thread(self.repo.get, name, LATEST)
-        return [EventInvokeConfig.from_record(name, LATEST, stored[0], stored[1])] if stored else []
-
-    async def _store(self, ref: FunctionRef, params: dict[str, Any], merge: bool) -> EventInvokeConfig:
-        name = await self._function(ref)
-        current = EventInvokeConfig(name)
+    async def store(self, ref: FunctionRef, params: dict[str, Any], merge: bool) -> EventInvokeConfig:
+        """Put (``merge`` False: replace) or Update (merge into the existing one)."""
+        if not merge and not any(k in params for k in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")):
+            raise InvalidParameterValue(NO_SETTINGS)  # AWS checks this before the function exists
+        name, qualifier = ref.name, ref.qualifier or LATEST
+        if not await self.exists(ref):
+            raise ResourceNotFound("The function doesn't exist.")
+        current = EventInvokeConfig(name, qualifier)
         if merge:
-            stored = await asyncio.to_thread(self.repo.get, name, LATEST)
+            stored = await asyncio.to_thread(self.repo.get, name, qualifier)
             if stored is None:
-                raise self._missing(name)
-            current = EventInvokeConfig.from_record(name, LATEST, stored[0], stored[1])
+                raise self._missing(name, qualifier)
+            current = EventInvokeConfig.from_record(name, qualifier, stored[0], stored[1])
         config = replace(apply_params(current, params, merge), last_modified=round(self.clock(), 3))
-        if not await asyncio.to_thread(self.repo.put, name, LATEST, config.to_record(), config.last_modified):
-            raise ResourceNotFound(f"Function not found: {self.arns.function(name)}")
-        self._cache[name] = config
+        for destination in (config.on_success, config.on_failure):
+            if destination:
+                await self._check_destination(name, destination)
+        if not await asyncio.to_thread(self.repo.put, name, qualifier, config.to_record(), config.last_modified):
+            raise ResourceNotFound("The function doesn't exist.")
+        self._cache[(name, qualifier)] = config
         return config
 
-    async def _function(self, ref: FunctionRef) -> str:
-        """The function's name, after checking that it (and the qualifier) exists."""
-        await self.exists(ref)
-        return ref.name
+    async def get(self, ref: FunctionRef) -> EventInvokeConfig:
+        name, qualifier = ref.name, ref.qualifier or LATEST
+        stored = await asyncio.to_thread(self.repo.get, name, qualifier)
+        if stored is None:
+            raise self._missing(name, qualifier)
+        return EventInvokeConfig.from_record(name, qualifier, stored[0], stored[1])
 
-    def _missing(self, name: str) -> ResourceNotFound:
-        return ResourceNotFound(f"The function {self.arns.function(name, LATEST)} doesn't have an EventInvokeConfig")
+    async def delete(self, ref: FunctionRef) -> None:
+        name, qualifier = ref.name, ref.qualifier or LATEST
+        if not await asyncio.to_thread(self.repo.delete, name, qualifier):
+            raise self._missing(name, qualifier)
+        self._cache.pop((name, qualifier), None)
+
+    async def page(self, ref: FunctionRef, marker: str | None, max_items: int | None) -> tuple[list[EventInvokeConfig], str | None]:
+        if not await self.exists(FunctionRef(ref.name)):
+            raise ResourceNotFound("The function doesn't exist.")
+        stored = sorted(
+            (EventInvokeConfig.from_record(name, qualifier, record, modified)
+             for name, qualifier, record, modified in await asyncio.to_thread(self.repo.all)
+             if name == ref.name),
+            key=lambda c: c.qualifier,
+        )
+        start = int(marker) if marker and marker.isdigit() else 0
+        limit = min(max_items or PAGE_MAX, PAGE_MAX)
+        page = stored[start:start + limit]
+        return page, (str(start + limit) if start + limit < len(stored) else None)
+
+    async def _check_destination(self, name: str, destination: str) -> None:
+        target = Destination.parse(destination)
+        if target.kind != DestinationKind.FUNCTION:
+            return
+        if target.name == name:
+            raise InvalidParameterValue("You can't specify the function as a destination for itself.")
+        if not await self.exists(FunctionRef(target.name, target.qualifier)):
+            raise InvalidParameterValue(f"The destination ARN {destination} is invalid.")
+
+    def _missing(self, name: str, qualifier: str) -> ResourceNotFound:
+        return ResourceNotFound(f"The function {self.arns.function(name, qualifier)} doesn't have an EventInvokeConfig")

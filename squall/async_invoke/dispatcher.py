@@ -25,7 +25,7 @@ from typing import Awaitable, Callable
 
 from squall import tasks as background
 from squall.arn import FunctionRef
-from squall.invoke.concurrency import ConcurrencyLimits
+from squall.invoke.admission import Admission
 from squall.async_invoke.configs import EventInvokeConfigs
 from squall.async_invoke.queue import LEASE_SECONDS, EventQueue, Lease
 from squall.invoke.invocation import InvocationResult, error_payload
@@ -51,7 +51,7 @@ class Dispatcher:
         queue: EventQueue,
         invoke: Invoke,
         finish: Finish,
-        concurrency: ConcurrencyLimits,
+        admission: Admission,
         configs: EventInvokeConfigs,
         policy: RetryPolicy,
         clock: Callable[[], float] = time.time,
@@ -60,7 +60,7 @@ class Dispatcher:
         self.queue = queue
         self.invoke = invoke
         self.finish = finish
-        self.concurrency = concurrency
+        self.admission = admission
         self.configs = configs
         self.policy = policy
         self.clock = clock
@@ -116,7 +116,7 @@ class Dispatcher:
     # ---- the accept path ---------------------------------------------------------------
     def claim(self, function_name: str) -> bool:
         """May a just-accepted event of this function be stored leased to us and handed over?"""
-        if self._task is None or self.concurrency.reserved.get(function_name) == 0:
+        if self._task is None or self.admission.reserved.get(function_name) == 0:
             return False
         held = len(self._buffers.get(function_name, ())) + self._claimed.get(function_name, 0)
         if held >= self.buffer_per_function:
@@ -243,16 +243,7 @@ class Dispatcher:
 
     def _free(self, name: str) -> int:
         """Free concurrency slots of a function, minus our tasks about to take one."""
-        reserved = self.concurrency.reserved.get(name)
-        if reserved is not None:
-            return reserved - self.concurrency.in_flight_of(name) - self._unslotted.get(name, 0)
-        return self._unreserved_free()
-
-    def _unreserved_free(self) -> int:
-        c = self.concurrency
-        reserved_running = sum(c.in_flight_of(name) for name in c.reserved)
-        pending = sum(n for name, n in self._unslotted.items() if name not in c.reserved)
-        return c.unreserved_limit - (c.in_flight - reserved_running) - pending
+        return self.admission.available(name, self._unslotted)
 
     # ---- one event -----------------------------------------------------------------------
     async def _run(self, event: QueuedEvent) -> None:
@@ -276,7 +267,7 @@ class Dispatcher:
     async def _attempt(self, event: QueuedEvent, invoked: Callable[[], None]) -> None:
         name = event.function_name
         async with self.queue.held(event) as lease:
-            limits = self.configs.for_function(name).limits
+            limits = self.configs.for_event(name, event.qualifier).limits
             now = self.clock()
             if self.policy.expired(event, limits, now):
                 invoked()
@@ -328,14 +319,13 @@ class Dispatcher:
         """Expire events that waited unleased past their age; expire stale buffered ones."""
         now = self.clock()
         for name, buffer in list(self._buffers.items()):
-            limits = self.configs.for_function(name).limits
-            stale = [e for e in buffer if self.policy.expired(e, limits, now)]
+            stale = [e for e in buffer if self.policy.expired(e, self.configs.for_event(name, e.qualifier).limits, now)]
             for event in stale:
                 buffer.remove(event)
                 self._buffered -= 1
                 self._spawn_expiry(event)
         for name in await self.queue.functions_waiting():
-            limits = self.configs.for_function(name).limits
+            limits = self.configs.for_event(name, None).limits  # waiting unleased: the function's own config
             for event in await self.queue.lease_expired(name, limits.maximum_event_age):
                 self._spawn_expiry(event)
         self.depth = await asyncio.to_thread(self.queue.repo.count)

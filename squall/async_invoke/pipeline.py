@@ -23,13 +23,14 @@ from typing import Any, Awaitable, Callable
 from sqlalchemy.exc import IntegrityError
 
 from squall.arn import LATEST, Arns, FunctionRef
-from squall.invoke.concurrency import ConcurrencyLimits
+from squall.engine.bus import EventBus, FunctionDeleted
+from squall.invoke.admission import Admission
+from squall.invoke.resolver import Resolver
 from squall.async_invoke.deliveries import DeliveryWorker
 from squall.async_invoke.destinations import Endpoints, Senders, dead_letter_attributes, invocation_record
 from squall.async_invoke.dispatcher import Dispatcher
-from squall.async_invoke.configs import EventInvokeConfigs
+from squall.async_invoke.configs import EventInvokeConfigs, Exists
 from squall.async_invoke.queue import EventQueue, Lease
-from squall.functions.service import FunctionService
 from squall.invoke.invocation import InvocationResult
 from squall.async_invoke.retries import Condition, RetryPolicy
 from squall.errors import LambdaError, ResourceNotFound
@@ -51,21 +52,23 @@ class AsyncInvocations:
     def __init__(
         self,
         settings: Settings,
-        functions: FunctionService,
-        concurrency: ConcurrencyLimits,
+        resolver: Resolver,
+        admission: Admission,
         invoke: InvokeEvent,
+        exists: Exists,
         arns: Arns,
+        bus: EventBus,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.functions = functions
+        self.resolver = resolver
         self.arns = arns
         self.clock = clock
         # Its own connections, each commit fsynced: an accepted event survives power loss too.
         self.db = create_engine(settings.database, synchronous="FULL")
         self.repo = EventRepository(self.db)
         self.queue = EventQueue(self.repo, uuid.uuid4().hex, clock, settings.async_commit_batch)
-        self.configs = EventInvokeConfigs(EventInvokeConfigRepository(self.db), arns, functions.get, clock)
+        self.configs = EventInvokeConfigs(EventInvokeConfigRepository(self.db), arns, exists, clock)
         endpoints = Endpoints(
             sqs=settings.destination_sqs_endpoint or settings.aws_endpoint or None,
             sns=settings.destination_sns_endpoint or settings.aws_endpoint or None,
@@ -78,13 +81,14 @@ class AsyncInvocations:
             self.queue,
             invoke,
             self._finish,
-            concurrency,
+            admission,
             self.configs,
             RetryPolicy(settings.async_retry_delay_seconds),
             clock,
             settings.async_max_concurrency,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
+        bus.subscribe(FunctionDeleted, lambda event: self.function_changed(event.name))
 
     # ---- life cycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -108,7 +112,7 @@ class AsyncInvocations:
         await asyncio.to_thread(self.db.dispose)
 
     def function_changed(self, name: str) -> None:
-        """A function was deleted or reconfigured: re-read its EventInvokeConfig."""
+        """A function was deleted: forget its EventInvokeConfigs (the cascade removed them)."""
         task = asyncio.get_running_loop().create_task(self.configs.refresh(name))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -116,16 +120,16 @@ class AsyncInvocations:
     # ---- accepting -----------------------------------------------------------------------
     async def accept(self, ref: FunctionRef, payload: bytes, request_id: str) -> None:
         """Queue an event durably; returns once it is committed (then the API answers 202)."""
-        function = await self.functions.invocable(ref)  # unknown → 404, Pending → 409, at once
+        target = await self.resolver.resolve(ref)  # unknown → 404, Pending → 409, at once
         now = self.clock()
-        event = QueuedEvent(request_id, function.name, ref.qualifier, payload, now, not_before=now)
-        claimed = self.dispatcher.claim(function.name)
+        event = QueuedEvent(request_id, target.name, ref.qualifier, payload, now, not_before=now)
+        claimed = self.dispatcher.claim(target.name)
         future = self.queue.submit_accept(event, leased=claimed)
         future.add_done_callback(functools.partial(self._accepted, event, claimed))
         try:
             await asyncio.shield(future)  # a client that goes away does not make the outcome unknown
         except IntegrityError as exc:  # the function was deleted meanwhile
-            raise ResourceNotFound(f"Function not found: {self.arns.function(function.name)}") from exc
+            raise ResourceNotFound(f"Function not found: {self.arns.function(target.name)}") from exc
 
     def _accepted(self, event: QueuedEvent, claimed: bool, future: "asyncio.Future[Any]") -> None:
         stored = not future.cancelled() and future.exception() is None
@@ -139,9 +143,9 @@ class AsyncInvocations:
     async def _finish(self, lease: Lease, condition: Condition, status: int, result: InvocationResult | None) -> None:
         """Remove a finished event; queue its destination record and dead letter with it."""
         event = lease.event
-        config = self.configs.for_function(event.function_name)
+        config = self.configs.for_event(event.function_name, event.qualifier)
         target = config.on_success if condition == Condition.SUCCESS else config.on_failure
-        dead_letter = None if condition == Condition.SUCCESS else await self._dead_letter_target(event.function_name)
+        dead_letter = None if condition == Condition.SUCCESS else await self._dead_letter_target(event)
         deliveries: list[Delivery] = []
         now = self.clock()
         if result is not None:
@@ -182,13 +186,13 @@ class AsyncInvocations:
         if deliveries:
             self.deliveries.wake()
 
-    async def _dead_letter_target(self, name: str) -> str | None:
-        """The function's DeadLetterConfig target (from the invoke cache: no I/O)."""
+    async def _dead_letter_target(self, event: QueuedEvent) -> str | None:
+        """The DeadLetterConfig target of the version the event was for (cached: no I/O)."""
         try:
-            version = await self.functions.invocable(FunctionRef(name))
+            target = await self.resolver.resolve(FunctionRef(event.function_name, event.qualifier))
         except LambdaError:  # deleted, or not invocable right now: no dead letter
             return None
-        return version.dead_letter_target
+        return target.config.dead_letter_target
 
     # ---- visibility ----------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -202,8 +206,6 @@ class AsyncInvocations:
 
     async def report(self, function_name: str | None = None) -> dict[str, Any]:
         """Per function: depth, oldest age, in retry, in flight, outcomes (``squall queue``)."""
-        if function_name is not None:
-            await self.functions.get(FunctionRef(function_name))  # unknown → 404
         now = self.clock()
         rows = []
         for stats in await asyncio.to_thread(self.repo.stats, function_name):

@@ -33,6 +33,9 @@ def invoke_function(lam: Any, name: str, payload: bytes, show_log: bool) -> None
         params["LogType"] = "Tail"
     response = lam.invoke(**params)
     body = response["Payload"].read()
+    executed = response.get("ExecutedVersion")
+    if executed and executed != "$LATEST":  # through an alias or a version: which one ran
+        note(f"(ran version {executed})")
     if show_log and response.get("LogResult"):
         tail = base64.b64decode(response["LogResult"]).decode("utf-8", "replace")
         note(readable(tail))

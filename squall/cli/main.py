@@ -66,19 +66,26 @@ def _env_pairs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
               help="An environment variable; repeat for more. Replaces all the function's variables.")
 @click.option("--role", help=f"Execution role ARN [default for a new function: {DEFAULT_ROLE}].")
 @click.option("--description", help="A description of the function.")
+@click.option("--publish", is_flag=True, help="Then publish a version of what was deployed.")
 @api_command
-def deploy(connection: Connection, path: Path, **options: Any) -> None:
+def deploy(connection: Connection, path: Path, publish: bool, **options: Any) -> None:
     """Create or update a function from a directory or a .zip file.
 
     A new function gets the defaults for anything not given. An existing one gets the
     new code, then only the settings given here. Waits until the function is ready.
+    With --publish, publishes a version of it (point an alias at it with `squall alias`).
     """
+    from squall.cli.versions import publish as publish_version
+
     config = deploy_function(connection.lam, path, DeployOptions(**options))
+    if publish:
+        config = publish_version(connection.lam, config["FunctionName"])
     click.echo(
         fields(
             [
                 ("Function", config["FunctionName"]),
                 ("ARN", config["FunctionArn"]),
+                ("Version", config.get("Version", "-")),
                 ("State", config.get("State", "-")),
                 ("Runtime", config.get("Runtime", "-")),
                 ("Handler", config.get("Handler", "-")),
@@ -116,6 +123,39 @@ def invoke(
             raise click.BadParameter(f"{payload_file.name} is {exc}", param_hint="--payload-file") from exc
         raise click.BadParameter(str(exc), param_hint="--payload") from exc
     invoke_function(connection.lam, name, raw, show_log)
+
+
+@cli.command()
+@click.argument("name")
+@api_command
+def versions(connection: Connection, name: str) -> None:
+    """List a function's versions ($LATEST and the published ones) and their aliases."""
+    from squall.cli.versions import versions_table
+
+    click.echo(versions_table(connection.lam, name))
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("alias")
+@click.option("--version", "version", help="The published version (or $LATEST) the alias points at.")
+@click.option("--weight", help="VERSION=WEIGHT: send that share (0-1) of the alias's invocations to another version.")
+@click.option("--no-weight", is_flag=True, help="Stop splitting: every invocation goes to the alias's version.")
+@api_command
+def alias(connection: Connection, name: str, alias: str, version: str | None, weight: str | None, no_weight: bool) -> None:
+    """Create an alias of a function, or point it at another version.
+
+    Invoke it as NAME:ALIAS (`squall invoke NAME:ALIAS`, or Qualifier=ALIAS in the API).
+    """
+    from squall.cli.versions import describe_alias, parse_weight, set_alias
+
+    if weight is not None and no_weight:
+        raise click.UsageError("Give --weight or --no-weight, not both.")
+    try:
+        weights = {} if no_weight else parse_weight(weight)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--weight") from exc
+    click.echo(describe_alias(set_alias(connection.lam, name, alias, version, weights)))
 
 
 @cli.command("functions")

@@ -1,7 +1,11 @@
-"""The engine facade: everything the API layer (and later event sources) may ask for.
+"""The engine facade: everything the API layer (and later event sources, triggers, a console)
+may ask for. It never imports the web framework, and nothing reaches past it.
 
-It wires the store, the function service, the environment pool and the log store, and
-never imports the web framework.
+It is constructed with its stores, its executor and its clock; inside, it wires the services
+of each Lambda noun (functions, versions, aliases, tags, concurrency, asynchronous
+invocation) to one event bus, and runs every invocation through the same three steps::
+
+    resolve(FunctionRef) -> Target  ·  admission.try_acquire(Target) -> Slot  ·  executor.lease(Target, Slot)
 """
 
 from __future__ import annotations
@@ -12,21 +16,26 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from squall import __version__
-from squall.arn import Arns, FunctionRef
-from squall.code import CodeLimits
+from squall.arn import LATEST, Arns, FunctionRef, is_version
 from squall.async_invoke.pipeline import AsyncInvocations
-from squall.functions.code_store import CodeStore
-from squall.invoke.concurrency import ConcurrencyLimits
+from squall.code import CodeLimits
+from squall.engine.bus import EventBus, InvocationFinished
+from squall.engine.stores import Stores
+from squall.environments.executor import LocalExecutor
+from squall.errors import ResourceNotFound
+from squall.function import FunctionVersion
+from squall.functions.aliases import Aliases
+from squall.functions.concurrency import ProvisionedConcurrency, ReservedConcurrency
 from squall.functions.service import FunctionService
+from squall.functions.tags import Tags
+from squall.functions.versions import Versions
+from squall.invoke.admission import Admission
 from squall.invoke.invocation import InvocationRequest, InvocationResult
-from squall.environments.pool import EnvironmentPool, PoolLimits
-from squall.observe.logs import LogStore
+from squall.invoke.resolver import Resolver
+from squall.observe.logs import LogReader
 from squall.runtimes.registry import RuntimeRegistry
-from squall.sandbox.base import SandboxBackend
 from squall.settings import Settings
-from squall.store.blobs import BlobStore
-from squall.store.db import create_engine
-from squall.store.functions import FunctionRepository
+from squall.store.aliases import AliasRecord
 
 
 @dataclass(frozen=True)
@@ -38,99 +47,210 @@ class InvokeOptions:
     prelude: str | None = None
 
 
+@dataclass(frozen=True)
+class FunctionDetails:
+    """What GetFunction shows: the configuration, the qualifier its ARN carries, tags and
+    reserved concurrency (those two only for an unqualified read)."""
+
+    config: FunctionVersion
+    arn_qualifier: str | None | bool
+    tags: dict[str, str]
+    reserved: int | None
+
+
 class Engine:
     def __init__(
         self,
         settings: Settings,
-        backend: SandboxBackend,
+        stores: Stores,
+        executor: LocalExecutor,
         runtimes: RuntimeRegistry,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.backend = backend
+        self.stores = stores
+        self.executor = executor
         self.runtimes = runtimes
+        self.clock = clock
         self.arns = Arns(settings.region, settings.account_id)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.db = create_engine(settings.database)
-        repo = FunctionRepository(self.db)
-        self.code = CodeStore(BlobStore(settings.data_dir), repo.code_in_use)
-        self.logs = LogStore(settings.data_dir / "logs")
-        self.pool = EnvironmentPool(
-            backend,
-            self.logs,
-            settings.region,
-            PoolLimits(settings.memory_capacity, settings.keep_alive_seconds, settings.max_log_bytes_per_invocation),
-            clock,
-            self.code,
-        )
         self.code_limits = CodeLimits()
-        self.concurrency = ConcurrencyLimits(settings.account_concurrency)
+        self.bus = bus = EventBus()
+        self.admission = Admission(settings.account_concurrency, bus)
+        self.tags = Tags(stores.functions, self.arns, bus)
+        self.versions = Versions(stores.functions, stores.code, self.arns, bus)
         self.functions = FunctionService(
-            repo,
-            self.code,
-            runtimes,
-            self.arns,
-            self.concurrency,
-            self._function_changed,
-            self.code_limits,
+            stores.functions, stores.aliases, stores.code, self.versions, self.tags, runtimes, self.arns, bus, self.code_limits
         )
+        self.resolver = Resolver(self.functions, stores.functions, stores.aliases, runtimes, self.arns, bus)
+        executor.connect(bus, self.resolver)
+        self.reserved = ReservedConcurrency(stores.functions, self.admission, self.arns, bus)
+        self.provisioned = ProvisionedConcurrency(
+            stores.provisioned, stores.functions, stores.aliases, self.admission, self.arns, bus, executor.provisioned_status
+        )
+        self.aliases = Aliases(stores.aliases, stores.functions, self.arns, bus, on_deleted=self.provisioned.drop)
         self.async_invocations = AsyncInvocations(
-            settings,
-            self.functions,
-            self.concurrency,
-            lambda ref, payload, request_id, prelude: self.invoke(ref, payload, InvokeOptions(request_id, prelude=prelude)),
-            self.arns,
+            settings, self.resolver, self.admission, self._invoke_event, self._exists, self.arns, bus
         )
         self.started_at = time.time()
 
+    # ---- life cycle ------------------------------------------------------------------
     async def start(self) -> None:
         await self.functions.load()
+        await self.provisioned.load()
         await self.async_invocations.start()
-        self.logs.start()
-        self.pool.start()
+        self.stores.logs.start()
+        self.executor.start()
 
     async def stop(self) -> None:
         await self.async_invocations.stop(self.settings.shutdown_grace_seconds)
-        await self.pool.shutdown(self.settings.shutdown_grace_seconds)
-        await self.backend.close()
+        await self.executor.shutdown(self.settings.shutdown_grace_seconds)
         await self.functions.close()
-        await self.code.close()
-        await self.logs.stop()
-        await asyncio.to_thread(self.db.dispose)
+        await self.stores.close()
 
+    # ---- invoking ----------------------------------------------------------------------
     async def invoke(self, ref: FunctionRef, payload: bytes, options: InvokeOptions) -> InvocationResult | None:
-        function = await self.functions.invocable(ref)
+        target = await self.resolver.resolve(ref)
         if options.dry_run:
             return None
-        runtime = self.runtimes.get(function.runtime)
-        request = InvocationRequest(
-            request_id=options.request_id,
-            payload=payload,
-            invoked_arn=self.arns.function(ref.name, ref.qualifier),
-            client_context=options.client_context,
-        )
-        network = self.functions.network_enabled(function.name)
-        with self.concurrency.slot(function.name):
-            async with self.pool.lease(function, runtime, self.functions.code_path(function), network) as env:
-                if options.prelude:
-                    self.logs.append(env.group, env.stream, [(int(time.time() * 1000), options.prelude)])
-                return await env.invoke(request)
+        request = InvocationRequest(options.request_id, payload, target.invoked_arn, options.client_context)
+        # No suspension from the resolution to the lease's new environment (see resolver.py).
+        with self.admission.try_acquire(target.name, target.qualifier) as slot:
+            async with self.executor.lease(target, slot) as lease:
+                result = await lease.invoke(request, options.prelude)
+        if self.bus.wants(InvocationFinished):
+            self.bus.publish(
+                InvocationFinished(target.name, result.executed_version, result.request_id, result.duration_ms,
+                                   result.init_duration_ms, result.error_type)
+            )
+        return result
 
-    def _function_changed(self, name: str, revision: str | None) -> None:
-        self.pool.retire(name, revision)
-        if revision is None:  # deleted (or its sandbox settings changed)
-            self.async_invocations.function_changed(name)
+    async def accept_event(self, ref: FunctionRef, payload: bytes, request_id: str) -> None:
+        """An asynchronous invocation: returns once the event is durably queued."""
+        await self.async_invocations.accept(ref, payload, request_id)
+
+    async def _invoke_event(self, ref: FunctionRef, payload: bytes, request_id: str, prelude: str) -> InvocationResult | None:
+        return await self.invoke(ref, payload, InvokeOptions(request_id, prelude=prelude))
+
+    async def _exists(self, ref: FunctionRef) -> bool:
+        """Whether a function (and the version or alias ``ref`` names) exists."""
+        repo = self.stores.functions
+        if ref.qualifier is None or ref.qualifier == LATEST or is_version(ref.qualifier):
+            return await asyncio.to_thread(repo.get, ref.name, ref.qualifier or LATEST) is not None
+        return await asyncio.to_thread(self.stores.aliases.get, ref.name, ref.qualifier) is not None
+
+    # ---- functions ---------------------------------------------------------------------
+    async def create_function(self, params: dict[str, Any]) -> FunctionVersion:
+        return await self.functions.create(params)
+
+    async def get_function(self, ref: FunctionRef) -> FunctionDetails:
+        config, arn_qualifier = await self.functions.describe(ref)
+        if ref.qualifier is not None:
+            return FunctionDetails(config, arn_qualifier, {}, None)
+        tags = await asyncio.to_thread(self.stores.functions.tags, ref.name)
+        return FunctionDetails(config, arn_qualifier, tags, self.admission.reserved.get(ref.name))
+
+    async def update_function_code(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionVersion:
+        return await self.functions.update_code(ref, params)
+
+    async def update_function_configuration(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionVersion:
+        return await self.functions.update_configuration(ref, params)
+
+    async def delete_function(self, ref: FunctionRef) -> None:
+        await self.functions.delete(ref)
+
+    async def list_functions(self, marker: str | None, max_items: int | None, all_versions: bool) -> tuple[list[FunctionVersion], str | None]:
+        return await self.functions.page(marker, max_items, all_versions)
+
+    async def read_code(self, sha256_hex: str) -> bytes:
+        return await self.stores.code.read(sha256_hex)
+
+    # ---- versions and aliases ---------------------------------------------------------
+    async def publish_version(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionVersion:
+        return await self.versions.publish(ref, params)
+
+    async def list_versions(self, ref: FunctionRef, marker: str | None, max_items: int | None) -> tuple[list[FunctionVersion], str | None]:
+        return await self.versions.page(ref, marker, max_items)
+
+    async def create_alias(self, ref: FunctionRef, params: dict[str, Any]) -> AliasRecord:
+        return await self.aliases.create(ref, params)
+
+    async def get_alias(self, ref: FunctionRef, name: str) -> AliasRecord:
+        return await self.aliases.get(ref, name)
+
+    async def update_alias(self, ref: FunctionRef, name: str, params: dict[str, Any]) -> AliasRecord:
+        return await self.aliases.update(ref, name, params)
+
+    async def delete_alias(self, ref: FunctionRef, name: str) -> None:
+        await self.aliases.delete(ref, name)
+
+    async def list_aliases(self, ref: FunctionRef, version: str | None, marker: str | None, max_items: int | None) -> tuple[list[AliasRecord], str | None]:
+        return await self.aliases.page(ref, version, marker, max_items)
+
+    # ---- concurrency -------------------------------------------------------------------
+    async def put_function_concurrency(self, ref: FunctionRef, value: int) -> None:
+        await self.reserved.put(ref, value)
+
+    async def get_function_concurrency(self, ref: FunctionRef) -> int | None:
+        return await self.reserved.get(ref)
+
+    async def delete_function_concurrency(self, ref: FunctionRef) -> None:
+        await self.reserved.delete(ref)
+
+    async def put_provisioned_concurrency(self, ref: FunctionRef, value: int) -> dict[str, Any]:
+        return await self.provisioned.put(ref, value)
+
+    async def get_provisioned_concurrency(self, ref: FunctionRef) -> dict[str, Any]:
+        return await self.provisioned.get(ref)
+
+    async def delete_provisioned_concurrency(self, ref: FunctionRef) -> None:
+        await self.provisioned.delete(ref)
+
+    async def list_provisioned_concurrency(self, ref: FunctionRef, marker: str | None, max_items: int | None) -> list[dict[str, Any]]:
+        return await self.provisioned.page(ref, marker, max_items)
+
+    # ---- tags --------------------------------------------------------------------------
+    async def tag_resource(self, ref: FunctionRef, tags: dict[str, str]) -> None:
+        await self.tags.tag(ref, tags)
+
+    async def untag_resource(self, ref: FunctionRef, keys: list[str]) -> None:
+        await self.tags.untag(ref, keys)
+
+    async def list_tags(self, ref: FunctionRef) -> dict[str, str]:
+        return await self.tags.list(ref)
+
+    # ---- asynchronous invocation settings -------------------------------------------------
+    async def put_event_invoke_config(self, ref: FunctionRef, params: dict[str, Any], merge: bool) -> Any:
+        return await self.async_invocations.configs.store(ref, params, merge)
+
+    async def get_event_invoke_config(self, ref: FunctionRef) -> Any:
+        return await self.async_invocations.configs.get(ref)
+
+    async def delete_event_invoke_config(self, ref: FunctionRef) -> None:
+        await self.async_invocations.configs.delete(ref)
+
+    async def list_event_invoke_configs(self, ref: FunctionRef, marker: str | None, max_items: int | None) -> tuple[list[Any], str | None]:
+        return await self.async_invocations.configs.page(ref, marker, max_items)
+
+    async def queue_report(self, function_name: str | None) -> dict[str, Any]:
+        if function_name is not None and not await asyncio.to_thread(self.stores.functions.exists, function_name):
+            raise ResourceNotFound(f"Function not found: {self.arns.function(function_name)}")
+        return await self.async_invocations.report(function_name)
+
+    # ---- logs and the account ---------------------------------------------------------------
+    def logs(self) -> LogReader:
+        """Function logs, to read (the CloudWatch Logs subset, ``squall logs``)."""
+        return self.stores.logs
 
     async def account_settings(self) -> dict[str, Any]:
-        usage = await asyncio.to_thread(self.functions.repo.usage)
+        usage = await asyncio.to_thread(self.stores.functions.usage)
         limits = self.code_limits
         return {
             "AccountLimit": {
                 "TotalCodeSize": 80530636800,
                 "CodeSizeUnzipped": limits.max_unzipped,
                 "CodeSizeZipped": limits.max_zipped,
-                "ConcurrentExecutions": self.concurrency.account_limit,
-                "UnreservedConcurrentExecutions": self.concurrency.unreserved_limit,
+                "ConcurrentExecutions": self.admission.account_limit,
+                "UnreservedConcurrentExecutions": self.admission.unreserved_limit,
             },
             "AccountUsage": usage,
         }
@@ -141,16 +261,19 @@ class Engine:
             "status": "degraded" if missing_code else "ok",
             "problems": {"functions_missing_code": missing_code},
             "version": __version__,
-            "isolation": self.backend.describe(),
+            "isolation": self.executor.pool.backend.describe(),
             "runtimes": self.runtimes.describe(),
             "runtimes_unavailable": dict(self.runtimes.missing),
             "functions": self.functions.count(),
-            "environments": self.pool.counts(),
+            "environments": self.executor.counts(),
             "concurrency": {
-                "in_flight": self.concurrency.in_flight,
-                "account_limit": self.concurrency.account_limit,
-                "unreserved_limit": self.concurrency.unreserved_limit,
+                "in_flight": self.admission.in_flight,
+                "account_limit": self.admission.account_limit,
+                "unreserved_limit": self.admission.unreserved_limit,
             },
             "async": self.async_invocations.health(),
             "uptime_seconds": round(time.time() - self.started_at, 3),
         }
+
+    def describe_isolation(self) -> dict[str, Any]:
+        return self.executor.pool.backend.describe()

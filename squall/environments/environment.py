@@ -78,6 +78,7 @@ class Environment:
         max_log_bytes: int,
         clock: Callable[[], float] = time.monotonic,
         network: bool = True,
+        provisioned: bool = False,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.function = function
@@ -89,9 +90,10 @@ class Environment:
         self.max_log_bytes = max_log_bytes
         self.clock = clock
         self.network = network
+        self.provisioned = provisioned  # started ahead for provisioned concurrency: no Init Duration
         self.retired = False  # set while busy when its function changed: stop instead of reuse
         self.state = EnvironmentState.CREATED
-        self.group = f"/aws/lambda/{function.name}"
+        self.group = function.log_group
         today = datetime.now(timezone.utc).strftime("%Y/%m/%d")
         self.stream = f"{today}/[{function.version}]{self.id}"
         self.last_used = clock()
@@ -132,7 +134,7 @@ class Environment:
             "AWS_LAMBDA_FUNCTION_VERSION": fn.version,
             "AWS_LAMBDA_LOG_GROUP_NAME": self.group,
             "AWS_LAMBDA_LOG_STREAM_NAME": self.stream,
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "provisioned-concurrency" if self.provisioned else "on-demand",
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
             "LAMBDA_TASK_ROOT": str(self.code_dir),
@@ -260,10 +262,12 @@ class Environment:
         capture.current = None
         self.kill("init error")
 
-    async def invoke(self, request: InvocationRequest) -> InvocationResult:
-        """Run one invocation. Never raises for function failures: they are in the result."""
+    async def invoke(self, request: InvocationRequest, prelude: str | None = None) -> InvocationResult:
+        """Run one invocation. Never raises for function failures: they are in the result.
+
+        ``prelude``: a platform line written to the log stream before START (async attempts)."""
         fn = self.function
-        cold_ms = self.init_duration_ms if self.invocations == 0 else None
+        cold_ms = self.init_duration_ms if self.invocations == 0 and not self.provisioned else None
         self.invocations += 1
         log = InvocationLog(self.max_log_bytes)
         capture = self._capture
@@ -271,6 +275,8 @@ class Environment:
         if cold_ms is not None and self._init_log is not None:
             log = self._init_log  # the cold invoke's tail includes the init phase
         capture.current = log
+        if prelude:
+            capture.emit(prelude)
         capture.emit(f"START RequestId: {request.request_id} Version: {fn.version}")
         if self.init_error is not None:
             if self.setup_failure is not None:  # Squall's fault, not the function's: the operator must see it

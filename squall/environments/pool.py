@@ -1,9 +1,12 @@
-"""Warm execution environments per function version, leases, and keep-alive.
+"""Warm execution environments per function version, leases, keep-alive, provisioned sets.
 
-``lease`` hands out an idle environment of the exact function revision (warm) or starts a
-new one (cold); one invocation per environment at a time, so concurrent invokes scale out
-to parallel environments. Leases are context managers that give the environment back (or
-stop it) on every path. Idle environments are reaped after the keep-alive time.
+``lease`` hands out an idle environment of the target's exact version and revision (warm) or
+starts a new one (cold); one invocation per environment at a time, so concurrent invokes
+scale out to parallel environments. A lease that runs on provisioned concurrency takes an
+environment of that qualifier's provisioned set first (``environments/provisioned.py``) and
+spills over to on-demand ones. Leases are context managers that give the environment back
+(or stop it) on every path. Idle on-demand environments are reaped after the keep-alive
+time; provisioned ones stay. Every environment holds its code until its processes are gone.
 """
 
 from __future__ import annotations
@@ -13,16 +16,17 @@ import time
 from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import AsyncIterator, Callable
 
 from squall import tasks as background
-from squall.functions.code_store import CodeHold, CodeStore
+from squall.arn import LATEST
+from squall.engine.bus import EnvironmentStarted, EnvironmentStopped, EventBus
 from squall.environments.environment import Environment, EnvironmentState
+from squall.environments.provisioned import ProvisionedSet
 from squall.errors import TooManyRequests
-from squall.function import FunctionVersion
+from squall.functions.code_store import CodeHold, CodeStore
+from squall.invoke.resolver import Target
 from squall.observe.logs import LogStore
-from squall.runtimes.registry import Runtime
 from squall.sandbox.base import SandboxBackend
 
 PoolKey = tuple[str, str, str, bool]  # function name, version, revision id, network
@@ -44,17 +48,20 @@ class EnvironmentPool:
         limits: PoolLimits,
         clock: Callable[[], float] = time.monotonic,
         code: CodeStore | None = None,
+        bus: EventBus | None = None,
     ) -> None:
         self.backend = backend
-        self.code = code  # environments hold their code until their processes are gone
         self.logs = logs
         self.region = region
         self.limits = limits
         self.clock = clock
+        self.code = code  # environments hold their code until their processes are gone
+        self.bus = bus
         self._idle: dict[PoolKey, deque[Environment]] = {}
         self._busy: set[Environment] = set()
         self._resident: dict[Environment, int] = {}  # every environment not yet stopped → its MemorySize
         self._code_holds: dict[Environment, CodeHold] = {}
+        self._provisioned: dict[tuple[str, str], dict[str, ProvisionedSet]] = {}  # (function, qualifier) → version → set
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
 
@@ -71,49 +78,74 @@ class EnvironmentPool:
         return {
             "busy": len(self._busy),
             "idle": sum(len(q) for q in self._idle.values()),
+            "provisioned": sum(s.allocated for sets in self._provisioned.values() for s in sets.values()),
             "memory_mb": self.memory_in_use_mb,
             "memory_capacity_mb": self.limits.memory_capacity_mb,
         }
 
     @asynccontextmanager
-    async def lease(
-        self, function: FunctionVersion, runtime: Runtime, code_dir: Path, network: bool = True
-    ) -> AsyncIterator[Environment]:
-        key = (function.name, function.version, function.revision_id, network)
-        env = self._take_idle(key)
+    async def lease(self, target: Target, provisioned: str | None = None) -> AsyncIterator[Environment]:
+        """An environment for one invocation of ``target`` (``provisioned``: the qualifier
+        whose provisioned concurrency the invocation runs on)."""
+        chosen: ProvisionedSet | None = None
+        env = None
+        if provisioned is not None:
+            chosen = self._provisioned.get((target.name, provisioned), {}).get(target.version)
+            env = chosen.take(target.config.revision_id) if chosen is not None else None
         if env is None:
-            self._admit(function.memory_size)
-            env = Environment(
-                function,
-                runtime,
-                code_dir,
-                self.backend,
-                self.logs,
-                self.region,
-                self.limits.max_log_bytes,
-                self.clock,
-                network=network,
-            )
-            self._resident[env] = function.memory_size
-            if self.code is not None:  # in the turn that resolved the version: see code_store
-                self._code_holds[env] = self.code.hold(function.code.sha256_hex)
-            self._busy.add(env)
-            try:
-                await env.start()
-            except BaseException:
-                self._busy.discard(env)
-                self._stop_later(env, "failed to start")
-                raise
+            chosen = None
+            key = (target.name, target.version, target.config.revision_id, target.network)
+            env = self._take_idle(key)
+            if env is None:
+                env = self._new(target, provisioned=False)  # in this turn: the code is held (see code_store)
+                self._busy.add(env)
+                try:
+                    await env.start()
+                except BaseException:
+                    self._busy.discard(env)
+                    self._stop_later(env, "failed to start")
+                    raise
+                self._started(env)
+            else:
+                self._busy.add(env)
         else:
             self._busy.add(env)
         try:
             yield env
         finally:
             self._busy.discard(env)
-            self._give_back(key, env)
+            if chosen is not None:
+                chosen.give_back(env)
+            else:
+                self._give_back(env)
+
+    def _new(self, target: Target, provisioned: bool) -> Environment:
+        """A new environment of ``target`` (not started), admitted for memory, holding its code."""
+        config = target.config
+        self._admit(config.memory_size)
+        env = Environment(
+            config,
+            target.runtime,
+            target.code_dir,
+            self.backend,
+            self.logs,
+            self.region,
+            self.limits.max_log_bytes,
+            self.clock,
+            network=target.network,
+            provisioned=provisioned,
+        )
+        self._resident[env] = config.memory_size
+        if self.code is not None:
+            self._code_holds[env] = self.code.hold(config.code.sha256_hex)
+        return env
+
+    def _started(self, env: Environment) -> None:
+        if self.bus is not None and self.bus.wants(EnvironmentStarted):
+            self.bus.publish(EnvironmentStarted(env.function.name, env.function.version, env.id, env.provisioned))
 
     def _admit(self, memory_mb: int) -> None:
-        """Make room for a new environment, evicting idle ones (least recently used first)."""
+        """Make room for a new environment, evicting idle on-demand ones (least recently used first)."""
         capacity = self.limits.memory_capacity_mb
         if self.memory_in_use_mb + memory_mb <= capacity:
             return
@@ -139,29 +171,64 @@ class EnvironmentPool:
                 return env
         return None
 
-    def _give_back(self, key: PoolKey, env: Environment) -> None:
+    def _give_back(self, env: Environment) -> None:
         if env.state != EnvironmentState.READY or env.retired:
             self._stop_later(env, env.stop_reason or "retired")
             return
         env.last_used = self.clock()
-        self._idle.setdefault(key, deque()).append(env)
+        self._idle.setdefault(env.pool_key, deque()).append(env)
+
+    # ---- provisioned concurrency ---------------------------------------------------
+    def provision(self, function: str, qualifier: str, wanted: list[tuple[Target, int]]) -> None:
+        """Keep ``count`` initialised environments of each target for ``qualifier``'s
+        provisioned concurrency (an empty list: none; sets of other versions are stopped)."""
+        sets = self._provisioned.setdefault((function, qualifier), {})
+        versions = {target.version for target, _ in wanted}
+        for version in [v for v in sets if v not in versions]:
+            sets.pop(version).shrink_to(0)
+        for target, count in wanted:
+            current = sets.get(target.version)
+            if current is None or current.target.config.revision_id != target.config.revision_id:
+                if current is not None:
+                    current.shrink_to(0)
+                current = sets[target.version] = ProvisionedSet(self, target)
+            current.want(count)
+        if not sets:
+            del self._provisioned[(function, qualifier)]
+
+    def provisioned_status(self, function: str, qualifier: str) -> tuple[int, str | None]:
+        """(environments ready, why provisioning failed or None) for one qualifier."""
+        sets = self._provisioned.get((function, qualifier), {}).values()
+        failure = next((s.failure for s in sets if s.failure), None)
+        return sum(s.allocated for s in sets), failure
 
     # ---- retiring and reaping ----------------------------------------------------
-    def retire(self, function_name: str, keep_revision: str | None = None) -> None:
-        """Stop a function's environments of every revision but ``keep_revision``.
+    def retire(self, function: str, version: str | None = None, keep_revision: str | None = None) -> None:
+        """Stop a function's environments (of one version, or all; but those of
+        ``keep_revision``). Idle ones stop now; busy ones after their invocation."""
+        def doomed(env: Environment) -> bool:
+            fn = env.function
+            return fn.name == function and version in (None, fn.version) and fn.revision_id != keep_revision
 
-        Idle ones stop now; busy ones finish their invocation and stop on release.
-        """
         for key in list(self._idle):
-            if key[0] == function_name and key[2] != keep_revision:
+            if key[0] == function and version in (None, key[1]) and key[2] != keep_revision:
                 for env in self._idle.pop(key):
                     self._stop_later(env, "function updated")
         for env in self._busy:
-            if env.function.name == function_name and env.function.revision_id != keep_revision:
+            if doomed(env):
                 env.retired = True
+        for (name, _), sets in list(self._provisioned.items()):
+            if name == function:
+                for provisioned_set in sets.values():
+                    provisioned_set.retire(doomed)
+
+    def drop_provisioned(self, function: str) -> None:
+        for key in [k for k in self._provisioned if k[0] == function]:
+            for provisioned_set in self._provisioned.pop(key).values():
+                provisioned_set.shrink_to(0)
 
     def reap(self) -> int:
-        """Stop environments idle for longer than the keep-alive time; returns how many."""
+        """Stop on-demand environments idle for longer than the keep-alive time; returns how many."""
         now = self.clock()
         reaped = 0
         for key in list(self._idle):
@@ -196,10 +263,15 @@ class EnvironmentPool:
         hold = self._code_holds.pop(env, None)
         if hold is not None:  # the code may go once the environment's processes have
             task.add_done_callback(lambda _: hold.release())
+        if self.bus is not None and self.bus.wants(EnvironmentStopped):
+            self.bus.publish(EnvironmentStopped(env.function.name, env.function.version or LATEST, env.id, reason))
 
     async def shutdown(self, grace: float) -> None:
         """Let in-flight invocations finish (up to ``grace``), then stop every environment."""
         await background.cancel(self._reaper)
+        for sets in self._provisioned.values():
+            for provisioned_set in sets.values():
+                await provisioned_set.stop_filling()
         deadline = time.monotonic() + grace
         while self._busy and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -208,6 +280,9 @@ class EnvironmentPool:
         for key in list(self._idle):
             for env in self._idle.pop(key):
                 self._stop_later(env, "shutdown")
+        for sets in self._provisioned.values():
+            for provisioned_set in sets.values():
+                provisioned_set.shrink_to(0)
         for env in list(self._busy):
             self._stop_later(env, "shutdown")
         if self._stopping:

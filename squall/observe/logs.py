@@ -14,7 +14,7 @@ import heapq
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 from urllib.parse import quote, unquote
 
 import orjson
@@ -28,6 +28,21 @@ class LogEvent:
     message: str
     stream: str = ""
     event_id: str = ""
+
+
+class LogReader(Protocol):
+    """What readers of function logs may do (the API layer gets no more than this)."""
+
+    async def flush_async(self) -> None: ...
+
+    def groups(self) -> list[str]: ...
+
+    def streams(self, group: str) -> list[tuple[str, int, int]]: ...
+
+    def filter(self, group: str, streams: list[str] | None = None, start: int | None = None, end: int | None = None,
+               pattern: str | None = None, limit: int = 10000, token: str | None = None) -> tuple[list[LogEvent], str | None]: ...
+
+    def group_exists(self, group: str) -> bool: ...
 
 
 class LogStore:

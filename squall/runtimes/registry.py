@@ -182,6 +182,12 @@ class RuntimeRegistry:
         for runtime in self.runtimes:
             if runtime.identifier == identifier:
                 return runtime
+        if identifier not in self.missing:  # no runtime of that name at all: AWS's enum message
+            known = ", ".join([*self.identifiers(), *self.missing])
+            raise InvalidParameterValue(
+                f"Value {identifier} at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: "
+                f"[{known}] or be a valid ARN"
+            )
         offered = ", ".join(self.identifiers()) or "none"
         hint = ""
         if identifier in self.missing:

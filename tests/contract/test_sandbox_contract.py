@@ -33,6 +33,7 @@ from squall.runtimes.registry import RuntimeRegistry
 from squall.sandbox.process import ProcessBackend
 from tests.conftest import processes_with_arg, require
 from tests.contract import linux_unavailable
+from tests.targets import target_of
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -95,7 +96,7 @@ class Harness:
 
     async def invoke(self, fn: FunctionVersion, code_dir: Path, payload: object = None, network: bool = True):
         request = InvocationRequest(uuid.uuid4().hex, orjson.dumps(payload or {}), ARN)
-        async with self.pool.lease(fn, self.runtime, code_dir, network) as env:
+        async with self.pool.lease(target_of(fn, self.runtime, code_dir, network)) as env:
             return env, await env.invoke(request)
 
     async def close(self) -> None:
@@ -438,7 +439,7 @@ def test_linux_jail_either_way(linux, tmp_path, mount_fds):
         h.backend.mount_fds = mount_fds
         fn, code = h.function(JAIL_PROBE, ephemeral_storage=700)
         for _ in range(2):  # the first start takes the zygote's path, the next a spare
-            async with h.pool.lease(fn, h.runtime, code):  # held: the next lease starts another
+            async with h.pool.lease(target_of(fn, h.runtime, code)):  # held: the next lease starts another
                 _, result = await h.invoke(fn, code, {"host": str(code)})
             seen = orjson.loads(result.payload)
             assert seen == {"task": ["app.py"], "task_writable": False, "tmp_mb": 700, "hostname": "localhost",
@@ -481,7 +482,7 @@ def test_linux_cold_start_takes_the_handed_over_spare_and_survives_its_death(lin
         first, _ = await h.invoke(fn, code, {"n": 1})
         (zygote,) = h.backend._zygotes.values()
         pid = await _offered_spare(zygote)
-        async with h.pool.lease(fn, h.runtime, code) as held:  # the idle one: the next is a cold start
+        async with h.pool.lease(target_of(fn, h.runtime, code)) as held:  # the idle one: the next is a cold start
             assert held is first
             second, result = await h.invoke(fn, code, {"n": 2})
         assert second._handle.pid == pid  # the server started the spare itself
@@ -492,7 +493,7 @@ def test_linux_cold_start_takes_the_handed_over_spare_and_survives_its_death(lin
         os.kill(pid, signal.SIGKILL)
         while os.path.exists(f"/proc/{pid}/fd/4"):  # its end of the socket is closed
             await asyncio.sleep(0.005)
-        async with h.pool.lease(fn, h.runtime, code), h.pool.lease(fn, h.runtime, code):
+        async with h.pool.lease(target_of(fn, h.runtime, code)), h.pool.lease(target_of(fn, h.runtime, code)):
             third, result = await h.invoke(fn, code, {"n": 3})
         assert third._handle.pid != pid
         assert orjson.loads(result.payload)["event"] == {"n": 3}, result.payload

@@ -174,7 +174,7 @@ def test_event_invoke_errors_are_immediate(lam, hook):
     too_big = b'"' + b"x" * (1048576 - 1) + b'"'
     with pytest.raises(ClientError) as info:
         lam.invoke(FunctionName=name, InvocationType="Event", Payload=too_big)
-    assert error_of(info)[:2] == ("RequestTooLargeException", 413)
+    assert error_of(info)[:2] == ("RequestEntityTooLargeException", 413)
     with pytest.raises(ClientError) as info:
         lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{not json")
     assert error_of(info)[0] == "InvalidRequestContentException"
@@ -183,7 +183,7 @@ def test_event_invoke_errors_are_immediate(lam, hook):
     assert lam.invoke_async(FunctionName=name, InvokeArgs=b'{"a": 1}')["Status"] == 202
     with pytest.raises(ClientError) as info:
         lam.invoke_async(FunctionName=name, InvokeArgs=b'"' + b"x" * 262144 + b'"')
-    assert error_of(info)[:2] == ("RequestTooLargeException", 413)
+    assert error_of(info)[:2] == ("RequestEntityTooLargeException", 413)
     records = hook.wait(name, 2)
     assert sorted(r["responsePayload"] for r in records) == [1, 1048574]
 
@@ -322,15 +322,15 @@ def test_event_invoke_config_operations(lam):
     assert got["MaximumRetryAttempts"] == 0
     listed = lam.list_function_event_invoke_configs(FunctionName=name)["FunctionEventInvokeConfigs"]
     assert [c["FunctionArn"] for c in listed] == [f"{ACCOUNT_ARN}:{name}:$LATEST"]
-    for bad in (
-        {"MaximumRetryAttempts": 3},
-        {"MaximumEventAgeInSeconds": 21601},  # (botocore itself checks the minimum)
-        {"DestinationConfig": {"OnFailure": {"Destination": "arn:aws:s3:::bucket"}}},
-        {},
+    for bad, code in (
+        ({"MaximumRetryAttempts": 3}, "ValidationException"),  # the model's range
+        ({"MaximumEventAgeInSeconds": 21601}, "ValidationException"),  # (botocore itself checks the minimum)
+        ({"DestinationConfig": {"OnFailure": {"Destination": "arn:aws:s3:::bucket"}}}, "InvalidParameterValueException"),
+        ({}, "InvalidParameterValueException"),
     ):
         with pytest.raises(ClientError) as info:
             lam.put_function_event_invoke_config(FunctionName=name, **bad)
-        assert error_of(info)[0] == "InvalidParameterValueException", bad
+        assert error_of(info)[0] == code, bad
     with pytest.raises(ClientError) as info:
         lam.get_function_event_invoke_config(FunctionName=name, Qualifier="7")
     assert error_of(info)[0] == "ResourceNotFoundException"

@@ -372,3 +372,43 @@ def test_argument_parsing():
     assert function_name_for(Path("/tmp/my.package.zip")) == "my-package"
     assert function_name_for(Path("/srv/hello world_v2")) == "hello-world_v2"
     assert len(function_name_for(Path("/x/" + "a" * 100))) == 64
+
+
+# ---------------------------------------------------------------------------- versions and aliases
+
+
+def test_deploy_publish_versions_alias_and_invoke_through_it(server, lam, tmp_path: Path):
+    name = unique_name("pub")
+    code_dir = tmp_path / name
+    code_dir.mkdir()
+    for tag in ("v1", "v2"):
+        (code_dir / "app.py").write_text(f"def handler(event, context):\n    return {tag!r}\n")
+        result = squall(server.endpoint, "deploy", str(code_dir), "--publish")
+        assert result.returncode == 0, result.stderr
+        assert "Publishing a version of" in result.stderr
+    assert "Version" in result.stdout and " 2" in result.stdout
+
+    made = squall(server.endpoint, "alias", name, "live", "--version", "1")
+    assert made.returncode == 0, made.stderr
+    assert f":{name}:live → version 1" in made.stdout
+    ran = squall(server.endpoint, "invoke", f"{name}:live")
+    assert ran.returncode == 0 and ran.stdout.strip() == '"v1"' and "(ran version 1)" in ran.stderr
+
+    split = squall(server.endpoint, "alias", name, "live", "--weight", "2=0.25")
+    assert split.returncode == 0 and "version 1 (75%) and version 2 (25%)" in split.stdout
+    listing = squall(server.endpoint, "versions", name)
+    assert listing.returncode == 0, listing.stderr
+    rows = {line.split()[0]: line for line in listing.stdout.splitlines()[1:]}
+    assert set(rows) == {"$LATEST", "1", "2"}
+    assert "live" in rows["1"] and "live (25%)" in rows["2"]
+
+    moved = squall(server.endpoint, "alias", name, "live", "--version", "2", "--no-weight")
+    assert moved.returncode == 0 and moved.stdout.strip().endswith("→ version 2")
+    assert squall(server.endpoint, "invoke", f"{name}:live").stdout.strip() == '"v2"'
+
+    bad = squall(server.endpoint, "alias", name, "live", "--weight", "two=half")
+    assert_clean_failure(bad, 2)
+    assert "VERSION=WEIGHT" in bad.stderr
+    missing = squall(server.endpoint, "alias", name, "beta")
+    assert_clean_failure(missing)
+    assert "--version" in missing.stderr

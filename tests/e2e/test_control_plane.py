@@ -133,27 +133,30 @@ def test_account_settings(lam):
     assert settings["AccountUsage"]["FunctionCount"] >= 0
 
 
+IPV, VALIDATION = "InvalidParameterValueException", "ValidationException"
+
+
 @pytest.mark.parametrize(
-    "overrides, fragment",
+    "overrides, code, fragment",
     [
-        ({"FunctionName": "bad name!"}, "functionName"),
-        ({"FunctionName": "x" * 65}, "functionName"),
-        ({"Runtime": "python2.7"}, "python2.7"),
-        ({"Runtime": "cobol"}, "runtime"),
-        ({"Handler": "has space.handler"}, "handler"),
-        ({"MemorySize": 10241}, "MemorySize"),
-        ({"Timeout": 901}, "timeout"),
-        ({"Role": "not-a-role"}, "role"),
-        ({"Environment": {"Variables": {"AWS_REGION": "x"}}}, "reserved"),
-        ({"Environment": {"Variables": {"1BAD": "x"}}}, "environment.variables"),
-        ({"Environment": {"Variables": {"BIG": "x" * 5000}}}, "4KB"),
-        ({"EphemeralStorage": {"Size": 20000}}, "ephemeralStorage"),
-        ({"Code": {"ZipFile": b"this is not a zip"}}, "Could not unzip"),
-        ({"Code": {"ZipFile": make_zip({"../evil.py": "x"})}}, "evil"),
-        ({"Code": {"ZipFile": make_zip({"/etc/evil.py": "x"})}}, "evil"),
+        ({"FunctionName": "bad name!"}, VALIDATION, "functionName"),
+        ({"FunctionName": "x" * 65}, IPV, "functionName"),
+        ({"Runtime": "python2.7"}, IPV, "python2.7"),
+        ({"Runtime": "cobol"}, IPV, "runtime"),
+        ({"Handler": "has space.handler"}, VALIDATION, "handler"),
+        ({"MemorySize": 10241}, VALIDATION, "memorySize"),
+        ({"Timeout": 901}, VALIDATION, "timeout"),
+        ({"Role": "not-a-role"}, VALIDATION, "role"),
+        ({"Environment": {"Variables": {"AWS_REGION": "x"}}}, IPV, "reserved"),
+        ({"Environment": {"Variables": {"1BAD": "x"}}}, VALIDATION, "environment.variables"),
+        ({"Environment": {"Variables": {"BIG": "x" * 5000}}}, IPV, "4KB"),
+        ({"EphemeralStorage": {"Size": 20000}}, VALIDATION, "ephemeralStorage"),
+        ({"Code": {"ZipFile": b"this is not a zip"}}, IPV, "Could not unzip"),
+        ({"Code": {"ZipFile": make_zip({"../evil.py": "x"})}}, IPV, "evil"),
+        ({"Code": {"ZipFile": make_zip({"/etc/evil.py": "x"})}}, IPV, "evil"),
     ],
 )
-def test_create_validation(lam, overrides, fragment):
+def test_create_validation(lam, overrides, code, fragment):
     params = {
         "FunctionName": unique_name(),
         "Runtime": "python3.11",
@@ -164,8 +167,8 @@ def test_create_validation(lam, overrides, fragment):
     }
     with pytest.raises(ClientError) as excinfo:
         lam.create_function(**params)
-    code, status, message = error_of(excinfo)
-    assert (code, status) == ("InvalidParameterValueException", 400), message
+    got, status, message = error_of(excinfo)
+    assert (got, status) == (code, 400), message
     assert fragment.lower() in message.lower()
     assert excinfo.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-errortype"] == code
 

@@ -171,8 +171,8 @@ def test_request_too_large(lam):
     with pytest.raises(ClientError) as excinfo:
         lam.invoke(FunctionName=name, Payload=payload)
     code, status, message = error_of(excinfo)
-    assert (code, status) == ("RequestTooLargeException", 413)
-    assert "limit 6291456 bytes" in message
+    assert (code, status) == ("RequestEntityTooLargeException", 413)
+    assert message == "Request must be smaller than 6291456 bytes for the InvokeFunction operation"
 
 
 def test_response_too_large(lam):

@@ -27,7 +27,7 @@ from squall.code import (
     package_directory,
     package_path,
 )
-from squall.errors import InvalidParameterValue, RequestTooLarge
+from squall.errors import InvalidParameterValue, RequestEntityTooLarge
 
 # ------------------------------------------------------------------ zip builders
 
@@ -180,9 +180,9 @@ def test_corrupt_compressed_data_fails_extraction(out):
 
 def test_zipped_size_limit():
     data = make_zip(("a.py", os.urandom(300)))
-    with pytest.raises(RequestTooLarge) as exc:
+    with pytest.raises(RequestEntityTooLarge) as exc:
         inspect_zip(data, CodeLimits(max_zipped=100))
-    assert exc.value.message == "Zipped file size must be smaller than 100 bytes"
+    assert exc.value.message == "Zipped size must be smaller than 100 bytes"
     inspect_zip(data, CodeLimits(max_zipped=len(data)))  # the limit itself is allowed
 
 

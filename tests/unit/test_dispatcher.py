@@ -7,7 +7,7 @@ import logging
 
 import orjson
 
-from squall.invoke.concurrency import ConcurrencyLimits
+from squall.invoke.admission import Admission
 from squall.async_invoke.deliveries import DeliveryWorker
 from squall.async_invoke.destinations import DeliveryError
 from squall.async_invoke.dispatcher import Dispatcher
@@ -29,7 +29,9 @@ class Harness:
         self.clock = Clock()
         self.repo = make_store(tmp_path)
         self.queue = make_queue(self.repo, self.clock)
-        self.concurrency = ConcurrencyLimits(100, reserved)
+        self.concurrency = Admission(100)
+        for name, value in (reserved or {}).items():
+            self.concurrency.set_reserved(name, value)
         self.configs = EventInvokeConfigs(EventInvokeConfigRepository(self.repo.engine), Arns("us-east-1", "1" * 12), None)
         self.script = script or {}  # request id → list of "ok" | "error" | "throttle" | "gone" | asyncio.Event
         self.calls: list[tuple[str, str]] = []
@@ -42,7 +44,7 @@ class Harness:
         self.calls.append((request_id, prelude))
         steps = self.script.get(request_id) or ["ok"]
         step = steps.pop(0) if len(steps) > 1 else steps[0]
-        with self.concurrency.slot(ref.name):
+        with self.concurrency.try_acquire(ref.name):
             if isinstance(step, asyncio.Event):
                 await step.wait()
                 step = "ok"
@@ -168,7 +170,7 @@ def test_reserved_concurrency_is_respected_and_nothing_is_dropped(tmp_path):
 def test_events_of_a_throttled_function_expire_with_their_age(tmp_path):
     async def scenario():
         h = Harness(tmp_path, reserved={"fn": 0})
-        h.configs._cache["fn"] = EventInvokeConfig("fn", maximum_event_age=60)
+        h.configs._cache[("fn", "$LATEST")] = EventInvokeConfig("fn", maximum_event_age=60)
         await h.start()
         await h.accept("r1")
         await h.steps(2, advance=6)  # waits: no slot, ever

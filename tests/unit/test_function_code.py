@@ -20,7 +20,11 @@ import pytest
 
 from squall.arn import Arns, FunctionRef
 from squall.functions.code_store import CodeStore
-from squall.invoke.concurrency import ConcurrencyLimits
+from squall.engine.bus import EventBus, FunctionDeleted, FunctionUpdated
+from squall.functions.tags import Tags
+from squall.functions.versions import Versions
+from squall.store.aliases import AliasRepository
+from tests.targets import target_of
 from squall.functions.service import FunctionService
 from squall.invoke.invocation import InvocationRequest
 from squall.environments.pool import EnvironmentPool, PoolLimits
@@ -69,9 +73,13 @@ class World:
     def new_service(self) -> FunctionService:
         repo = FunctionRepository(self.db)
         self.code = CodeStore(BlobStore(self.tmp_path), repo.code_in_use)
+        arns = Arns("us-east-1", "123456789012")
+        self.bus = EventBus()
+        self.bus.subscribe(FunctionUpdated, lambda e: self.changes.append((e.name, e.revision)))
+        self.bus.subscribe(FunctionDeleted, lambda e: self.changes.append((e.name, None)))
         return FunctionService(
-            repo, self.code, self.runtimes, Arns("us-east-1", "123456789012"), ConcurrencyLimits(1000),
-            lambda name, revision: self.changes.append((name, revision)),
+            repo, AliasRepository(self.db), self.code, Versions(repo, self.code, arns, self.bus),
+            Tags(repo, arns, self.bus), self.runtimes, arns, self.bus,
         )
 
     async def create(self, name: str, zip_bytes: bytes = ZIP_Z):
@@ -141,6 +149,8 @@ def test_an_update_racing_the_delete_of_a_function_with_the_same_zip_keeps_its_c
         await updating
         b = await w.settled("b")
         assert b.last_update_status == UpdateStatus.SUCCESSFUL and w.code_present(b)
+        await asyncio.gather(*list(w.service._tasks))  # the settle's last step: collecting what it replaced
+        await w.code.close()
         old_y = w.code.tree_path(base_sha(ZIP_Y))
         assert not old_y.exists()  # the code b no longer uses went, once nothing held it
 
@@ -166,11 +176,11 @@ def test_a_cold_start_racing_a_delete_keeps_its_code_until_its_environment_stops
 
         pool = EnvironmentPool(FakeBackend({"app.handler": slow}), LogStore(w.tmp_path / "logs"), "us-east-1",
                                PoolLimits(100_000, 60.0, 1 << 20), code=w.code)
-        fn = await w.service.invocable(FunctionRef("f"))
+        fn = w.service.invocable_latest("f")
         runtime = runtimes.get(fn.runtime)
 
         async def invoke():
-            async with pool.lease(fn, runtime, w.service.code_path(fn)) as env:
+            async with pool.lease(target_of(fn, runtime, w.service.code_path(fn))) as env:
                 return await env.invoke(InvocationRequest("r1", b"{}", "arn"))
 
         invoking = asyncio.create_task(invoke())
@@ -205,16 +215,17 @@ def test_at_start_a_function_whose_code_is_missing_is_failed_and_new_code_mends_
         assert "missing from this server's code store" in failed.state_reason
         assert lost.code.sha256 in failed.state_reason
         assert set(w.service.problems()) == {"lost"}
+        assert w.service.invocable_latest("lost") is None
         with pytest.raises(ResourceConflict, match="Failed"):
-            await w.service.invocable(FunctionRef("lost"))
-        kept = await w.service.invocable(FunctionRef("tree-only-lost"))  # extracted again from its zip
+            await w.service.explain_not_invocable("lost", "$LATEST")
+        kept = w.service.invocable_latest("tree-only-lost")  # extracted again from its zip
         assert w.code_present(kept)
 
         await w.service.update_code(FunctionRef("lost"), {"ZipFile": ZIP_Z})
         mended = await w.settled("lost")
         assert mended.state == State.ACTIVE and mended.last_update_status == UpdateStatus.SUCCESSFUL
         assert w.code_present(mended) and not w.service.problems()
-        assert (await w.service.invocable(FunctionRef("lost"))).revision_id == mended.revision_id
+        assert w.service.invocable_latest("lost").revision_id == mended.revision_id
         assert base64.b64decode(mended.code.sha256).hex() == mended.code.sha256_hex
 
     run(tmp_path, runtimes, scenario)

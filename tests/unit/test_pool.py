@@ -17,6 +17,7 @@ from squall.function import Code, FunctionVersion, State
 from squall.observe.logs import LogStore
 from squall.runtimes.registry import Runtime
 from squall.sandbox.fake import FakeBackend, FakeExit
+from tests.targets import target_of
 
 RUNTIME = Runtime("python3.11", "python", "/usr/bin/python3", "3.11.0")
 
@@ -70,7 +71,7 @@ def request(payload=b"{}", rid="req-1"):
 
 
 async def invoke(pool, fn, tmp_path, payload=b"{}", rid="req-1"):
-    async with pool.lease(fn, RUNTIME, tmp_path) as env:
+    async with pool.lease(target_of(fn, RUNTIME, tmp_path)) as env:
         return env, await env.invoke(request(payload, rid))
 
 
@@ -270,7 +271,7 @@ def test_a_runtime_that_cannot_be_prepared_fails_init_clearly(tmp_path):
 
     async def scenario():
         backend, _, pool = make_pool(tmp_path)
-        async with pool.lease(function(runtime="java17"), java, tmp_path) as env:
+        async with pool.lease(target_of(function(runtime="java17"), java, tmp_path)) as env:
             result = await env.invoke(request())
         assert result.function_error == "Unhandled" and result.error_type == "Runtime.InvalidRuntime"
         assert b"javac failed: install default-jdk-headless" in result.payload

@@ -1,0 +1,91 @@
+"""Invoke (RequestResponse, Event, DryRun) and the deprecated InvokeAsync."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+
+from squall.api.middleware import Request
+from squall.api.operations.base import Operations, Params
+from squall.async_invoke.pipeline import MAX_EVENT_PAYLOAD, MAX_INVOKE_ASYNC_PAYLOAD
+from squall.engine.engine import InvokeOptions
+from squall.errors import InvalidParameterValue, InvalidRequestContent, RequestEntityTooLarge
+from squall.invoke.invocation import MAX_SYNC_PAYLOAD
+
+CLIENT_CONTEXT_MAX = 3583
+
+
+class InvokeOperations(Operations):
+    async def Invoke(self, p: Params, request: Request) -> dict[str, Any]:
+        ref = self.ref(p)
+        invocation_type = p.get("InvocationType", "RequestResponse")
+        payload: bytes = p.get("Payload") or b""
+        if invocation_type == "Event":
+            if len(payload) > MAX_EVENT_PAYLOAD:
+                raise RequestEntityTooLarge(
+                    f"{len(payload)} byte payload is too large for the Event invocation type (limit {MAX_EVENT_PAYLOAD} bytes)"
+                )
+            check_json(payload)
+            # 202 only once the event is committed; the request id is the event's.
+            await self.engine.accept_event(ref, payload, request.request_id)
+            return {"StatusCode": 202}
+        if len(payload) > MAX_SYNC_PAYLOAD:
+            raise RequestEntityTooLarge(f"Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation")
+        check_json(payload)
+        options = InvokeOptions(
+            request_id=request.request_id,
+            client_context=client_context(p.get("ClientContext")),
+            dry_run=invocation_type == "DryRun",
+        )
+        result = await self.engine.invoke(ref, payload, options)
+        if result is None:
+            return {"StatusCode": 204}
+        output: dict[str, Any] = {
+            "StatusCode": 200,
+            "Payload": result.payload,
+            "ExecutedVersion": result.executed_version,
+            "FunctionError": result.function_error,
+        }
+        if p.get("LogType") == "Tail":
+            output["LogResult"] = base64.b64encode(result.log_tail).decode()
+        return output
+
+    async def InvokeAsync(self, p: Params, request: Request) -> dict[str, Any]:
+        """The deprecated asynchronous invoke (256 KB events); answers 202 ``{"Status": 202}``."""
+        ref = self.arns.parse(p["FunctionName"])
+        payload: bytes = p.get("InvokeArgs") or b""
+        if len(payload) > MAX_INVOKE_ASYNC_PAYLOAD:
+            raise RequestEntityTooLarge(f"Request must be smaller than {MAX_INVOKE_ASYNC_PAYLOAD} bytes for the InvokeAsync operation")
+        check_json(payload)
+        await self.engine.accept_event(ref, payload, request.request_id)
+        return {"Status": 202}
+
+
+def check_json(payload: bytes) -> None:
+    if payload:
+        try:
+            orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequestContent(
+                f"Could not parse request body into json: Could not parse payload into json: {exc}"
+            ) from exc
+
+
+def client_context(value: str | None) -> str | None:
+    if not value:
+        return None
+    if len(value) > CLIENT_CONTEXT_MAX * 4 // 3 + 4:
+        raise InvalidParameterValue(f"Client context must be at most {CLIENT_CONTEXT_MAX} bytes.")
+    try:
+        decoded = base64.b64decode(value, validate=True)
+        if len(decoded) > CLIENT_CONTEXT_MAX:
+            raise InvalidParameterValue(f"Client context must be at most {CLIENT_CONTEXT_MAX} bytes.")
+        document = orjson.loads(decoded)
+    except (binascii.Error, ValueError, orjson.JSONDecodeError) as exc:
+        raise InvalidParameterValue("Client context must be a valid Base64-encoded JSON object.") from exc
+    if not isinstance(document, dict):
+        raise InvalidParameterValue("Client context must be a valid Base64-encoded JSON object.")
+    return decoded.decode()

@@ -9,6 +9,13 @@ also times a raw socket client with a pre-built request (the least client overhe
 
 Baseline, same run: a fresh ``python -s`` process per invoke running the same handler.
 
+Qualified invokes (``NAME:1``, a published version; ``NAME:live``, an alias of it) are timed in
+the same run, interleaved with unqualified ones in rounds of shuffled order, and compared:
+resolving a version or an alias must cost nothing measurable on the warm path. A version runs
+environments of its own, so version vs unqualified also compares two environments (which
+differ by a few per cent here); the alias runs the version's environment, so alias vs version
+isolates what resolving the alias costs.
+
 ``--profile FILE`` afterwards samples the server with py-spy during extra invokes and prints
 where the server's time goes (collapsed stacks are written to FILE).
 
@@ -18,6 +25,7 @@ where the server's time goes (collapsed stacks are written to FILE).
 from __future__ import annotations
 
 import collections
+import random
 import socket
 import subprocess
 import threading
@@ -123,6 +131,7 @@ def main() -> None:
                     loadgen.run_load("wrk", server.endpoint + common.invoke_path(name), PAYLOAD, 1, seconds))
             else:
                 report.note("wrk is not installed (apt-get install wrk): no C-client figure")
+            qualified = qualified_comparison(report, client, server, name, n)
             environments = common.health(server.endpoint)["environments"]
             report.section("asides (same server)")
             raw = SocketInvoker(server, name)
@@ -166,12 +175,61 @@ def main() -> None:
     speedup = common.ratio(base.get("median_ms"), warm.get("median_ms"))
     if speedup:
         report.line(f"           (a warm invoke is {speedup:,.0f}x faster than a fresh process)")
+    report.ratio("version_vs_unqualified_median", "version (NAME:1) median / unqualified median (two environments)",
+                 common.ratio(qualified["version"].get("median_ms"), qualified["unqualified"].get("median_ms")))
+    report.ratio("alias_vs_version_median", "alias (NAME:live) median / version median (one environment)",
+                 common.ratio(qualified["alias"].get("median_ms"), qualified["version"].get("median_ms")))
     report.target("warm_p50_ms", f"warm p50 <= {TARGET_P50_MS} ms (http.client)", warm.get("median_ms"), TARGET_P50_MS)
     report.target("warm_p99_ms", f"warm p99 <= {TARGET_P99_MS} ms (http.client)", warm.get("p99_ms"), TARGET_P99_MS)
     if c_client:
         report.target("warm_p50_ms_c_client", f"warm p50 <= {TARGET_P50_MS} ms (wrk)", c_client.get("median_ms"), TARGET_P50_MS)
         report.target("warm_p99_ms_c_client", f"warm p99 <= {TARGET_P99_MS} ms (wrk)", c_client.get("p99_ms"), TARGET_P99_MS)
     report.finish()
+
+
+# ------------------------------------------------------------------ versions and aliases
+
+
+def qualified_comparison(report: common.Report, client, server: common.Server, name: str, n: int) -> dict[str, dict]:
+    """Unqualified, version and alias invokes of the same code, interleaved in rounds (so that
+    the machine's drift hits all three alike), each on its own keep-alive connection."""
+    version = client.publish_version(FunctionName=name)["Version"]
+    client.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
+    invokers = {
+        "unqualified": common.RawInvoker(server.endpoint, name),
+        "version": common.RawInvoker(server.endpoint, f"{name}:{version}"),
+        "alias": common.RawInvoker(server.endpoint, f"{name}:live"),
+    }
+    samples: dict[str, list[float]] = {key: [] for key in invokers}
+    try:
+        def caller(invoker):
+            def one() -> None:
+                status, response, body = invoker.invoke(PAYLOAD)
+                if status != 200 or body != PAYLOAD:
+                    common.check_invoke(status, response, body)
+                    raise RuntimeError(f"unexpected reply {body[:200]!r}")
+            return one
+
+        calls = {key: caller(invoker) for key, invoker in invokers.items()}
+        for one in calls.values():  # each its own warm environment (versions have their own)
+            for _ in range(50):
+                one()
+        rounds = 10
+        per_round = max(5, n // rounds)
+        order = list(calls)
+        shuffle = random.Random(1).shuffle
+        for _ in range(rounds):
+            shuffle(order)  # no key always first (or last) in a round
+            for key in order:
+                samples[key].extend(common.timed_loop(calls[key], per_round))
+    finally:
+        for invoker in invokers.values():
+            invoker.close()
+    report.section("qualified invokes (same run, interleaved)")
+    return {
+        key: report.latency(f"warm_invoke_{key}", f"warm invoke, {label}", samples[key])
+        for key, label in (("unqualified", "unqualified NAME"), ("version", f"version NAME:{version}"), ("alias", "alias NAME:live"))
+    }
 
 
 # ------------------------------------------------------------------ profiling

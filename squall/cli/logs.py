@@ -32,7 +32,15 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
-def log_group(name: str) -> str:
+def log_group(name: str, lam: Any = None) -> str:
+    """The function's log group: its LoggingConfig.LogGroup, else Lambda's default."""
+    if lam is not None:
+        try:
+            group = lam.get_function_configuration(FunctionName=name).get("LoggingConfig", {}).get("LogGroup")
+        except lam.exceptions.ResourceNotFoundException:
+            group = None
+        if group:
+            return group
     return f"/aws/lambda/{name}"
 
 
@@ -58,9 +66,9 @@ def format_event(event: dict[str, Any]) -> str:
     return f"{clock_time(event['timestamp'])} {readable(event['message'])}"
 
 
-def print_logs(logs: Any, name: str, start_ms: int | None, since: str, lam: Any = None) -> bool:
+def print_logs(logs: Any, name: str, start_ms: int | None, since: str, lam: Any = None, group: str | None = None) -> bool:
     """Print the events once; False when there are none to show."""
-    events = fetch(logs, log_group(name), start_ms)
+    events = fetch(logs, group or log_group(name), start_ms)
     if events is None:
         note(f"No logs for {name} yet.")
         if lam is not None and not _function_exists(lam, name):
@@ -91,9 +99,10 @@ class Follower:
     sleep: Callable[[float], None] = time.sleep
     seen: dict[str, int] = field(default_factory=dict)
     waiting_noted: bool = False
+    group: str | None = None
 
     def poll(self) -> None:
-        events = fetch(self.logs, log_group(self.name), self.start_ms)
+        events = fetch(self.logs, self.group or log_group(self.name), self.start_ms)
         if events is None:
             if not self.waiting_noted:
                 note(f"No logs for {self.name} yet; waiting for some (Ctrl-C to stop).")

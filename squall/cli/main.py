@@ -12,7 +12,7 @@ from squall import __version__
 from squall.cli.client import CliError, Connection, api_command
 from squall.cli.deploy import DEFAULT_ROLE, DeployOptions, deploy_function, parse_env
 from squall.cli.invoke import check_payload, invoke_function
-from squall.cli.logs import Follower, parse_duration, print_logs
+from squall.cli.logs import Follower, log_group, parse_duration, print_logs
 from squall.cli.output import fields, human_size, lambda_time, table
 
 
@@ -207,15 +207,16 @@ def delete(connection: Connection, name: str, yes: bool) -> None:
 @click.option("--since", default="10m", show_default=True, help="How far back to start: 30s, 10m, 2h, 1d.")
 @api_command
 def logs(connection: Connection, name: str, follow: bool, since: str) -> None:
-    """Print a function's log events (log group /aws/lambda/NAME)."""
+    """Print a function's log events (its log group: /aws/lambda/NAME unless configured)."""
     try:
         start = int(time.time() * 1000) - parse_duration(since)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from exc
+    group = log_group(name, connection.lam)  # a custom LoggingConfig.LogGroup is honoured
     if follow:
-        Follower(connection.logs, name, start).run()
+        Follower(connection.logs, name, start, group=group).run()
     else:
-        print_logs(connection.logs, name, start, since, connection.lam)
+        print_logs(connection.logs, name, start, since, connection.lam, group=group)
 
 
 @cli.command()

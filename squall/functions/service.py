@@ -83,7 +83,7 @@ class FunctionService:
         for version in await asyncio.to_thread(self.repo.all_latest):
             if version.state == State.PENDING or version.last_update_status == UpdateStatus.IN_PROGRESS:
                 settling.add(version.name)
-                self._spawn(self._settle(version, hold=self.code.hold(version.code.sha256_hex)))
+                self._spawn(self._settle(version, hold=self.code.hold(version.code.sha256_hex), published=True))
             elif version.state == State.ACTIVE:
                 if await self._code_present(version):
                     self._serve(version)
@@ -230,7 +230,7 @@ class FunctionService:
             self._spawn(self.code.collect([package.sha256_hex]))  # stored for nothing, maybe
             raise
         self.tags.remember(version.name, tags)
-        self._spawn(self._settle(version, package, hold))
+        self._spawn(self._settle(version, package, hold, published=published is not None))
         return published or version
 
     async def update_code(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionVersion:
@@ -261,7 +261,7 @@ class FunctionService:
             self._spawn(self.code.collect([package.sha256_hex]))
             raise
         self._missing_code.pop(updated.name, None)
-        self._spawn(self._settle(updated, package, hold, replaced=current.code.sha256_hex))
+        self._spawn(self._settle(updated, package, hold, replaced=current.code.sha256_hex, published=published is not None))
         return published or updated
 
     async def update_configuration(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionVersion:
@@ -324,21 +324,26 @@ class FunctionService:
         package: CodePackage | None = None,
         hold: CodeHold | None = None,
         replaced: str | None = None,
+        published: bool = False,
     ) -> None:
-        """Unpack the code, then move ``$LATEST`` (and any version published with it) to
-        Active / Successful (or Failed).
+        """Unpack the code, then move ``$LATEST`` (and, with ``published``, the version
+        published with it) to Active / Successful (or Failed).
 
         ``hold``: the upload's hold on the code, let go here once the cache holds it (or the
         function is gone); ``replaced``: the code the update replaced, collected if unused now.
         """
+        current = False
         try:
             ok, reason = await self._prepare(version, package)
-            await self._settled(version, ok, reason)
+            current = await self._settled(version, ok, reason, published)
         finally:
             if hold is not None:
                 hold.release()
-            stale = {sha for sha in (replaced, version.code.sha256_hex) if sha is not None}
-            await self.code.collect(stale)  # whatever nothing refers to any more
+            stale = set() if current else {version.code.sha256_hex}  # deleted or superseded meanwhile
+            if replaced is not None and replaced != version.code.sha256_hex:
+                stale.add(replaced)
+            if stale:  # code nothing may refer to any more (asked only when that may be so)
+                await self.code.collect(stale)
 
     async def _prepare(self, version: FunctionVersion, package: CodePackage | None) -> tuple[bool, str | None]:
         try:
@@ -352,24 +357,26 @@ class FunctionService:
             log.exception("unpacking code of %s failed", version.name)
             return False, f"Squall could not unpack the code: {exc}"
 
-    async def _settled(self, version: FunctionVersion, ok: bool, reason: str | None) -> None:
+    async def _settled(self, version: FunctionVersion, ok: bool, reason: str | None, published: bool) -> bool:
+        """Save the transition; False when the function was deleted or superseded meanwhile."""
         for _ in range(5):  # a tag change may overtake us (it changes the RevisionId): read again
             latest = await asyncio.to_thread(self.repo.get, version.name)
             if latest is None or latest.code.sha256_hex != version.code.sha256_hex or not _unsettled(latest):
-                return  # deleted or superseded meanwhile
+                return False
             settled = _transition(latest, ok, reason)
-            published = [
+            pending = [
                 _transition(v, ok, reason)
-                for v in await asyncio.to_thread(self.repo.versions_of, version.name)
+                for v in (await asyncio.to_thread(self.repo.versions_of, version.name) if published else ())
                 if v.version != LATEST and v.state == State.PENDING and v.code.sha256_hex == version.code.sha256_hex
             ]
             try:
-                await asyncio.to_thread(self.repo.save, settled, latest.revision_id, *published)
+                await asyncio.to_thread(self.repo.save, settled, latest.revision_id, *pending)
             except PreconditionFailed:
                 continue
             if settled.state == State.ACTIVE and settled.last_update_status != UpdateStatus.FAILED:
                 self._serve(settled)
-            return
+            return True
+        return True
 
     async def _settle_published(self, version: FunctionVersion) -> None:
         """A version a previous run left Pending (its $LATEST moved on meanwhile)."""

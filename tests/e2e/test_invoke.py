@@ -286,3 +286,19 @@ def test_deployed_modules_are_imported_from_bytecode_compiled_at_deploy(lam):
     response, body = invoke(lam, name, {})
     assert "FunctionError" not in response, body
     assert json.loads(body) == {"app": True, "helpers.util": True}
+
+
+def test_a_custom_log_group_is_where_the_logs_go(lam, server):
+    group = f"custom/{unique_name('group')}"
+    name = create_function(lam, "def handler(e, c):\n    print('to the custom group')\n    return 1\n",
+                           LoggingConfig={"LogGroup": group})
+    config = lam.get_function_configuration(FunctionName=name)
+    assert config["LoggingConfig"] == {"LogFormat": "Text", "LogGroup": group}
+    invoke(lam, name)
+    logs = server.client("logs")
+    messages = [e["message"] for e in logs.filter_log_events(logGroupName=group)["events"]]
+    assert any("to the custom group" in m for m in messages), messages
+    from tests.e2e.test_cli import squall
+
+    shown = squall(server.endpoint, "logs", name, "--since", "5m")
+    assert shown.returncode == 0 and "to the custom group" in shown.stdout, shown.stderr

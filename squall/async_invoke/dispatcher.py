@@ -25,12 +25,12 @@ from typing import Awaitable, Callable
 
 from squall import tasks as background
 from squall.arn import FunctionRef
-from squall.invoke.admission import Admission
 from squall.async_invoke.configs import EventInvokeConfigs
 from squall.async_invoke.queue import LEASE_SECONDS, EventQueue, Lease
-from squall.invoke.invocation import InvocationResult, error_payload
 from squall.async_invoke.retries import Condition, Outcome, RetryPolicy
 from squall.errors import LambdaError, ResourceNotFound, TooManyRequests
+from squall.invoke.admission import Admission
+from squall.invoke.invocation import InvocationResult, error_payload
 from squall.store.events import QueuedEvent
 
 log = logging.getLogger("squall.dispatcher")
@@ -116,7 +116,7 @@ class Dispatcher:
     # ---- the accept path ---------------------------------------------------------------
     def claim(self, function_name: str) -> bool:
         """May a just-accepted event of this function be stored leased to us and handed over?"""
-        if self._task is None or self.admission.reserved.get(function_name) == 0:
+        if self._task is None or self.admission.turned_off(function_name):
             return False
         held = len(self._buffers.get(function_name, ())) + self._claimed.get(function_name, 0)
         if held >= self.buffer_per_function:

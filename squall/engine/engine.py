@@ -65,7 +65,7 @@ class Engine:
         stores: Stores,
         executor: LocalExecutor,
         runtimes: RuntimeRegistry,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time,  # wall-clock time (event ages, timestamps)
     ) -> None:
         self.settings = settings
         self.stores = stores
@@ -89,7 +89,7 @@ class Engine:
         )
         self.aliases = Aliases(stores.aliases, stores.functions, self.arns, bus, on_deleted=self.provisioned.drop)
         self.async_invocations = AsyncInvocations(
-            settings, self.resolver, self.admission, self._invoke_event, self._exists, self.arns, bus
+            settings, self.resolver, self.admission, self._invoke_event, self._exists, self.arns, bus, clock
         )
         self.started_at = time.time()
 
@@ -147,7 +147,7 @@ class Engine:
         if ref.qualifier is not None:
             return FunctionDetails(config, arn_qualifier, {}, None)
         tags = await asyncio.to_thread(self.stores.functions.tags, ref.name)
-        return FunctionDetails(config, arn_qualifier, tags, self.admission.reserved.get(ref.name))
+        return FunctionDetails(config, arn_qualifier, tags, self.admission.reserved_of(ref.name))
 
     async def update_function_code(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionVersion:
         return await self.functions.update_code(ref, params)

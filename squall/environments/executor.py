@@ -28,7 +28,7 @@ from squall.engine.bus import (
     VersionDeleted,
 )
 from squall.environments.pool import EnvironmentPool
-from squall.errors import LambdaError, ResourceConflict
+from squall.errors import LambdaError, ResourceConflict, ResourceNotFound
 from squall.functions.concurrency import ProvisionedStatus
 from squall.invoke.admission import Slot
 from squall.invoke.invocation import InvocationRequest, InvocationResult
@@ -144,6 +144,8 @@ class LocalExecutor:
                     return
                 await asyncio.sleep(_RESOLVE_RETRY_S)
                 waited += _RESOLVE_RETRY_S
+            except ResourceNotFound:  # deleted meanwhile: its config goes with it
+                return
             except LambdaError as exc:
                 log.warning("provisioned concurrency of %s:%s cannot be set up: %s", name, qualifier, exc.message)
                 return

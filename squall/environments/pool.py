@@ -188,7 +188,9 @@ class EnvironmentPool:
             sets.pop(version).shrink_to(0)
         for target, count in wanted:
             current = sets.get(target.version)
-            if current is None or current.target.config.revision_id != target.config.revision_id:
+            if current is None or (current.target.config.revision_id, current.target.network) != (
+                target.config.revision_id, target.network
+            ):  # another configuration or sandbox: a new set
                 if current is not None:
                     current.shrink_to(0)
                 current = sets[target.version] = ProvisionedSet(self, target)

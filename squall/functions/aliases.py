@@ -10,7 +10,6 @@ alias arn``, UpdateAlias: ``Alias not found``).
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import uuid
 from typing import Any, Awaitable, Callable
@@ -18,6 +17,7 @@ from typing import Any, Awaitable, Callable
 from squall.arn import LATEST, Arns, FunctionRef
 from squall.engine.bus import AliasChanged, EventBus
 from squall.errors import InvalidParameterValue, PreconditionFailed, ResourceConflict, ResourceNotFound
+from squall.paging import decode_marker, encode_marker
 from squall.store.aliases import AliasExists, AliasRecord, AliasRepository
 from squall.store.functions import REVISION_MISMATCH, FunctionRepository
 
@@ -105,12 +105,12 @@ class Aliases:
         everything = await asyncio.to_thread(self.repo.of_function, ref.name, version)
         start = 0
         if marker:
-            after = _decode(marker)
+            after = decode_marker(marker)
             start = next((i for i, a in enumerate(everything) if a.name > after), len(everything))
         limit = min(max_items or PAGE_MAX, PAGE_MAX)
         page = everything[start:start + limit]
         more = start + limit < len(everything)
-        return page, (_encode(page[-1].name) if more and page else None)
+        return page, (encode_marker(page[-1].name) if more and page else None)
 
     async def _checked_routing(self, function: str, version: str, routing: dict[str, Any] | None) -> dict[str, float]:
         """Lambda's checks of an alias's version and weights, in its order; the weights."""
@@ -132,13 +132,3 @@ class Aliases:
         if await asyncio.to_thread(self.functions.get, function, version) is None:
             raise ResourceNotFound(f"Function not found: {self.arns.function(function, version)}")
 
-
-def _encode(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode()
-
-
-def _decode(marker: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(marker.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidParameterValue(f"Invalid marker: {marker}") from None

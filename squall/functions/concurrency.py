@@ -43,7 +43,7 @@ class ReservedConcurrency:
 
     async def get(self, ref: FunctionRef) -> int | None:
         await self._function(ref)
-        return self.admission.reserved.get(ref.name)
+        return self.admission.reserved_of(ref.name)
 
     async def delete(self, ref: FunctionRef) -> None:
         await self._function(ref)
@@ -93,6 +93,8 @@ class ProvisionedConcurrency:
         if ref.qualifier is None or ref.qualifier == LATEST:
             raise InvalidParameterValue("Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
         versions = await self._target_versions(ref)
+        if LATEST in versions:  # an alias of $LATEST
+            raise InvalidParameterValue("Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
         configs = {r.qualifier: r for r in await asyncio.to_thread(self.repo.of_function, ref.name)}
         if not is_version(ref.qualifier):
             if any(v in configs for v in versions):

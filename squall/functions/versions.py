@@ -13,7 +13,6 @@ without complaint (204), as on AWS.
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import uuid
 from typing import Any
@@ -23,6 +22,7 @@ from squall.engine.bus import EventBus, VersionDeleted, VersionPublished
 from squall.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
 from squall.function import FunctionVersion, State, UpdateStatus, lambda_timestamp
 from squall.functions.code_store import CodeStore
+from squall.paging import decode_marker, encode_marker
 from squall.store.functions import FunctionRepository, VersionInUse
 
 PAGE_MAX = 50
@@ -100,12 +100,12 @@ class Versions:
             raise ResourceNotFound(f"Function not found: {self.arns.function(ref.name)}")
         start = 0
         if marker:
-            after = _decode(marker)
+            after = decode_marker(marker)
             start = next((i + 1 for i, v in enumerate(everything) if v.version == after), len(everything))
         limit = min(max_items or PAGE_MAX, PAGE_MAX)
         page = everything[start:start + limit]
         more = start + limit < len(everything)
-        return page, (_encode(page[-1].version) if more and page else None)
+        return page, (encode_marker(page[-1].version) if more and page else None)
 
     async def delete(self, name: str, version: str) -> None:
         """DeleteFunction with a version qualifier."""
@@ -126,13 +126,3 @@ class Versions:
         self.bus.publish(VersionDeleted(name, version))
         await self.code.collect([sha])
 
-
-def _encode(version: str) -> str:
-    return base64.urlsafe_b64encode(version.encode()).decode()
-
-
-def _decode(marker: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(marker.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidParameterValue(f"Invalid marker: {marker}") from None

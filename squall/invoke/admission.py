@@ -113,6 +113,13 @@ class Admission:
         waiting = sum(n for name, n in pending.items() if name not in self.reserved)
         return self._shared_limit - self._unreserved_in_flight - waiting
 
+    def reserved_of(self, function: str) -> int | None:
+        return self.reserved.get(function)
+
+    def turned_off(self, function: str) -> bool:
+        """Reserved concurrency 0: every invocation of the function is throttled."""
+        return self.reserved.get(function) == 0
+
     # ---- slots -----------------------------------------------------------------------
     def try_acquire(self, function: str, qualifier: str | None = None) -> Slot:
         """A slot for one invocation of ``function`` called with ``qualifier``, or 429."""

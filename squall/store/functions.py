@@ -6,7 +6,6 @@ point at, creating with ``Publish``) run in one transaction each.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import time
 import uuid
@@ -17,8 +16,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from squall.arn import LATEST
-from squall.errors import InvalidParameterValue, PreconditionFailed, ResourceConflict
+from squall.errors import PreconditionFailed, ResourceConflict
 from squall.function import FunctionVersion
+from squall.paging import decode_marker, encode_marker
 from squall.store.aliases import referencing
 from squall.store.db import functions, provisioned_concurrency, versions
 
@@ -273,14 +273,11 @@ def _row(version: FunctionVersion) -> dict[str, Any]:
 
 
 def _encode_marker(name: str, version: str) -> str:
-    return base64.urlsafe_b64encode(f"{name}:{version}".encode()).decode()
+    return encode_marker(f"{name}:{version}")
 
 
 def _decode_marker(marker: str | None) -> tuple[str, str] | None:
     if not marker:
         return None
-    try:
-        name, _, version = base64.urlsafe_b64decode(marker.encode()).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidParameterValue(f"Invalid marker: {marker}") from None
+    name, _, version = decode_marker(marker).partition(":")
     return name, version or LATEST

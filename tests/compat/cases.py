@@ -2,7 +2,7 @@
 AWS gives (recorded from the real service; see docs/compatibility.md for the sources).
 
 Placeholders in strings: ``{fn}`` an existing function (versions 1, 2 and 3; aliases ``live`` → 1,
-``two`` → 2 and ``pone`` → 3; provisioned concurrency on version 2 and on ``pone``), ``{missing}`` a function that does not exist, ``{A}`` the ARN prefix
+``two`` → 2, ``pone`` → 3 and ``tolatest`` → $LATEST; provisioned concurrency on version 2 and on ``pone``), ``{missing}`` a function that does not exist, ``{A}`` the ARN prefix
 ``arn:aws:lambda:us-east-1:123456789012:function``, ``{sha}`` the CodeSha256 of ``{fn}``'s
 ``$LATEST``, ``{zip}`` a valid zip, ``{long}`` 65 ``a``s, ``{role}`` a valid role.
 
@@ -201,6 +201,8 @@ CASES: list[Case] = [
     Case("pc-delete-latest", "delete_provisioned_concurrency_config", {"FunctionName": "{fn}", "Qualifier": "$LATEST"}, 400, IPV,
          "The function resource provided must be an alias or a published version."),
     Case("pc-put-latest", "put_provisioned_concurrency_config", {"FunctionName": "{fn}", "Qualifier": "$LATEST", "ProvisionedConcurrentExecutions": 1}, 400, IPV,
+         "Provisioned Concurrency Configs cannot be applied to unpublished function versions."),
+    Case("pc-put-alias-of-latest", "put_provisioned_concurrency_config", {"FunctionName": "{fn}", "Qualifier": "tolatest", "ProvisionedConcurrentExecutions": 1}, 400, IPV,
          "Provisioned Concurrency Configs cannot be applied to unpublished function versions."),
     Case("pc-put-zero", "put_provisioned_concurrency_config", {"FunctionName": "{fn}", "Qualifier": "1", "ProvisionedConcurrentExecutions": 0}, 400, VAL,
          "1 validation error detected: Value '0' at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 1"),

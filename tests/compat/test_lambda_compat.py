@@ -4,7 +4,6 @@ message compared with what AWS answers."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -39,7 +38,7 @@ def world(tmp_path_factory) -> dict[str, Any]:
     lam.update_function_configuration(FunctionName=fn, Description="three")
     lam.get_waiter("function_updated_v2").wait(FunctionName=fn, **quick)
     assert lam.publish_version(FunctionName=fn)["Version"] == "3"
-    for alias, version in (("live", "1"), ("two", "2"), ("pone", "3")):
+    for alias, version in (("live", "1"), ("two", "2"), ("pone", "3"), ("tolatest", "$LATEST")):
         lam.create_alias(FunctionName=fn, Name=alias, FunctionVersion=version)
     lam.put_provisioned_concurrency_config(FunctionName=fn, Qualifier="2", ProvisionedConcurrentExecutions=1)
     lam.put_provisioned_concurrency_config(FunctionName=fn, Qualifier="pone", ProvisionedConcurrentExecutions=1)

@@ -273,6 +273,8 @@ def validate_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     if "DeadLetterConfig" in params:
         fields["dead_letter_target"] = params["DeadLetterConfig"].get("TargetArn") or None
     if "LoggingConfig" in params:
+        if params["LoggingConfig"].get("LogGroup") in (".", ".."):
+            raise InvalidParameterValue(f"LogGroup '{params['LoggingConfig']['LogGroup']}' is not a valid log group name.")
         fields["logging_config"] = dict(params["LoggingConfig"])
     if params.get("Layers"):
         raise InvalidParameterValue("Layers are not supported by this Squall server yet; package the code in the zip.")

@@ -18,7 +18,7 @@ import uvicorn
 import uvloop
 
 from squall.api.app import SquallApp
-from squall.api.http_protocol import HttpProtocol
+from squall.api.http_protocol import ConnectionLimits, HttpProtocol, watch_connections
 from squall.api.operations import CodeLinks
 from squall.engine.engine import Engine
 from squall.engine.stores import Stores
@@ -95,10 +95,14 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}"
+    limits = ConnectionLimits(
+        settings.request_header_timeout_seconds, settings.request_body_idle_seconds, settings.max_connections
+    )
+    protocol = type("HttpProtocol", (HttpProtocol,), {"limits": limits})
     config = uvicorn.Config(
         app,
         loop="none",
-        http=HttpProtocol,  # uvicorn's httptools protocol, one write per response
+        http=protocol,  # uvicorn's httptools protocol, one write per response, limits on slow clients
         lifespan="on",
         log_level="warning",
         access_log=False,
@@ -116,6 +120,8 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.01)
+        watchdog = asyncio.create_task(watch_connections(server.server_state.connections))
+        task.add_done_callback(lambda _: watchdog.cancel())
         if server.started:
             backend = app.engine.describe_isolation()
             runtimes = ", ".join(app.engine.runtimes.identifiers()) or "none"

@@ -33,6 +33,19 @@ class Settings(BaseSettings):
     account_id: str = Field("123456789012", pattern=r"^\d{12}$")
     region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
 
+    # Host names (and IP addresses) the server answers to besides loopback names and ``host``;
+    # any other Host header is refused (DNS rebinding). Origins (scheme://host:port) browsers
+    # may call from; by default none: a request with any Origin header is refused.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    allowed_origins: list[str] = Field(default_factory=list)
+    # Connections: how long a client may take to send a request's headers, how long a body
+    # may stall, and how many connections are served at once (the next ones are closed).
+    request_header_timeout_seconds: float = Field(10.0, gt=0)
+    request_body_idle_seconds: float = Field(30.0, gt=0)
+    max_connections: int = Field(4096, ge=1)
+    # Stored code (zips and their extracted trees) for the whole server: Lambda's 75 GB.
+    code_storage_limit_bytes: int = Field(80530636800, ge=0)
+
     # auto: the strongest backend this machine supports; or force one.
     isolation: Literal["auto", "process", "linux"] = "auto"
     # How long an idle execution environment is kept warm.

@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
+from squall.api.guard import browser_guard
 from squall.api.logs_api import LogsApi
 from squall.api.middleware import Handler, Middleware, PathRoute, Request, Router, TargetRoute, chain, error_middleware
 from squall.api.operations import CodeLinks, LambdaRoute
@@ -47,8 +48,10 @@ class SquallApp:
                 self.lambda_route,
             ]
         )
-        errors = error_middleware(self.lambda_route.protocol.serialize_error, lambda: engine.settings.shutdown_grace_seconds)
-        self.handler: Handler = chain((errors, *middlewares), router)
+        settings = engine.settings
+        errors = error_middleware(self.lambda_route.protocol.serialize_error, lambda: settings.shutdown_grace_seconds)
+        guard = browser_guard(settings.host, settings.allowed_hosts, settings.allowed_origins)
+        self.handler: Handler = chain((errors, guard, *middlewares), router)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -12,9 +12,13 @@ in the same order, sent once.
 from __future__ import annotations
 
 import asyncio
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("squall.api")
 
 
 class CoalescingTransport:
@@ -61,8 +65,67 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    header_timeout: float = 10.0  # a request's headers must be complete this long after its first byte
+    body_idle: float = 30.0  # a request body may stall this long
+    max_connections: int = 4096  # connections served at once; the next ones are closed at once
+
+
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol over a :class:`CoalescingTransport`."""
+    """uvicorn's httptools protocol over a :class:`CoalescingTransport`, with limits against
+    slow clients: a connection that waits too long for a request's headers or body is closed
+    (by :func:`watch_connections`, once a second: no timer per request on the warm path), and
+    connections beyond ``max_connections`` are closed as they arrive."""
+
+    limits = ConnectionLimits()
+    # when the connection began waiting for the client's bytes (None: it is not), and how long it may
+    waiting_since: float | None = None
+    patience: float = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+        if len(self.connections) > self.limits.max_connections:
+            log.warning("closing a new connection: %d are open (max_connections)", len(self.connections) - 1)
+            transport.close()
+            return
+        self._wait(self.limits.header_timeout)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._wait(self.limits.header_timeout)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._wait(self.limits.body_idle)
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        self.waiting_since = self.loop.time()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.waiting_since = None  # the application has the request: its time is its own
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self.waiting_since = None  # idle until the next request: uvicorn's keep-alive timeout
+
+    def _wait(self, patience: float) -> None:
+        self.waiting_since = self.loop.time()
+        self.patience = patience
+
+    def too_slow(self, now: float) -> bool:
+        return self.waiting_since is not None and now - self.waiting_since > self.patience
+
+
+async def watch_connections(connections: set[Any], interval: float = 1.0) -> None:
+    """Close connections whose client is too slow to send a request (see :class:`HttpProtocol`)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        now = loop.time()
+        for protocol in [c for c in connections if isinstance(c, HttpProtocol) and c.too_slow(now)]:
+            log.info("closing a connection from %s: no complete request within %.0f s", protocol.client, protocol.patience)
+            protocol.waiting_since = None
+            protocol.transport.close()

@@ -8,6 +8,7 @@ DescribeLogStreams, GetLogEvents, FilterLogEvents.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from squall.api.protocol import HttpResponse
 from squall.observe.logs import LogReader
 
 _TARGET_PREFIX = "Logs_20140328."
+_GROUP_NAME = re.compile(r"[\.\-_/#A-Za-z0-9]{1,512}")
 # GetLogEvents pages through a whole stream itself.
 _EVERYTHING = 1 << 62
 
@@ -60,6 +62,12 @@ class LogsApi:
         group = params.get("logGroupName") or params.get("logGroupIdentifier")
         if not group:
             raise LogsError("InvalidParameterException", "logGroupName is required")
+        if not isinstance(group, str) or not _GROUP_NAME.fullmatch(group) or group in (".", ".."):
+            raise LogsError(
+                "InvalidParameterException",
+                f"1 validation error detected: Value '{group}' at 'logGroupName' failed to satisfy constraint: "
+                r"Member must satisfy regular expression pattern: [\.\-_/#A-Za-z0-9]+ and have length between 1 and 512",
+            )
         if not self.logs.group_exists(group):
             raise LogsError("ResourceNotFoundException", "The specified log group does not exist.")
         return group

@@ -2,7 +2,7 @@
 
 Every request goes through an ordered chain of middlewares, then to the router::
 
-    errors → [authentication (SigV4) → …] → router: by header (JSON-protocol services such as
+    errors → browser guard → [authentication (SigV4) → …] → router: by header (JSON-protocol services such as
     CloudWatch Logs), by path (Squall's own endpoints), by host (function URLs), or by
     operation (the Lambda REST API, from its model)
 

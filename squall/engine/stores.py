@@ -38,7 +38,7 @@ class Stores:
             functions=functions,
             aliases=AliasRepository(db),
             provisioned=ProvisionedRepository(db),
-            code=CodeStore(BlobStore(settings.data_dir), functions.code_in_use),
+            code=CodeStore(BlobStore(settings.data_dir), functions.code_in_use, settings.code_storage_limit_bytes),
             logs=LogStore(settings.data_dir / "logs"),
         )
 

@@ -296,12 +296,13 @@ class Environment:
             reply = await link.invoke(request, deadline_ms, fn.timeout)
         except TimeoutError:
             duration = (time.perf_counter() - started) * 1000
+            peak_kb = self._peak_kb(handle)
             self.kill("timeout")
             capture.drain()
             stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
             capture.emit(f"{stamp} {request.request_id} Task timed out after {fn.timeout:.2f} seconds")
             return self._complete(
-                request, log, duration, cold_ms, timeout_error(request.request_id, fn.timeout), True, "timeout"
+                request, log, duration, cold_ms, timeout_error(request.request_id, fn.timeout), True, "timeout", peak_kb
             )
         except ResponseTooLarge:
             duration = (time.perf_counter() - started) * 1000
@@ -316,7 +317,10 @@ class Environment:
             oom = f" (out of memory: the function used more than its {fn.memory_size} MB)" if handle.oom_killed() else ""
             capture.emit(f"RequestId: {request.request_id} Error: Runtime exited with error: {how}{oom}")
             capture.emit("Runtime.ExitError")
-            return self._complete(request, log, duration, cold_ms, exit_error(request.request_id, how), True, "error")
+            peak_kb = self._peak_kb(handle)  # an out-of-memory kill: what it had reached
+            return self._complete(
+                request, log, duration, cold_ms, exit_error(request.request_id, how), True, "error", peak_kb
+            )
         duration = (time.perf_counter() - started) * 1000
         capture.drain()
         self._move(EnvironmentState.READY)
@@ -330,6 +334,10 @@ class Environment:
         return self._complete(
             request, log, duration, cold_ms, reply.body, not reply.ok, peak_kb=peak_kb, content_type=reply.content_type
         )
+
+    def _peak_kb(self, handle: SandboxHandle) -> int:
+        measured = handle.peak_memory_bytes()
+        return measured // 1024 if measured is not None else 0
 
     def _complete(
         self,

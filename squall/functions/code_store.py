@@ -33,11 +33,23 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from squall.code import CodePackage
+from squall.errors import CodeStorageExceeded
 from squall.store.blobs import BlobStore
 
 log = logging.getLogger("squall.code")
 
 _TRASH_PREFIX = ".trash."
+
+
+def _tree_size(tree: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(tree):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 class CodeHold:
@@ -56,11 +68,17 @@ class CodeHold:
 
 
 class CodeStore:
-    def __init__(self, blobs: BlobStore, in_use: Callable[[str], bool]) -> None:
+    """See the module's docstring. ``limit_bytes`` caps what stored zips and extracted trees
+    take together (Lambda's code storage quota); ``sweep`` measures what is there at start."""
+
+    def __init__(self, blobs: BlobStore, in_use: Callable[[str], bool], limit_bytes: int | None = None) -> None:
         self.blobs = blobs
         self._in_use = in_use  # blocking: does any row of the database refer to this code?
+        self.limit_bytes = limit_bytes
+        self.used_bytes = 0  # zips + trees, as charged (a tree by its zip's declared unzipped size)
         self._holds: Counter[str] = Counter()
         self._candidates: set[str] = set()  # unreferenced when last asked, but held then
+        self._charged: dict[str, int] = {}  # code → bytes charged for it
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- holds -------------------------------------------------------------------
@@ -86,7 +104,14 @@ class CodeStore:
         return self.blobs.blob_path(sha256_hex).exists()
 
     async def put(self, package: CodePackage) -> None:
-        """Store the zip (the caller holds it: see the module's docstring)."""
+        """Store the zip (the caller holds it: see the module's docstring), within the quota."""
+        sha = package.sha256_hex
+        if sha not in self._charged:  # charged in this turn of the loop: two uploads cannot both slip in
+            cost = package.size + package.unzipped_size
+            if self.limit_bytes is not None and self.used_bytes + cost > self.limit_bytes:
+                raise CodeStorageExceeded("Code storage limit exceeded.")
+            self._charged[sha] = cost
+            self.used_bytes += cost
         await asyncio.to_thread(self.blobs.put, package)
 
     async def read(self, sha256_hex: str) -> bytes:
@@ -117,6 +142,7 @@ class CodeStore:
     def _move_out(self, sha: str) -> Path | None:
         """Take the zip and the tree away from their places (fast, on the loop); the moved
         tree (or None) is the caller's to delete."""
+        self.used_bytes -= self._charged.pop(sha, 0)
         try:
             self.blobs.blob_path(sha).unlink(missing_ok=True)
         except OSError as e:
@@ -134,13 +160,16 @@ class CodeStore:
 
     def sweep(self) -> None:
         """At start (blocking): remove what a previous run left half-done (trees it was
-        deleting or extracting, zips it was writing)."""
+        deleting or extracting, zips it was writing), and measure what is stored."""
         for entry in self.blobs.trees.iterdir():
             if entry.name.startswith(_TRASH_PREFIX) or entry.name.endswith(".partial"):
                 shutil.rmtree(entry, ignore_errors=True)
         for entry in self.blobs.blobs.iterdir():
             if ".tmp-" in entry.name:
                 entry.unlink(missing_ok=True)
+            elif entry.suffix == ".zip":
+                self._charged[entry.stem] = entry.stat().st_size + _tree_size(self.blobs.tree_path(entry.stem))
+        self.used_bytes = sum(self._charged.values())
 
     def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
         task = asyncio.get_running_loop().create_task(coro)

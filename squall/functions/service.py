@@ -255,7 +255,9 @@ class FunctionService:
         hold = self.code.hold(package.sha256_hex)  # until the version is settled: see code_store
         try:
             await self.code.put(package)
-            published = await asyncio.to_thread(self.repo.update_and_publish, updated, current.revision_id, publish)
+            published = await self._concurrently(
+                params, self.repo.update_and_publish, updated, current.revision_id, publish
+            )
         except BaseException:
             hold.release()
             self._spawn(self.code.collect([package.sha256_hex]))
@@ -272,7 +274,7 @@ class FunctionService:
         if "logging_config" in fields:
             fields["logging_config"] = merged_logging(current.logging_config, fields["logging_config"])
         updated = current.changed(**fields).with_update_status(UpdateStatus.IN_PROGRESS, *CREATING)
-        await asyncio.to_thread(self.repo.save, updated, current.revision_id)
+        await self._concurrently(params, self.repo.save, updated, current.revision_id)
         self._spawn(self._settle(updated))
         return updated
 
@@ -305,6 +307,19 @@ class FunctionService:
             )
         current.ensure_updatable(self.arns.function(current.name))
         return current
+
+    async def _concurrently(self, params: dict[str, Any], write: Any, updated: FunctionVersion, *args: Any) -> Any:
+        """Write an update; one that another update overtook (the RevisionId it read changed,
+        though the caller sent none) is Lambda's "update in progress", not a failed precondition."""
+        try:
+            return await asyncio.to_thread(write, updated, *args)
+        except PreconditionFailed:
+            if params.get("RevisionId") is not None:
+                raise
+            raise ResourceConflict(
+                "The operation cannot be performed at this time. "
+                f"An update is in progress for resource: {self.arns.function(updated.name)}"
+            ) from None
 
     async def _package(self, code: dict[str, Any]) -> CodePackage:
         if code.get("S3Bucket") or code.get("S3Key"):

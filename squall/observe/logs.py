@@ -101,7 +101,7 @@ class LogStore:
 
     # ---- reading -----------------------------------------------------------------
     def groups(self) -> list[str]:
-        return sorted(unquote(p.name) for p in self.root.iterdir() if p.is_dir())
+        return sorted(self._group_name(p) for p in self.root.iterdir() if p.is_dir())
 
     def streams(self, group: str) -> list[tuple[str, int, int]]:
         """(stream name, first event ms, last event ms) of each stream of a group."""
@@ -179,12 +179,29 @@ class LogStore:
                 yield LogEvent(record["t"], record["m"], stream, f"{prefix}{lineno:010d}")
 
     def _group_dir(self, group: str) -> Path:
-        return self.root / quote(group, safe="")
+        """A group's directory: its name percent-encoded, or — for a name that would not make a
+        safe file name ('.', '..', too long) — ``%00`` and its SHA-256 (no encoded name has a
+        ``%00``), with the name kept in ``.group`` inside."""
+        encoded = quote(group, safe="")
+        if encoded not in (".", "..") and len(encoded) <= _LONGEST_FILE_NAME:
+            return self.root / encoded
+        directory = self.root / ("%00" + hashlib.sha256(group.encode()).hexdigest())
+        if not directory.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / ".group").write_text(group)
+        return directory
+
+    def _group_name(self, directory: Path) -> str:
+        if directory.name.startswith("%00"):
+            return (directory / ".group").read_text()
+        return unquote(directory.name)
 
     def _stream_path(self, group: str, stream: str) -> Path:
         return self._group_dir(group) / f"{quote(stream, safe='')}.jsonl"
 
 
+# Longest directory name a group gets as itself (NAME_MAX is 255; room for the rest).
+_LONGEST_FILE_NAME = 200
 # Slack for filesystems that keep modification times coarsely (FAT: 2 s).
 _MTIME_SLACK_MS = 5_000
 

@@ -198,6 +198,8 @@ def handler(event, context):
     assert error == "Unhandled" and body["errorType"] == "Runtime.ExitError"
     assert body["errorMessage"].endswith("Runtime exited with error: signal: killed")
     assert "out of memory" in log
+    used = int(log.split("Max Memory Used: ")[1].split(" MB")[0])
+    assert used >= 100, log  # what it had reached when it was killed, not 1 MB
     assert ok(lam, bystander) == "fine"
     assert lam.get_function(FunctionName=hog)["Configuration"]["State"] == "Active"
 

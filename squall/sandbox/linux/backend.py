@@ -1,12 +1,12 @@
 """The ``linux`` backend: each environment in its own namespaces, cgroup and root filesystem.
 
-Environments are forked from a zygote (``zygote.py``: one pre-initialised, single-threaded
+Environments are forked from a zygote (``_squall_zygote``, a package run by path: one pre-initialised, single-threaded
 Python per interpreter, started on first need and restarted if it dies), which builds the
 sandbox in the child: new mount, pid, ipc, uts (and, for ``network=False``, net)
 namespaces; a read-only root of tmpfs with read-only binds of /usr and the interpreter; the
 code read-only at /var/task; a private, size-capped /tmp; its own /proc; pivot_root; an
 unprivileged uid with no_new_privs. The server talks to the zygote over a
-``SOCK_SEQPACKET`` socketpair (protocol in ``zygote.py``); tenant data (environment
+``SOCK_SEQPACKET`` socketpair (protocol in ``_squall_zygote``); tenant data (environment
 variables, paths) goes in a memfd the zygote never reads. The server's side of that socket is
 ``zygote_client.py``; an environment's handle is ``handle.py``.
 

@@ -1,7 +1,7 @@
-"""The server's side of a zygote: starts ``zygote.py``, sends it requests, dispatches its answers.
+"""The server's side of a zygote: starts ``_squall_zygote``, sends it requests, dispatches its answers.
 
 One :class:`Zygote` per interpreter. Requests (spawn, stock, restock) go over a
-``SOCK_SEQPACKET`` socketpair, fds by SCM_RIGHTS (protocol in ``zygote.py``); answers
+``SOCK_SEQPACKET`` socketpair, fds by SCM_RIGHTS (protocol in ``_squall_zygote``); answers
 arrive through an event-loop reader: readiness, spawned pids, exit statuses. When the
 zygote dies, everything that waits on it fails and its environments are reported dead.
 """
@@ -23,7 +23,7 @@ from squall.sandbox.linux.cgroups import Cgroup
 
 log = logging.getLogger("squall.sandbox.linux")
 
-ZYGOTE_SCRIPT = Path(__file__).resolve().parent / "zygote.py"
+ZYGOTE_SCRIPT = Path(__file__).resolve().parent / "_squall_zygote"  # a package, run by path
 
 _ZYGOTE_START_TIMEOUT_S = 30.0
 _SPAWN_TIMEOUT_S = 10.0
@@ -237,7 +237,7 @@ class Zygote:
     def start_spare(self, spare: Spare, fds: list[int], on_exit: OnExit) -> bool:
         """Send a spare its spawn (fds: request, channel, log, mount fds); False if it is gone."""
         try:
-            message = b"spawn %d 0" % (len(fds) - 3)  # request, channel, log, mount fds (zygote.py)
+            message = b"spawn %d 0" % (len(fds) - 3)  # request, channel, log, mount fds (_squall_zygote)
             spare.sync.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
         except OSError:  # it died (or, never seen, its buffer is full): the caller asks the zygote
             return False

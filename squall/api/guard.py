@@ -1,0 +1,71 @@
+"""A server that web pages cannot drive.
+
+A page the developer visits could otherwise create and invoke functions on the developer's
+machine: a cross-site ``POST`` with ``Content-Type: text/plain`` needs no CORS preflight, and
+with DNS rebinding the page can read the answers too. This middleware refuses, before
+anything else runs:
+
+* a ``Host`` that is not a loopback name (``localhost`` and its subdomains, ``127.0.0.1``,
+  ``::1``), the configured listen address, or one of ``allowed_hosts`` (DNS rebinding);
+* any ``Origin`` header that is not one of ``allowed_origins`` (SDKs and the CLI send none);
+* a body whose ``Content-Type`` the protocol does not use — in particular the three a form or
+  a "simple" cross-site request may send without a preflight.
+
+No CORS headers are sent (function URLs will send theirs where configured).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from squall.api.middleware import Handler, Middleware, Request
+from squall.api.protocol import HttpResponse
+from squall.errors import AccessDenied, UnsupportedMediaType
+
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "0:0:0:0:0:0:0:1"})
+# what AWS's clients send: JSON (rest-json), nothing or bytes (Invoke payloads), JSON 1.1 (Logs)
+CONTENT_TYPES = frozenset(
+    {"", "application/json", "application/octet-stream", "binary/octet-stream", "application/x-amz-json-1.1",
+     "application/x-amz-json-1.0"}
+)
+
+
+def host_name(header: str) -> str:
+    """``Host`` without its port (``[::1]:9000`` → ``::1``), lower-case."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1:value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def browser_guard(listen_host: str, allowed_hosts: Iterable[str], allowed_origins: Iterable[str]) -> Middleware:
+    hosts = set(LOOPBACK) | {h.lower() for h in allowed_hosts}
+    if listen_host not in ("0.0.0.0", "::", ""):
+        hosts.add(listen_host.lower().strip("[]"))
+    origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
+
+    async def guard(request: Request, following: Handler) -> HttpResponse:
+        headers = request.headers
+        host = headers.get("host")
+        if host is not None:
+            name = host_name(host)
+            if name not in hosts and not name.endswith(".localhost"):
+                raise AccessDenied(
+                    f"Host '{host}' is not allowed. Squall answers to loopback names and its listen address; "
+                    "add other names to the allowed_hosts setting (SQUALL_ALLOWED_HOSTS)."
+                )
+        origin = headers.get("origin")
+        if origin is not None and origin.rstrip("/").lower() not in origins:
+            raise AccessDenied(
+                f"Requests from web pages (Origin '{origin}') are refused. To allow a page, add its origin to the "
+                "allowed_origins setting (SQUALL_ALLOWED_ORIGINS)."
+            )
+        content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type not in CONTENT_TYPES:
+            raise UnsupportedMediaType(
+                f"Content-Type '{content_type}' is not accepted: send application/json (or the payload as "
+                "application/octet-stream)."
+            )
+        return await following(request)
+
+    return guard

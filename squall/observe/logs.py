@@ -77,7 +77,7 @@ class LogStore:
     def _write(self, pending: dict[tuple[str, str], list[tuple[int, str]]]) -> None:
         with self._io:
             for (group, stream), events in pending.items():
-                path = self._stream_path(group, stream)
+                path = self._group_dir(group, create=True) / f"{quote(stream, safe='')}.jsonl"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with open(path, "a+b") as fh:
                     end = fh.seek(0, 2)
@@ -178,7 +178,7 @@ class LogStore:
                     continue  # a torn last line after a crash
                 yield LogEvent(record["t"], record["m"], stream, f"{prefix}{lineno:010d}")
 
-    def _group_dir(self, group: str) -> Path:
+    def _group_dir(self, group: str, create: bool = False) -> Path:
         """A group's directory: its name percent-encoded, or — for a name that would not make a
         safe file name ('.', '..', too long) — ``%00`` and its SHA-256 (no encoded name has a
         ``%00``), with the name kept in ``.group`` inside."""
@@ -186,7 +186,7 @@ class LogStore:
         if encoded not in (".", "..") and len(encoded) <= _LONGEST_FILE_NAME:
             return self.root / encoded
         directory = self.root / ("%00" + hashlib.sha256(group.encode()).hexdigest())
-        if not directory.exists():
+        if create and not directory.exists():
             directory.mkdir(parents=True, exist_ok=True)
             (directory / ".group").write_text(group)
         return directory
@@ -195,9 +195,6 @@ class LogStore:
         if directory.name.startswith("%00"):
             return (directory / ".group").read_text()
         return unquote(directory.name)
-
-    def _stream_path(self, group: str, stream: str) -> Path:
-        return self._group_dir(group) / f"{quote(stream, safe='')}.jsonl"
 
 
 # Longest directory name a group gets as itself (NAME_MAX is 255; room for the rest).

@@ -290,3 +290,16 @@ def test_time_filter_reads_recent_streams(store: LogStore) -> None:
     store.flush()
     assert messages(store.filter(GROUP, start=now)[0]) == ["now"]
     assert messages(store.filter(GROUP, start=now + 1)[0]) == []
+
+
+def test_group_names_that_are_not_file_names_are_stored_safely(tmp_path):
+    store = LogStore(tmp_path / "logs")
+    long_name = "/aws/lambda/" + "x" * 400
+    for group in (long_name, "..", "."):
+        assert not store.group_exists(group)
+        store.append(group, "s", [(1, f"in {group[:5]}")])
+    store.flush()
+    assert set(store.groups()) >= {long_name, "..", "."}
+    assert [e.message for e in store.filter(long_name)[0]] == ["in /aws/"]
+    assert [e.message for e in store.filter("..")[0]] == ["in .."]
+    assert not (tmp_path / "logs").parent.joinpath("s.jsonl").exists()  # nothing escaped the store

@@ -234,7 +234,11 @@ class LinuxBackend:
             "uid": self.uid,
             "gid": self.gid,
             "root": "tmpfs, read-only; /usr and the interpreter read-only; code at /var/task (ro); private /tmp",
-            "zygotes": {z.interpreter: {"pid": z.pid, "rss_kb": z.rss_kb} for z in self._zygotes.values() if z.alive},
+            "seccomp": "Docker's default refusals and stricter (no new namespaces, mounts, keys, bpf, io_uring, ptrace, …)",
+            "zygotes": {
+                z.interpreter: {"pid": z.pid, "rss_kb": z.rss_kb, "seccomp": z.seccomp}
+                for z in self._zygotes.values() if z.alive
+            },
         }
 
     async def close(self) -> None:

@@ -86,6 +86,7 @@ class Zygote:
         # the cgroup that the zygote's next spare sandbox joins ahead of time (see give_stock())
         self.stock: Cgroup | None = None
         self.trees = False  # its sandboxes enter the jail ahead and take the code as mount fds
+        self.seccomp = False  # its sandboxes' runtimes run under the seccomp filter
         # a spare that joined it, handed over by the zygote
         self._spare: Spare | None = None
 
@@ -321,6 +322,7 @@ class Zygote:
             self.pid = int(message["ready"])  # type: ignore[arg-type]
             self.rss_kb = int(message.get("rss_kb") or 0)  # type: ignore[arg-type]
             self.trees = bool(message.get("trees"))
+            self.seccomp = bool(message.get("seccomp"))
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(None)
         elif isinstance(message.get("id"), int):

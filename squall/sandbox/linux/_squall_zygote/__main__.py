@@ -77,6 +77,7 @@ sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from _squall_zygote import syscalls  # noqa: E402
 from _squall_zygote.messages import send_fds, spawn_message, status_of  # noqa: E402
 from _squall_zygote.rehearsal import load_bootstrap, make_rehearsal_dir, warm_up  # noqa: E402
+from _squall_zygote.seccomp import build_program as build_seccomp  # noqa: E402
 from _squall_zygote.spawner import DEFAULT_FLAGS, Spawner  # noqa: E402
 from _squall_zygote.syscalls import CLONE_NEWNET, SetupError  # noqa: E402
 from _squall_zygote.zygote import Zygote  # noqa: E402
@@ -178,6 +179,10 @@ def main(argv):
     spawner = Spawner(config, bootstrap, rehearsal_fd)
     spawner.jail.prepare()
     spawner.trees = config.get("mount_fds", True) and spawner.jail.trees_work()
+    if config.get("seccomp", True):
+        spawner.seccomp, why = build_seccomp()
+        if spawner.seccomp is None:
+            sys.stderr.write("squall zygote: functions run WITHOUT a seccomp filter: %s\n" % why)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
     try:
         Zygote(sock, spawner).serve()

@@ -21,6 +21,7 @@ from _squall_zygote.messages import (
     status_of,
     write_error,
 )
+from _squall_zygote.seccomp import install as install_seccomp
 from _squall_zygote.rehearsal import REHEARSAL_MODULE, WARM_UP_SOURCE, rehearsal_request
 from _squall_zygote.syscalls import (
     CLONE,
@@ -53,6 +54,7 @@ class Spawner(object):
         self.bootstrap = bootstrap
         self.rehearsal_fd = rehearsal_fd  # the stand-in's directory; a sandbox has it as fd 5
         self.trees = False  # spares enter the jail ahead; the code comes as mount fds
+        self.seccomp = None  # the BPF program every runtime runs under (seccomp.py), where it can be built
         self.rehearsal_request = json.dumps(rehearsal_request()).encode()
         self.clone_number = CLONE.get(os.uname().machine)
         try:
@@ -221,6 +223,8 @@ class Spawner(object):
             os.close(4)
             prctl(PR_SET_DUMPABLE, 1)  # the function's /proc/self/* must be its own
             os.chdir(TASK_ROOT)
+            if self.seccomp is not None:  # from here on the kernel's surface is narrowed (seccomp.py)
+                install_seccomp(self.seccomp, libc)
             if req.get("mode") == "python":
                 self.run_python()
             for sig in (signal.SIGPIPE, signal.SIGXFSZ):

@@ -204,7 +204,8 @@ class Zygote(object):
     def serve(self):
         sock = self.sock
         gc.freeze()
-        send_json(sock, {"ready": os.getpid(), "rss_kb": rss_kb(), "trees": self.spawner.trees})
+        send_json(sock, {"ready": os.getpid(), "rss_kb": rss_kb(), "trees": self.spawner.trees,
+                         "seccomp": self.spawner.seccomp is not None})
         self.restock()
         while True:
             events = self.selector.select(self.timeout())

@@ -46,7 +46,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import quote, urlsplit
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -559,12 +559,15 @@ def deploy(
     memory: int = 128,
     timeout: int = 30,
     env: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> str:
     """CreateFunction from source (``app.py``, handler ``app.handler``) and wait until Active."""
     name = name or f"bench-{uuid.uuid4().hex[:10]}"
     kwargs: dict[str, Any] = {}
     if env:
         kwargs["Environment"] = {"Variables": env}
+    if tags:
+        kwargs["Tags"] = tags
     client.create_function(
         FunctionName=name,
         Runtime=runtime,

@@ -1,8 +1,10 @@
 """Density: how many idle warm environments of a 128 MB Python function fit on a machine.
 
 K invokes run AT ONCE so that K environments start: each handler connects back to this
-script on 127.0.0.1 and blocks until all K are in (or, where the function has no network,
-sleeps until a deadline). Released, they finish and stay warm and idle. Then the script
+script and blocks until all K are in (or, where it cannot reach the script, sleeps until a
+deadline). Environments reach nothing of the host by default, so the server this script
+starts has a network ``bench`` that may reach the script's port on the host (at the network's
+gateway), and the function joins it (tag ``squall:network=bench``). Released, they finish and stay warm and idle. Then the script
 measures every environment's processes (the server's new descendants, grouped by session):
 private memory (Private_Clean + Private_Dirty from /proc/PID/smaps_rollup) and PSS, and the
 host's MemAvailable before and after. It reports MB per environment and extrapolates to a
@@ -26,6 +28,7 @@ import asyncio
 import collections
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -47,7 +50,7 @@ import time
 def handler(event, context):
     how = "released"
     try:
-        s = socket.create_connection(("127.0.0.1", event["port"]), timeout=event["max_wait_s"])
+        s = socket.create_connection((event["host"], event["port"]), timeout=event["max_wait_s"])
         s.recv(1)  # blocks until every environment of the burst is running
         s.close()
     except OSError:
@@ -75,7 +78,7 @@ def _tree_cpu(pid: int) -> float:
 
 
 async def burst(server: common.Server, server_pid: int, name: str, k: int, max_wait_s: float,
-                stall_s: float) -> dict[str, Any]:
+                stall_s: float, rendezvous: socket.socket, host: str) -> dict[str, Any]:
     """K concurrent invokes held until all K run; returns counts and timings.
 
     Gives up waiting when for `stall_s` no new environment has come in and the server and its
@@ -94,9 +97,11 @@ async def burst(server: common.Server, server_pid: int, name: str, k: int, max_w
         arrived.append(writer)
         last_arrival = time.perf_counter()
 
-    listener = await asyncio.start_server(on_connect, "127.0.0.1", 0, backlog=4096)
-    port = listener.sockets[0].getsockname()[1]
-    event = json.dumps({"port": port, "max_wait_s": max_wait_s, "until": time.time() + max_wait_s}).encode()
+    listening = socket.socket(fileno=os.dup(rendezvous.fileno()))  # closed with the listener; ours stays
+    listener = await asyncio.start_server(on_connect, sock=listening, backlog=4096)
+    port = rendezvous.getsockname()[1]
+    event = json.dumps({"host": host, "port": port, "max_wait_s": max_wait_s,
+                        "until": time.time() + max_wait_s}).encode()
     request = common.build_post(server.host, server.port, common.invoke_path(name), event)
     started = time.perf_counter()
     tasks = [asyncio.create_task(common.post_once(server.host, server.port, request)) for _ in range(k)]
@@ -219,9 +224,11 @@ def main() -> None:
         "(started by as many invokes held at once); memory per environment",
         args,
     )
+    rendezvous = socket.create_server(("0.0.0.0", 0), backlog=4096)  # where handlers wait
     env = {
         "SQUALL_ACCOUNT_CONCURRENCY": str(k_wanted + 100),
         "SQUALL_MEMORY_CAPACITY_MB": str((k_wanted + 20) * MEMORY_MB),
+        "SQUALL_NETWORKS": json.dumps({"bench": {"host_ports": [rendezvous.getsockname()[1]]}}),
     }
     if args.endpoint:
         report.note(f"given --endpoint: its account concurrency and memory capacity must allow {k_wanted} "
@@ -235,7 +242,10 @@ def main() -> None:
         client = common.lambda_client(server.endpoint)
         runtime = common.pick_runtime(doc)
         primer = common.deploy(client, PRIMER, runtime, memory=MEMORY_MB)
-        name = common.deploy(client, HANDLER, runtime, memory=MEMORY_MB, timeout=900)
+        bench_network = ((doc.get("isolation") or {}).get("networks") or {}).get("networks", {}).get("bench")
+        host = bench_network["gateway"] if bench_network else "127.0.0.1"
+        tags = {"squall:network": "bench"} if bench_network else None
+        name = common.deploy(client, HANDLER, runtime, memory=MEMORY_MB, timeout=900, tags=tags)
         try:
             client.invoke(FunctionName=primer, Payload=b"{}")["Payload"].read()  # starts any zygote now
             client.delete_function(FunctionName=primer)
@@ -245,7 +255,7 @@ def main() -> None:
             available0 = common.read_meminfo().get("MemAvailable", 0)
             k = k_wanted
             if not args.quick and k_wanted > PROBE_K:
-                probe = asyncio.run(burst(server, server_pid, name, PROBE_K, args.max_wait, args.stall))
+                probe = asyncio.run(burst(server, server_pid, name, PROBE_K, args.max_wait, args.stall, rendezvous, host))
                 time.sleep(0.5)
                 cost_kb = max(1, (available0 - common.read_meminfo().get("MemAvailable", 0)) / max(1, probe["environments"]))
                 room = (common.read_meminfo().get("MemAvailable", 0) - RESERVE_KB) / (1.5 * cost_kb) + PROBE_K
@@ -254,7 +264,7 @@ def main() -> None:
                             f"starting {k} in all" + ("" if k == k_wanted else f" (not {k_wanted}: free memory)"))
             else:
                 report.line(f"plan:      starting {k} environments at once")
-            result = asyncio.run(burst(server, server_pid, name, k, args.max_wait, args.stall))
+            result = asyncio.run(burst(server, server_pid, name, k, args.max_wait, args.stall, rendezvous, host))
             if result["stalled_at"] is not None and server.output:
                 report.line("server output (last lines), for the stall:")
                 for line in list(server.output)[-15:]:
@@ -280,7 +290,7 @@ def main() -> None:
     if result["failures"]:
         report.note(f"{len(result['failures'])} failures, first: {result['failures'][0]}")
     if result["timed"]:
-        report.note(f"{result['timed']} handlers could not reach 127.0.0.1 and slept instead")
+        report.note(f"{result['timed']} handlers could not reach this script ({host}) and slept instead")
     private = [g["private_kb"] / 1024 for g in groups]
     pss = [g["pss_kb"] / 1024 for g in groups]
     processes = statistics.median([g["processes"] for g in groups]) if groups else 0

@@ -16,6 +16,8 @@
         ├── UnsupportedMediaType         415  UnsupportedMediaTypeException
         ├── TooManyRequests              429  TooManyRequestsException (+ Reason, Retry-After)
         ├── CodeStorageExceeded          400  CodeStorageExceededException
+        ├── InvalidSubnetID              502  InvalidSubnetIDException (a function's network is
+        │                                     not in this server's settings, at invoke)
         ├── ServiceError                 500  ServiceException
         ├── ServiceUnavailable           503  ServiceUnavailableException (AWS's common error;
         │                                     not in Lambda's model: the server is stopping)
@@ -105,6 +107,12 @@ class UnsupportedMediaType(LambdaError):
 
 class CodeStorageExceeded(LambdaError):
     code = "CodeStorageExceededException"
+
+
+class InvalidSubnetID(LambdaError):
+    """A function's network (VpcConfig or tag) is not one of this server's (502, at invoke)."""
+
+    code = "InvalidSubnetIDException"
 
 
 class ServiceError(LambdaError):

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from squall.arn import LATEST, Arns
 from squall.errors import InvalidParameterValue, ResourceConflict
+from squall.functions.network import vpc_api
 
 MEMORY_MIN, MEMORY_MAX = 128, 10240
 TIMEOUT_MIN, TIMEOUT_MAX = 1, 900
@@ -107,6 +108,9 @@ class FunctionVersion:
     dead_letter_target: str | None = None
     logging_config: Mapping[str, str] = field(default_factory=lambda: {"LogFormat": "Text"})
     environment_given: bool = False  # Environment is echoed back only when a request set it
+    # VpcConfig as set ({"SubnetIds", "SecurityGroupIds"}; empty lists once left; None: never
+    # set): it names the function's network (functions/network.py)
+    vpc_config: Mapping[str, Any] | None = None
     published_from: str | None = None  # a published version: the fingerprint of the $LATEST it copies
     revision_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     last_modified: str = field(default_factory=lambda: lambda_timestamp())
@@ -188,6 +192,8 @@ class FunctionVersion:
             config["Environment"] = {"Variables": dict(self.environment)}
         if self.dead_letter_target:
             config["DeadLetterConfig"] = {"TargetArn": self.dead_letter_target}
+        if self.vpc_config is not None:
+            config["VpcConfig"] = vpc_api(self.vpc_config)
         if listing:
             return config
         config["RuntimeVersionConfig"] = {"RuntimeVersionArn": arns.runtime_version(self.runtime)}
@@ -227,6 +233,7 @@ class FunctionVersion:
             "tracing": self.tracing_mode,
             "dlq": self.dead_letter_target,
             "logging": dict(self.logging_config),
+            "vpc": vpc_api(self.vpc_config) if self.vpc_config else None,
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
@@ -235,6 +242,7 @@ class FunctionVersion:
         record["environment"] = dict(self.environment)
         record["logging_config"] = dict(self.logging_config)
         record["architectures"] = list(self.architectures)
+        record["vpc_config"] = None if self.vpc_config is None else {k: v for k, v in self.vpc_config.items()}
         return record
 
     @classmethod
@@ -278,8 +286,8 @@ def validate_settings(params: Mapping[str, Any]) -> dict[str, Any]:
         fields["logging_config"] = dict(params["LoggingConfig"])
     if params.get("Layers"):
         raise InvalidParameterValue("Layers are not supported by this Squall server yet; package the code in the zip.")
-    if params.get("VpcConfig", {}).get("SubnetIds"):
-        raise InvalidParameterValue("VpcConfig is not supported by this Squall server.")
+    if "VpcConfig" in params:  # its network names are checked against the settings (NetworkNames.check_vpc)
+        fields["vpc_config"] = dict(params["VpcConfig"] or {})
     if params.get("FileSystemConfigs"):
         raise InvalidParameterValue("FileSystemConfigs are not supported by this Squall server.")
     return fields

@@ -12,7 +12,7 @@ import socket
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Callable
+from typing import Any, Callable
 
 import uvicorn
 import uvloop
@@ -56,7 +56,7 @@ def raise_fd_limit() -> None:
 
 def build_app(settings: Settings) -> SquallApp:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    backend = select_backend(settings.isolation, settings.data_dir)
+    backend = select_backend(settings.isolation, settings.data_dir, settings.network_specs(), bool(settings.networks))
     reaped = backend.reap_orphans()
     if reaped:
         log.warning("killed %d environment process(es) left behind by a previous run", reaped)
@@ -65,6 +65,21 @@ def build_app(settings: Settings) -> SquallApp:
     executor = LocalExecutor(EnvironmentPool(backend, stores.logs, settings.region, limits, code=stores.code))
     engine = Engine(settings, stores, executor, RuntimeRegistry.discover(settings.data_dir / "runtimes"))
     return SquallApp(engine, CodeLinks(load_secret(settings.data_dir)))
+
+
+def describe_networks(networks: dict[str, Any]) -> str:
+    """One line for the banner: each network and what it reaches, or why there are none."""
+    if networks.get("available") is False:
+        return f"NONE: environments have their loopback only ({networks.get('problem')})"
+    parts = []
+    for name, net in networks["networks"].items():
+        reach = [*net["cidrs"]] + (["internet"] if net["internet"] else [])
+        if net["ports"]:
+            reach.append("ports " + ",".join(map(str, net["ports"])))
+        if net["host_ports"]:
+            reach.append("host ports " + ",".join(map(str, net["host_ports"])))
+        parts.append(f"{name} {net['subnet']} ({', '.join(reach) or 'nothing'})")
+    return "; ".join(parts)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -129,6 +144,8 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
             announce(f"  data dir:  {settings.data_dir}")
             announce(f"  isolation: {backend['name']} ({'isolated' if backend['isolated'] else 'NOT isolated'})")
             announce(f"  runtimes:  {runtimes}")
+            if backend.get("networks"):
+                announce(f"  networks:  {describe_networks(backend['networks'])}")
             announce("  press Ctrl-C to stop")
         await task
 

@@ -12,13 +12,25 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "squall"
+
+
+class NetworkSettings(BaseModel):
+    """A named network (TOML ``[networks.<name>]``): what its environments may reach."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cidrs: list[str] = Field(default_factory=list)  # the addresses it reaches
+    ports: list[int] = Field(default_factory=list)  # only these ports of them (empty: all)
+    internet: bool = False  # the internet too, as the default network does
+    host_ports: list[int] = Field(default_factory=list)  # ports of this host it may connect to
+    subnet: str = ""  # its environments' addresses (empty: a /22 of 10.214.0.0/15 from its name)
 
 
 class Settings(BaseSettings):
@@ -48,6 +60,11 @@ class Settings(BaseSettings):
 
     # auto: the strongest backend this machine supports; or force one.
     isolation: Literal["auto", "process", "linux"] = "auto"
+    # Environments' networks (linux backend): the default network's addresses (it reaches the
+    # internet, not this host), and named networks functions join through VpcConfig
+    # (subnet-<name>, sg-<name>) or the tag squall:network=<name>.
+    network_subnet: str = "10.213.0.0/16"
+    networks: dict[str, NetworkSettings] = Field(default_factory=dict)
     # How long an idle execution environment is kept warm.
     keep_alive_seconds: float = Field(300.0, gt=0)
     # Account-wide concurrent executions (Lambda's default quota).
@@ -79,6 +96,17 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Any) -> Any:
         return Path(value).expanduser() if isinstance(value, (str, Path)) else value
+
+    @model_validator(mode="after")
+    def _networks_fit(self) -> "Settings":
+        self.network_specs()  # names, subnets that do not overlap, ports
+        return self
+
+    def network_specs(self) -> dict[str, Any]:
+        """The networks, each with its subnet (see ``squall.sandbox.linux.network``)."""
+        from squall.sandbox.linux.network import network_specs
+
+        return network_specs(self.network_subnet, {name: n.model_dump() for name, n in self.networks.items()})
 
     @property
     def memory_capacity(self) -> int:

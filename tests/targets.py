@@ -12,5 +12,7 @@ from squall.runtimes.registry import Runtime
 ARNS = Arns("us-east-1", "123456789012")
 
 
-def target_of(fn: FunctionVersion, runtime: Runtime, code_dir: Path, network: bool = True, qualifier: str | None = None) -> Target:
+def target_of(
+    fn: FunctionVersion, runtime: Runtime, code_dir: Path, network: str | None = "default", qualifier: str | None = None
+) -> Target:
     return Target(fn, runtime, Path(code_dir), network, ARNS.function(fn.name, qualifier), qualifier)

@@ -32,6 +32,7 @@ def server(host: str | None, port: int | None, data_dir: str | None, config_file
     """Run the Squall server in the foreground."""
     from pydantic import ValidationError
 
+    from squall.errors import SquallError
     from squall.server import serve
     from squall.settings import Settings
 
@@ -41,6 +42,8 @@ def server(host: str | None, port: int | None, data_dir: str | None, config_file
         raise click.ClickException(f"invalid settings: {exc}") from exc
     try:
         serve(settings, announce=lambda line: click.echo(line))
+    except SquallError as exc:
+        raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"{exc}. Is another server using port {settings.port}? Try --port 0.") from exc
 

@@ -26,6 +26,7 @@ from squall.errors import ResourceNotFound
 from squall.function import FunctionVersion
 from squall.functions.aliases import Aliases
 from squall.functions.concurrency import ProvisionedConcurrency, ReservedConcurrency
+from squall.functions.network import NetworkNames
 from squall.functions.service import FunctionService
 from squall.functions.tags import Tags
 from squall.functions.versions import Versions
@@ -76,7 +77,7 @@ class Engine:
         self.code_limits = CodeLimits()
         self.bus = bus = EventBus()
         self.admission = Admission(settings.account_concurrency, bus)
-        self.tags = Tags(stores.functions, self.arns, bus)
+        self.tags = Tags(stores.functions, self.arns, bus, NetworkNames(settings.networks))
         self.versions = Versions(stores.functions, stores.code, self.arns, bus)
         self.functions = FunctionService(
             stores.functions, stores.aliases, stores.code, self.versions, self.tags, runtimes, self.arns, bus, self.code_limits

@@ -77,7 +77,7 @@ class Environment:
         region: str,
         max_log_bytes: int,
         clock: Callable[[], float] = time.monotonic,
-        network: bool = True,
+        network: str | None = "default",
         provisioned: bool = False,
     ) -> None:
         self.id = uuid.uuid4().hex

@@ -29,7 +29,7 @@ from squall.invoke.resolver import Target
 from squall.observe.logs import LogStore
 from squall.sandbox.base import SandboxBackend
 
-PoolKey = tuple[str, str, str, bool]  # function name, version, revision id, network
+PoolKey = tuple[str, str, str, str | None]  # function name, version, revision id, network
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from squall.engine.bus import EventBus, FunctionDeleted, FunctionUpdated, Reserv
 from squall.errors import InvalidParameterValue, LambdaError, PreconditionFailed, ResourceConflict, ResourceNotFound
 from squall.function import Code, FunctionVersion, State, UpdateStatus, merged_logging, validate_settings
 from squall.functions.code_store import CodeHold, CodeStore
-from squall.functions.tags import Tags, validate_tags
+from squall.functions.tags import Tags
 from squall.functions.versions import Versions, published_copy
 from squall.runtimes.bytecode import Precompiler
 from squall.runtimes.registry import RuntimeRegistry
@@ -144,8 +144,9 @@ class FunctionService:
             f"The function is currently in the following state: {version.state}"
         )
 
-    def network_enabled(self, name: str) -> bool:
-        return self.tags.network_enabled(name)
+    def network_of(self, version: FunctionVersion) -> str | None:
+        """The network the version's environments join (None: none at all)."""
+        return self.tags.networks.network_of(version.vpc_config, self.tags.network_tag(version.name))
 
     def code_path(self, version: FunctionVersion) -> Path:
         path = self._code_paths.get(version.code.sha256_hex)
@@ -208,11 +209,11 @@ class FunctionService:
             if not params.get(required):
                 raise InvalidParameterValue(f"{required} is required for the Zip package type.")
         runtime = self.runtimes.get(params["Runtime"])
-        fields = validate_settings(params)
+        fields = self._settings(params, None)
         if "logging_config" in fields:
             fields["logging_config"] = merged_logging({}, fields["logging_config"])
         tags = dict(params.get("Tags") or {})
-        validate_tags(tags)
+        self.tags.validate(tags)
         package = await self._package(params.get("Code") or {})
         version = FunctionVersion(
             name=ref.name,
@@ -268,7 +269,7 @@ class FunctionService:
 
     async def update_configuration(self, ref: FunctionRef, params: dict[str, Any]) -> FunctionVersion:
         current = await self._updatable(ref, params.get("RevisionId"))
-        fields = validate_settings(params)
+        fields = self._settings(params, current)
         if "Runtime" in params:
             fields["runtime"] = self.runtimes.get(params["Runtime"]).identifier
         if "logging_config" in fields:
@@ -294,6 +295,16 @@ class FunctionService:
         await self.code.collect(hashes)
 
     # ---- internals ---------------------------------------------------------------
+    def _settings(self, params: dict[str, Any], current: FunctionVersion | None) -> dict[str, Any]:
+        fields = validate_settings(params)
+        if "vpc_config" in fields:
+            vpc = self.tags.networks.check_vpc(fields["vpc_config"])
+            if vpc["SubnetIds"] or (current is not None and current.vpc_config is not None):
+                fields["vpc_config"] = vpc  # in a VPC, or leaving one (shown empty from then on)
+            else:
+                del fields["vpc_config"]  # "no VPC" of a function that never had one
+        return fields
+
     async def _updatable(self, ref: FunctionRef, revision_id: str | None) -> FunctionVersion:
         if ref.qualifier is not None:
             raise InvalidParameterValue("Only $LATEST can be updated: use the function's name without a qualifier.")

@@ -48,7 +48,7 @@ class Target:
     config: FunctionVersion
     runtime: Runtime
     code_dir: Path
-    network: bool
+    network: str | None  # the network its environments join (None: no network at all)
     invoked_arn: str  # the ARN as the caller named it (the context's invoked_function_arn)
     qualifier: str | None  # what the caller named: an alias, a version, $LATEST or nothing
 
@@ -173,7 +173,7 @@ class Resolver:
             config=config,
             runtime=self.runtimes.get(config.runtime),
             code_dir=self.functions.code_path(config),
-            network=self.functions.network_enabled(config.name),
+            network=self.functions.network_of(config),
             invoked_arn=invoked,
             qualifier=qualifier,
         )

@@ -25,7 +25,9 @@ class SandboxSpec:
     env: Mapping[str, str]
     memory_mb: int
     ephemeral_storage_mb: int
-    network: bool = True  # False: no network at all (tag squall:network=none)
+    # the network it joins (settings ``networks``; "default": the internet, not the host);
+    # None: no network at all, its own loopback only (tag squall:network=none)
+    network: str | None = "default"
     pids_max: int = 1024  # Lambda's limit on processes + threads
     # host directory the runtime sees at /var/runtime (None: the built-in Python runtime's)
     runtime_dir: Path | None = None

@@ -61,8 +61,9 @@ def make_backend(name: str, data_dir: Path):
     if name == "process":
         return ProcessBackend(scope)
     from squall.sandbox.linux.backend import create_linux_backend
+    from squall.sandbox.linux.network import network_specs
 
-    return create_linux_backend(scope, data_dir)
+    return create_linux_backend(scope, data_dir, network_specs("10.213.0.0/16", {}))
 
 
 class Harness:
@@ -94,7 +95,7 @@ class Harness:
         )
         return dataclasses.replace(fn, **changes), code_dir
 
-    async def invoke(self, fn: FunctionVersion, code_dir: Path, payload: object = None, network: bool = True):
+    async def invoke(self, fn: FunctionVersion, code_dir: Path, payload: object = None, network: str | None = "default"):
         request = InvocationRequest(uuid.uuid4().hex, orjson.dumps(payload or {}), ARN)
         async with self.pool.lease(target_of(fn, self.runtime, code_dir, network)) as env:
             return env, await env.invoke(request)
@@ -397,33 +398,42 @@ def test_environments_run_in_parallel(backend_name, tmp_path):
 
 PROBE = """
 import os, socket
-def handler(event, context):
-    out = {"uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd(), "task_root": os.environ["LAMBDA_TASK_ROOT"],
-           "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()), "pid": os.getpid()}
+def connect(host, port):
     try:
-        s = socket.create_connection(("127.0.0.1", event["port"]), timeout=2)
-        s.close()
-        out["connect"] = "ok"
+        socket.create_connection((host, port), timeout=1).close()
+        return "ok"
     except OSError as e:
-        out["connect"] = type(e).__name__
-    return out
+        return type(e).__name__
+def handler(event, context):
+    return {"uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd(), "task_root": os.environ["LAMBDA_TASK_ROOT"],
+            "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()), "pid": os.getpid(),
+            "interfaces": sorted(name for _, name in socket.if_nameindex()),
+            "loopback": connect("127.0.0.1", event["port"]), "gateway": connect(event["gateway"], event["port"])}
 """
 
 
-def test_linux_sandbox_basics_and_network_off(linux, tmp_path):
-    listener = socket.create_server(("127.0.0.1", 0))
+def test_linux_sandbox_basics_and_its_own_network(linux, tmp_path):
+    """Its own namespaces; on the default network it has an eth0 but reaches nothing of the
+    host (neither at 127.0.0.1, which is its own loopback, nor at the gateway); with no network
+    it has its loopback only."""
+    listener = socket.create_server(("0.0.0.0", 0))
     port = listener.getsockname()[1]
 
     async def scenario(h: Harness) -> None:
-        fn, code = h.function(PROBE)
-        _, on = await h.invoke(fn, code, {"port": port})
-        _, off = await h.invoke(fn, code, {"port": port}, network=False)
+        fn, code = h.function(PROBE, timeout=10)
+        networks = h.backend.networks
+        require(networks is not None, f"environments have no networks here: {h.backend.networks_problem}")
+        event = {"port": port, "gateway": str(networks.specs["default"].gateway)}
+        _, on = await h.invoke(fn, code, event)
+        _, off = await h.invoke(fn, code, event, network=None)
         on, off = orjson.loads(on.payload), orjson.loads(off.payload)
         assert on["uid"] != 0 and on["gid"] != 0
         assert on["cwd"] == on["task_root"] == "/var/task"
         assert on["pids"] == [1, on["pid"]]  # its own pid namespace: init and the runtime
-        assert on["connect"] == "ok"
-        assert off["connect"] != "ok"
+        assert on["interfaces"] == ["eth0", "lo"] and off["interfaces"] == ["lo"]
+        assert on["loopback"] == "ConnectionRefusedError"  # its own loopback: nothing listens there
+        assert on["gateway"] in ("TimeoutError", "timeout"), on  # the host drops it
+        assert off["loopback"] == "ConnectionRefusedError" and off["gateway"] == "OSError", off  # no route
 
     try:
         run(linux, tmp_path, scenario)
@@ -442,7 +452,8 @@ def test_linux_jail_either_way(linux, tmp_path, mount_fds):
             async with h.pool.lease(target_of(fn, h.runtime, code)):  # held: the next lease starts another
                 _, result = await h.invoke(fn, code, {"host": str(code)})
             seen = orjson.loads(result.payload)
-            assert seen == {"task": ["app.py"], "task_writable": False, "tmp_mb": 700, "hostname": "localhost",
+            assert 700 <= seen.pop("tmp_mb") <= 704  # a disk of 700 MB of files (or a tmpfs of 700 MB)
+            assert seen == {"task": ["app.py"], "task_writable": False, "hostname": "localhost",
                             "cwd": "/var/task", "host_path_seen": False, "task_propagation": [[]]}, seen
         (zygote,) = h.backend._zygotes.values()
         assert zygote.trees is mount_fds
@@ -459,7 +470,7 @@ def test_linux_reaps_orphans_of_a_crashed_server(linux, tmp_path):
         group = h.backend.cgroups.create(f"env-{uuid.uuid4().hex}", CgroupLimits(64 << 20, None, 64))
         sleeper = await asyncio.create_subprocess_exec("sleep", "60")
         group.join(sleeper.pid)
-        successor = LinuxBackend(h.backend.scope, tmp_path / "data", h.backend.cgroups)  # same scope
+        successor = LinuxBackend(h.backend.scope, tmp_path / "data", h.backend.cgroups)  # same scope, no networks
         assert successor.reap_orphans() >= 1
         assert await asyncio.wait_for(sleeper.wait(), 5) == -signal.SIGKILL
         assert not os.path.exists(group.path)

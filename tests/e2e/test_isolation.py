@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import sys
 import urllib.request
 import uuid
@@ -157,27 +156,19 @@ def test_tmp_is_writable_private_and_capped(lam):
     assert secret not in ok(lam, b, {"op": "list"})
 
 
-CONNECT = """
-import socket
-def handler(event, context):
-    try:
-        socket.create_connection(("127.0.0.1", event["port"]), timeout=2).close()
-        return "connected"
-    except OSError as e:
-        return type(e).__name__
-"""
-
-
-def test_network_none_tag_cuts_the_network(lam):
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    try:
-        default = create_function(lam, CONNECT)
-        isolated = create_function(lam, CONNECT, Tags={"squall:network": "none"})
-        assert ok(lam, default, {"port": port}) == "connected"
-        assert ok(lam, isolated, {"port": port}) != "connected"
-    finally:
-        listener.close()
+def test_tmp_is_a_disk_not_the_functions_memory(lam, linux_server):
+    """As on Lambda, /tmp is storage: a 128 MB function fills its 512 MB /tmp and lives."""
+    with urllib.request.urlopen(f"{linux_server.endpoint}/health") as response:
+        tmp = json.loads(response.read())["isolation"]["tmp"]
+    require(tmp.startswith("a disk of its own"), f"/tmp cannot be a disk here: {tmp}")
+    small = create_function(lam, TMP, MemorySize=128, Timeout=60)
+    body, error, log = invoke(lam, small, {"op": "fill", "mb": 480})
+    assert error is None, (body, log)
+    assert body == {"result": "no error", "written_mb": 480}
+    used = int(log.split("Max Memory Used: ")[1].split(" MB")[0])
+    assert used <= 128, log
+    full = ok(lam, small, {"op": "fill", "mb": 600})  # and its size is still EphemeralStorage
+    assert full["result"] == "ENOSPC" and 480 <= full["written_mb"] <= 512
 
 
 def test_out_of_memory_kills_only_the_function(lam):

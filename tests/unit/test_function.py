@@ -110,7 +110,6 @@ def test_logging_config_merges_and_levels_exist_only_in_json() -> None:
     ("params", "needle"),
     [
         ({"Layers": ["arn:aws:lambda:us-east-1:123456789012:layer:l:1"]}, "Layers are not supported"),
-        ({"VpcConfig": {"SubnetIds": ["subnet-1"], "SecurityGroupIds": ["sg-1"]}}, "VpcConfig is not supported"),
         (
             {"FileSystemConfigs": [{"Arn": "arn:aws:elasticfilesystem:x", "LocalMountPath": "/mnt/x"}]},
             "FileSystemConfigs are not supported",
@@ -124,9 +123,11 @@ def test_unsupported_features_rejected_clearly(params: dict, needle: str) -> Non
 
 
 def test_empty_unsupported_features_are_fine() -> None:
-    # SDKs and IaC tools send empty containers for "no VPC / no layers".
-    assert validate_settings({"Layers": [], "VpcConfig": {"SubnetIds": [], "SecurityGroupIds": []}}) == {}
-    assert validate_settings({"VpcConfig": {}, "FileSystemConfigs": []}) == {}
+    # SDKs and IaC tools send empty containers for "no VPC / no layers" (the VPC's names are
+    # checked against the settings' networks by the function service: tests/unit/test_network.py)
+    assert validate_settings({"Layers": [], "VpcConfig": {"SubnetIds": [], "SecurityGroupIds": []}}) == {
+        "vpc_config": {"SubnetIds": [], "SecurityGroupIds": []}}
+    assert validate_settings({"VpcConfig": {}, "FileSystemConfigs": []}) == {"vpc_config": {}}
 
 
 # ================================================================== the model's constraints (protocol)

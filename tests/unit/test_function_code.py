@@ -21,6 +21,7 @@ import pytest
 from squall.arn import Arns, FunctionRef
 from squall.functions.code_store import CodeStore
 from squall.engine.bus import EventBus, FunctionDeleted, FunctionUpdated
+from squall.functions.network import NetworkNames
 from squall.functions.tags import Tags
 from squall.functions.versions import Versions
 from squall.store.aliases import AliasRepository
@@ -79,7 +80,7 @@ class World:
         self.bus.subscribe(FunctionDeleted, lambda e: self.changes.append((e.name, None)))
         return FunctionService(
             repo, AliasRepository(self.db), self.code, Versions(repo, self.code, arns, self.bus),
-            Tags(repo, arns, self.bus), self.runtimes, arns, self.bus,
+            Tags(repo, arns, self.bus, NetworkNames()), self.runtimes, arns, self.bus,
         )
 
     async def create(self, name: str, zip_bytes: bytes = ZIP_Z):

@@ -45,8 +45,8 @@ class Functions:
     def code_path(self, config: FunctionVersion) -> Path:
         return Path("/code") / config.code.sha256_hex
 
-    def network_enabled(self, name: str) -> bool:
-        return True
+    def network_of(self, config: FunctionVersion) -> str | None:
+        return "default"
 
 
 @pytest.fixture

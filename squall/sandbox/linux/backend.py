@@ -2,8 +2,7 @@
 
 Environments are forked from a zygote (``_squall_zygote``, a package run by path: one pre-initialised, single-threaded
 Python per interpreter, started on first need and restarted if it dies), which builds the
-sandbox in the child: new mount, pid, ipc, uts (and, for ``network=False``, net)
-namespaces; a read-only root of tmpfs with read-only binds of /usr and the interpreter; the
+sandbox in the child: new mount, pid, ipc, uts and net namespaces; a read-only root of tmpfs with read-only binds of /usr and the interpreter; the
 code read-only at /var/task; a private, size-capped /tmp; its own /proc; pivot_root; an
 unprivileged uid with no_new_privs. The server talks to the zygote over a
 ``SOCK_SEQPACKET`` socketpair (protocol in ``_squall_zygote``); tenant data (environment
@@ -18,10 +17,18 @@ spare sandbox forked ahead of time, and the backend gives it a cgroup to join ah
 time too ("stock"): when an environment has finished starting, the next ones get ready.
 A spare in the stocked cgroup is handed to the server, which then starts it without the
 zygote: one process hop less on a cold start.
+
+Networks (``network.py``): every sandbox has its own network namespace; a function on a
+network gets an ``eth0`` there, a veth into its network's bridge. A spare handed to the
+server is plumbed into the default network at once (off the cold path); a function of
+another network moves its veth to that bridge, one without a network has it deleted. A
+sandbox the zygote forks on demand is plumbed as soon as its pid is known, while it builds
+its jail; it waits for ``eth0`` before its runtime may run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -35,9 +42,11 @@ import squall.runtimes.python
 from squall.sandbox.base import SandboxSpec
 from squall.sandbox.linux.cgroup_removal import CgroupRemovals
 from squall.sandbox.linux.cgroups import Cgroup, CgroupLimits, Cgroups, CgroupsUnavailable
+from squall.sandbox.linux.ephemeral import EphemeralDisks, EphemeralUnavailable
 from squall.sandbox.linux.handle import LinuxHandle
+from squall.sandbox.linux.network import DEFAULT, NetworkFull, Networks, NetworkSpec, NetworkUnavailable, Plumbing
 from squall.sandbox.linux.trees import open_tree
-from squall.sandbox.linux.zygote_client import ZYGOTE_SCRIPT, Zygote, ZygoteError
+from squall.sandbox.linux.zygote_client import ZYGOTE_SCRIPT, Spare, Zygote, ZygoteError
 
 __all__ = [
     "LinuxBackend",
@@ -57,7 +66,7 @@ TASK_ROOT = "/var/task"
 RUNTIME_DIR = "/var/runtime"
 NOBODY = 65534
 PIVOT_ROOT_ARCHES = ("x86_64", "amd64", "aarch64", "arm64")
-NAMESPACES = ("mnt", "pid", "ipc", "uts")
+NAMESPACES = ("mnt", "pid", "ipc", "uts", "net")
 
 # A stocked cgroup is created before anyone knows its environment's memory size: with the
 # largest one (Lambda's maximum), lowered at spawn (cgroup v1 refuses memory above memsw).
@@ -80,9 +89,20 @@ class LinuxBackend:
         uid: int = NOBODY,
         gid: int = NOBODY,
         hostname: str = "localhost",
+        networks: Networks | None = None,
+        networks_problem: str | None = None,
+        disks: EphemeralDisks | None = None,
+        disks_problem: str | None = None,
     ) -> None:
         self.scope = scope
         self.cgroups = cgroups
+        # None: sandboxes have their loopback only (networks_problem says why)
+        self.networks = networks
+        self.networks_problem = networks_problem
+        self._spare_plumbing: dict[int, tuple[Plumbing, asyncio.Task[None]]] = {}
+        # /tmp on a disk of its own (None: a tmpfs, counted as the function's memory; disks_problem says why)
+        self.disks = disks
+        self.disks_problem = disks_problem
         self.uid = uid
         self.gid = gid
         self.hostname = hostname
@@ -108,7 +128,8 @@ class LinuxBackend:
         zygote = self._zygotes.get(interpreter)
         if zygote is None:
             zygote = self._zygotes[interpreter] = Zygote(
-                interpreter, self.zygote_config(), self.removals.remove, on_ready=self.replenish
+                interpreter, self.zygote_config(), self.removals.remove, on_ready=self.replenish,
+                on_spare=self._plumb_spare, on_spare_gone=self._spare_gone,
             )
         return zygote
 
@@ -136,13 +157,74 @@ class LinuxBackend:
             "env": env,
             "code_dir": code_dir,
             "tmp_mb": spec.ephemeral_storage_mb,
-            "loopback": not spec.network,  # a network namespace of its own: bring lo up
         }
         if runtime_dir is not None:
             request["runtime_dir"] = runtime_dir
-        if spec.runtime_api:  # Lambda's address where the sandbox has its own loopback
-            request["runtime_api_port"] = 0 if spec.network else 9001
+        if spec.runtime_api:  # Lambda's address: the sandbox has a loopback of its own
+            request["runtime_api_port"] = 9001
         return interpreter, request
+
+    # ---- networks ----------------------------------------------------------------------
+    def _plumb_spare(self, spare: Spare) -> None:
+        """A spare was handed over: give it its eth0 on the default network now, off the cold path."""
+        if self.networks is None:
+            return
+        try:
+            plumbing = self.networks.reserve(DEFAULT)
+        except NetworkFull as e:
+            log.warning("%s", e)
+            return
+        task = asyncio.get_running_loop().create_task(self.networks.plumb(plumbing, spare.pid))
+        self._spare_plumbing[spare.pid] = (plumbing, task)
+
+    def _spare_gone(self, spare: Spare) -> None:
+        entry = self._spare_plumbing.pop(spare.pid, None)
+        if entry is not None:
+            self._release_when_done(*entry)  # its veth goes with its namespace
+
+    def _release_when_done(self, plumbing: Plumbing, task: asyncio.Task[None]) -> None:
+        networks = self.networks
+        assert networks is not None
+
+        def release(done: asyncio.Task[None]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.debug("plumbing a spare that went away: %s", done.exception())
+            networks.release(plumbing)
+
+        task.add_done_callback(release)
+
+    async def _network_of_spare(self, spare: Spare, network: str | None) -> Plumbing | None:
+        """The spare's plumbing made right for ``network`` (None: no network at all); not
+        done yet when the spare had none ready."""
+        networks = self.networks
+        entry = self._spare_plumbing.pop(spare.pid, None)
+        if networks is None:
+            return None
+        if entry is None:
+            return networks.reserve(network) if network is not None else None
+        plumbing, task = entry
+        try:
+            await asyncio.shield(task)
+        except Exception as e:
+            log.warning("cannot plumb a spare sandbox ahead (it is plumbed on start): %s", e)
+            plumbing.done = False
+        except BaseException:  # cancelled: the address goes back once the plumbing is over
+            self._release_when_done(plumbing, task)
+            raise
+        if network is None:
+            await networks.unplumb(plumbing)
+            return None
+        if plumbing.network != network:
+            return await networks.move(plumbing, network)
+        return plumbing
+
+    async def _plumb_started(self, plumbing: Plumbing, pid: int) -> None:
+        """Plumb a sandbox its start found without (its B waits for eth0)."""
+        assert self.networks is not None
+        if plumbing.done:  # the spare it was made for is gone: a new veth, same address
+            plumbing.done = False
+            plumbing.host_ifname = self.networks.new_ifname()
+        await self.networks.plumb(plumbing, pid)
 
     async def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> LinuxHandle:
         interpreter, request = self.request(spec)
@@ -151,10 +233,12 @@ class LinuxBackend:
         # the code is handed over (mount fds or paths) is known only then (zygote.trees).
         await zygote.ensure_started()
         limits = CgroupLimits(memory_bytes=spec.memory_mb << 20, cpu_cores=None, pids_max=spec.pids_max)
-        meta: dict[str, object] = {"network": spec.network}
+        meta: dict[str, object] = {}
         cgroup = None
         spare = None
-        if spec.network and zygote.stock is not None:  # the next spare is in it already
+        network = spec.network if self.networks is not None else None
+        plumbing: Plumbing | None = None
+        if zygote.stock is not None:  # the next spare is in it already
             cgroup, zygote.stock = zygote.stock, None
             try:
                 set_limits(cgroup, limits)
@@ -170,11 +254,26 @@ class LinuxBackend:
         payload = os.memfd_create("squall-request", os.MFD_CLOEXEC)
         trees: list[int] = []
         try:
-            os.write(payload, json.dumps(request).encode())
+            if spare is not None:
+                plumbing = await self._network_of_spare(spare, network)
+            elif network is not None:
+                assert self.networks is not None
+                plumbing = self.networks.reserve(network)  # plumbed once B's pid is known
+            if plumbing is not None:
+                assert self.networks is not None
+                request["net"] = plumbing.for_sandbox(self.networks.specs[plumbing.network])
+                handle.on_ended.append(functools.partial(self.networks.release, plumbing))
             if zygote.trees:  # its sandboxes enter the jail ahead: the code comes as mount fds
                 trees.append(open_tree(str(request["code_dir"])))
                 if "runtime_dir" in request:
                     trees.append(open_tree(str(request["runtime_dir"])))
+            if self.disks is not None and zygote.tmp_disks:
+                try:
+                    trees.append(await self.disks.take(spec.ephemeral_storage_mb))
+                    request["tmp_disk"] = True  # the last mount fd
+                except OSError as e:
+                    log.warning("environment %s gets a tmpfs /tmp (in its memory): %s", spec.environment_id, e)
+            os.write(payload, json.dumps(request).encode())
             meta["trees"] = len(trees)
             fds = [payload, channel_fd, log_fd, *trees]
             if spare is not None and zygote.start_spare(spare, fds, handle.on_exit):
@@ -183,11 +282,20 @@ class LinuxBackend:
                 procs = list(cgroup.procs_fds())
                 meta["procs"] = len(procs)
                 handle._pid = await zygote.spawn(meta, [*fds, *procs], handle.on_exit)
+            if plumbing is not None and (not plumbing.done or handle.pid != spare_pid(spare)):
+                try:
+                    await self._plumb_started(plumbing, handle.pid)
+                except Exception as e:  # its sandbox may have ended first: then its own reason tells
+                    try:
+                        await asyncio.wait_for(handle.wait(), 1.0)
+                    except TimeoutError:
+                        raise ZygoteError(f"cannot give the environment its network: {e}") from e
         except BaseException:
             if spare is not None and handle.pid is None:
                 spare.sync.close()  # not sent (start_spare closes it once it has)
             handle.kill()
             handle.remove_cgroup()
+            handle.ended()
             raise
         finally:
             os.close(payload)
@@ -230,10 +338,15 @@ class LinuxBackend:
             "isolated": True,
             "cgroup_version": self.cgroups.version,
             "cgroups": cgroups,
-            "namespaces": list(NAMESPACES) + ["net (tag squall:network=none)"],
+            "namespaces": list(NAMESPACES),
+            "networks": self.networks.describe() if self.networks is not None else {
+                "available": False, "problem": self.networks_problem,
+                "effect": "environments have their loopback only: no network"},
             "uid": self.uid,
             "gid": self.gid,
             "root": "tmpfs, read-only; /usr and the interpreter read-only; code at /var/task (ro); private /tmp",
+            "tmp": self.disks.describe() if self.disks is not None else
+            f"a tmpfs, EphemeralStorage in size, counted as the function's memory ({self.disks_problem})",
             "seccomp": "Docker's default refusals and stricter (no new namespaces, mounts, keys, bpf, io_uring, ptrace, …)",
             "zygotes": {
                 z.interpreter: {"pid": z.pid, "rss_kb": z.rss_kb, "seccomp": z.seccomp}
@@ -247,6 +360,10 @@ class LinuxBackend:
             await zygote.close()
         await self.removals.done()
         self.cgroups.close()
+        if self.networks is not None:
+            await asyncio.to_thread(self.networks.close)
+        if self.disks is not None:
+            await asyncio.to_thread(self.disks.close)
 
 
 def _can_open_tree(data_dir: Path) -> bool:
@@ -257,6 +374,10 @@ def _can_open_tree(data_dir: Path) -> bool:
         log.info("sandboxes build their jail after each request: open_tree fails here (%s)", e)
         return False
     return True
+
+
+def spare_pid(spare: Spare | None) -> int | None:
+    return spare.pid if spare is not None else None
 
 
 def set_limits(cgroup: Cgroup, limits: CgroupLimits) -> None:
@@ -327,8 +448,13 @@ def unavailable_reason(data_dir: Path) -> str | None:
     return None
 
 
-def create_linux_backend(scope: str, data_dir: Path) -> LinuxBackend:
-    """The linux backend, or :class:`SandboxUnavailable` saying what is missing."""
+def create_linux_backend(
+    scope: str, data_dir: Path, networks: dict[str, NetworkSpec], networks_required: bool = False
+) -> LinuxBackend:
+    """The linux backend, or :class:`SandboxUnavailable` saying what is missing.
+
+    Without networks (no nftables, say) environments have their loopback only; when
+    ``networks_required`` (the settings name networks) that is an error instead."""
     reason = unavailable_reason(data_dir)
     if reason is not None:
         raise SandboxUnavailable(reason)
@@ -336,4 +462,20 @@ def create_linux_backend(scope: str, data_dir: Path) -> LinuxBackend:
         cgroups = Cgroups.detect(scope)
     except CgroupsUnavailable as e:
         raise SandboxUnavailable(f"cgroups cannot enforce limits here: {e.reason}") from None
-    return LinuxBackend(scope, data_dir, cgroups)
+    try:
+        ready: Networks | None = Networks.set_up(networks)
+        problem = None
+    except NetworkUnavailable as e:
+        if networks_required:
+            cgroups.close()
+            raise SandboxUnavailable(f"the networks of the settings cannot be set up: {e}") from None
+        ready, problem = None, str(e)
+        log.warning("environments get no network (loopback only): %s", e)
+    try:
+        disks: EphemeralDisks | None = EphemeralDisks.set_up(data_dir / "sandbox" / "ephemeral")
+        disks_problem = None
+    except EphemeralUnavailable as e:
+        disks, disks_problem = None, str(e)
+        log.warning("environments' /tmp is a tmpfs, counted as their memory: %s", e)
+    return LinuxBackend(scope, data_dir, cgroups, networks=ready, networks_problem=problem,
+                        disks=disks, disks_problem=disks_problem)

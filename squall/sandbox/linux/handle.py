@@ -9,7 +9,6 @@ from typing import Callable
 
 from squall.sandbox.base import SandboxSpec
 from squall.sandbox.linux.cgroups import Cgroup
-from squall.sandbox.linux.peers import peer_is_among
 
 log = logging.getLogger("squall.sandbox.linux")
 
@@ -37,6 +36,7 @@ class LinuxHandle:
         self._oom = False
         self._peak: int | None = None
         self._removed = False
+        self.on_ended: list[Callable[[], None]] = []  # what it held beyond its cgroup (its address)
 
     @property
     def pid(self) -> int | None:
@@ -58,12 +58,9 @@ class LinuxHandle:
             log.warning("cannot kill environment %s: %s", self.spec.environment_id, e)
 
     def admits(self, connection: socket.socket) -> bool:
-        """Whether a connection to this environment's Runtime API comes from its own processes.
-
-        With a network namespace of its own, only they can reach it; on the host's loopback
-        anyone could, so the peer socket must be held by a process in the environment's cgroup.
-        """
-        return not self.spec.network or peer_is_among(connection, self.cgroup.pids())
+        """Whether a connection to this environment's Runtime API comes from its own processes:
+        always, as it listens on the loopback of the sandbox's own network namespace."""
+        return True
 
     def reset_peak_memory(self) -> None:
         if not self._removed:
@@ -112,8 +109,15 @@ class LinuxHandle:
             pass
         self._returncode = status
         self.remove_cgroup()
+        self.ended()
         if not self._exited.done():
             self._exited.set_result(status)
+
+    def ended(self) -> None:
+        """Give back what the environment held besides its cgroup (once)."""
+        callbacks, self.on_ended = self.on_ended, []
+        for callback in callbacks:
+            callback()
 
     def remove_cgroup(self) -> None:
         if not self._removed:

@@ -62,11 +62,17 @@ class Zygote:
         config: dict[str, object],
         remove: Callable[[Cgroup], None],
         on_ready: Callable[[Zygote], None] | None = None,
+        on_spare: Callable[[Spare], None] | None = None,
+        on_spare_gone: Callable[[Spare], None] | None = None,
     ) -> None:
         self.interpreter = interpreter
         self.config = config
         self._remove = remove  # how a cgroup it no longer needs is removed
         self._on_ready = on_ready  # called once each time a (new) zygote process is ready
+        # told of each spare handed over (to prepare it further, e.g. its network) and of
+        # each one dropped unused (it dies: its sync socket closes)
+        self._on_spare = on_spare
+        self._on_spare_gone = on_spare_gone
         self.pid: int | None = None
         self.rss_kb = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -87,6 +93,7 @@ class Zygote:
         self.stock: Cgroup | None = None
         self.trees = False  # its sandboxes enter the jail ahead and take the code as mount fds
         self.seccomp = False  # its sandboxes' runtimes run under the seccomp filter
+        self.tmp_disks = False  # its sandboxes can take a disk for /tmp (ephemeral.py)
         # a spare that joined it, handed over by the zygote
         self._spare: Spare | None = None
 
@@ -303,11 +310,15 @@ class Zygote:
             return
         sync.setblocking(False)
         self._spare = Spare(int(message["spare"]), sync, self.stock.name)  # type: ignore[arg-type]
+        if self._on_spare is not None:
+            self._on_spare(self._spare)
 
     def _drop_spare(self) -> None:
         spare, self._spare = self._spare, None
         if spare is not None:
             spare.sync.close()
+            if self._on_spare_gone is not None:
+                self._on_spare_gone(spare)
 
     def _dispatch(self, message: dict[str, object]) -> None:
         if "exited" in message:
@@ -323,6 +334,7 @@ class Zygote:
             self.rss_kb = int(message.get("rss_kb") or 0)  # type: ignore[arg-type]
             self.trees = bool(message.get("trees"))
             self.seccomp = bool(message.get("seccomp"))
+            self.tmp_disks = bool(message.get("tmp_disks"))
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(None)
         elif isinstance(message.get("id"), int):

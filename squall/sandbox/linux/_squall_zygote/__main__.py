@@ -14,9 +14,10 @@ Control protocol: one JSON object per datagram.
 
 * zygote → server, once: ``{"ready": pid, "rss_kb": n, "trees": bool}`` (trees: sandboxes
   take the code as mount fds)
-* server → zygote: ``{"op": "spawn", "id": n, "network": bool, "trees": t, "procs": k,
-  "stocked": name}`` with SCM_RIGHTS fds ``[request, channel, log, *mounts, *cgroup_procs]``. ``request`` is a memfd
-  holding the tenant's part (env, code dir, argv, /tmp size): the zygote passes it on
+* server → zygote: ``{"op": "spawn", "id": n, "trees": t, "procs": k, "stocked": name}``
+  with SCM_RIGHTS fds ``[request, channel, log, *mounts, *cgroup_procs]``. ``request`` is a memfd
+  holding the tenant's part (env, code dir, argv, /tmp size, and ``net``: the address,
+  prefix and gateway of the ``eth0`` the server gives the sandbox): the zygote passes it on
   unread, so that no function's data (environment variables are secrets) ever sits in
   the memory that later sandboxes inherit. The zygote answers ``{"id": n, "pid": pid}``
   (or ``{"id": n, "error": "..."}``).
@@ -36,11 +37,11 @@ Control protocol: one JSON object per datagram.
 
 Process tree of one environment (B is the pid the server knows)::
 
-    zygote ─ B  clone(mnt pid ipc uts [net]): PID 1 of a new pid namespace
+    zygote ─ B  clone(mnt pid ipc uts net): PID 1 of a new pid namespace
                └ C  the runtime, forked by B (a random pid, not 1: it can signal itself)
 
 The zygote keeps one *spare* sandbox ready: B has made its mounts private, mounted its
-/proc and forked C; C has dropped privileges and rehearsed a request on a stand-in
+/proc, brought its loopback up and forked C; C has dropped privileges and rehearsed a request on a stand-in
 function (so that the pages the runtime writes are copied before anyone waits); both
 wait. Where the kernel can attach mount fds (``open_tree``/``move_mount``, Linux 5.2+;
 tried once at start) B has also built the rest of the jail — /tmp, /dev/shm, pivot_root
@@ -53,7 +54,8 @@ A spawn then only finishes the spare: B passes the request, channel and log to C
 joins the cgroup (unless the spare joined a stocked one already), then attaches the code
 at /var/task (read-only) and resizes /tmp to the function's ephemeral storage — or,
 without mount fds, bind-mounts the code, mounts /tmp and /dev/shm, pivot_roots and sets
-the hostname — says "jailed" to C and drops its privileges too; meanwhile C has put fds
+the hostname — configures ``eth0`` when the request has ``net`` (waiting, if need be,
+for the server to create it in the namespace), says "jailed" to C and drops its privileges too; meanwhile C has put fds
 0-3 in place and set the environment; once jailed, it runs ``bootstrap.main()``
 in-process (or execve(argv) for other runtimes). B then reaps orphans; when C ends, B
 sends C's status to the zygote on its sync socket and exits, and the kernel kills what
@@ -79,7 +81,7 @@ from _squall_zygote.messages import send_fds, spawn_message, status_of  # noqa: 
 from _squall_zygote.rehearsal import load_bootstrap, make_rehearsal_dir, warm_up  # noqa: E402
 from _squall_zygote.seccomp import build_program as build_seccomp  # noqa: E402
 from _squall_zygote.spawner import DEFAULT_FLAGS, Spawner  # noqa: E402
-from _squall_zygote.syscalls import CLONE_NEWNET, SetupError  # noqa: E402
+from _squall_zygote.syscalls import SetupError  # noqa: E402
 from _squall_zygote.zygote import Zygote  # noqa: E402
 
 del sys.path[0]
@@ -111,7 +113,7 @@ def probe(config):
     try:
         spawner.jail.prepare()
         log_r, log_w = os.pipe()
-        pid, sync = spawner.spare(DEFAULT_FLAGS | CLONE_NEWNET, (log_r,))
+        pid, sync = spawner.spare(DEFAULT_FLAGS, (log_r,))
         req = {"code_dir": config["runtime_dir"], "tmp_mb": 1, "env": {"PATH": "/usr/bin:/bin"},
                "mode": "exec", "argv": ["true"]}
         request = os.memfd_create("request", os.MFD_CLOEXEC)

@@ -1,5 +1,6 @@
 """The jail: the read-only template root every sandbox pivots into, and its network bits."""
 
+import ctypes
 import fcntl
 import os
 import socket
@@ -28,6 +29,7 @@ from _squall_zygote.syscalls import (
     SIOCSIFFLAGS,
     SPARE_TMP_MB,
     TASK_ROOT,
+    SetupError,
     as_bytes,
     check,
     libc,
@@ -240,8 +242,9 @@ class Jail(object):
         mount(None, b"/", None, MS_REC | MS_PRIVATE)
         mount(b"proc", root + b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
-    def enter(self, code_dir, tmp_mb, runtime_dir=None):
-        """In the sandbox (B) for a request: add its own mounts, pivot_root in."""
+    def enter(self, code_dir, tmp_mb, runtime_dir=None, disk=None):
+        """In the sandbox (B) for a request: add its own mounts, pivot_root in (``disk``: the
+        mount fd of the /tmp disk the server made, or None for a tmpfs /tmp)."""
         root = self.mountpoint
         task = root + as_bytes(TASK_ROOT)
         mount(as_bytes(code_dir), task, None, MS_BIND)
@@ -250,7 +253,7 @@ class Jail(object):
             target = root + as_bytes(RUNTIME_DIR)
             mount(as_bytes(runtime_dir), target, None, MS_BIND)
             read_only(target, MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        self._private_dirs(tmp_mb)
+        self._private_dirs(tmp_mb, disk)
         self._pivot()
 
     def enter_spare(self):
@@ -260,20 +263,33 @@ class Jail(object):
         self._pivot()
         check(libc.sethostname(self.hostname, len(self.hostname)), "sethostname")
 
-    def finish(self, trees, tmp_mb):
+    def finish(self, trees, tmp_mb, disk=None):
         """In a spare entered ahead (``enter_spare``), for a request: the code's mount at
         /var/task and, when there are two, a runtime's at /var/runtime (``open_tree`` fds
-        from the server); /tmp resized to the function's ephemeral storage."""
+        from the server); /tmp: the server's disk (``disk``, a mount fd) in place of the
+        spare's tmpfs, or that tmpfs resized to the function's ephemeral storage."""
         for fd, target, flags in zip(trees, (TASK_ROOT, RUNTIME_DIR), (MS_NOSUID | MS_NODEV, MS_NOSUID | MS_NODEV | MS_NOEXEC)):
             move_mount(fd, as_bytes(target))
             mount(None, as_bytes(target), None, MS_PRIVATE)  # a clone of a shared mount is in its peer group
             read_only(as_bytes(target), flags)
-        if int(tmp_mb) != SPARE_TMP_MB:
+        if disk is not None:
+            check(libc.umount2(b"/tmp", MNT_DETACH), "umount the spare's /tmp")
+            move_mount(disk, b"/tmp")
+        elif int(tmp_mb) != SPARE_TMP_MB:
             mount(None, b"/tmp", None, MS_REMOUNT | MS_NOSUID | MS_NODEV, b"size=%dm,mode=1777" % max(1, int(tmp_mb)))
 
-    def _private_dirs(self, tmp_mb):
+    @property
+    def tmp_disks(self):
+        """Whether a sandbox entered ahead may swap its /tmp for a disk: not when an
+        interpreter's prefix is bound under /tmp (it would be hidden)."""
+        return not (self.late_binds or self.late_links)
+
+    def _private_dirs(self, tmp_mb, disk=None):
         root = self.mountpoint
-        mount(b"tmpfs", root + b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=%dm,mode=1777" % max(1, int(tmp_mb)))
+        if disk is not None:
+            move_mount(disk, root + b"/tmp")
+        else:
+            mount(b"tmpfs", root + b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=%dm,mode=1777" % max(1, int(tmp_mb)))
         mount(b"shm", root + b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=%dm,mode=1777" % self.shm_mb)
         for source in self.late_binds:
             target = root + source
@@ -326,6 +342,60 @@ def loopback_up():
         flags = struct.unpack("16sh14x", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
         if not flags & IFF_UP:
             fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sh14x", b"lo", flags | IFF_UP))
+
+
+SIOCSIFADDR = 0x8916
+SIOCSIFNETMASK = 0x891C
+SIOCADDRT = 0x890B
+RTF_UP, RTF_GATEWAY = 0x1, 0x2
+ETH0_WAIT_S = 10.0  # how long B waits for the server to move eth0 into its namespace
+
+
+class _Rtentry(ctypes.Structure):
+    """struct rtentry (linux/route.h), for SIOCADDRT."""
+
+    _fields_ = [
+        ("rt_pad1", ctypes.c_ulong), ("rt_dst", ctypes.c_ubyte * 16), ("rt_gateway", ctypes.c_ubyte * 16),
+        ("rt_genmask", ctypes.c_ubyte * 16), ("rt_flags", ctypes.c_ushort), ("rt_pad2", ctypes.c_short),
+        ("rt_pad3", ctypes.c_ulong), ("rt_pad4", ctypes.c_void_p), ("rt_metric", ctypes.c_short),
+        ("rt_dev", ctypes.c_char_p), ("rt_mtu", ctypes.c_ulong), ("rt_window", ctypes.c_ulong),
+        ("rt_irtt", ctypes.c_ushort),
+    ]
+
+
+def _sockaddr_in(address):
+    return struct.pack("HH4s8x", socket.AF_INET, 0, socket.inet_aton(address))
+
+
+def _sockaddr_field(address):
+    return (ctypes.c_ubyte * 16).from_buffer_copy(_sockaddr_in(address))
+
+
+def configure_eth0(address, prefix, gateway):
+    """In B, in the sandbox's network namespace: give ``eth0`` (moved in by the server, maybe
+    a moment from now) its address, bring it up and route through the gateway."""
+    deadline = time.monotonic() + ETH0_WAIT_S
+    while True:
+        try:
+            socket.if_nametoindex("eth0")
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SetupError("the network interface never arrived (waited %.0f s)" % ETH0_WAIT_S)
+            time.sleep(0.0002)
+    netmask = socket.inet_ntoa(struct.pack("!I", (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        fd = sock.fileno()
+        fcntl.ioctl(fd, SIOCSIFADDR, struct.pack("16s", b"eth0") + _sockaddr_in(address))
+        fcntl.ioctl(fd, SIOCSIFNETMASK, struct.pack("16s", b"eth0") + _sockaddr_in(netmask))
+        flags = struct.unpack("16sh14x", fcntl.ioctl(fd, SIOCGIFFLAGS, struct.pack("16sh14x", b"eth0", 0)))[1]
+        fcntl.ioctl(fd, SIOCSIFFLAGS, struct.pack("16sh14x", b"eth0", flags | IFF_UP))
+        route = _Rtentry(rt_dst=_sockaddr_field("0.0.0.0"), rt_gateway=_sockaddr_field(gateway),
+                         rt_genmask=_sockaddr_field("0.0.0.0"), rt_flags=RTF_UP | RTF_GATEWAY)
+        try:
+            fcntl.ioctl(fd, SIOCADDRT, bytes(route))
+        except OSError as e:
+            raise SetupError("default route via %s: %s" % (gateway, e.strerror))
 
 
 def hand_over_runtime_api(port):

@@ -98,7 +98,7 @@ def rehearsal_request():
         "LD_LIBRARY_PATH": TASK_ROOT + ":" + TASK_ROOT + "/lib:/opt/lib",
     }
     return {"mode": "python", "argv": [sys.executable, "-s", RUNTIME_DIR + "/bootstrap.py"], "env": env,
-            "code_dir": "/" + "x" * 80, "tmp_mb": 512, "loopback": False}
+            "code_dir": "/" + "x" * 80, "tmp_mb": 512}
 
 
 def warm_up(directory):

@@ -11,7 +11,7 @@ import sys
 import time
 
 from _squall_zygote import syscalls
-from _squall_zygote.jail import Jail, hand_over_runtime_api, loopback_up
+from _squall_zygote.jail import Jail, configure_eth0, hand_over_runtime_api, loopback_up
 from _squall_zygote.messages import (
     read_all,
     recv_fds,
@@ -26,6 +26,7 @@ from _squall_zygote.rehearsal import REHEARSAL_MODULE, WARM_UP_SOURCE, rehearsal
 from _squall_zygote.syscalls import (
     CLONE,
     CLONE_NEWIPC,
+    CLONE_NEWNET,
     CLONE_NEWNS,
     CLONE_NEWPID,
     CLONE_NEWUTS,
@@ -114,6 +115,7 @@ class Spawner(object):
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             jail = self.jail
             jail.prepare_sandbox()
+            loopback_up()  # the sandbox's own network namespace: its lo starts down
             if self.trees:  # the code will come as mount fds: build the rest of the jail now (before C)
                 jail.enter_spare()
             # the runtime's pid: not always 2, so that pids of different sandboxes differ
@@ -149,17 +151,25 @@ class Spawner(object):
             for fd in procs:  # the environment's cgroup, before C runs anything
                 os.write(fd, b"0")
                 os.write(fd, b"%d" % runtime)
+            disk = None
+            if req.get("tmp_disk"):  # the last mount fd: /tmp's disk (sandbox/linux/ephemeral.py)
+                if not trees:
+                    raise SetupError("expected the mount fd of /tmp's disk")
+                disk, trees = trees[-1], trees[:-1]
             if self.trees:
                 if len(trees) != 1 + int(bool(req.get("runtime_dir"))):
                     raise SetupError("expected the code's (and the runtime's) mount fds, got %d" % len(trees))
-                jail.finish(trees, req.get("tmp_mb", SPARE_TMP_MB))
+                jail.finish(trees, req.get("tmp_mb", SPARE_TMP_MB), disk)
             else:
-                jail.enter(req["code_dir"], req.get("tmp_mb", SPARE_TMP_MB), req.get("runtime_dir"))
+                if trees:
+                    raise SetupError("mount fds for a sandbox that builds its jail from paths")
+                jail.enter(req["code_dir"], req.get("tmp_mb", SPARE_TMP_MB), req.get("runtime_dir"), disk)
                 check(libc.sethostname(jail.hostname, len(jail.hostname)), "sethostname")
             for fd in fds:
                 os.close(fd)
-            if req.get("loopback"):
-                loopback_up()
+            if req.get("net"):  # the server gives us eth0 (maybe a moment from now): configure it
+                net = req["net"]
+                configure_eth0(net["address"], int(net["prefix"]), net["gateway"])
             os.write(b_end, b"j")  # jailed: C may run
             os.close(b_end)
             os.dup2(0, 2)
@@ -329,7 +339,9 @@ def finalize():
 # the zygote's loop
 
 
-DEFAULT_FLAGS = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+# Every sandbox has a network namespace of its own: loopback only, plus the eth0 the server
+# gives it when its function is on a network (sandbox/linux/network.py).
+DEFAULT_FLAGS = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET
 # The next spare is forked when the server says that the last sandbox has started (its
 # init done: forking earlier takes the CPU from it), or after this long at the latest.
 RESTOCK_DELAY_S = 0.25

@@ -11,7 +11,7 @@ import time
 
 from _squall_zygote.messages import recv_message, send_fds, spawn_message, status_of
 from _squall_zygote.spawner import DEFAULT_FLAGS, ETC_MAX_AGE_S, RESTOCK_DELAY_S
-from _squall_zygote.syscalls import CLONE_NEWNET, STATUS_REASON_MAX
+from _squall_zygote.syscalls import STATUS_REASON_MAX
 
 
 def send_json(sock, obj):
@@ -150,7 +150,7 @@ class Zygote(object):
         trees, procs = int(req.get("trees", 0)), int(req.get("procs", 0))
         if len(fds) != 3 + trees + procs:
             raise ValueError("expected the request, channel, log, %d mount and %d cgroup fds, got %d fds" % (trees, procs, len(fds)))
-        flags = DEFAULT_FLAGS if req.get("network", True) else DEFAULT_FLAGS | CLONE_NEWNET
+        flags = DEFAULT_FLAGS
         stocked = req.get("stocked")
         pid = None
         if stocked and self.offered is not None and self.joined.get(self.offered) == stocked:
@@ -205,7 +205,7 @@ class Zygote(object):
         sock = self.sock
         gc.freeze()
         send_json(sock, {"ready": os.getpid(), "rss_kb": rss_kb(), "trees": self.spawner.trees,
-                         "seccomp": self.spawner.seccomp is not None})
+                         "seccomp": self.spawner.seccomp is not None, "tmp_disks": self.spawner.jail.tmp_disks})
         self.restock()
         while True:
             events = self.selector.select(self.timeout())

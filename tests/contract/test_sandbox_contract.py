@@ -404,10 +404,17 @@ def connect(host, port):
         return "ok"
     except OSError as e:
         return type(e).__name__
+def address():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("198.18.0.1", 9))  # no packet is sent: the kernel only picks a route
+            return s.getsockname()[0]
+        except OSError:
+            return None
 def handler(event, context):
     return {"uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd(), "task_root": os.environ["LAMBDA_TASK_ROOT"],
             "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()), "pid": os.getpid(),
-            "interfaces": sorted(name for _, name in socket.if_nameindex()),
+            "interfaces": sorted(name for _, name in socket.if_nameindex()), "address": address(),
             "loopback": connect("127.0.0.1", event["port"]), "gateway": connect(event["gateway"], event["port"])}
 """
 
@@ -430,7 +437,9 @@ def test_linux_sandbox_basics_and_its_own_network(linux, tmp_path):
         assert on["uid"] != 0 and on["gid"] != 0
         assert on["cwd"] == on["task_root"] == "/var/task"
         assert on["pids"] == [1, on["pid"]]  # its own pid namespace: init and the runtime
-        assert on["interfaces"] == ["eth0", "lo"] and off["interfaces"] == ["lo"]
+        assert on["interfaces"] == ["eth0", "lo"] and on["address"].startswith("10.213.")
+        # a spare's eth0, made ahead, may linger a moment (down, without an address) until deleted
+        assert off["interfaces"] in (["lo"], ["eth0", "lo"]) and off["address"] is None
         assert on["loopback"] == "ConnectionRefusedError"  # its own loopback: nothing listens there
         assert on["gateway"] in ("TimeoutError", "timeout"), on  # the host drops it
         assert off["loopback"] == "ConnectionRefusedError" and off["gateway"] == "OSError", off  # no route

@@ -46,7 +46,9 @@ def test_disks_are_made_ahead_for_the_sizes_in_use(tmp_path):
 
     async def scenario():
         fds = [await disks.take(64)]  # made now (no template yet for 64 MB)
-        for _ in range(20):  # the next one is made ahead, on the disk thread
+        assert disks._ready[64] == []
+        disks.refill()  # once the start is over: the next one is made ahead, on the disk thread
+        for _ in range(20):
             if disks._ready.get(64):
                 break
             await asyncio.sleep(0.05)
@@ -54,6 +56,7 @@ def test_disks_are_made_ahead_for_the_sizes_in_use(tmp_path):
         fds.append(await disks.take(64))  # a ready one
         for size in (16, 32, 48):  # only the three most recent sizes keep a disk ready
             fds.append(await disks.take(size))
+            disks.refill()
         await asyncio.sleep(0.5)
         assert 64 not in disks._ready and set(disks._ready) == {16, 32, 48}
         assert len({os.fstat(fd).st_dev for fd in fds}) == len(fds)  # a filesystem each

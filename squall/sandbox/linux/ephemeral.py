@@ -15,7 +15,8 @@ environment gets a small ext4 filesystem of exactly its ``EphemeralStorage`` siz
 
 When the environment ends its namespace goes, the mount with it, the loop device clears
 itself and the unlinked copy is freed. Making a disk takes ~5 ms (mostly the loop device and
-the mount), so a few are made ahead, on a thread of their own, for the sizes in use.
+the mount), so one is made ahead for each of the sizes in use, on a thread of its own, once
+the start that took the last one is over.
 """
 
 from __future__ import annotations
@@ -103,22 +104,26 @@ class EphemeralDisks:
         ready = self._ready.get(size_mb)
         if ready:
             fd = ready.pop()
-            self._ready.move_to_end(size_mb)
         else:
             fd = await asyncio.get_running_loop().run_in_executor(self._thread, self._make, size_mb)
-        self._refill(size_mb)
-        return fd
-
-    def _refill(self, size_mb: int) -> None:
-        """Make the next disk of this size ahead (and forget sizes no longer in use)."""
-        if self._closed or size_mb in self._refills:
-            return
         self._ready.setdefault(size_mb, [])
         self._ready.move_to_end(size_mb)
-        while len(self._ready) > READY_SIZES:
+        while len(self._ready) > READY_SIZES:  # forget sizes no longer in use
             _, dropped = self._ready.popitem(last=False)
-            for fd in dropped:
-                os.close(fd)
+            for dropped_fd in dropped:
+                os.close(dropped_fd)
+        return fd
+
+    def refill(self) -> None:
+        """Make a disk ahead for each size in use that has none ready. Called once a start is
+        over (making one takes the CPU for ~5 ms: not while a sandbox starts)."""
+        for size_mb, ready in list(self._ready.items()):
+            if not ready:
+                self._refill(size_mb)
+
+    def _refill(self, size_mb: int) -> None:
+        if self._closed or size_mb in self._refills:
+            return
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._thread, self._make, size_mb)
         self._refills[size_mb] = future

@@ -422,17 +422,23 @@ class Networks:
         ip.link("set", index=index, master=bridge)
         ip.brport("set", index=index, isolated=1)
 
-    async def unplumb(self, plumbing: Plumbing) -> None:
-        """Take the veth away now (the sandbox stays, with its loopback only)."""
+    def discard(self, plumbing: Plumbing) -> None:
+        """Take the veth away (the sandbox stays, with its loopback only): soon, not now —
+        deleting a device waits for an RCU grace period (~20 ms here). The sandbox brings its
+        end down first; without carrier and master, the host end carries nothing meanwhile."""
         self.release(plumbing)
         if plumbing.done:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._delete, plumbing.host_ifname)
             plumbing.done = False
+            self._thread.submit(self._delete, plumbing.host_ifname)
 
     def _delete(self, host_ifname: str) -> None:
-        found = self._ip.link_lookup(ifname=host_ifname)
-        if found:
-            self._ip.link("del", index=found[0])
+        try:
+            found = self._ip.link_lookup(ifname=host_ifname)
+            if found:
+                self._ip.link("set", index=found[0], master=0, state="down")
+                self._ip.link("del", index=found[0])
+        except Exception as e:  # gone with its namespace meanwhile
+            log.debug("cannot delete %s: %s", host_ifname, e)
 
     def describe(self) -> dict[str, object]:
         return {"networks": {name: spec.describe() for name, spec in self.specs.items()},

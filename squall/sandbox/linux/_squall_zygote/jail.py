@@ -72,6 +72,7 @@ class Jail(object):
         self.hostname = as_bytes(config.get("hostname") or "localhost")
         self.runtime_dir = config["runtime_dir"]
         self.shm_mb = int(config.get("shm_mb") or 64)
+        self.disk_expected = bool(config.get("tmp_disks"))  # requests bring a disk for /tmp
         self.ops = []
         self.late_binds = []  # interpreter prefixes under /tmp or /dev/shm, which each sandbox mounts
         self.late_links = []
@@ -259,7 +260,7 @@ class Jail(object):
     def enter_spare(self):
         """In a spare (B) where the code arrives as mount fds: the whole jail but the code,
         pivot_root included (its unmount of the host's mount tree costs ~0.4 ms)."""
-        self._private_dirs(SPARE_TMP_MB)
+        self._private_dirs(SPARE_TMP_MB, tmp=not (self.disk_expected and self.tmp_disks))
         self._pivot()
         check(libc.sethostname(self.hostname, len(self.hostname)), "sethostname")
 
@@ -272,9 +273,13 @@ class Jail(object):
             move_mount(fd, as_bytes(target))
             mount(None, as_bytes(target), None, MS_PRIVATE)  # a clone of a shared mount is in its peer group
             read_only(as_bytes(target), flags)
+        spare_tmp = not (self.disk_expected and self.tmp_disks)  # enter_spare mounted a tmpfs
         if disk is not None:
-            check(libc.umount2(b"/tmp", MNT_DETACH), "umount the spare's /tmp")
+            if spare_tmp:
+                check(libc.umount2(b"/tmp", MNT_DETACH), "umount the spare's /tmp")
             move_mount(disk, b"/tmp")
+        elif not spare_tmp:  # no disk after all: a tmpfs now
+            mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=%dm,mode=1777" % max(1, int(tmp_mb)))
         elif int(tmp_mb) != SPARE_TMP_MB:
             mount(None, b"/tmp", None, MS_REMOUNT | MS_NOSUID | MS_NODEV, b"size=%dm,mode=1777" % max(1, int(tmp_mb)))
 
@@ -284,11 +289,11 @@ class Jail(object):
         interpreter's prefix is bound under /tmp (it would be hidden)."""
         return not (self.late_binds or self.late_links)
 
-    def _private_dirs(self, tmp_mb, disk=None):
+    def _private_dirs(self, tmp_mb, disk=None, tmp=True):
         root = self.mountpoint
         if disk is not None:
             move_mount(disk, root + b"/tmp")
-        else:
+        elif tmp:
             mount(b"tmpfs", root + b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=%dm,mode=1777" % max(1, int(tmp_mb)))
         mount(b"shm", root + b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=%dm,mode=1777" % self.shm_mb)
         for source in self.late_binds:
@@ -371,9 +376,26 @@ def _sockaddr_field(address):
     return (ctypes.c_ubyte * 16).from_buffer_copy(_sockaddr_in(address))
 
 
-def configure_eth0(address, prefix, gateway):
-    """In B, in the sandbox's network namespace: give ``eth0`` (moved in by the server, maybe
-    a moment from now) its address, bring it up and route through the gateway."""
+def disable_ipv6_ahead():
+    """Interfaces created in this network namespace from now on (eth0) get no IPv6: their
+    networks are IPv4, and IPv6 autoconfiguration would only cost time when eth0 comes up."""
+    try:
+        with open("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w") as f:
+            f.write("1")
+    except OSError:
+        pass  # a kernel without IPv6
+
+
+def _set_flags(fd, up):
+    flags = struct.unpack("16sh14x", fcntl.ioctl(fd, SIOCGIFFLAGS, struct.pack("16sh14x", b"eth0", 0)))[1]
+    flags = flags | IFF_UP if up else flags & ~IFF_UP
+    fcntl.ioctl(fd, SIOCSIFFLAGS, struct.pack("16sh14x", b"eth0", flags))
+
+
+def configure_eth0(address, prefix, gateway, reconfigure=False):
+    """In B, in the sandbox's network namespace: give ``eth0`` (made by the server, maybe a
+    moment from now) its address, bring it up and route through the gateway. ``reconfigure``:
+    it had another address (a spare configured ahead for another network)."""
     deadline = time.monotonic() + ETH0_WAIT_S
     while True:
         try:
@@ -386,16 +408,28 @@ def configure_eth0(address, prefix, gateway):
     netmask = socket.inet_ntoa(struct.pack("!I", (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         fd = sock.fileno()
+        if reconfigure:
+            _set_flags(fd, False)  # its routes go with it
         fcntl.ioctl(fd, SIOCSIFADDR, struct.pack("16s", b"eth0") + _sockaddr_in(address))
         fcntl.ioctl(fd, SIOCSIFNETMASK, struct.pack("16s", b"eth0") + _sockaddr_in(netmask))
-        flags = struct.unpack("16sh14x", fcntl.ioctl(fd, SIOCGIFFLAGS, struct.pack("16sh14x", b"eth0", 0)))[1]
-        fcntl.ioctl(fd, SIOCSIFFLAGS, struct.pack("16sh14x", b"eth0", flags | IFF_UP))
+        _set_flags(fd, True)
         route = _Rtentry(rt_dst=_sockaddr_field("0.0.0.0"), rt_gateway=_sockaddr_field(gateway),
                          rt_genmask=_sockaddr_field("0.0.0.0"), rt_flags=RTF_UP | RTF_GATEWAY)
         try:
             fcntl.ioctl(fd, SIOCADDRT, bytes(route))
         except OSError as e:
             raise SetupError("default route via %s: %s" % (gateway, e.strerror))
+
+
+def eth0_down():
+    """A spare configured ahead, taken by a function with no network: eth0 down and without
+    its address (the server deletes it; the function could not bring it up again)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            _set_flags(sock.fileno(), False)
+            fcntl.ioctl(sock.fileno(), SIOCSIFADDR, struct.pack("16s", b"eth0") + _sockaddr_in("0.0.0.0"))
+        except OSError:
+            pass  # gone already
 
 
 def hand_over_runtime_api(port):

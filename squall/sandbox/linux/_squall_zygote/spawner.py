@@ -11,7 +11,7 @@ import sys
 import time
 
 from _squall_zygote import syscalls
-from _squall_zygote.jail import Jail, configure_eth0, hand_over_runtime_api, loopback_up
+from _squall_zygote.jail import Jail, configure_eth0, disable_ipv6_ahead, eth0_down, hand_over_runtime_api, loopback_up
 from _squall_zygote.messages import (
     read_all,
     recv_fds,
@@ -116,6 +116,8 @@ class Spawner(object):
             jail = self.jail
             jail.prepare_sandbox()
             loopback_up()  # the sandbox's own network namespace: its lo starts down
+            disable_ipv6_ahead()
+            configured = None  # eth0 as configured ahead (a "net" message from the server)
             if self.trees:  # the code will come as mount fds: build the rest of the jail now (before C)
                 jail.enter_spare()
             # the runtime's pid: not always 2, so that pids of different sandboxes differ
@@ -133,6 +135,10 @@ class Spawner(object):
                 data, fds = recv_fds(4)
                 if not data:
                     os._exit(0)  # the zygote is gone: a spare nobody will use
+                if data.startswith(b"net "):  # the server made our eth0 ahead: configure it now
+                    configured = json.loads(data[4:])
+                    configure_eth0(configured["address"], int(configured["prefix"]), configured["gateway"])
+                    continue
                 if data != b"join":
                     break
                 try:
@@ -167,9 +173,11 @@ class Spawner(object):
                 check(libc.sethostname(jail.hostname, len(jail.hostname)), "sethostname")
             for fd in fds:
                 os.close(fd)
-            if req.get("net"):  # the server gives us eth0 (maybe a moment from now): configure it
-                net = req["net"]
-                configure_eth0(net["address"], int(net["prefix"]), net["gateway"])
+            net = req.get("net")
+            if net and net != configured:  # the server gives us eth0 (maybe a moment from now), or moved it
+                configure_eth0(net["address"], int(net["prefix"]), net["gateway"], reconfigure=configured is not None)
+            elif configured and not net:
+                eth0_down()  # no network for this function (the server deletes eth0)
             os.write(b_end, b"j")  # jailed: C may run
             os.close(b_end)
             os.dup2(0, 2)

@@ -84,11 +84,9 @@ class Webhook:
 
 # ------------------------------------------------------------------ clients
 def event_request(server: common.Server, name: str, body: bytes, invocation_type: str = "Event") -> bytes:
-    return (
-        f"POST {common.invoke_path(name)} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n"
-        f"X-Amz-Invocation-Type: {invocation_type}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    """A whole signed request (valid for five minutes), sent again and again."""
+    return common.build_post(server.host, server.port, common.invoke_path(name), body,
+                             {"X-Amz-Invocation-Type": invocation_type}, credentials=server.credentials)
 
 
 async def _blast(server: common.Server, request: bytes, count: int, clients: int) -> tuple[float, list[float], int]:
@@ -133,7 +131,7 @@ def blast(server: common.Server, name: str, count: int, clients: int) -> tuple[f
 
 
 def queue_depth(server: common.Server, name: str) -> int:
-    report = common.get_json(server.endpoint, f"/squall/queue?function={name}")
+    report = common.get_json(server.endpoint, f"/squall/queue?function={name}", server.credentials)
     return int(report["functions"][0]["depth"]) if report["functions"] else 0
 
 
@@ -151,7 +149,7 @@ def wait_drained(server: common.Server, name: str, timeout: float) -> float:
 def accept_phase(
     report: common.Report, server: common.Server, key: str, label: str, events: int, clients: int, baseline: bool = False
 ) -> float:
-    client = common.lambda_client(server.endpoint)
+    client = common.lambda_client(server.endpoint, credentials=server.credentials)
     runtime = common.pick_runtime(common.health(server.endpoint))
     name = common.deploy(client, HANDLER, runtime)
     client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)  # dispatch paused
@@ -174,7 +172,7 @@ def accept_phase(
 
 
 def accept_while_dispatching(report: common.Report, server: common.Server, events: int, clients: int) -> None:
-    client = common.lambda_client(server.endpoint)
+    client = common.lambda_client(server.endpoint, credentials=server.credentials)
     name = common.deploy(client, HANDLER, common.pick_runtime(common.health(server.endpoint)))
     elapsed, latencies, failures = blast(server, name, events, clients)
     drained = wait_drained(server, name, timeout=600)
@@ -191,16 +189,19 @@ def accept_while_dispatching(report: common.Report, server: common.Server, event
 
 def latency_phase(report: common.Report, server: common.Server, samples: int) -> float | None:
     hook = Webhook()
-    client = common.lambda_client(server.endpoint)
+    client = common.lambda_client(server.endpoint, credentials=server.credentials)
     name = common.deploy(client, HANDLER, common.pick_runtime(common.health(server.endpoint)))
     client.put_function_event_invoke_config(FunctionName=name, DestinationConfig={"OnSuccess": {"Destination": hook.url}})
     client.invoke(FunctionName=name, Payload=b"{}")  # warm: one idle environment from now on
     conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+    url = server.endpoint + common.invoke_path(name)
+    event_headers = common.sign(server.credentials, "POST", url, b'{"n": 1}', {"X-Amz-Invocation-Type": "Event"})
+    sync_headers = common.sign(server.credentials, "POST", url, b'{"n": 1}', {})
     async_ms, ack_ms, sync_ms = [], [], []
     try:
         for _ in range(samples):
             sent = time.time()
-            conn.request("POST", common.invoke_path(name), body=b'{"n": 1}', headers={"X-Amz-Invocation-Type": "Event"})
+            conn.request("POST", common.invoke_path(name), body=b'{"n": 1}', headers=event_headers)
             response = conn.getresponse()
             response.read()
             acked = time.time()
@@ -211,7 +212,7 @@ def latency_phase(report: common.Report, server: common.Server, samples: int) ->
             time.sleep(0.005)  # the record is sent after the handler returns: let it settle
         for _ in range(samples):
             sent = time.time()
-            conn.request("POST", common.invoke_path(name), body=b'{"n": 1}')
+            conn.request("POST", common.invoke_path(name), body=b'{"n": 1}', headers=sync_headers)
             response = conn.getresponse()
             started = float(response.read())
             sync_ms.append((started - sent) * 1000)

@@ -49,9 +49,9 @@ def main() -> None:
     with common.server_for(args) as server:
         doc = common.health(server.endpoint)
         report.server(server, doc)
-        client = common.lambda_client(server.endpoint)
+        client = common.lambda_client(server.endpoint, credentials=server.credentials)
         name = common.deploy(client, HANDLER, common.pick_runtime(doc), memory=args.memory, env={"BENCH_GEN": "0"})
-        invoker = common.RawInvoker(server.endpoint, name, tail=True)
+        invoker = common.RawInvoker(server.endpoint, name, tail=True, credentials=server.credentials)
         latencies, inits, outside, streams = [], [], [], set()
         missing_init = 0
         try:

@@ -50,7 +50,7 @@ from typing import Any, Callable, Sequence
 from urllib.parse import quote, urlsplit
 
 BENCH_DIR = Path(__file__).resolve().parent
-ROLE = "arn:aws:iam::123456789012:role/squall-bench"
+ROLE = "arn:aws:iam::123456789012:role/squall-function"  # every server has it from its first start
 INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
 SERVER_START_TIMEOUT_S = 60.0
 
@@ -370,6 +370,27 @@ class Server:
         return urlsplit(self.endpoint).port or 80
 
     @property
+    def credentials(self) -> tuple[str, str]:
+        """The key to sign with: the administrator's, from the data dir of a server started
+        here; for one given with --endpoint, boto3's usual chain (e.g. `eval "$(squall credentials)"`)."""
+        if self.data_dir is not None:
+            from squall.auth import credentials_file
+
+            for _ in range(100):
+                found = credentials_file.read(self.data_dir)
+                if found is not None:
+                    return found
+                time.sleep(0.05)
+            raise SystemExit(f"the server wrote no credentials to {self.data_dir}")
+        import boto3
+
+        found_credentials = boto3.session.Session().get_credentials()
+        if found_credentials is None:
+            raise SystemExit("no credentials for the server given with --endpoint: export the lines `squall credentials` prints")
+        frozen = found_credentials.get_frozen_credentials()
+        return frozen.access_key, frozen.secret_key
+
+    @property
     def pid(self) -> int | None:
         """The server's pid (found through its listening socket when given with --endpoint)."""
         if self.process is not None:
@@ -495,11 +516,13 @@ def find_listener_pid(port: int) -> int | None:
     return None
 
 
-def get_json(endpoint: str, path: str) -> dict[str, Any]:
+def get_json(endpoint: str, path: str, credentials: tuple[str, str] | None = None) -> dict[str, Any]:
+    """GET one of Squall's own endpoints (signed as a Lambda request when ``credentials``)."""
     u = urlsplit(endpoint)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
     try:
-        conn.request("GET", path)
+        headers = sign(credentials, "GET", endpoint + path, b"", {}) if credentials else {}
+        conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         body = response.read()
         if response.status != 200:
@@ -516,16 +539,17 @@ def health(endpoint: str) -> dict[str, Any]:
 # ------------------------------------------------------------------ functions
 
 
-def lambda_client(endpoint: str, pool: int = 10):
+def lambda_client(endpoint: str, pool: int = 10, credentials: tuple[str, str] | None = None):
     import boto3
     from botocore.config import Config
 
+    key_id, secret = credentials or ("bench", "bench")
     return boto3.client(
         "lambda",
         endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": 1}, read_timeout=900, connect_timeout=10, max_pool_connections=pool),
     )
 
@@ -596,17 +620,32 @@ def invoke_path(name: str) -> str:
 class RawInvoker:
     """Invokes over ONE keep-alive connection with http.client (no SDK overhead)."""
 
-    def __init__(self, endpoint: str, name: str, tail: bool = False) -> None:
+    def __init__(self, endpoint: str, name: str, tail: bool = False, credentials: tuple[str, str] | None = None) -> None:
         u = urlsplit(endpoint)
         self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=900)
         self.conn.connect()
+        self.url = f"http://{u.hostname}:{u.port}"
         self.path = invoke_path(name)
         self.headers = {"Content-Type": "application/json"}
         if tail:
             self.headers["X-Amz-Log-Type"] = "Tail"
+        self.credentials = credentials
+        self._signed: dict[bytes, tuple[float, dict[str, str]]] = {}
+
+    def _headers(self, payload: bytes) -> dict[str, str]:
+        """Signed headers, made once a minute per payload: the server checks the signature of
+        every request; the client does not pay for signing each one."""
+        if self.credentials is None:
+            return self.headers
+        now = time.monotonic()
+        held = self._signed.get(payload)
+        if held is None or now - held[0] > 60:
+            held = (now, sign(self.credentials, "POST", self.url + self.path, payload, self.headers))
+            self._signed[payload] = held
+        return held[1]
 
     def invoke(self, payload: bytes) -> tuple[int, http.client.HTTPResponse, bytes]:
-        self.conn.request("POST", self.path, body=payload, headers=self.headers)
+        self.conn.request("POST", self.path, body=payload, headers=self._headers(payload))
         response = self.conn.getresponse()
         body = response.read()
         return response.status, response, body
@@ -637,9 +676,25 @@ def init_duration_ms(tail: str) -> float | None:
 # ------------------------------------------------------------------ raw asyncio HTTP
 
 
-def build_post(host: str, port: int, path: str, body: bytes, extra_headers: dict[str, str] | None = None) -> bytes:
+def sign(credentials: tuple[str, str], method: str, url: str, body: bytes, headers: dict[str, str],
+         service: str = "lambda", region: str = "us-east-1") -> dict[str, str]:
+    """``headers`` plus a SigV4 signature (botocore's signer), good for five minutes."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
+    SigV4Auth(Credentials(*credentials), service, region).add_auth(request)
+    return dict(request.headers.items())
+
+
+def build_post(host: str, port: int, path: str, body: bytes, extra_headers: dict[str, str] | None = None,
+               credentials: tuple[str, str] | None = None) -> bytes:
+    """A whole HTTP request, signed when ``credentials`` are given (valid for five minutes)."""
     headers = {"Host": f"{host}:{port}", "Content-Type": "application/json", "Content-Length": str(len(body))}
     headers.update(extra_headers or {})
+    if credentials is not None:
+        headers = sign(credentials, "POST", f"http://{host}:{port}{path}", body, headers)
     head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
     return head.encode("latin-1") + body
 

@@ -102,7 +102,7 @@ async def burst(server: common.Server, server_pid: int, name: str, k: int, max_w
     port = rendezvous.getsockname()[1]
     event = json.dumps({"host": host, "port": port, "max_wait_s": max_wait_s,
                         "until": time.time() + max_wait_s}).encode()
-    request = common.build_post(server.host, server.port, common.invoke_path(name), event)
+    request = common.build_post(server.host, server.port, common.invoke_path(name), event, credentials=server.credentials)
     started = time.perf_counter()
     tasks = [asyncio.create_task(common.post_once(server.host, server.port, request)) for _ in range(k)]
     ramp_s = stalled = None
@@ -239,7 +239,7 @@ def main() -> None:
         server_pid = server.pid
         if server_pid is None:
             raise SystemExit("cannot find the server's process (it must run on this machine)")
-        client = common.lambda_client(server.endpoint)
+        client = common.lambda_client(server.endpoint, credentials=server.credentials)
         runtime = common.pick_runtime(doc)
         primer = common.deploy(client, PRIMER, runtime, memory=MEMORY_MB)
         bench_network = ((doc.get("isolation") or {}).get("networks") or {}).get("networks", {}).get("bench")

@@ -56,13 +56,15 @@ def choose(generator: str) -> str:
     return generator
 
 
-def run_load(generator: str, url: str, body: bytes, connections: int, duration: int, threads: int = 1) -> dict[str, Any]:
-    """Run one load test; the result includes the generator's own CPU seconds."""
+def run_load(generator: str, url: str, body: bytes, connections: int, duration: int, threads: int = 1,
+             headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one load test; the result includes the generator's own CPU seconds. ``headers``:
+    sent with every request (a signature made for the run: valid for five minutes)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     if generator == "wrk":
-        result = _run_wrk(url, body, connections, duration, threads)
+        result = _run_wrk(url, body, connections, duration, threads, headers or {})
     else:
-        result = _run_asyncio(url, body, connections, duration)
+        result = _run_asyncio(url, body, connections, duration, headers or {})
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result["generator"] = generator
     result["connections"] = connections
@@ -87,8 +89,10 @@ def report_result(report: common.Report, key: str, label: str, result: dict[str,
     return report.figures(key, label, figures, baseline)
 
 
-def _run_wrk(url: str, body: bytes, connections: int, duration: int, threads: int) -> dict[str, Any]:
+def _run_wrk(url: str, body: bytes, connections: int, duration: int, threads: int,
+             headers: dict[str, str]) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write("".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items() if k.lower() != "content-type"))
         fh.write(WRK_SCRIPT % {"body": body.decode()})
         script = fh.name
     try:
@@ -107,10 +111,10 @@ def _run_wrk(url: str, body: bytes, connections: int, duration: int, threads: in
     return json.loads(match.group(1))
 
 
-def _run_asyncio(url: str, body: bytes, connections: int, duration: int) -> dict[str, Any]:
+def _run_asyncio(url: str, body: bytes, connections: int, duration: int, headers: dict[str, str]) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--url", url, "--body", body.decode(),
-         "-c", str(connections), "-d", str(duration)],
+         "-c", str(connections), "-d", str(duration), "--headers", json.dumps(headers)],
         capture_output=True,
         text=True,
         timeout=duration + 60,
@@ -148,10 +152,11 @@ async def _connection(host: str, port: int, request: bytes, deadline: float, lat
         writer.close()
 
 
-async def generate(url: str, body: bytes, connections: int, duration: float) -> dict[str, Any]:
+async def generate(url: str, body: bytes, connections: int, duration: float,
+                   headers: dict[str, str] | None = None) -> dict[str, Any]:
     u = urlsplit(url)
     host, port = u.hostname or "127.0.0.1", u.port or 80
-    request = common.build_post(host, port, u.path or "/", body)
+    request = common.build_post(host, port, u.path or "/", body, extra_headers=headers)
     latencies: list[float] = []
     counts = {"requests": 0, "connect_errors": 0, "read_errors": 0, "write_errors": 0, "status_errors": 0, "timeouts": 0}
     started = time.perf_counter()
@@ -186,9 +191,10 @@ def main() -> None:
     p.add_argument("--body", default="{}")
     p.add_argument("-c", "--connections", type=int, default=32)
     p.add_argument("-d", "--duration", type=float, default=10.0)
+    p.add_argument("--headers", default="{}", help="JSON object of headers for every request (a signature)")
     args = p.parse_args()
     common.raise_fd_limit()
-    coro = generate(args.url, args.body.encode(), args.connections, args.duration)
+    coro = generate(args.url, args.body.encode(), args.connections, args.duration, json.loads(args.headers))
     uvloop = _uvloop()
     result = uvloop.run(coro) if uvloop else asyncio.run(coro)
     json.dump(result, sys.stdout)

@@ -76,12 +76,12 @@ def main() -> None:
     with common.server_for(args, {"SQUALL_ACCOUNT_CONCURRENCY": str(max(1000, 2 * max(levels)))}) as server:
         doc = common.health(server.endpoint)
         report.server(server, doc)
-        client = common.lambda_client(server.endpoint)
+        client = common.lambda_client(server.endpoint, credentials=server.credentials)
         name = common.deploy(client, HANDLER, common.pick_runtime(doc))
         try:
             report.section("results (wave wall time; first = with cold starts of new environments)")
             for level in levels:
-                invokers = [common.RawInvoker(server.endpoint, name) for _ in range(level)]
+                invokers = [common.RawInvoker(server.endpoint, name, credentials=server.credentials) for _ in range(level)]
 
                 def caller(inv: common.RawInvoker):
                     def call(payload: bytes) -> bytes:

@@ -135,8 +135,8 @@ def create(client: Any, runtime: str, handler: str, files: dict[str, Any], modes
     return name
 
 
-def warm(endpoint: str, name: str, n: int, warmup: int) -> list[float]:
-    invoker = common.RawInvoker(endpoint, name)
+def warm(endpoint: str, name: str, n: int, warmup: int, credentials: tuple[str, str] | None = None) -> list[float]:
+    invoker = common.RawInvoker(endpoint, name, credentials=credentials)
     try:
         for _ in range(warmup):
             common.check_invoke(*invoker.invoke(PAYLOAD))
@@ -151,8 +151,9 @@ def warm(endpoint: str, name: str, n: int, warmup: int) -> list[float]:
         invoker.close()
 
 
-def cold(client: Any, endpoint: str, name: str, n: int) -> tuple[list[float], list[float]]:
-    invoker = common.RawInvoker(endpoint, name, tail=True)
+def cold(client: Any, endpoint: str, name: str, n: int,
+         credentials: tuple[str, str] | None = None) -> tuple[list[float], list[float]]:
+    invoker = common.RawInvoker(endpoint, name, tail=True, credentials=credentials)
     latencies, inits = [], []
     try:
         for i in range(1, n + 1):
@@ -188,7 +189,7 @@ def main() -> None:
     with common.server_for(args) as server, tempfile.TemporaryDirectory() as tmp:
         doc = common.health(server.endpoint)
         report.server(server, doc)
-        client = common.lambda_client(server.endpoint)
+        client = common.lambda_client(server.endpoint, credentials=server.credentials)
         wanted = set((args.only or "").split(",")) - {""}
         baseline_median = None
         compared = 0
@@ -198,9 +199,9 @@ def main() -> None:
             try:
                 report.section(f"baseline: {label}" if is_baseline else label)
                 key = label.split()[0].replace(".", "_")
-                warm_summary = report.latency(f"{key}_warm", f"{label}: warm invoke", warm(server.endpoint, name, n, max(5, n // 10)),
+                warm_summary = report.latency(f"{key}_warm", f"{label}: warm invoke", warm(server.endpoint, name, n, max(5, n // 10), server.credentials),
                                               baseline=is_baseline)
-                latencies, inits = cold(client, server.endpoint, name, n_cold)
+                latencies, inits = cold(client, server.endpoint, name, n_cold, server.credentials)
                 report.latency(f"{key}_cold", f"{label}: cold invoke (client side)", latencies, baseline=is_baseline)
                 report.latency(f"{key}_init", f"{label}: REPORT Init Duration", inits, baseline=is_baseline)
                 if is_baseline:

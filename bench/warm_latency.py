@@ -51,7 +51,8 @@ class SocketInvoker:
     def __init__(self, server: common.Server, name: str) -> None:
         self.sock = socket.create_connection((server.host, server.port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.request = common.build_post(server.host, server.port, common.invoke_path(name), PAYLOAD)
+        self.request = common.build_post(server.host, server.port, common.invoke_path(name), PAYLOAD,
+                                         credentials=server.credentials)
         self.buffer = b""
 
     def invoke(self) -> None:
@@ -99,9 +100,9 @@ def main() -> None:
     with common.server_for(args) as server:
         doc = common.health(server.endpoint)
         report.server(server, doc)
-        client = common.lambda_client(server.endpoint)
+        client = common.lambda_client(server.endpoint, credentials=server.credentials)
         name = common.deploy(client, HANDLER, common.pick_runtime(doc), memory=args.memory)
-        invoker = common.RawInvoker(server.endpoint, name)
+        invoker = common.RawInvoker(server.endpoint, name, credentials=server.credentials)
 
         def one() -> None:
             status, response, body = invoker.invoke(PAYLOAD)
@@ -128,7 +129,9 @@ def main() -> None:
                 seconds = 1 if args.quick else 5
                 c_client = loadgen.report_result(
                     report, "warm_invoke_c_client", f"warm invoke, wrk (C) keep-alive, 1 connection, {seconds} s",
-                    loadgen.run_load("wrk", server.endpoint + common.invoke_path(name), PAYLOAD, 1, seconds))
+                    loadgen.run_load("wrk", server.endpoint + common.invoke_path(name), PAYLOAD, 1, seconds,
+                                     headers=common.sign(server.credentials, "POST", server.endpoint + common.invoke_path(name),
+                                                         PAYLOAD, {"Content-Type": "application/json"})))
             else:
                 report.note("wrk is not installed (apt-get install wrk): no C-client figure")
             qualified = qualified_comparison(report, client, server, name, n)
@@ -155,6 +158,10 @@ def main() -> None:
                 response.read()
 
             report.latency("health_floor", "GET /health (HTTP + ASGI, no invoke)", common.timed_loop(health_once, n_aside))
+            check = signature_cost(report, server, name, n)
+            if cpu and cpu.get("server_cpu_us"):
+                report.ratio("signature_check_vs_server_cpu", "signature check median / server CPU per warm invoke",
+                             common.ratio(check.get("median_ms"), cpu["server_cpu_us"] / 1000))
             report.line(f"  environments after the run: {environments}")
             if args.profile:
                 profile(server, one, args.profile, args.profile_seconds, report)
@@ -187,6 +194,36 @@ def main() -> None:
     report.finish()
 
 
+# ------------------------------------------------------------------ authentication
+
+
+def signature_cost(report: common.Report, report_server: common.Server, name: str, n: int) -> dict:
+    """What checking the signature of one warm invoke costs the server, measured in process
+    (squall.auth.sigv4: read the claims, check the time, rebuild the canonical request with
+    botocore, one HMAC with the cached signing key): the same work the server does per request."""
+    from urllib.parse import urlsplit
+
+    from squall.auth import sigv4
+
+    key_id, secret = report_server.credentials
+    url = report_server.endpoint + common.invoke_path(name)
+    headers = {k.lower(): v for k, v in common.sign((key_id, secret), "POST", url, PAYLOAD,
+                                                     {"Content-Type": "application/json"}).items()}
+    headers["host"] = urlsplit(url).netloc
+    path_url = url
+
+    def check() -> None:
+        claims = sigv4.read("POST", headers, {})
+        sigv4.check_time(claims)
+        if not sigv4.verify(claims, secret, "POST", path_url, headers, {}, PAYLOAD):
+            raise RuntimeError("the benchmark's own signature does not verify")
+
+    for _ in range(50):
+        check()
+    return report.latency("signature_check", "SigV4 check of a warm invoke, in process (read, time, verify)",
+                          common.timed_loop(check, n))
+
+
 # ------------------------------------------------------------------ versions and aliases
 
 
@@ -196,9 +233,9 @@ def qualified_comparison(report: common.Report, client, server: common.Server, n
     version = client.publish_version(FunctionName=name)["Version"]
     client.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
     invokers = {
-        "unqualified": common.RawInvoker(server.endpoint, name),
-        "version": common.RawInvoker(server.endpoint, f"{name}:{version}"),
-        "alias": common.RawInvoker(server.endpoint, f"{name}:live"),
+        "unqualified": common.RawInvoker(server.endpoint, name, credentials=server.credentials),
+        "version": common.RawInvoker(server.endpoint, f"{name}:{version}", credentials=server.credentials),
+        "alias": common.RawInvoker(server.endpoint, f"{name}:live", credentials=server.credentials),
     }
     samples: dict[str, list[float]] = {key: [] for key in invokers}
     try:

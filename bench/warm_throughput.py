@@ -81,20 +81,23 @@ def main() -> None:
     if generator != "wrk":
         report.note("wrk is not installed (apt-get install wrk); using the asyncio generator, which needs more "
                     "CPU per request and so leaves less of the machine to the server")
-    run = lambda url, secs: loadgen.run_load(generator, url, PAYLOAD, c, secs, args.threads)  # noqa: E731
+    def run(url: str, secs: int, credentials: tuple[str, str] | None = None) -> dict:
+        headers = common.sign(credentials, "POST", url, PAYLOAD, {"Content-Type": "application/json"}) if credentials else None
+        return loadgen.run_load(generator, url, PAYLOAD, c, secs, args.threads, headers)
+
     env = {"SQUALL_ACCOUNT_CONCURRENCY": str(max(1000, 4 * c)),
            "SQUALL_MEMORY_CAPACITY_MB": str(max(20_000, 2 * c * args.memory))}
     with common.server_for(args, env) as server:
         doc = common.health(server.endpoint)
         report.server(server, doc)
-        client = common.lambda_client(server.endpoint)
+        client = common.lambda_client(server.endpoint, credentials=server.credentials)
         name = common.deploy(client, HANDLER, common.pick_runtime(doc), memory=args.memory)
         try:
             client.invoke(FunctionName=name, Payload=PAYLOAD)["Payload"].read()
             url = server.endpoint + common.invoke_path(name)
-            run(url, warmup)  # scale out to c warm environments
+            run(url, warmup, server.credentials)  # scale out to c warm environments
             meter = common.CpuMeter(server.pid)
-            result = run(url, duration)
+            result = run(url, duration, server.credentials)
             cpu = meter.per_op_us(result["requests"])
             environments = common.health(server.endpoint)["environments"]
         finally:

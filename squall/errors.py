@@ -115,6 +115,75 @@ class InvalidSubnetID(LambdaError):
     code = "InvalidSubnetIDException"
 
 
+class MissingAuthenticationToken(LambdaError):
+    """A request without any signature (403)."""
+
+    code = "MissingAuthenticationTokenException"
+
+
+class IncompleteSignature(LambdaError):
+    """An Authorization header or presigned query that is not a whole SigV4 signature (400)."""
+
+    code = "IncompleteSignatureException"
+
+
+class InvalidSignature(LambdaError):
+    """A signature that does not match, or that is out of its time (403)."""
+
+    code = "InvalidSignatureException"
+
+
+class UnrecognizedClient(LambdaError):
+    """An access key (or session token) nobody issued (403)."""
+
+    code = "UnrecognizedClientException"
+
+
+class ExpiredToken(LambdaError):
+    """Temporary credentials past their expiry (403)."""
+
+    code = "ExpiredTokenException"
+
+
+class MalformedPolicyDocument(LambdaError):
+    """A policy document IAM cannot read (400; IAM's error)."""
+
+    code = "MalformedPolicyDocument"
+
+
+# ---- IAM's own errors (the IAM API answers them in its XML; statuses in api/iam_api.py) ----------
+class NoSuchEntity(LambdaError):
+    code = "NoSuchEntity"
+
+
+class EntityAlreadyExists(LambdaError):
+    code = "EntityAlreadyExists"
+
+
+class DeleteConflict(LambdaError):
+    code = "DeleteConflict"
+
+
+class LimitExceeded(LambdaError):
+    code = "LimitExceeded"
+
+
+class IamValidationError(LambdaError):
+    code = "ValidationError"
+
+
+class InvalidInput(LambdaError):
+    code = "InvalidInput"
+
+
+class PolicyLengthExceeded(LambdaError):
+    code = "PolicyLengthExceededException"
+
+
+class PublicPolicy(LambdaError):
+    code = "PublicPolicyException"
+
+
 class ServiceError(LambdaError):
     code = "ServiceException"
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import resource
-import secrets
 import signal
 import socket
 import sys
-from pathlib import Path
 from types import FrameType
 from typing import Any, Callable
 
@@ -20,6 +17,7 @@ import uvloop
 from squall.api.app import SquallApp
 from squall.api.http_protocol import ConnectionLimits, HttpProtocol, watch_connections
 from squall.api.operations import CodeLinks
+from squall.auth import credentials_file
 from squall.engine.engine import Engine
 from squall.engine.stores import Stores
 from squall.environments.executor import LocalExecutor
@@ -29,17 +27,6 @@ from squall.sandbox import select_backend
 from squall.settings import Settings
 
 log = logging.getLogger("squall.server")
-
-
-def load_secret(data_dir: Path) -> bytes:
-    """A per-installation secret (signs code download links), created on first start."""
-    path = data_dir / "secret"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(32))
-    return path.read_bytes()
 
 
 def raise_fd_limit() -> None:
@@ -64,7 +51,7 @@ def build_app(settings: Settings) -> SquallApp:
     limits = PoolLimits(settings.memory_capacity, settings.keep_alive_seconds, settings.max_log_bytes_per_invocation)
     executor = LocalExecutor(EnvironmentPool(backend, stores.logs, settings.region, limits, code=stores.code))
     engine = Engine(settings, stores, executor, RuntimeRegistry.discover(settings.data_dir / "runtimes"))
-    return SquallApp(engine, CodeLinks(load_secret(settings.data_dir)))
+    return SquallApp(engine, CodeLinks(stores.server_key))
 
 
 def describe_networks(networks: dict[str, Any]) -> str:
@@ -110,6 +97,7 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}"
+    sockets = [sock, *environment_sockets(app, host, port)]
     limits = ConnectionLimits(
         settings.request_header_timeout_seconds, settings.request_body_idle_seconds, settings.max_connections
     )
@@ -132,7 +120,7 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
     server = _Server(config)
 
     async def main() -> None:
-        task = asyncio.create_task(server.serve(sockets=[sock]))
+        task = asyncio.create_task(server.serve(sockets=sockets))
         while not server.started and not task.done():
             await asyncio.sleep(0.01)
         watchdog = asyncio.create_task(watch_connections(server.server_state.connections))
@@ -144,11 +132,42 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
             announce(f"  data dir:  {settings.data_dir}")
             announce(f"  isolation: {backend['name']} ({'isolated' if backend['isolated'] else 'NOT isolated'})")
             announce(f"  runtimes:  {runtimes}")
+            if settings.auth:
+                announce(f"  auth:      SigV4 and IAM policies; admin credentials in {credentials_file.path_of(settings.data_dir)}"
+                         " (`squall credentials` prints them)")
+            else:
+                announce("  auth:      OFF — anyone who can connect may do anything (for throwaway local use only)")
             if backend.get("networks"):
                 announce(f"  networks:  {describe_networks(backend['networks'])}")
             announce("  press Ctrl-C to stop")
         await task
 
-    uvloop.run(main())
+    try:
+        uvloop.run(main())
+    finally:
+        networks = getattr(app.engine.executor.pool.backend, "networks", None)
+        if len(sockets) > 1 and networks is not None:
+            networks.forbid_api(port)
     if not server.started:
         raise SystemExit(1)
+
+
+def environment_sockets(app: SquallApp, host: str, port: int) -> list[socket.socket]:
+    """Listen on the host's address on each environment network too (the same port), so that
+    functions reach the API with their role's credentials; the host's filter lets them there."""
+    app.engine.api_port = port
+    backend = app.engine.executor.pool.backend
+    gateways = getattr(backend, "gateways", list)()
+    if not gateways or host in ("0.0.0.0", "::"):  # a wildcard listener covers them already
+        if gateways:
+            backend.networks.allow_api(port)
+        return []
+    sockets = []
+    for gateway in gateways:
+        try:
+            sockets.append(bind(gateway, port))
+        except OSError as e:
+            log.warning("environments cannot reach the API at %s:%d: %s", gateway, port, e)
+    if sockets:
+        backend.networks.allow_api(port)
+    return sockets

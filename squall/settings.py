@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     account_id: str = Field("123456789012", pattern=r"^\d{12}$")
     region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
 
+    # Every request must be signed (SigV4) with a key Squall issued, and IAM-style policies
+    # decide what it may do. False (`--auth off`): anyone who can connect may do anything;
+    # only for throwaway local use, and refused unless the server listens on loopback.
+    auth: bool = True
+
     # Host names (and IP addresses) the server answers to besides loopback names and ``host``;
     # any other Host header is refused (DNS rebinding). Origins (scheme://host:port) browsers
     # may call from; by default none: a request with any Origin header is refused.
@@ -100,6 +105,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _networks_fit(self) -> "Settings":
         self.network_specs()  # names, subnets that do not overlap, ports
+        return self
+
+    @model_validator(mode="after")
+    def _auth_off_only_on_loopback(self) -> "Settings":
+        if not self.auth and self.host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError(f"auth off is for throwaway local use: it needs host 127.0.0.1, ::1 or localhost, not {self.host!r}")
         return self
 
     def network_specs(self) -> dict[str, Any]:

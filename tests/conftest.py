@@ -20,7 +20,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
-ROLE = "arn:aws:iam::123456789012:role/lambda-role"
+from squall.auth import credentials_file
+
+ROLE = "arn:aws:iam::123456789012:role/squall-function"  # the execution role every server has from its first start
 
 
 @dataclass
@@ -31,15 +33,31 @@ class RunningServer:
     output: list[str]
     isolation: str = "auto"
 
-    def client(self, service: str = "lambda", **config: object):
+    @property
+    def credentials(self) -> tuple[str, str]:
+        """The administrator's key the server wrote to its data dir (``squall credentials``)."""
+        found = credentials_file.read(self.data_dir)
+        assert found is not None, f"no credentials in {self.data_dir}"
+        return found
+
+    def client(self, service: str = "lambda", credentials: tuple[str, str] | None = None, **config: object):
+        key_id, secret = credentials or self.credentials
         return boto3.client(
             service,
             endpoint_url=self.endpoint,
             region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=Config(retries={"max_attempts": 1}, read_timeout=120, **config),
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            config=Config(**{"retries": {"max_attempts": 1}, "read_timeout": 120, **config}),
         )
+
+    def aws_env(self, tmp_path: Path | None = None) -> dict[str, str]:
+        """Environment variables for the AWS CLI (or boto3 in a subprocess) as the administrator."""
+        key_id, secret = self.credentials
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(AWS_ACCESS_KEY_ID=key_id, AWS_SECRET_ACCESS_KEY=secret, AWS_DEFAULT_REGION="us-east-1",
+                   AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+        return env
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -52,6 +70,24 @@ class RunningServer:
 
 
 _STARTED: list[RunningServer] = []  # every server a test started, stopped at the end of the session
+
+
+def signed_headers(server: RunningServer, method: str, path: str, body: bytes = b"",
+                   headers: dict[str, str] | None = None, service: str = "lambda") -> dict[str, str]:
+    """``headers`` plus the administrator's SigV4 signature for a raw request (botocore's signer;
+    a ``Host`` among the headers is what gets signed)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=server.endpoint + path, data=body, headers=dict(headers or {}))
+    SigV4Auth(Credentials(*server.credentials), service, "us-east-1").add_auth(request)
+    return dict(request.headers.items())
+
+
+def server_at(endpoint: str) -> RunningServer | None:
+    """The server a test started at ``endpoint`` (its data dir has its credentials)."""
+    return next((s for s in reversed(_STARTED) if s.endpoint == endpoint), None)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -150,7 +186,7 @@ def create_function(lam, code: str | dict[str, str], handler: str = "app.handler
     lam.create_function(
         FunctionName=name,
         Runtime=kwargs.pop("Runtime", "python3.11"),
-        Role=ROLE,
+        Role=kwargs.pop("Role", ROLE),
         Handler=handler,
         Code={"ZipFile": make_zip(files, modes)},
         **kwargs,

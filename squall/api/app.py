@@ -14,9 +14,11 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
+from squall.api.authentication import authentication
 from squall.api.guard import browser_guard
-from squall.api.logs_api import LogsApi
-from squall.api.middleware import Handler, Middleware, PathRoute, Request, Router, TargetRoute, chain, error_middleware
+from squall.api.iam_api import QueryRoute
+from squall.api.logs_api import LogsApi, LogsRoute
+from squall.api.middleware import Handler, Middleware, PathRoute, Request, Router, chain, error_middleware
 from squall.api.operations import CodeLinks, LambdaRoute
 from squall.api.protocol import HttpResponse, parse_query
 from squall.engine.engine import Engine
@@ -37,21 +39,27 @@ class SquallApp:
         self.engine = engine
         self.links = links
         self.lambda_route = LambdaRoute(engine, links)
-        self.logs_api = LogsApi(engine.logs())
+        settings = engine.settings
+        identity = engine.identity
+        self.logs_route = LogsRoute(LogsApi(engine.logs()), identity.access, settings.region, settings.account_id)
+        self.query_route = QueryRoute(identity.iam, identity.access)
         self.request_ids = RequestIds()
-        router = Router(
+        self.router = router = Router(
             [
-                TargetRoute("Logs_20140328.", self._logs),
+                self.logs_route,
                 PathRoute("GET", "/health", self._health),
                 PathRoute("GET", "/squall/code/", self._code_download, prefix=True),
                 PathRoute("GET", "/squall/queue", self._queue),  # `squall queue`: the async queue per function
+                self.query_route,  # IAM and STS: form-encoded requests to /
                 self.lambda_route,
             ]
         )
-        settings = engine.settings
-        errors = error_middleware(self.lambda_route.protocol.serialize_error, lambda: settings.shutdown_grace_seconds)
-        guard = browser_guard(settings.host, settings.allowed_hosts, settings.allowed_origins)
-        self.handler: Handler = chain((errors, guard, *middlewares), router)
+        errors = error_middleware(self._render_error, lambda: settings.shutdown_grace_seconds)
+        gateways = getattr(engine.executor.pool.backend, "gateways", list)()  # environments call the API there
+        guard = browser_guard(settings.host, [*settings.allowed_hosts, *gateways], settings.allowed_origins)
+        auth = authentication(identity.directory if identity.enabled else None, settings.region, router.service_of,
+                              engine.clock)
+        self.handler: Handler = chain((errors, guard, auth, *middlewares), router)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -98,15 +106,22 @@ class SquallApp:
             return exc
         return RequestEntityTooLarge(f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the {op.name} operation")
 
-    # ---- Squall's own endpoints ------------------------------------------------------
-    async def _logs(self, request: Request) -> HttpResponse:
-        return await self.logs_api.handle(request.headers["x-amz-target"], request.body)
+    def _render_error(self, request: Request, error: LambdaError) -> HttpResponse:
+        """An error in the protocol of the API the request was for (Lambda's by default)."""
+        route = self.router.route_for(request)
+        render = getattr(route, "render_error", None)
+        if render is not None:
+            return render(request, error)
+        return self.lambda_route.protocol.serialize_error(error)
 
+    # ---- Squall's own endpoints ------------------------------------------------------
     async def _health(self, request: Request) -> HttpResponse:
         return _json(200, self.engine.health())
 
     async def _queue(self, request: Request) -> HttpResponse:
         name = request.query.get("function", [None])[0]
+        resource = self.engine.arns.function(name) if name else "*"
+        self.engine.identity.access.check(request.state.get("principal"), "lambda:GetFunctionEventInvokeConfig", resource)  # type: ignore[arg-type]
         return _json(200, await self.engine.queue_report(name))
 
     async def _code_download(self, request: Request) -> HttpResponse:

@@ -9,7 +9,9 @@ anything else runs:
   ``::1``), the configured listen address, or one of ``allowed_hosts`` (DNS rebinding);
 * any ``Origin`` header that is not one of ``allowed_origins`` (SDKs and the CLI send none);
 * a body whose ``Content-Type`` the protocol does not use — in particular the three a form or
-  a "simple" cross-site request may send without a preflight.
+  a "simple" cross-site request may send without a preflight. The one exception is the query
+  protocol of IAM and STS (a form, to ``/`` only): such requests must be signed, and a
+  browser's cross-site form carries an ``Origin``, refused above.
 
 No CORS headers are sent (function URLs will send theirs where configured).
 """
@@ -28,6 +30,9 @@ CONTENT_TYPES = frozenset(
     {"", "application/json", "application/octet-stream", "binary/octet-stream", "application/x-amz-json-1.1",
      "application/x-amz-json-1.0"}
 )
+
+
+FORM = "application/x-www-form-urlencoded"  # IAM and STS (query protocol), at / only
 
 
 def host_name(header: str) -> str:
@@ -61,7 +66,7 @@ def browser_guard(listen_host: str, allowed_hosts: Iterable[str], allowed_origin
                 "allowed_origins setting (SQUALL_ALLOWED_ORIGINS)."
             )
         content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if content_type not in CONTENT_TYPES:
+        if content_type not in CONTENT_TYPES and not (content_type == FORM and request.path == "/"):
             raise UnsupportedMediaType(
                 f"Content-Type '{content_type}' is not accepted: send application/json (or the payload as "
                 "application/octet-stream)."

@@ -13,7 +13,10 @@ from typing import Any
 
 import orjson
 
+from squall.api.middleware import Request
 from squall.api.protocol import HttpResponse
+from squall.auth.access import Access
+from squall.errors import LambdaError
 from squall.observe.logs import LogReader
 
 _TARGET_PREFIX = "Logs_20140328."
@@ -164,3 +167,48 @@ class LogsApi:
             "nextForwardToken": f"f/{end}",
             "nextBackwardToken": f"b/{begin}",
         }
+
+
+_AUTH_STATUS = {
+    "AccessDeniedException": 400, "UnrecognizedClientException": 400, "InvalidSignatureException": 400,
+    "IncompleteSignatureException": 400, "MissingAuthenticationTokenException": 400, "ExpiredTokenException": 400,
+    "ServiceUnavailableException": 503, "ServiceException": 500,
+}
+
+
+class LogsRoute:
+    """The router's route for the Logs subset: claimed by ``X-Amz-Target``, signed as
+    ``logs``, each operation authorized as ``logs:<Operation>`` on its log group."""
+
+    service = "logs"
+
+    def __init__(self, api: LogsApi, access: Access, region: str, account_id: str) -> None:
+        self.api = api
+        self.access = access
+        self.region = region
+        self.account_id = account_id
+
+    def claims(self, request: Request) -> bool:
+        return request.headers.get("x-amz-target", "").startswith(_TARGET_PREFIX)
+
+    async def handle(self, request: Request) -> HttpResponse:
+        target = request.headers["x-amz-target"]
+        operation = target.removeprefix(_TARGET_PREFIX)
+        try:
+            params = orjson.loads(request.body) if request.body else {}
+        except orjson.JSONDecodeError:
+            params = {}
+        group = params.get("logGroupName") if isinstance(params, dict) else None
+        resource = f"arn:aws:logs:{self.region}:{self.account_id}:log-group:{group}:*" if isinstance(group, str) else "*"
+        self.access.check(request.state.get("principal"), f"logs:{operation}", resource)  # type: ignore[arg-type]
+        return await self.api.handle(target, request.body)
+
+    def render_error(self, request: Request, error: LambdaError) -> HttpResponse:
+        """Errors of the JSON 1.1 protocol: ``__type`` and ``message`` (AWS answers 400 to
+        authentication failures on this protocol)."""
+        status = _AUTH_STATUS.get(error.code, 400)
+        return HttpResponse(
+            status,
+            [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", error.code)],
+            orjson.dumps({"__type": error.code, "message": error.message}),
+        )

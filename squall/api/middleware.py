@@ -2,9 +2,9 @@
 
 Every request goes through an ordered chain of middlewares, then to the router::
 
-    errors → browser guard → [authentication (SigV4) → …] → router: by header (JSON-protocol services such as
-    CloudWatch Logs), by path (Squall's own endpoints), by host (function URLs), or by
-    operation (the Lambda REST API, from its model)
+    errors → browser guard → authentication (SigV4) → router: by header (JSON-protocol services
+    such as CloudWatch Logs), by path (Squall's own endpoints), by form (IAM and STS, query
+    protocol), by host (function URLs, later), or by operation (the Lambda REST API, from its model)
 
 A middleware is ``async (request, next) -> response``. Adding a protocol is adding a route
 (something that claims requests and answers them), not editing a chain of ifs. The error
@@ -56,7 +56,9 @@ def _bind(middleware: Middleware, following: Handler) -> Handler:
 
 
 class Route(Protocol):
-    """A service the router may give a request to."""
+    """A service the router may give a request to. It may also say which signing name its
+    requests are scoped to (``service(request)``, "lambda" otherwise) and render errors in
+    its own protocol (``render_error(request, error)``, Lambda's otherwise)."""
 
     def claims(self, request: Request) -> bool: ...
 
@@ -69,11 +71,23 @@ class Router:
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = tuple(routes)
 
+    def route_for(self, request: Request) -> Route | None:
+        found = request.state.get("route", False)
+        if found is False:
+            found = next((route for route in self.routes if route.claims(request)), None)
+            request.state["route"] = found
+        return found  # type: ignore[return-value]
+
+    def service_of(self, request: Request) -> str:
+        route = self.route_for(request)
+        service = getattr(route, "service", "lambda")
+        return service(request) if callable(service) else service
+
     async def __call__(self, request: Request) -> HttpResponse:
-        for route in self.routes:
-            if route.claims(request):
-                return await route.handle(request)
-        raise UnknownOperation(f"Unknown operation {request.method} {request.path}")
+        route = self.route_for(request)
+        if route is None:
+            raise UnknownOperation(f"Unknown operation {request.method} {request.path}")
+        return await route.handle(request)
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,7 @@ class PathRoute:
     path: str
     handler: Handler
     prefix: bool = False
+    service: str = "lambda"
 
     def claims(self, request: Request) -> bool:
         if request.method != self.method:
@@ -100,6 +115,7 @@ class TargetRoute:
 
     prefix: str
     handler: Handler
+    service: str = "lambda"  # the signing name of its requests
 
     def claims(self, request: Request) -> bool:
         return request.headers.get("x-amz-target", "").startswith(self.prefix)
@@ -108,7 +124,7 @@ class TargetRoute:
         return await self.handler(request)
 
 
-def error_middleware(render: Callable[[LambdaError], HttpResponse], grace: Callable[[], float]) -> Middleware:
+def error_middleware(render: Callable[[Request, LambdaError], HttpResponse], grace: Callable[[], float]) -> Middleware:
     """Lambda errors become their modelled responses; anything unexpected a 500 that names
     the request id (and the traceback goes to the server's log); a request the shutdown
     cancelled a 503 (a closed connection would look like a network failure, which clients
@@ -118,12 +134,13 @@ def error_middleware(render: Callable[[LambdaError], HttpResponse], grace: Calla
         try:
             return await following(request)
         except LambdaError as exc:
-            return render(exc)
+            return render(request, exc)
         except asyncio.CancelledError:
             # uvicorn cancels the requests still running when the shutdown grace period is over;
             # answer them, then end normally so the shutdown goes on
             log.warning("request %s (%s %s) stopped by the server's shutdown", request.request_id, request.method, request.path)
             return render(
+                request,
                 ServiceUnavailable(
                     "Squall is shutting down: this request was still running when the shutdown grace period "
                     f"({grace():g} s) ended, and was stopped before it finished. An invocation may have run "
@@ -132,6 +149,6 @@ def error_middleware(render: Callable[[LambdaError], HttpResponse], grace: Calla
             )
         except Exception:
             log.exception("internal error serving request %s: %s %s", request.request_id, request.method, request.path)
-            return render(ServiceError(f"Squall hit an internal error; see the server log for request {request.request_id}."))
+            return render(request, ServiceError(f"Squall hit an internal error; see the server log for request {request.request_id}."))
 
     return errors

@@ -33,7 +33,15 @@ _UNMODELLED_STATUS = {
     "RequestEntityTooLargeException": 413,
     "NotImplementedException": 501,
     "ServiceUnavailableException": 503,
+    "MissingAuthenticationTokenException": 403,
+    "IncompleteSignatureException": 400,
+    "InvalidSignatureException": 403,
+    "UnrecognizedClientException": 403,
+    "ExpiredTokenException": 403,
 }
+_UNMODELLED_KEY = {"AccessDeniedException": "Message"}  # as AWS's IAM denials are written
+_FRONT_END = frozenset({"MissingAuthenticationTokenException", "IncompleteSignatureException", "InvalidSignatureException",
+                        "UnrecognizedClientException", "ExpiredTokenException", "AccessDeniedException"})  # as AWS's IAM denials are written
 
 
 def load_service_model(service: str = "lambda") -> ServiceModel:
@@ -181,7 +189,10 @@ class RestJsonProtocol:
 
     def serialize_error(self, error: LambdaError) -> HttpResponse:
         status, message_key, header_members = self._error_layout(error.code)
-        document: dict[str, Any] = {"Type": "User" if status < 500 else "Service", message_key: error.message}
+        if error.code in _FRONT_END:  # the signature checks answer before Lambda does: no Type
+            document: dict[str, Any] = {message_key: error.message}
+        else:
+            document = {"Type": "User" if status < 500 else "Service", message_key: error.message}
         headers = [("x-amzn-ErrorType", error.code), ("Content-Type", "application/json")]
         for key, value in error.fields.items():
             if key in header_members:
@@ -191,7 +202,7 @@ class RestJsonProtocol:
         return HttpResponse(status, headers, orjson.dumps(document))
 
     def _error_layout(self, code: str) -> tuple[int, str, dict[str, str]]:
-        return self._error_layouts.get(code) or (_UNMODELLED_STATUS.get(code, 500), "message", {})
+        return self._error_layouts.get(code) or (_UNMODELLED_STATUS.get(code, 500), _UNMODELLED_KEY.get(code, "message"), {})
 
     @cached_property
     def _error_layouts(self) -> dict[str, tuple[int, str, dict[str, str]]]:

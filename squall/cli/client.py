@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import click
@@ -31,6 +33,13 @@ _HINTS = {
     "ResourceConflictException": "Another change to this function is in progress; try again in a moment.",
     "TooManyRequestsException": "Squall is at its concurrency limit; try again shortly.",
     "RequestEntityTooLargeException": "Direct uploads are limited to 50 MB zipped.",
+    "UnrecognizedClientException": "Squall does not know this access key. The CLI uses the server's administrator key "
+                                   "from <data dir>/credentials: run it as the user who runs the server, set "
+                                   "SQUALL_DATA_DIR to the server's data dir, or export what `squall credentials` prints.",
+    "InvalidSignatureException": "The secret key does not match the access key (or the clock is off by more than "
+                                 "5 minutes): use the server's credentials (`squall credentials`).",
+    "AccessDeniedException": "Your identity's policies do not allow this; ask the administrator (`aws iam "
+                             "put-user-policy`).",
 }
 
 
@@ -85,17 +94,33 @@ def normalise_endpoint(endpoint: str) -> str:
     return endpoint if "://" in endpoint else f"http://{endpoint}"
 
 
-def _session(region: str) -> Any:
-    """A boto3 session with the user's credentials if they have any, dummy ones if not.
+def data_dir() -> Path:
+    """Where the local server keeps its data (and its administrator's credentials)."""
+    from squall.settings import default_data_dir
 
-    Squall does not check signatures, so nobody should need AWS configuration to use
-    it. The instance-metadata and container providers are left out of the chain: on a
-    machine without credentials they would only add seconds of timeouts.
+    configured = os.environ.get("SQUALL_DATA_DIR")
+    return Path(configured).expanduser() if configured else default_data_dir()
+
+
+def _session(region: str) -> Any:
+    """A boto3 session with the credentials to use against Squall.
+
+    In order: credentials given explicitly in the environment (``AWS_ACCESS_KEY_ID``,
+    ``AWS_PROFILE``); the local server's administrator key (``<data dir>/credentials``,
+    written by ``squall server``); anything else boto3 finds. The instance-metadata and
+    container providers are left out: on a machine without them they only add timeouts.
     """
     import boto3
     import botocore.session
     from botocore.exceptions import BotoCoreError
 
+    from squall.auth import credentials_file
+
+    explicit = os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")
+    if not explicit:
+        admin = credentials_file.read(data_dir())
+        if admin is not None:
+            return boto3.session.Session(aws_access_key_id=admin[0], aws_secret_access_key=admin[1], region_name=region)
     try:
         core = botocore.session.Session()
         resolver = core.get_component("credential_provider")
@@ -107,7 +132,8 @@ def _session(region: str) -> Any:
             return session
     except BotoCoreError:  # e.g. AWS_PROFILE names a profile that does not exist
         pass
-    return boto3.session.Session(aws_access_key_id="squall", aws_secret_access_key="squall", region_name=region)
+    # nothing found: the server refuses this key, and the hint for UnrecognizedClientException says what to do
+    return boto3.session.Session(aws_access_key_id="none", aws_secret_access_key="none", region_name=region)
 
 
 @contextmanager
@@ -173,15 +199,26 @@ def api_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def fetch_json(endpoint: str, path: str, timeout: float = 10.0, not_found_hint: str | None = None) -> dict[str, Any]:
-    """GET one of Squall's own endpoints (``/health``, ``/squall/...``) as JSON."""
+def fetch_json(endpoint: str, path: str, timeout: float = 10.0, not_found_hint: str | None = None,
+               region: str | None = None) -> dict[str, Any]:
+    """GET one of Squall's own endpoints (``/health``, ``/squall/...``) as JSON; signed
+    (SigV4, as the Lambda API) when ``region`` is given."""
     url = f"{endpoint}{path}"
+    headers: dict[str, str] = {}
+    if region is not None:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        signed = AWSRequest(method="GET", url=url)
+        SigV4Auth(_session(region).get_credentials().get_frozen_credentials(), "lambda", region).add_auth(signed)
+        headers = dict(signed.headers.items())
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:
-            message = json.loads(exc.read()).get("Message") or str(exc)
+            body = json.loads(exc.read())
+            message = body.get("Message") or body.get("message") or str(exc)
         except ValueError:
             message = str(exc)
         raise CliError(message, not_found_hint if exc.code == 404 else None) from None

@@ -28,7 +28,10 @@ def cli() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where functions, code and logs live.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), default=None, help="A TOML settings file.")
 @click.option("--isolation", type=click.Choice(["auto", "process", "linux"]), default=None, help="Sandbox backend.")
-def server(host: str | None, port: int | None, data_dir: str | None, config_file: str | None, isolation: str | None) -> None:
+@click.option("--auth", type=click.Choice(["on", "off"]), default=None,
+              help="Check signatures and policies (on, the default); off: anyone may do anything (loopback only).")
+def server(host: str | None, port: int | None, data_dir: str | None, config_file: str | None, isolation: str | None,
+           auth: str | None) -> None:
     """Run the Squall server in the foreground."""
     from pydantic import ValidationError
 
@@ -37,7 +40,8 @@ def server(host: str | None, port: int | None, data_dir: str | None, config_file
     from squall.settings import Settings
 
     try:
-        settings = Settings.load(config_file, host=host, port=port, data_dir=data_dir, isolation=isolation)
+        settings = Settings.load(config_file, host=host, port=port, data_dir=data_dir, isolation=isolation,
+                                 auth=None if auth is None else auth == "on")
     except ValidationError as exc:
         raise click.ClickException(f"invalid settings: {exc}") from exc
     try:
@@ -234,7 +238,7 @@ def queue(connection: Connection, name: str | None) -> None:
     """
     from squall.cli.queue import COLUMNS, fetch_queue, queue_rows
 
-    report = fetch_queue(connection.endpoint, name)
+    report = fetch_queue(connection.endpoint, name, region=connection.region)
     rows = queue_rows(report)
     if not rows:
         click.echo("No asynchronous events yet. Queue one with: aws lambda invoke --invocation-type Event …")
@@ -256,6 +260,46 @@ def runtimes(connection: Connection) -> None:
     if missing:
         click.echo("")
         click.echo(table(("NOT OFFERED", "NEEDS"), sorted(missing.items())))
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="SQUALL_DATA_DIR",
+              help="The server's data dir (where its credentials file is).")
+@click.option("--endpoint", envvar="SQUALL_ENDPOINT", default=None, help="The server's URL, for AWS_ENDPOINT_URL.")
+@click.option("--profile", default="squall", show_default=True, help="Name of the AWS CLI profile shown.")
+def credentials(data_dir: str | None, endpoint: str | None, profile: str) -> None:
+    """Print the administrator's credentials: `export` lines and an AWS CLI profile.
+
+    \b
+    eval "$(squall credentials)"      # then boto3 and the AWS CLI talk to Squall
+    """
+    from squall.auth import credentials_file
+    from squall.cli.client import DEFAULT_ENDPOINT, data_dir as default_dir, normalise_endpoint
+    from squall.settings import Settings
+
+    directory = Path(data_dir).expanduser() if data_dir else default_dir()
+    found = credentials_file.read(directory)
+    if found is None:
+        raise CliError(
+            f"No credentials in {credentials_file.path_of(directory)}.",
+            "Start the server once (`squall server`); it writes them there. If it runs as another user (root for the "
+            "linux sandbox), run this command as that user, or pass --data-dir.",
+        )
+    key_id, secret = found
+    region = Settings().region
+    url = normalise_endpoint(endpoint or DEFAULT_ENDPOINT)
+    click.echo(f"export AWS_ACCESS_KEY_ID={key_id}")
+    click.echo(f"export AWS_SECRET_ACCESS_KEY={secret}")
+    click.echo(f"export AWS_DEFAULT_REGION={region}")
+    click.echo(f"export AWS_ENDPOINT_URL={url}")
+    click.echo("")
+    click.echo(f"# or, as a profile: append to ~/.aws/credentials and ~/.aws/config, then use --profile {profile}")
+    click.echo(f"# [{profile}]")
+    click.echo(f"# aws_access_key_id = {key_id}")
+    click.echo(f"# aws_secret_access_key = {secret}")
+    click.echo(f"# [profile {profile}]")
+    click.echo(f"# region = {region}")
+    click.echo(f"# endpoint_url = {url}")
 
 
 def main() -> None:

@@ -14,9 +14,9 @@ from squall.cli.client import fetch_json
 COLUMNS = ("FUNCTION", "DEPTH", "OLDEST", "IN RETRY", "IN FLIGHT", "SUCCEEDED", "FAILED", "TO DLQ", "DEST FAILED")
 
 
-def fetch_queue(endpoint: str, name: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
+def fetch_queue(endpoint: str, name: str | None = None, timeout: float = 10.0, region: str = "us-east-1") -> dict[str, Any]:
     path = "/squall/queue" + (f"?function={quote(name, safe='')}" if name else "")
-    return fetch_json(endpoint, path, timeout, not_found_hint="See your functions with `squall functions`.")
+    return fetch_json(endpoint, path, timeout, not_found_hint="See your functions with `squall functions`.", region=region)
 
 
 def age(seconds: float | None) -> str:

@@ -18,6 +18,8 @@ from typing import Any, Callable
 from squall import __version__
 from squall.arn import LATEST, Arns, FunctionRef, is_version
 from squall.async_invoke.pipeline import AsyncInvocations
+from squall.auth import credentials_file
+from squall.auth.identity import Identity
 from squall.code import CodeLimits
 from squall.engine.bus import EventBus, InvocationFinished
 from squall.engine.stores import Stores
@@ -27,6 +29,7 @@ from squall.function import FunctionVersion
 from squall.functions.aliases import Aliases
 from squall.functions.concurrency import ProvisionedConcurrency, ReservedConcurrency
 from squall.functions.network import NetworkNames
+from squall.functions.permissions import Permissions
 from squall.functions.service import FunctionService
 from squall.functions.tags import Tags
 from squall.functions.versions import Versions
@@ -77,18 +80,23 @@ class Engine:
         self.code_limits = CodeLimits()
         self.bus = bus = EventBus()
         self.admission = Admission(settings.account_concurrency, bus)
+        self.identity = Identity(stores.iam, stores.server_key, settings.account_id, settings.region, settings.auth, clock)
+        self.api_port: int | None = None  # where the server listens (environments call it there)
+        self._function_arn_prefix = f"arn:aws:lambda:{settings.region}:{settings.account_id}:function:"
         self.tags = Tags(stores.functions, self.arns, bus, NetworkNames(settings.networks))
         self.versions = Versions(stores.functions, stores.code, self.arns, bus)
         self.functions = FunctionService(
-            stores.functions, stores.aliases, stores.code, self.versions, self.tags, runtimes, self.arns, bus, self.code_limits
+            stores.functions, stores.aliases, stores.code, self.versions, self.tags, runtimes, self.arns, bus, self.code_limits,
+            role_usable=self.identity.role_usable,
         )
         self.resolver = Resolver(self.functions, stores.functions, stores.aliases, runtimes, self.arns, bus)
-        executor.connect(bus, self.resolver)
+        executor.connect(bus, self.resolver, self._environment_env)
         self.reserved = ReservedConcurrency(stores.functions, self.admission, self.arns, bus)
         self.provisioned = ProvisionedConcurrency(
             stores.provisioned, stores.functions, stores.aliases, self.admission, self.arns, bus, executor.provisioned_status
         )
-        self.aliases = Aliases(stores.aliases, stores.functions, self.arns, bus, on_deleted=self.provisioned.drop)
+        self.permissions = Permissions(stores.iam, stores.functions, stores.aliases, self.arns, bus)
+        self.aliases = Aliases(stores.aliases, stores.functions, self.arns, bus, on_deleted=self._alias_deleted)
         self.async_invocations = AsyncInvocations(
             settings, self.resolver, self.admission, self._invoke_event, self._exists, self.arns, bus, clock
         )
@@ -96,7 +104,12 @@ class Engine:
 
     # ---- life cycle ------------------------------------------------------------------
     async def start(self) -> None:
+        known = credentials_file.read(self.settings.data_dir)
+        key_id, secret = await self.identity.start(known[0] if known else None)
+        if known != (key_id, secret):
+            credentials_file.write(self.settings.data_dir, key_id, secret, self.settings.region)
         await self.functions.load()
+        await self.permissions.load()
         await self.provisioned.load()
         await self.async_invocations.start()
         self.stores.logs.start()
@@ -275,6 +288,30 @@ class Engine:
             "async": self.async_invocations.health(),
             "uptime_seconds": round(time.time() - self.started_at, 3),
         }
+
+    async def _alias_deleted(self, name: str, alias: str) -> None:
+        """What goes with an alias: its provisioned concurrency and its resource policy."""
+        await self.provisioned.drop(name, alias)
+        await self.permissions.drop_qualifier(name, alias)
+
+    def resource_policy(self, resource: str):  # type: ignore[no-untyped-def]
+        """The resource-based policy of the function, version or alias an ARN names (None: none)."""
+        prefix = self._function_arn_prefix
+        if not resource.startswith(prefix):
+            return None
+        name, _, qualifier = resource[len(prefix):].partition(":")
+        return self.permissions.policy_for(name, qualifier or None)
+
+    def _environment_env(self, role_arn: str, function_name: str, network: str | None) -> dict[str, str]:
+        """What an environment gets besides Lambda's variables: its role's credentials, and
+        where this server's APIs are from inside it (the SDKs' ``AWS_ENDPOINT_URL_<SERVICE>``)."""
+        env = self.identity.environment_credentials(role_arn, function_name)
+        host = self.executor.pool.backend.host_address(network)
+        if host is not None and self.api_port is not None:
+            url = f"http://{host}:{self.api_port}"
+            for service in ("LAMBDA", "IAM", "STS", "CLOUDWATCH_LOGS"):
+                env[f"AWS_ENDPOINT_URL_{service}"] = url
+        return env
 
     def describe_isolation(self) -> dict[str, Any]:
         return self.executor.pool.backend.describe()

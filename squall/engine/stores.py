@@ -5,7 +5,10 @@ fsynced) in ``async_invoke/pipeline.py``."""
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.engine import Engine as Database
 
@@ -16,7 +19,22 @@ from squall.store.aliases import AliasRepository
 from squall.store.blobs import BlobStore
 from squall.store.db import create_engine
 from squall.store.functions import FunctionRepository
+from squall.store.iam import IamRepository
 from squall.store.provisioned import ProvisionedRepository
+
+
+def load_server_key(data_dir: Path) -> bytes:
+    """A per-installation secret, created on the first start (mode 0600)."""
+    path = data_dir / "secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            return path.read_bytes()
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+    return path.read_bytes()
 
 
 @dataclass
@@ -27,6 +45,8 @@ class Stores:
     provisioned: ProvisionedRepository
     code: CodeStore
     logs: LogStore
+    iam: IamRepository
+    server_key: bytes  # signs code links, derives access keys' secrets (<data dir>/secret, 0600)
 
     @classmethod
     def open(cls, settings: Settings) -> Stores:
@@ -40,6 +60,8 @@ class Stores:
             provisioned=ProvisionedRepository(db),
             code=CodeStore(BlobStore(settings.data_dir), functions.code_in_use, settings.code_storage_limit_bytes),
             logs=LogStore(settings.data_dir / "logs"),
+            iam=IamRepository(db),
+            server_key=load_server_key(settings.data_dir),
         )
 
     async def close(self) -> None:

@@ -22,7 +22,7 @@ import uuid
 from datetime import datetime, timezone
 from enum import StrEnum
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import orjson
 
@@ -79,6 +79,7 @@ class Environment:
         clock: Callable[[], float] = time.monotonic,
         network: str | None = "default",
         provisioned: bool = False,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.function = function
@@ -90,6 +91,7 @@ class Environment:
         self.max_log_bytes = max_log_bytes
         self.clock = clock
         self.network = network
+        self.extra_env = dict(extra_env or {})  # its role's credentials, the API's endpoints (engine)
         self.provisioned = provisioned  # started ahead for provisioned concurrency: no Init Duration
         self.retired = False  # set while busy when its function changed: stop instead of reuse
         self.state = EnvironmentState.CREATED
@@ -97,6 +99,7 @@ class Environment:
         today = datetime.now(timezone.utc).strftime("%Y/%m/%d")
         self.stream = f"{today}/[{function.version}]{self.id}"
         self.last_used = clock()
+        self.created_at = self.last_used  # replaced after the pool's maximum age (credentials expire)
         self.invocations = 0
         self.init_duration_ms: float | None = None
         self.init_error: bytes | None = None
@@ -151,6 +154,7 @@ class Environment:
             env["AWS_EXECUTION_ENV"] = runtime.execution_env
         if fn.logging_config.get("ApplicationLogLevel"):
             env["AWS_LAMBDA_LOG_LEVEL"] = fn.logging_config["ApplicationLogLevel"]
+        env.update(self.extra_env)
         env.update(fn.environment)
         return env
 

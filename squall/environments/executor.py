@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncContextManager, Protocol
+from typing import AsyncContextManager, Callable, Protocol
 
 from squall.arn import LATEST, FunctionRef
 from squall.engine.bus import (
@@ -59,10 +59,14 @@ class LocalExecutor:
         self._requested: dict[tuple[str, str], int] = {}  # provisioned concurrency per (function, qualifier)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def connect(self, bus: EventBus, resolver: Resolver) -> None:
-        """Listen to the engine's bus; resolve provisioned qualifiers with its resolver."""
+    def connect(self, bus: EventBus, resolver: Resolver,
+                environment_env: Callable[[str, str, str | None], dict[str, str]] | None = None) -> None:
+        """Listen to the engine's bus; resolve provisioned qualifiers with its resolver;
+        ``environment_env(role, function, network)``: what new environments get besides
+        Lambda's variables (credentials, endpoints)."""
         self.resolver = resolver
         self.pool.bus = bus
+        self.pool.environment_env = environment_env
         bus.subscribe(FunctionUpdated, self._latest_changed)
         bus.subscribe(FunctionDeleted, self._deleted)
         bus.subscribe(SandboxSettingsChanged, self._sandbox_changed)

@@ -37,6 +37,9 @@ class PoolLimits:
     memory_capacity_mb: int  # the sum of all environments' MemorySize stays within this
     keep_alive_seconds: float
     max_log_bytes: int
+    # An environment is replaced after this long, busy or idle, provisioned or not, as Lambda
+    # recycles its own: its role's credentials (12 hours, squall/auth/identity.py) outlive it.
+    max_age_seconds: float = 11 * 3600
 
 
 class EnvironmentPool:
@@ -64,6 +67,8 @@ class EnvironmentPool:
         self._provisioned: dict[tuple[str, str], dict[str, ProvisionedSet]] = {}  # (function, qualifier) → version → set
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
+        # (role, function, network) → variables a new environment gets (its role's credentials…)
+        self.environment_env: Callable[[str, str, str | None], dict[str, str]] | None = None
 
     # ---- leasing -----------------------------------------------------------------
     @property
@@ -134,6 +139,7 @@ class EnvironmentPool:
             self.clock,
             network=target.network,
             provisioned=provisioned,
+            extra_env=self.environment_env(config.role, config.name, target.network) if self.environment_env else None,
         )
         self._resident[env] = config.memory_size
         if self.code is not None:
@@ -168,12 +174,21 @@ class EnvironmentPool:
         while queue:
             env = queue.pop()  # most recently used first: warmest caches
             if env.state == EnvironmentState.READY:
+                if self._too_old(env):
+                    self._stop_later(env, "reached its maximum age")
+                    continue
                 return env
         return None
+
+    def _too_old(self, env: Environment) -> bool:
+        return self.clock() - env.created_at > self.limits.max_age_seconds
 
     def _give_back(self, env: Environment) -> None:
         if env.state != EnvironmentState.READY or env.retired:
             self._stop_later(env, env.stop_reason or "retired")
+            return
+        if self._too_old(env):
+            self._stop_later(env, "reached its maximum age")
             return
         env.last_used = self.clock()
         self._idle.setdefault(env.pool_key, deque()).append(env)
@@ -230,7 +245,11 @@ class EnvironmentPool:
                 provisioned_set.shrink_to(0)
 
     def reap(self) -> int:
-        """Stop on-demand environments idle for longer than the keep-alive time; returns how many."""
+        """Stop on-demand environments idle for longer than the keep-alive time; returns how
+        many. Provisioned environments past their maximum age are replaced."""
+        for sets in self._provisioned.values():
+            for provisioned in sets.values():
+                provisioned.renew(self._too_old)
         now = self.clock()
         reaped = 0
         for key in list(self._idle):

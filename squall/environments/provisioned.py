@@ -72,6 +72,12 @@ class ProvisionedSet:
             if doomed(env):
                 env.retired = True
 
+    def renew(self, doomed: Callable[[Environment], bool]) -> None:
+        """Replace the environments ``doomed`` says are too old (busy ones when given back)."""
+        if any(doomed(env) for env in self._envs):
+            self.retire(doomed)
+            self._fill()
+
     def shrink_to(self, count: int) -> None:
         self.wanted = count
         while len(self._envs) > count and self._idle:

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import uuid
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 from squall.arn import LATEST, Arns, FunctionRef, is_version
 from squall.code import CodeLimits, CodePackage, inspect_zip
@@ -49,6 +49,7 @@ class FunctionService:
         arns: Arns,
         bus: EventBus,
         code_limits: CodeLimits = CodeLimits(),
+        role_usable: Callable[[str], bool] = lambda role: True,
     ) -> None:
         self.repo = repo
         self.aliases = aliases
@@ -59,6 +60,7 @@ class FunctionService:
         self.arns = arns
         self.bus = bus
         self.code_limits = code_limits
+        self.role_usable = role_usable  # the role exists and trusts Lambda (squall/auth)
         self._invocable: dict[str, FunctionVersion] = {}
         self._invocable_holds: dict[str, CodeHold] = {}  # the cache holds the code it can serve
         self._missing_code: dict[str, str] = {}  # "name" or "name:version" → what was found missing
@@ -297,6 +299,8 @@ class FunctionService:
     # ---- internals ---------------------------------------------------------------
     def _settings(self, params: dict[str, Any], current: FunctionVersion | None) -> dict[str, Any]:
         fields = validate_settings(params)
+        if "role" in fields and not self.role_usable(fields["role"]):
+            raise InvalidParameterValue("The role defined for the function cannot be assumed by Lambda.")
         if "vpc_config" in fields:
             vpc = self.tags.networks.check_vpc(fields["vpc_config"])
             if vpc["SubnetIds"] or (current is not None and current.vpc_config is not None):

@@ -95,6 +95,10 @@ class SandboxBackend(Protocol):
     def describe(self) -> dict[str, object]:
         """What /health and the startup banner say about this backend."""
 
+    def host_address(self, network: str | None) -> str | None:
+        """The address at which an environment on ``network`` reaches this host (the
+        server's API), or None when it cannot."""
+
 
 def exit_description(returncode: int) -> str:
     """Lambda's wording (Go's os.ProcessState) for how a runtime process ended."""

@@ -154,5 +154,8 @@ class FakeBackend:
         for handle in list(self.running):
             handle.kill()
 
+    def host_address(self, network: str | None) -> str | None:
+        return "127.0.0.1"
+
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "isolated": False, "note": "in-process fake for tests"}

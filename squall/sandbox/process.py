@@ -156,6 +156,9 @@ class ProcessBackend:
     async def close(self) -> None:
         pass
 
+    def host_address(self, network: str | None) -> str | None:
+        return "127.0.0.1"  # environments share the host's network
+
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "isolated": False, "note": "plain processes with rlimits; functions are not isolated"}
 

@@ -116,6 +116,64 @@ provisioned_concurrency = sa.Table(
 )
 
 
+# ---- identities (issue 11): IAM users, keys, roles, inline policies; resource policies -----
+iam_users = sa.Table(
+    "iam_users",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("created", sa.String(32), nullable=False),
+)
+
+iam_access_keys = sa.Table(
+    "iam_access_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("user_name", sa.String(64), sa.ForeignKey("iam_users.name"), nullable=False, index=True),
+    sa.Column("salt", sa.String(64), nullable=False),  # the secret is derived from the server's key and this
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created", sa.String(32), nullable=False),
+)
+
+iam_user_policies = sa.Table(
+    "iam_user_policies",
+    metadata,
+    sa.Column("user_name", sa.String(64), sa.ForeignKey("iam_users.name"), primary_key=True),
+    sa.Column("policy_name", sa.String(128), primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),
+)
+
+iam_roles = sa.Table(
+    "iam_roles",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("role_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("trust_policy", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("max_session_duration", sa.Integer, nullable=False),
+    sa.Column("created", sa.String(32), nullable=False),
+)
+
+iam_role_policies = sa.Table(
+    "iam_role_policies",
+    metadata,
+    sa.Column("role_name", sa.String(64), sa.ForeignKey("iam_roles.name"), primary_key=True),
+    sa.Column("policy_name", sa.String(128), primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),
+)
+
+function_policies = sa.Table(
+    "function_policies",
+    metadata,
+    sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("qualifier", sa.String(128), primary_key=True),  # "" for the unqualified function
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("revision_id", sa.String(36), nullable=False),
+)
+
+
 def create_engine(url: str, synchronous: str = "NORMAL") -> Engine:
     """``synchronous="FULL"`` (SQLite): every commit is fsynced (the async event queue uses it)."""
     if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):

@@ -126,6 +126,64 @@ def _v4_versions_aliases_provisioned(conn: sa.Connection) -> None:
     m.create_all(conn, tables=[m.tables["aliases"], m.tables["provisioned_concurrency"]])
 
 
+def _v5_identities_and_resource_policies(conn: sa.Connection) -> None:
+    """IAM users, their access keys (no secrets: derived from the server's key), roles, inline
+    policies; functions' resource-based policies per qualifier."""
+    m = sa.MetaData()
+    sa.Table("functions", m, sa.Column("name", sa.String(64), primary_key=True))
+    sa.Table(
+        "iam_users",
+        m,
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("user_id", sa.String(32), nullable=False, unique=True),
+        sa.Column("path", sa.String(512), nullable=False),
+        sa.Column("created", sa.String(32), nullable=False),
+    )
+    sa.Table(
+        "iam_access_keys",
+        m,
+        sa.Column("key_id", sa.String(32), primary_key=True),
+        sa.Column("user_name", sa.String(64), sa.ForeignKey("iam_users.name"), nullable=False, index=True),
+        sa.Column("salt", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("created", sa.String(32), nullable=False),
+    )
+    sa.Table(
+        "iam_user_policies",
+        m,
+        sa.Column("user_name", sa.String(64), sa.ForeignKey("iam_users.name"), primary_key=True),
+        sa.Column("policy_name", sa.String(128), primary_key=True),
+        sa.Column("document", sa.Text, nullable=False),
+    )
+    sa.Table(
+        "iam_roles",
+        m,
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("role_id", sa.String(32), nullable=False, unique=True),
+        sa.Column("path", sa.String(512), nullable=False),
+        sa.Column("trust_policy", sa.Text, nullable=False),
+        sa.Column("description", sa.Text, nullable=False),
+        sa.Column("max_session_duration", sa.Integer, nullable=False),
+        sa.Column("created", sa.String(32), nullable=False),
+    )
+    sa.Table(
+        "iam_role_policies",
+        m,
+        sa.Column("role_name", sa.String(64), sa.ForeignKey("iam_roles.name"), primary_key=True),
+        sa.Column("policy_name", sa.String(128), primary_key=True),
+        sa.Column("document", sa.Text, nullable=False),
+    )
+    sa.Table(
+        "function_policies",
+        m,
+        sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True),
+        sa.Column("qualifier", sa.String(128), primary_key=True),  # "" for the unqualified function
+        sa.Column("document", sa.Text, nullable=False),
+        sa.Column("revision_id", sa.String(36), nullable=False),
+    )
+    m.create_all(conn, tables=[t for name, t in m.tables.items() if name != "functions"])
+
+
 def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> None:
     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
@@ -136,4 +194,5 @@ MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
     _v2_reserved_concurrency,
     _v3_async_invocation,
     _v4_versions_aliases_provisioned,
+    _v5_identities_and_resource_policies,
 )

@@ -7,9 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.compat.cases import CASES, Case
@@ -24,10 +22,7 @@ ZIP = make_zip({"app.py": "def handler(event, context):\n    return 1\n"})
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, Any]:
     server = start_server(tmp_path_factory.mktemp("compat"))
-    lam = boto3.client(
-        "lambda", endpoint_url=server.endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x",
-        config=Config(parameter_validation=False, retries={"total_max_attempts": 1}, read_timeout=60),
-    )
+    lam = server.client(parameter_validation=False, retries={"total_max_attempts": 1}, read_timeout=60)
     fn = f"compat-{uuid.uuid4().hex[:8]}"
     quick = {"WaiterConfig": {"Delay": 0.05, "MaxAttempts": 400}}
     lam.create_function(FunctionName=fn, Runtime="python3.11", Role=ROLE, Handler="app.handler", Code={"ZipFile": ZIP}, Publish=True)

@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, urlsplit
-from urllib.request import urlopen
+from urllib.request import Request, urlopen
 
 import boto3
 import pytest
@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from click.testing import CliRunner
 
 from squall.cli.main import cli
-from tests.conftest import create_function, start_server, unique_name
+from tests.conftest import create_function, signed_headers, start_server, unique_name
 from tests.e2e.test_control_plane import error_of
 
 ACCOUNT_ARN = "arn:aws:lambda:us-east-1:123456789012:function"
@@ -125,8 +125,14 @@ def event(lam, name: str, payload: bytes = b"{}") -> str:
 
 
 def queue_report(server, name: str | None = None) -> dict:
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
     query = f"?function={quote(name)}" if name else ""
-    with urlopen(f"{server.endpoint}/squall/queue{query}", timeout=10) as response:
+    signed = AWSRequest(method="GET", url=f"{server.endpoint}/squall/queue{query}")
+    SigV4Auth(Credentials(*server.credentials), "lambda", "us-east-1").add_auth(signed)
+    with urlopen(Request(signed.url, headers=dict(signed.headers.items())), timeout=10) as response:
         return json.loads(response.read())
 
 
@@ -358,11 +364,13 @@ def test_queue_visibility_in_cli_and_health(async_server, lam):
     assert row["depth"] == 3 and row["in_flight"] == 0 and row["oldest_age_seconds"] > 0
     with urlopen(f"{async_server.endpoint}/health", timeout=10) as response:
         assert json.loads(response.read())["async"]["depth"] >= 3
-    result = CliRunner().invoke(cli, ["queue", name, "--endpoint", async_server.endpoint])
+    result = CliRunner().invoke(cli, ["queue", name, "--endpoint", async_server.endpoint],
+                                env={"SQUALL_DATA_DIR": str(async_server.data_dir)})
     assert result.exit_code == 0, result.output
     header, line = result.output.splitlines()[:2]
     assert header.split()[:3] == ["FUNCTION", "DEPTH", "OLDEST"] and line.split()[:2] == [name, "3"]
-    missing = CliRunner().invoke(cli, ["queue", unique_name("missing"), "--endpoint", async_server.endpoint])
+    missing = CliRunner().invoke(cli, ["queue", unique_name("missing"), "--endpoint", async_server.endpoint],
+                                 env={"SQUALL_DATA_DIR": str(async_server.data_dir)})
     assert missing.exit_code == 1 and "Function not found" in missing.output
     lam.delete_function_concurrency(FunctionName=name)
     deadline = time.monotonic() + 45  # throttled events wait out their backoff (1, 2, 4, 8, 16 s …)
@@ -373,16 +381,18 @@ def test_queue_visibility_in_cli_and_health(async_server, lam):
 
 
 # ---------------------------------------------------------------- crash safety
-def _accept_many(endpoint: str, name: str, count: int, threads: int = 8) -> list[str]:
+def _accept_many(server, name: str, count: int, threads: int = 8) -> list[str]:
     """Queue ``count`` events over raw keep-alive connections; returns the 202s' request ids."""
-    u = urlsplit(endpoint)
+    u = urlsplit(server.endpoint)
     path = f"/2015-03-31/functions/{quote(name, safe='')}/invocations"
 
     def worker(n: int) -> list[str]:
         conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
         ids = []
         for i in range(n):
-            conn.request("POST", path, body=json.dumps({"i": i}), headers={"X-Amz-Invocation-Type": "Event"})
+            body = json.dumps({"i": i}).encode()
+            conn.request("POST", path, body=body,
+                         headers=signed_headers(server, "POST", path, body, {"X-Amz-Invocation-Type": "Event"}))
             response = conn.getresponse()
             response.read()
             assert response.status == 202
@@ -401,7 +411,7 @@ def test_accepted_events_survive_sigkill(tmp_path, hook):
         lam = server.client("lambda")
         name = create_function(lam, "import time\ndef handler(e, c):\n    time.sleep(0.02)\n    return 1\n")
         lam.put_function_event_invoke_config(FunctionName=name, DestinationConfig={"OnSuccess": {"Destination": hook.url(name)}})
-        accepted = _accept_many(server.endpoint, name, 2000)
+        accepted = _accept_many(server, name, 2000)
         report = queue_report(server, name)["functions"][0]
         assert report["depth"] > 1000 and report["in_flight"] > 0  # thousands outstanding, some leased
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 
@@ -12,14 +11,7 @@ from tests.conftest import ROLE, make_zip, unique_name
 
 
 def aws(server, tmp_path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-    }
+    env = server.aws_env()
     result = subprocess.run(
         [sys.executable, "-m", "awscli", "--endpoint-url", server.endpoint, "--output", "json", *args],
         capture_output=True, text=True, env=env, timeout=120,

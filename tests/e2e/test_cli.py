@@ -19,19 +19,22 @@ from click.testing import CliRunner
 from squall.cli.client import CliError
 from squall.cli.deploy import DeployOptions, Waiter, deploy_function, function_name_for
 from squall.cli.main import cli
-from tests.conftest import create_function, make_zip, start_server, unique_name
+from tests.conftest import create_function, make_zip, server_at, start_server, unique_name
 
 ECHO = "def handler(event, context):\n    print('event', event)\n    return {'got': event}\n"
 
 
 def user_env(endpoint: str) -> dict[str, str]:
     """The environment of a user with no AWS configuration at all."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "SQUALL_ENDPOINT"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in ("SQUALL_ENDPOINT", "SQUALL_DATA_DIR")}
     env.update(
         SQUALL_ENDPOINT=endpoint,
         AWS_CONFIG_FILE=os.devnull,
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
     )
+    running = server_at(endpoint)
+    if running is not None:  # the CLI finds the server's administrator key in its data dir
+        env["SQUALL_DATA_DIR"] = str(running.data_dir)
     return env
 
 

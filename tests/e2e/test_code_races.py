@@ -12,9 +12,7 @@ import signal
 import threading
 import time
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.conftest import ROLE, make_zip, start_server, unique_name
@@ -129,10 +127,8 @@ def test_cold_starts_racing_deletes_answer_with_the_code_or_not_found(races_serv
 
 def test_invokes_still_running_when_the_shutdown_grace_ends_get_a_503(tmp_path):
     server = start_server(tmp_path / "data", env={"SQUALL_SHUTDOWN_GRACE_SECONDS": "3"})
-    lam = boto3.client(  # no retry: boto3 retries a 503, and the server is gone by then
-        "lambda", endpoint_url=server.endpoint, region_name="us-east-1", aws_access_key_id="x",
-        aws_secret_access_key="x", config=Config(retries={"total_max_attempts": 1}, max_pool_connections=8, read_timeout=120),
-    )
+    # no retry: boto3 retries a 503, and the server is gone by then
+    lam = server.client(retries={"total_max_attempts": 1}, max_pool_connections=8, read_timeout=120)
     name = unique_name("sleeper")
     create(lam, name, make_zip({"app.py": "import time\ndef handler(e, c):\n    time.sleep(30)\n"}), Timeout=60)
     wait_active(lam, name)

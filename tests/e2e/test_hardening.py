@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import create_function, make_zip, require, start_server, unique_name
+from tests.conftest import create_function, make_zip, require, signed_headers, start_server, unique_name
 from tests.contract import linux_unavailable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -111,9 +111,10 @@ def test_the_health_report_names_the_filter(hardened, lam):
 
 
 def raw(server, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, dict, bytes]:
+    """One request, signed by the administrator (so that only the browser guard can refuse it)."""
     u = urlsplit(server.endpoint)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
-    conn.request(method, path, body=body, headers=headers)
+    conn.request(method, path, body=body, headers=signed_headers(server, method, path, body, headers))
     response = conn.getresponse()
     data = response.read()
     conn.close()

@@ -83,6 +83,13 @@ def handler(event, context):
             out["reach"] = dict(zip(["%s:%d" % t for t in targets], pool.map(attempt, targets)))
     if event.get("meet"):
         out["meet"] = meet(event["meet"])
+    if event.get("api"):  # the API where the SDKs find it, unsigned: refused
+        import urllib.error, urllib.request
+        try:
+            urllib.request.urlopen(os.environ["AWS_ENDPOINT_URL_LAMBDA"] + "/2015-03-31/functions/", timeout=5)
+            out["api"] = "served"
+        except urllib.error.HTTPError as e:
+            out["api"] = "%d %s" % (e.code, e.headers.get("x-amzn-ErrorType"))
     return out
 """
 
@@ -140,10 +147,10 @@ host_ports = [{host_port}]
         private.stop()
 
 
-def probe(world, *, hold=None, meet=None, targets=(), **create):
+def probe(world, *, hold=None, meet=None, targets=(), api=False, **create):
     lam = world["lam"]
     name = create.pop("name", None) or create_function(lam, PROBE, Timeout=20, **create)
-    event = {"targets": [list(t) for t in targets], "hold": hold, "meet": meet}
+    event = {"targets": [list(t) for t in targets], "hold": hold, "meet": meet, "api": api}
     response = lam.invoke(FunctionName=name, Payload=json.dumps(event))
     body = json.loads(response["Payload"].read())
     assert "FunctionError" not in response, body
@@ -161,9 +168,11 @@ def test_the_default_network_reaches_the_internet_and_nothing_of_the_host(world)
         *((address, world["host_port"]) for address in _host_addresses()),
         (inet.near, world["host_port"]),  # the machine's address on the stand-in's link
     ]
-    _, body = probe(world, targets=targets)
+    _, body = probe(world, targets=targets, api=True)
     reach = body["reach"]
     assert body["interfaces"] == ["eth0", "lo"]
+    assert reach.pop(f"{gateway}:{api_port}") == "ok"  # Squall's API is there for the function's SDK…
+    assert body["api"] == "403 MissingAuthenticationTokenException"  # …and answers signed requests only
     assert ipaddress.IPv4Address(body["address"]) in ipaddress.IPv4Network(world["networks"]["default"]["subnet"])
     assert reach.pop(f"{inet.address}:8080") == "ok:internet:8080"
     assert reach.pop(f"{priv.address}:5432") == BLOCKED  # private ranges are not the internet
@@ -217,7 +226,7 @@ def test_a_network_by_tag_with_the_internet_and_a_port_of_the_host(world):
     targets = [(priv.address, 6000), (inet.address, 8080), (gateway, world["host_port"]),
                (gateway, urlsplit(world["server"].endpoint).port)]
     name, body = probe(world, Tags={"squall:network": "open"}, targets=targets)
-    assert list(body["reach"].values()) == ["ok:private:6000", "ok:internet:8080", "ok", BLOCKED], body
+    assert list(body["reach"].values()) == ["ok:private:6000", "ok:internet:8080", "ok", "ok"], body  # host port, API
     assert "VpcConfig" not in lam.get_function_configuration(FunctionName=name)
     # squall:network=none: the environments are rebuilt with no network at all
     lam.tag_resource(Resource=lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"],

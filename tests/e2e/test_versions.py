@@ -6,7 +6,6 @@ import base64
 import concurrent.futures as cf
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -181,7 +180,7 @@ def test_the_aws_cli_publishes_aliases_and_invokes_by_qualifier(server, tmp_path
     name = unique_name("cli")
     zip_path = tmp_path / "code.zip"
     zip_path.write_bytes(code("cli"))
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+    env = server.aws_env()
 
     def aws(*args: str) -> dict:
         done = subprocess.run([sys.executable, "-m", "awscli", "lambda", *args, "--endpoint-url", server.endpoint],

@@ -54,7 +54,9 @@ def test_settings_check_their_networks():
 def test_rules_of_the_default_network():
     rules = ruleset(NetworkSpec("default", NET("10.213.0.0/16")), (ipaddress.IPv4Address("10.255.255.53"),))
     # nothing of the host, nothing into an environment; DNS to the host's servers
-    assert 'iifname "sqbr-default" drop' in rules.split("chain forward")[0]
+    filled = rules.split("flush chain")[-1]  # the chains as filled, after their declarations
+    assert 'iifname "sqbr-default" drop' in filled.split("chain forward")[0]
+    assert 'tcp dport @api_ports accept' in filled.split("chain forward")[0]  # Squall's API at the gateway only
     assert 'oifname "sqbr-default" drop' in rules
     assert 'ip daddr { 10.255.255.53 } udp dport 53 accept' in rules
     closed = next(line for line in rules.splitlines() if "daddr {" in line and line.strip().endswith("} drop"))

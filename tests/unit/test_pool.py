@@ -151,6 +151,26 @@ def test_idle_environments_are_reaped_with_injected_clock(tmp_path):
     asyncio.run(scenario())
 
 
+def test_environments_are_replaced_at_their_maximum_age(tmp_path):
+    """Their role's credentials outlive them: an environment in use for 11 hours is replaced
+    (busy ones once their invocation is over)."""
+    async def scenario():
+        clock = Clock()
+        backend, _, pool = make_pool(tmp_path, clock=clock, keep_alive=3600 * 24)
+        fn = function()
+        first, _ = await invoke(pool, fn, tmp_path)
+        for _ in range(10):  # used every hour: never idle for long, but old
+            clock.now += 3600
+            again, _ = await invoke(pool, fn, tmp_path)
+            assert again is first
+        clock.now += 3601
+        replaced, _ = await invoke(pool, fn, tmp_path)
+        assert replaced is not first and backend.started == 2
+        await pool.shutdown(0)
+
+    asyncio.run(scenario())
+
+
 def test_retire_replaces_environments_of_old_revisions(tmp_path):
     async def scenario():
         backend, _, pool = make_pool(tmp_path)

@@ -9,6 +9,8 @@ resource"); a path that is no operation at all answers 404 ``UnknownOperationExc
 
 from __future__ import annotations
 
+from typing import Any
+
 from botocore.loaders import Loader
 from botocore.model import ServiceModel
 
@@ -18,9 +20,11 @@ from squall.api.operations.base import CodeLinks, Operation
 from squall.api.operations.concurrency import ConcurrencyOperations
 from squall.api.operations.functions import FunctionOperations
 from squall.api.operations.invoke import InvokeOperations
+from squall.api.operations.permissions import PermissionOperations
 from squall.api.operations.tags import TagOperations
 from squall.api.operations.versions import AliasOperations, VersionOperations
 from squall.api.protocol import HttpResponse, RestJsonProtocol
+from squall.auth.actions import lambda_requests
 from squall.engine.engine import Engine
 from squall.errors import NotImplementedOperation
 from squall.function import EPHEMERAL_MAX, MEMORY_MAX, TIMEOUT_MAX
@@ -33,6 +37,7 @@ GROUPS = (
     ConcurrencyOperations,
     EventInvokeConfigOperations,
     TagOperations,
+    PermissionOperations,
 )
 
 __all__ = ["CodeLinks", "LambdaRoute", "service_model"]
@@ -60,6 +65,7 @@ class LambdaRoute:
     """Claims every request the other routes left (it must come last)."""
 
     def __init__(self, engine: Engine, links: CodeLinks, model: ServiceModel | None = None) -> None:
+        self.engine = engine
         self.operations: dict[str, Operation] = {}
         for group in GROUPS:
             self.operations.update(group(engine, links).operations())
@@ -67,6 +73,16 @@ class LambdaRoute:
 
     def claims(self, request: Request) -> bool:
         return True
+
+    def authorize(self, request: Request, operation: str, params: dict[str, Any]) -> None:
+        """The caller's identity policies, with the function's own policy for its resource."""
+        principal = request.state.get("principal")
+        if principal is None:  # authentication is off
+            return
+        access = self.engine.identity.access
+        context = access.context(principal)  # type: ignore[arg-type]
+        for action, resource in lambda_requests(operation, params, self.engine.arns):
+            access.check(principal, action, resource, self.engine.resource_policy(resource), context)  # type: ignore[arg-type]
 
     async def handle(self, request: Request) -> HttpResponse:
         op, path_params = self.protocol.match(request.method, request.path, request.query)
@@ -76,6 +92,7 @@ class LambdaRoute:
                 f"Squall does not implement the {op.name} operation yet. See the README for what it serves."
             )
         params = self.protocol.parse(op, path_params, request.query, request.headers, request.body)
+        self.authorize(request, op.name, params)
         output = await operation(params, request)
         response = self.protocol.serialize(op, output)
         if op.name == "Invoke" and response.body:

@@ -344,6 +344,17 @@ class LinuxBackend:
                 log.warning("cannot clean up leftover cgroup %s: %s", group.name, e)
         return count
 
+    def gateways(self) -> list[str]:
+        """The host's address on each network: the server listens there too (environments
+        reach its API there, and only there)."""
+        return [str(spec.gateway) for spec in self.networks.specs.values()] if self.networks is not None else []
+
+    def host_address(self, network: str | None) -> str | None:
+        """The gateway of the environment's network (the server listens there too)."""
+        if network is None or self.networks is None or network not in self.networks.specs:
+            return None
+        return str(self.networks.specs[network].gateway)
+
     def describe(self) -> dict[str, object]:
         cgroups = self.cgroups.describe()
         return {

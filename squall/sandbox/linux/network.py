@@ -197,6 +197,7 @@ def ruleset(spec: NetworkSpec, dns: tuple[ipaddress.IPv4Address, ...] = ()) -> s
     if spec.host_ports:
         for proto in ("tcp", "udp"):
             input_rules.append(f"iifname {br} {proto} dport {_set(spec.host_ports)} accept")
+    input_rules.append(f"iifname {br} ip daddr {spec.gateway} tcp dport @api_ports accept")  # Squall's API
     input_rules.append(f"iifname {br} drop")
     for cidr in spec.cidrs:
         if spec.ports:
@@ -213,17 +214,23 @@ def ruleset(spec: NetworkSpec, dns: tuple[ipaddress.IPv4Address, ...] = ()) -> s
     def body(rules: list[str]) -> str:
         return "".join(f"\n        {rule}" for rule in rules)
 
-    return f"""table {table} {{}}
-delete table {table}
+    # The table, its chains and the set of API ports are declared (kept if they exist: the
+    # set holds every server's port), then the chains are flushed and filled anew.
+    return f"""table {table} {{
+    set api_ports {{ type inet_service; }}
+    chain input {{ type filter hook input priority filter; policy accept; }}
+    chain forward {{ type filter hook forward priority filter; policy accept; }}
+    chain postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
+}}
+flush chain {table} input
+flush chain {table} forward
+flush chain {table} postrouting
 table {table} {{
-    chain input {{
-        type filter hook input priority filter; policy accept;{body(input_rules)}
+    chain input {{{body(input_rules)}
     }}
-    chain forward {{
-        type filter hook forward priority filter; policy accept;{body(forward)}
+    chain forward {{{body(forward)}
     }}
     chain postrouting {{
-        type nat hook postrouting priority srcnat; policy accept;
         ip saddr {spec.subnet} oifname != {br} masquerade
     }}
 }}
@@ -439,6 +446,22 @@ class Networks:
                 self._ip.link("del", index=found[0])
         except Exception as e:  # gone with its namespace meanwhile
             log.debug("cannot delete %s: %s", host_ifname, e)
+
+    def allow_api(self, port: int) -> None:
+        """Let environments reach this server's API at their gateway, ``port``."""
+        self._api_ports("add", port)
+
+    def forbid_api(self, port: int) -> None:
+        self._api_ports("delete", port)
+
+    def _api_ports(self, verb: str, port: int) -> None:
+        nft = shutil.which("nft")
+        if nft is None:
+            return
+        script = "".join(f"{verb} element inet {spec.table} api_ports {{ {port} }}\n" for spec in self.specs.values())
+        done = subprocess.run([nft, "-f", "-"], input=script, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0 and verb == "add":
+            log.warning("environments cannot reach the API on port %d: nft said %s", port, done.stderr.strip()[-300:])
 
     def describe(self) -> dict[str, object]:
         return {"networks": {name: spec.describe() for name, spec in self.specs.items()},

@@ -1,0 +1,58 @@
+"""The identity seam of the engine: who may call (the directory, IAM), what they may do
+(access), and the credentials execution environments get for their function's role.
+
+With authentication off (``--auth off``) the directory still exists (roles are still
+stored and listed) but requests carry no principal, every check passes, and a function's
+role is not required to exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from squall.auth.access import Access
+from squall.auth.directory import Directory
+from squall.auth.iam import Iam
+from squall.auth.keys import Keys
+from squall.store.iam import IamRepository
+
+# An environment's credentials for its role outlive it: the pool replaces environments after
+# 11 hours (PoolLimits.max_age_seconds), as Lambda recycles its own.
+SESSION_LIFETIME_S = 12 * 3600
+
+
+class Identity:
+    def __init__(self, repo: IamRepository, server_key: bytes, account_id: str, region: str, enabled: bool,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.enabled = enabled
+        self.keys = Keys(server_key)
+        self.directory = Directory(repo, self.keys, account_id, clock)
+        self.iam = Iam(self.directory)
+        self.access = Access(region, clock)
+        self.admin_key: tuple[str, str] | None = None
+
+    async def start(self, known_admin_key: str | None) -> tuple[str, str]:
+        """Load the directory; the administrator's key (created on the first start)."""
+        await asyncio.to_thread(self.directory.load)
+        self.admin_key = await self.iam.ensure_admin(known_admin_key)
+        return self.admin_key
+
+    def role_usable(self, role_arn: str) -> bool:
+        """Whether a function may name this role (it exists and trusts Lambda)."""
+        return not self.enabled or self.directory.lambda_may_assume(role_arn)
+
+    def environment_credentials(self, role_arn: str, function_name: str) -> dict[str, str]:
+        """The variables that give an environment its role's credentials (none when the role
+        is gone, or authentication is off)."""
+        if not self.enabled:
+            return {}
+        session = self.directory.session(role_arn, function_name, SESSION_LIFETIME_S)
+        if session is None:
+            return {}
+        return {
+            "AWS_ACCESS_KEY_ID": session.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": session.secret_access_key,
+            "AWS_SESSION_TOKEN": session.session_token,
+        }

@@ -77,6 +77,8 @@ def parser(description: str, memory_mb: int | None = None) -> argparse.ArgumentP
         default="auto",
         help="sandbox backend for the server this script starts (default: auto)",
     )
+    p.add_argument("--auth", choices=("on", "off"), default="on",
+                   help="the started server checks signatures and policies (on, default) or not (off: for A/B)")
     p.add_argument(
         "--json",
         nargs="?",
@@ -480,7 +482,10 @@ class server_for:
         if self.args.endpoint:
             self.server = Server(self.args.endpoint.rstrip("/"))
         else:
-            self.server = start_server(self.args.isolation, self.env)
+            env = dict(self.env or {})
+            if getattr(self.args, "auth", "on") == "off":
+                env["SQUALL_AUTH"] = "false"
+            self.server = start_server(self.args.isolation, env)
         return self.server
 
     def __exit__(self, *exc: object) -> None:

@@ -33,6 +33,15 @@ class NetworkSettings(BaseModel):
     subnet: str = ""  # its environments' addresses (empty: a /22 of 10.214.0.0/15 from its name)
 
 
+class UpstreamCredentials(BaseModel):
+    """An upstream AWS-compatible service's key a role stands for (``upstream_roles``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    access_key_id: str
+    secret_access_key: str = Field(repr=False)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SQUALL_", extra="ignore", frozen=True)
 
@@ -96,6 +105,11 @@ class Settings(BaseSettings):
     destination_sns_endpoint: str = ""
     aws_access_key_id: str = ""
     aws_secret_access_key: str = Field("", repr=False)
+    # Execution roles whose functions call an upstream AWS-compatible endpoint (aws_endpoint):
+    # role name → that service's key. Environments of such a role get this key (and
+    # AWS_ENDPOINT_URL = aws_endpoint) instead of a Squall session; Squall accepts the same key
+    # as that role, so one set of credentials works for both.
+    upstream_roles: dict[str, UpstreamCredentials] = Field(default_factory=dict)
 
     @field_validator("data_dir", mode="before")
     @classmethod

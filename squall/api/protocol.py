@@ -34,7 +34,7 @@ _UNMODELLED_STATUS = {
     "NotImplementedException": 501,
     "ServiceUnavailableException": 503,
     "MissingAuthenticationTokenException": 403,
-    "IncompleteSignatureException": 400,
+    "IncompleteSignatureException": 403,
     "InvalidSignatureException": 403,
     "UnrecognizedClientException": 403,
     "ExpiredTokenException": 403,

@@ -17,22 +17,28 @@ from squall.auth.policy import Decision, Policy, evaluate
 from squall.errors import AccessDenied
 
 
+_TYPES = {"user": "User", "assumed-role": "AssumedRole", "root": "Account"}
+
+
 class Access:
     def __init__(self, region: str, clock: Callable[[], float] = time.time) -> None:
         self.region = region
         self.clock = clock
+        self._times: tuple[int, str] = (-1, "")  # the second, and aws:CurrentTime for it
 
     def context(self, principal: Principal, source_ip: str | None = None, secure: bool = False) -> dict[str, Any]:
         """The global condition keys of a request (lower-case names)."""
-        now = self.clock()
+        second = int(self.clock())
+        if self._times[0] != second:  # formatted once a second, not per request
+            self._times = (second, datetime.datetime.fromtimestamp(second, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
         caller = principal.caller
         context: dict[str, Any] = {
             "aws:principalarn": caller.role_arn or caller.arn,
             "aws:principalaccount": caller.account,
-            "aws:principaltype": {"user": "User", "assumed-role": "AssumedRole", "root": "Account"}.get(caller.kind, "Service"),
+            "aws:principaltype": _TYPES.get(caller.kind, "Service"),
             "aws:userid": principal.user_id,
-            "aws:currenttime": datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "aws:epochtime": str(int(now)),
+            "aws:currenttime": self._times[1],
+            "aws:epochtime": str(second),
             "aws:securetransport": "true" if secure else "false",
             "aws:requestedregion": self.region,
         }

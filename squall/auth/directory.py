@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 from squall.auth.keys import Keys, Session
 from squall.auth.policy import Caller, Policy, evaluate
@@ -53,11 +53,14 @@ class _Role:
 
 
 class Directory:
-    def __init__(self, repo: IamRepository, keys: Keys, account_id: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, repo: IamRepository, keys: Keys, account_id: str, clock: Callable[[], float] = time.time,
+                 upstream: Mapping[str, tuple[str, str]] | None = None) -> None:
         self.repo = repo
         self.keys = keys
         self.account_id = account_id
         self.clock = clock
+        # an upstream service's key a role stands for: key id → (role name, secret)
+        self.upstream = {key_id: (role, secret) for role, (key_id, secret) in (upstream or {}).items()}
         self.users: dict[str, _User] = {}
         self.access_keys: dict[str, AccessKeyRecord] = {}
         self.roles: dict[str, _Role] = {}
@@ -97,6 +100,17 @@ class Directory:
         or UnrecognizedClient / InvalidSignature / ExpiredToken."""
         if signed.token is not None:
             return self._session(signed, verify)
+        if signed.access_key in self.upstream:
+            role_name, secret = self.upstream[signed.access_key]
+            role = self.roles.get(role_name)
+            if role is None:
+                raise UnrecognizedClient("The security token included in the request is invalid.")
+            if not verify(secret):
+                raise InvalidSignature(
+                    "The request signature we calculated does not match the signature you provided. Check your AWS "
+                    "Secret Access Key and signing method. Consult the service documentation for details."
+                )
+            return self.role_principal(role.record, signed.access_key, signed.access_key)
         key = self.access_keys.get(signed.access_key)
         if key is None or key.status != "Active":
             raise UnrecognizedClient("The security token included in the request is invalid.")

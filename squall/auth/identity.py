@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from typing import Callable, Mapping
 
 from squall.auth.access import Access
 from squall.auth.directory import Directory
@@ -25,10 +25,13 @@ SESSION_LIFETIME_S = 12 * 3600
 
 class Identity:
     def __init__(self, repo: IamRepository, server_key: bytes, account_id: str, region: str, enabled: bool,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, upstream: Mapping[str, tuple[str, str]] | None = None,
+                 upstream_endpoint: str = "") -> None:
         self.enabled = enabled
         self.keys = Keys(server_key)
-        self.directory = Directory(repo, self.keys, account_id, clock)
+        self.directory = Directory(repo, self.keys, account_id, clock, upstream)
+        self.upstream = dict(upstream or {})  # role name → (access key id, secret) of the upstream service
+        self.upstream_endpoint = upstream_endpoint
         self.iam = Iam(self.directory)
         self.access = Access(region, clock)
         self.admin_key: tuple[str, str] | None = None
@@ -48,6 +51,13 @@ class Identity:
         is gone, or authentication is off)."""
         if not self.enabled:
             return {}
+        name = self.directory.role_name_of(role_arn)
+        if name is not None and name in self.upstream:  # the upstream's key, which Squall accepts as the role
+            key_id, secret = self.upstream[name]
+            env = {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
+            if self.upstream_endpoint:
+                env["AWS_ENDPOINT_URL"] = self.upstream_endpoint  # every other service: the upstream
+            return env
         session = self.directory.session(role_arn, function_name, SESSION_LIFETIME_S)
         if session is None:
             return {}

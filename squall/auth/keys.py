@@ -42,11 +42,15 @@ class Keys:
     def __init__(self, server_key: bytes) -> None:
         self._secrets = hmac.new(server_key, b"squall access key secrets", hashlib.sha256).digest()
         self._sessions = hmac.new(server_key, b"squall session tokens", hashlib.sha256).digest()
+        self._derived: dict[tuple[str, str], str] = {}  # (key id, salt) → secret, computed once
 
     def secret(self, key_id: str, salt: str) -> str:
         """A long-term key's secret (40 characters, as AWS's)."""
-        digest = hmac.new(self._secrets, f"{key_id}:{salt}".encode(), hashlib.sha256).digest()
-        return base64.b64encode(digest).decode()[:40]
+        found = self._derived.get((key_id, salt))
+        if found is None:
+            digest = hmac.new(self._secrets, f"{key_id}:{salt}".encode(), hashlib.sha256).digest()
+            found = self._derived[(key_id, salt)] = base64.b64encode(digest).decode()[:40]
+        return found
 
     @staticmethod
     def new_salt() -> str:

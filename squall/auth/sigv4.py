@@ -50,7 +50,8 @@ class Signed:
 
     @property
     def epoch(self) -> int:
-        return calendar.timegm(time.strptime(self.timestamp, "%Y%m%dT%H%M%SZ"))
+        t = self.timestamp  # YYYYMMDDTHHMMSSZ, checked by read() (time.strptime costs ~25 µs)
+        return calendar.timegm((int(t[0:4]), int(t[4:6]), int(t[6:8]), int(t[9:11]), int(t[11:13]), int(t[13:15])))
 
 
 def read(method: str, headers: Mapping[str, str], query: Mapping[str, list[str]]) -> Signed:

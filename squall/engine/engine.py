@@ -80,7 +80,11 @@ class Engine:
         self.code_limits = CodeLimits()
         self.bus = bus = EventBus()
         self.admission = Admission(settings.account_concurrency, bus)
-        self.identity = Identity(stores.iam, stores.server_key, settings.account_id, settings.region, settings.auth, clock)
+        self.identity = Identity(
+            stores.iam, stores.server_key, settings.account_id, settings.region, settings.auth, clock,
+            upstream={role: (c.access_key_id, c.secret_access_key) for role, c in settings.upstream_roles.items()},
+            upstream_endpoint=settings.aws_endpoint,
+        )
         self.api_port: int | None = None  # where the server listens (environments call it there)
         self._function_arn_prefix = f"arn:aws:lambda:{settings.region}:{settings.account_id}:function:"
         self.tags = Tags(stores.functions, self.arns, bus, NetworkNames(settings.networks))

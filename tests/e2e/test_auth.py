@@ -86,6 +86,17 @@ def test_requests_without_a_valid_signature_are_refused(server, admin):
     with pytest.raises(urllib.error.HTTPError) as tampered:
         urllib.request.urlopen(presigned.replace("X-Amz-Expires=60", "X-Amz-Expires=600"))
     assert tampered.value.code == 403
+    malformed = urllib.request.Request(f"{server.endpoint}/2015-03-31/functions/{name}", headers={
+        "Authorization": "AWS4-HMAC-SHA256 Credential=AKIA/20260101/us-east-1/lambda/aws4_request",
+        "X-Amz-Date": "20260101T000000Z"})
+    with pytest.raises(urllib.error.HTTPError) as incomplete:
+        urllib.request.urlopen(malformed)
+    assert incomplete.value.code == 403 and incomplete.value.headers["x-amzn-ErrorType"] == "IncompleteSignatureException"
+    assert "requires 'SignedHeaders'" in json.loads(incomplete.value.read())["message"]
+    truncated = presigned.split("&X-Amz-Signature=")[0]
+    with pytest.raises(urllib.error.HTTPError) as cut:
+        urllib.request.urlopen(truncated)
+    assert cut.value.code == 403 and cut.value.headers["x-amzn-ErrorType"] == "IncompleteSignatureException"
     with urllib.request.urlopen(f"{server.endpoint}/health") as health:  # the one open door
         assert json.loads(health.read())["status"] == "ok"
 
@@ -200,7 +211,7 @@ def handler(event, context):
             out[what] = e.response["Error"]["Code"] + ": " + e.response["Error"]["Message"]
     out["who"] = boto3.client("sts").get_caller_identity()["Arn"]
     return out
-""", Role=created["Arn"], Timeout=30)
+""", Role=created["Arn"], Timeout=60, MemorySize=1769)  # a whole vCPU: botocore is heavy to load
     response = admin.invoke(FunctionName=caller, Payload=json.dumps({"target": target, "bystander": bystander}))
     body = json.loads(response["Payload"].read())
     assert "FunctionError" not in response, body
@@ -287,5 +298,31 @@ def test_auth_off_is_only_for_loopback(tmp_path):
         name = unique_name("open")
         anyone.create_function(FunctionName=name, Runtime="python3.11", Role=f"arn:aws:iam::{ACCT}:role/whatever",
                                Handler="app.handler", Code={"ZipFile": make_zip({"app.py": "def handler(e, c):\n    return 1\n"})})
+    finally:
+        running.stop()
+
+
+def test_a_role_mapped_to_upstream_credentials(tmp_path):
+    """With an upstream AWS-compatible endpoint, a role can stand for that service's key: its
+    environments get the key (other services go upstream), and Squall accepts it as the role."""
+    upstream = {"squall-function": {"access_key_id": "AKIAUPSTREAMEXAMPLE0", "secret_access_key": "upstream-secret"}}
+    running = start_server(tmp_path / "upstream", env={"SQUALL_UPSTREAM_ROLES": json.dumps(upstream),
+                                                       "SQUALL_AWS_ENDPOINT": "http://127.0.0.1:4566"})
+    try:
+        admin = running.client("lambda")
+        name = create_function(admin, """
+import os, boto3
+def handler(event, context):
+    return {"key": os.environ["AWS_ACCESS_KEY_ID"], "token": os.environ.get("AWS_SESSION_TOKEN"),
+            "elsewhere": os.environ.get("AWS_ENDPOINT_URL"),
+            "who": boto3.client("sts").get_caller_identity()["Arn"]}
+""", Timeout=60, MemorySize=1769)
+        body = json.loads(admin.invoke(FunctionName=name)["Payload"].read())
+        assert body == {"key": "AKIAUPSTREAMEXAMPLE0", "token": None, "elsewhere": "http://127.0.0.1:4566",
+                        "who": f"arn:aws:sts::{ACCT}:assumed-role/squall-function/AKIAUPSTREAMEXAMPLE0"}
+        outside = running.client("lambda", credentials=("AKIAUPSTREAMEXAMPLE0", "upstream-secret"))
+        assert error_of(outside.list_functions)[1] == "AccessDeniedException"  # the role grants nothing
+        wrong = running.client("lambda", credentials=("AKIAUPSTREAMEXAMPLE0", "not-it"))
+        assert error_of(wrong.list_functions)[1] == "InvalidSignatureException"
     finally:
         running.stop()

@@ -267,11 +267,14 @@ def runtimes(connection: Connection) -> None:
               help="The server's data dir (where its credentials file is).")
 @click.option("--endpoint", envvar="SQUALL_ENDPOINT", default=None, help="The server's URL, for AWS_ENDPOINT_URL.")
 @click.option("--profile", default="squall", show_default=True, help="Name of the AWS CLI profile shown.")
-def credentials(data_dir: str | None, endpoint: str | None, profile: str) -> None:
-    """Print the administrator's credentials: `export` lines and an AWS CLI profile.
+@click.option("--format", "shape", type=click.Choice(["env", "profile"]), default="env", show_default=True,
+              help="env: `export` lines; profile: sections for ~/.aws/credentials and ~/.aws/config.")
+def credentials(data_dir: str | None, endpoint: str | None, profile: str, shape: str) -> None:
+    """Print the administrator's credentials, as `export` lines or as an AWS CLI profile.
 
     \b
-    eval "$(squall credentials)"      # then boto3 and the AWS CLI talk to Squall
+    eval "$(squall credentials)"                  # then boto3 and the AWS CLI talk to Squall
+    squall credentials --format profile           # sections to add to ~/.aws/credentials and ~/.aws/config
     """
     from squall.auth import credentials_file
     from squall.cli.client import DEFAULT_ENDPOINT, data_dir as default_dir, normalise_endpoint
@@ -288,18 +291,22 @@ def credentials(data_dir: str | None, endpoint: str | None, profile: str) -> Non
     key_id, secret = found
     region = Settings().region
     url = normalise_endpoint(endpoint or DEFAULT_ENDPOINT)
+    if shape == "profile":
+        click.echo(f"# add to ~/.aws/credentials (then: aws --profile {profile} lambda list-functions)")
+        click.echo(f"[{profile}]")
+        click.echo(f"aws_access_key_id = {key_id}")
+        click.echo(f"aws_secret_access_key = {secret}")
+        click.echo("")
+        click.echo("# add to ~/.aws/config")
+        click.echo(f"[profile {profile}]")
+        click.echo(f"region = {region}")
+        click.echo(f"endpoint_url = {url}")
+        return
     click.echo(f"export AWS_ACCESS_KEY_ID={key_id}")
     click.echo(f"export AWS_SECRET_ACCESS_KEY={secret}")
     click.echo(f"export AWS_DEFAULT_REGION={region}")
     click.echo(f"export AWS_ENDPOINT_URL={url}")
-    click.echo("")
-    click.echo(f"# or, as a profile: append to ~/.aws/credentials and ~/.aws/config, then use --profile {profile}")
-    click.echo(f"# [{profile}]")
-    click.echo(f"# aws_access_key_id = {key_id}")
-    click.echo(f"# aws_secret_access_key = {secret}")
-    click.echo(f"# [profile {profile}]")
-    click.echo(f"# region = {region}")
-    click.echo(f"# endpoint_url = {url}")
+    click.echo(f"# or as an AWS CLI profile: squall credentials --format profile --profile {profile}")
 
 
 def main() -> None:

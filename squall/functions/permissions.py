@@ -21,6 +21,7 @@ from squall.auth.policy import Policy
 from squall.engine.bus import EventBus, FunctionDeleted, VersionDeleted
 from squall.errors import (
     InvalidParameterValue,
+    MalformedPolicyDocument,
     PolicyLengthExceeded,
     PreconditionFailed,
     PublicPolicy,
@@ -120,7 +121,10 @@ class Permissions:
     # ---- Put/Get/DeleteResourcePolicy ---------------------------------------------------------
     async def put_document(self, ref: FunctionRef, document: str, revision_id: str | None) -> tuple[str, str]:
         await self._target_revision(ref, missing="add")
-        policy = Policy.parse(document, resource_policy=True)
+        try:
+            policy = Policy.parse(document, resource_policy=True)
+        except MalformedPolicyDocument as error:  # IAM's error; the Lambda API says it its own way
+            raise InvalidParameterValue(f"The policy is not valid: {error.message}") from None
         for statement in policy.statements:
             public = statement.principal == "*" or (
                 not isinstance(statement.principal, str) and statement.principal is not None

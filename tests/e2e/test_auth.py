@@ -120,6 +120,18 @@ def test_the_aws_cli_with_what_squall_credentials_prints(server, admin, tmp_path
     done = subprocess.run([sys.executable, "-m", "awscli", "lambda", "list-functions", "--endpoint-url",
                            env["AWS_ENDPOINT_URL"]], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode != 0 and "InvalidSignatureException" in done.stderr
+    # the same as a profile, with the endpoint in it: nothing else on the command line
+    profile = subprocess.run([sys.executable, "-m", "squall.cli.main", "credentials", "--format", "profile",
+                              "--data-dir", str(server.data_dir), "--endpoint", server.endpoint],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    credentials_part, _, config_part = profile.partition("# add to ~/.aws/config")
+    (tmp_path / "credentials").write_text(credentials_part)
+    (tmp_path / "config").write_text(config_part)
+    clean = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    clean.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"), AWS_CONFIG_FILE=str(tmp_path / "config"))
+    done = subprocess.run([sys.executable, "-m", "awscli", "--profile", "squall", "lambda", "get-function",
+                           "--function-name", name], capture_output=True, text=True, env=clean, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_limited_user(server, admin, iam):
@@ -274,6 +286,35 @@ def test_add_permission_lets_another_user_invoke(server, admin, iam):
     assert error_of(dave.invoke, FunctionName=name, Qualifier="live")[1] == "AccessDeniedException"
     assert error_of(admin.add_permission, FunctionName=name, Qualifier="$LATEST", StatementId="x",
                     Action="lambda:InvokeFunction", Principal=ACCT)[2] == "We currently do not support adding policies for $LATEST."
+
+
+def test_whole_resource_policies(server, admin, iam):
+    name = create_function(admin, "def handler(e, c):\n    return 'whole'\n")
+    arn = f"arn:aws:lambda:us-east-1:{ACCT}:function:{name}"
+    erin_name = unique_name("erin")
+    erin = user(iam, server, erin_name)
+    document = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "erin", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCT}:user/{erin_name}"},
+         "Action": "lambda:InvokeFunction", "Resource": arn}]}
+    put = admin.put_resource_policy(ResourceArn=arn, Policy=json.dumps(document))
+    assert json.loads(put["Policy"])["Statement"] == document["Statement"]
+    assert json.loads(admin.get_resource_policy(ResourceArn=arn)["Policy"]) == json.loads(put["Policy"])
+    assert json.loads(admin.get_policy(FunctionName=name)["Policy"])["Statement"] == document["Statement"]  # one policy
+    assert json.loads(erin.invoke(FunctionName=name)["Payload"].read()) == "whole"
+    public = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+                                                      "Action": "lambda:InvokeFunction", "Resource": arn}]}
+    assert error_of(admin.put_resource_policy, ResourceArn=arn, Policy=json.dumps(public))[:2] == (400, "PublicPolicyException")
+    big = {"Version": "2012-10-17", "Statement": [
+        {"Sid": f"s{i}", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCT}:user/{erin_name}"},
+         "Action": "lambda:GetFunction", "Resource": arn} for i in range(200)]}
+    status, code, message = error_of(admin.put_resource_policy, ResourceArn=arn, Policy=json.dumps(big))
+    # Over the model's 20480 characters: refused by validation before the policy is read, as on Lambda.
+    assert (status, code) == (400, "ValidationException") and "less than or equal to 20480" in message
+    assert error_of(admin.put_resource_policy, ResourceArn=arn, Policy="{not json") == (
+        400, "InvalidParameterValueException", "The policy is not valid: This policy contains invalid Json")
+    admin.delete_resource_policy(ResourceArn=arn, RevisionId=put["RevisionId"])
+    assert error_of(admin.get_resource_policy, ResourceArn=arn)[:2] == (404, "ResourceNotFoundException")
+    assert error_of(erin.invoke, FunctionName=name)[1] == "AccessDeniedException"
 
 
 def test_code_links_expire(server, admin):

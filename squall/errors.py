@@ -85,6 +85,10 @@ class ResourceConflict(LambdaError):
     code = "ResourceConflictException"
 
 
+class ResourceInUse(LambdaError):
+    code = "ResourceInUseException"
+
+
 class PreconditionFailed(LambdaError):
     code = "PreconditionFailedException"
 

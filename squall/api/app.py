@@ -49,7 +49,8 @@ class SquallApp:
                 self.logs_route,
                 PathRoute("GET", "/health", self._health),
                 PathRoute("GET", "/squall/code/", self._code_download, prefix=True),
-                PathRoute("GET", "/squall/queue", self._queue),  # `squall queue`: the async queue per function
+                PathRoute("GET", "/squall/queue", self._queue),
+                PathRoute("GET", "/squall/event-sources", self._event_sources),  # `squall event-sources`  # `squall queue`: the async queue per function
                 self.query_route,  # IAM and STS: form-encoded requests to /
                 self.lambda_route,
             ]
@@ -123,6 +124,10 @@ class SquallApp:
         resource = self.engine.arns.function(name) if name else "*"
         self.engine.identity.access.check(request.state.get("principal"), "lambda:GetFunctionEventInvokeConfig", resource)  # type: ignore[arg-type]
         return _json(200, await self.engine.queue_report(name))
+
+    async def _event_sources(self, request: Request) -> HttpResponse:
+        self.engine.identity.access.check(request.state.get("principal"), "lambda:ListEventSourceMappings", "*")  # type: ignore[arg-type]
+        return _json(200, {"mappings": self.engine.event_sources_report()})
 
     async def _code_download(self, request: Request) -> HttpResponse:
         name = request.path.rsplit("/", 1)[-1]

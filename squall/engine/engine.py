@@ -39,6 +39,9 @@ from squall.invoke.resolver import Resolver
 from squall.observe.logs import LogReader
 from squall.runtimes.registry import RuntimeRegistry
 from squall.settings import Settings
+from squall.sources.aws import AwsClients
+from squall.sources.invoker import BatchInvoker
+from squall.sources.service import EventSources
 from squall.store.aliases import AliasRecord
 
 
@@ -104,6 +107,17 @@ class Engine:
         self.async_invocations = AsyncInvocations(
             settings, self.resolver, self.admission, self._invoke_event, self._exists, self.arns, bus, clock
         )
+        self.event_sources = EventSources(
+            stores.event_sources,
+            BatchInvoker(self._invoke_batch, self.admission),
+            AwsClients(settings.aws_endpoint, settings.aws_access_key_id or None, settings.aws_secret_access_key or None),
+            self.arns,
+            self._exists,
+            self.async_invocations.senders.send,
+            self._role_of,
+            self._timeout_of,
+            clock,
+        )
         self.started_at = time.time()
 
     # ---- life cycle ------------------------------------------------------------------
@@ -118,8 +132,10 @@ class Engine:
         await self.async_invocations.start()
         self.stores.logs.start()
         self.executor.start()
+        await self.event_sources.start()
 
     async def stop(self) -> None:
+        await self.event_sources.stop()
         await self.async_invocations.stop(self.settings.shutdown_grace_seconds)
         await self.executor.shutdown(self.settings.shutdown_grace_seconds)
         await self.functions.close()
@@ -148,6 +164,17 @@ class Engine:
 
     async def _invoke_event(self, ref: FunctionRef, payload: bytes, request_id: str, prelude: str) -> InvocationResult | None:
         return await self.invoke(ref, payload, InvokeOptions(request_id, prelude=prelude))
+
+    async def _invoke_batch(self, ref: FunctionRef, payload: bytes, request_id: str) -> InvocationResult | None:
+        return await self.invoke(ref, payload, InvokeOptions(request_id))
+
+    def _role_of(self, name: str) -> str:
+        latest = self.functions.invocable_latest(name)
+        return latest.role if latest is not None else self.arns.role_default()
+
+    def _timeout_of(self, name: str) -> int | None:
+        latest = self.functions.invocable_latest(name)
+        return latest.timeout if latest is not None else None
 
     async def _exists(self, ref: FunctionRef) -> bool:
         """Whether a function (and the version or alias ``ref`` names) exists."""
@@ -253,6 +280,26 @@ class Engine:
         if function_name is not None and not await asyncio.to_thread(self.stores.functions.exists, function_name):
             raise ResourceNotFound(f"Function not found: {self.arns.function(function_name)}")
         return await self.async_invocations.report(function_name)
+
+    # ---- event source mappings ------------------------------------------------------------
+    async def create_event_source_mapping(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.event_sources.create(params)
+
+    async def get_event_source_mapping(self, uuid: str) -> dict[str, Any]:
+        return await self.event_sources.get(uuid)
+
+    async def update_event_source_mapping(self, uuid: str, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.event_sources.update(uuid, params)
+
+    async def delete_event_source_mapping(self, uuid: str) -> dict[str, Any]:
+        return await self.event_sources.delete(uuid)
+
+    async def list_event_source_mappings(self, source_arn: str | None, function_name: str | None, marker: str | None,
+                                         max_items: int | None) -> tuple[list[dict[str, Any]], str | None]:
+        return await self.event_sources.list(source_arn, function_name, marker, max_items)
+
+    def event_sources_report(self) -> list[dict[str, Any]]:
+        return self.event_sources.report()
 
     # ---- logs and the account ---------------------------------------------------------------
     def logs(self) -> LogReader:

@@ -18,6 +18,7 @@ from squall.settings import Settings
 from squall.store.aliases import AliasRepository
 from squall.store.blobs import BlobStore
 from squall.store.db import create_engine
+from squall.store.event_sources import EventSourceRepository
 from squall.store.functions import FunctionRepository
 from squall.store.iam import IamRepository
 from squall.store.provisioned import ProvisionedRepository
@@ -46,6 +47,7 @@ class Stores:
     code: CodeStore
     logs: LogStore
     iam: IamRepository
+    event_sources: EventSourceRepository
     server_key: bytes  # signs code links, derives access keys' secrets (<data dir>/secret, 0600)
 
     @classmethod
@@ -61,6 +63,7 @@ class Stores:
             code=CodeStore(BlobStore(settings.data_dir), functions.code_in_use, settings.code_storage_limit_bytes),
             logs=LogStore(settings.data_dir / "logs"),
             iam=IamRepository(db),
+            event_sources=EventSourceRepository(db),
             server_key=load_server_key(settings.data_dir),
         )
 

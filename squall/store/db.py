@@ -173,6 +173,29 @@ function_policies = sa.Table(
     sa.Column("revision_id", sa.String(36), nullable=False),
 )
 
+event_source_mappings = sa.Table(
+    "event_source_mappings",
+    metadata,
+    sa.Column("uuid", sa.String(36), primary_key=True),
+    sa.Column("function_name", sa.String(64), nullable=False, index=True),
+    sa.Column("qualifier", sa.String(128), nullable=False),
+    sa.Column("source_arn", sa.String(1024), nullable=False, index=True),
+    sa.Column("settings", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("state_reason", sa.String(256), nullable=False),
+    sa.Column("last_modified", sa.Float, nullable=False),
+    sa.Column("last_result", sa.String(1024), nullable=False),
+)
+
+event_source_positions = sa.Table(
+    "event_source_positions",
+    metadata,
+    sa.Column("mapping_uuid", sa.String(36), sa.ForeignKey("event_source_mappings.uuid", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("shard", sa.String(256), primary_key=True),
+    sa.Column("position", sa.String(256), nullable=False),
+)
+
 
 def create_engine(url: str, synchronous: str = "NORMAL") -> Engine:
     """``synchronous="FULL"`` (SQLite): every commit is fsynced (the async event queue uses it)."""

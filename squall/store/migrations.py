@@ -184,6 +184,34 @@ def _v5_identities_and_resource_policies(conn: sa.Connection) -> None:
     m.create_all(conn, tables=[t for name, t in m.tables.items() if name != "functions"])
 
 
+def _v6_event_source_mappings(conn: sa.Connection) -> None:
+    """Event source mappings (no foreign key: a mapping outlives its function, as on Lambda)
+    and the positions their stream pollers checkpointed per shard."""
+    m = sa.MetaData()
+    sa.Table(
+        "event_source_mappings",
+        m,
+        sa.Column("uuid", sa.String(36), primary_key=True),
+        sa.Column("function_name", sa.String(64), nullable=False, index=True),
+        sa.Column("qualifier", sa.String(128), nullable=False),  # "" for the unqualified function
+        sa.Column("source_arn", sa.String(1024), nullable=False, index=True),
+        sa.Column("settings", sa.JSON, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("state_reason", sa.String(256), nullable=False),
+        sa.Column("last_modified", sa.Float, nullable=False),
+        sa.Column("last_result", sa.String(1024), nullable=False),
+    )
+    sa.Table(
+        "event_source_positions",
+        m,
+        sa.Column("mapping_uuid", sa.String(36), sa.ForeignKey("event_source_mappings.uuid", ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("shard", sa.String(256), primary_key=True),
+        sa.Column("position", sa.String(256), nullable=False),  # the last sequence number done
+    )
+    m.create_all(conn)
+
+
 def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> None:
     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
@@ -195,4 +223,5 @@ MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
     _v3_async_invocation,
     _v4_versions_aliases_provisioned,
     _v5_identities_and_resource_policies,
+    _v6_event_source_mappings,
 )

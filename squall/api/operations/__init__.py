@@ -18,6 +18,7 @@ from squall.api.middleware import Request
 from squall.api.operations.async_config import EventInvokeConfigOperations
 from squall.api.operations.base import CodeLinks, Operation
 from squall.api.operations.concurrency import ConcurrencyOperations
+from squall.api.operations.event_sources import EventSourceMappingOperations
 from squall.api.operations.functions import FunctionOperations
 from squall.api.operations.invoke import InvokeOperations
 from squall.api.operations.permissions import PermissionOperations
@@ -38,6 +39,7 @@ GROUPS = (
     EventInvokeConfigOperations,
     TagOperations,
     PermissionOperations,
+    EventSourceMappingOperations,
 )
 
 __all__ = ["CodeLinks", "LambdaRoute", "service_model"]

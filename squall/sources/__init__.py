@@ -1,0 +1,1 @@
+"""Event sources: pollers that turn queue and stream records into batched invocations."""

@@ -1,0 +1,333 @@
+"""Event source mappings: the five operations, their states, and one poller per enabled mapping.
+
+States move as on Lambda: Create answers ``Creating`` and the mapping becomes ``Enabled`` (or
+``Disabled``) once its poller has started (or not); Update answers ``Updating`` / ``Enabling`` /
+``Disabling``; Delete answers ``Deleting`` and the mapping goes once its poller has stopped.
+Those transitions take milliseconds here; an Update or Delete that arrives during one waits
+for it briefly, then gets ``ResourceInUseException``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid as uuids
+from dataclasses import replace
+from typing import Any, Awaitable, Callable
+
+from squall.arn import LATEST, Arns, FunctionRef
+from squall.errors import InvalidParameterValue, ResourceConflict, ResourceInUse, ResourceNotFound
+from squall.paging import decode_marker, encode_marker
+from squall.sources.aws import AwsClients, describe
+from squall.sources.invoker import BatchInvoker
+from squall.sources.kinesis import DynamoDbStream, KinesisStream
+from squall.sources.mapping import (
+    CREATING,
+    DELETING,
+    DISABLED,
+    DISABLING,
+    DYNAMODB,
+    ENABLED,
+    ENABLING,
+    KINESIS,
+    NO_RECORDS,
+    SQS,
+    TRANSITIONAL,
+    UPDATING,
+    USER_INITIATED,
+    EventSourceMapping,
+    Source,
+    settings_for,
+    settings_from_json,
+    settings_to_json,
+)
+from squall.sources.poller import Poller, PollerStats
+from squall.sources.sqs import SqsPoller
+from squall.sources.streams import StreamPoller
+from squall.store.event_sources import EventSourceRepository, MappingRow
+
+log = logging.getLogger("squall.sources")
+
+TRANSITION_WAIT = 2.0  # how long an Update/Delete waits for a transition in progress
+LIST_DEFAULT, LIST_MAX = 100, 10000
+
+Exists = Callable[[FunctionRef], Awaitable[bool]]
+Send = Callable[[str, bytes], Awaitable[None]]
+
+
+class EventSources:
+    def __init__(self, repo: EventSourceRepository, invoker: BatchInvoker, clients: AwsClients, arns: Arns,
+                 exists: Exists, send: Send, role_of: Callable[[str], str], timeout_of: Callable[[str], int | None],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.repo = repo
+        self.invoker = invoker
+        self.clients = clients
+        self.arns = arns
+        self.exists = exists
+        self.send = send
+        self.role_of = role_of
+        self.timeout_of = timeout_of
+        self.clock = clock
+        self._mappings: dict[str, EventSourceMapping] = {}
+        self._pollers: dict[str, tuple[Poller, asyncio.Task[None]]] = {}
+        self._stats: dict[str, PollerStats] = {}
+        self._transitions: dict[str, asyncio.Task[None]] = {}
+        self._lock = asyncio.Lock()
+        self._writes: set[asyncio.Task[None]] = set()
+
+    # ---- life cycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        for row in await asyncio.to_thread(self.repo.all):
+            mapping = self._from_row(row)
+            self._mappings[mapping.uuid] = mapping
+            if mapping.state == DELETING:
+                await asyncio.to_thread(self.repo.delete, mapping.uuid)
+                del self._mappings[mapping.uuid]
+            elif mapping.settings.enabled:
+                self._start_poller(mapping)
+                await self._set_state(mapping.uuid, ENABLED, mapping.state_reason)
+            else:
+                await self._set_state(mapping.uuid, DISABLED, mapping.state_reason)
+
+    async def stop(self) -> None:
+        for task in list(self._transitions.values()):
+            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*(self._stop_poller(uuid) for uuid in list(self._pollers)))
+        await asyncio.gather(*self._writes, return_exceptions=True)
+        self.clients.close()
+
+    # ---- the API --------------------------------------------------------------------------------
+    async def create(self, params: dict[str, Any]) -> dict[str, Any]:
+        arn = params.get("EventSourceArn")
+        if not arn:
+            raise InvalidParameterValue("EventSourceArn is required: Squall has no self-managed event sources yet.")
+        source = Source.parse(arn)
+        ref = self.arns.parse(params["FunctionName"])
+        if ref.qualifier == LATEST:
+            ref = FunctionRef(ref.name, None)
+        if not await self.exists(ref):
+            raise ResourceNotFound(f"Function does not exist: {self.arns.function(ref.name, ref.qualifier)}")
+        settings = replace(settings_for(source, params), created_at=self.clock())
+        async with self._lock:
+            for other in self._mappings.values():
+                if other.source.arn == source.arn and (other.function_name, other.qualifier) == (ref.name, ref.qualifier):
+                    raise ResourceConflict(
+                        f"The event source arn (\" {source.arn} \") and function (\" {ref.name} \") provided mapping "
+                        f"already exists. Please update or delete the existing mapping with UUID {other.uuid}")
+            await self._check_source(source, ref)
+            mapping = EventSourceMapping(str(uuids.uuid4()), ref.name, ref.qualifier, source, settings, CREATING,
+                                         USER_INITIATED, self.clock())
+            await asyncio.to_thread(self.repo.put, self._to_row(mapping))
+            self._mappings[mapping.uuid] = mapping
+            self._stats[mapping.uuid] = PollerStats()
+        self._transition(mapping.uuid, self._settle(mapping.uuid))
+        return self._api(mapping)
+
+    async def get(self, uuid: str) -> dict[str, Any]:
+        return self._api(self._find(uuid))
+
+    async def update(self, uuid: str, params: dict[str, Any]) -> dict[str, Any]:
+        await self._wait_transition(uuid)
+        async with self._lock:
+            current = self._find(uuid)
+            if current.state in TRANSITIONAL:
+                raise ResourceInUse(f"Cannot update the event source mapping because it is in use: {current.state}.")
+            function = (current.function_name, current.qualifier)
+            if params.get("FunctionName"):
+                ref = self.arns.parse(params["FunctionName"])
+                ref = FunctionRef(ref.name, None) if ref.qualifier == LATEST else ref
+                if not await self.exists(ref):
+                    raise ResourceNotFound(f"Function does not exist: {self.arns.function(ref.name, ref.qualifier)}")
+                function = (ref.name, ref.qualifier)
+            settings = settings_for(current.source, params, current.settings)
+            state = UPDATING
+            if settings.enabled != current.settings.enabled:
+                state = ENABLING if settings.enabled else DISABLING
+            mapping = replace(current, function_name=function[0], qualifier=function[1], settings=settings,
+                              state=state, state_reason=USER_INITIATED, last_modified=self.clock())
+            await asyncio.to_thread(self.repo.put, self._to_row(mapping))
+            self._mappings[uuid] = mapping
+        self._transition(uuid, self._settle(uuid))
+        return self._api(mapping)
+
+    async def delete(self, uuid: str) -> dict[str, Any]:
+        await self._wait_transition(uuid)
+        async with self._lock:
+            current = self._find(uuid)
+            if current.state in TRANSITIONAL:
+                raise ResourceInUse(f"Cannot delete the event source mapping because it is in use: {current.state}.")
+            mapping = current.with_state(DELETING)
+            await asyncio.to_thread(self.repo.set_state, uuid, DELETING, USER_INITIATED)
+            self._mappings[uuid] = mapping
+        self._transition(uuid, self._remove(uuid))
+        return self._api(mapping)
+
+    async def list(self, source_arn: str | None, function_name: str | None, marker: str | None,
+                   max_items: int | None) -> tuple[list[dict[str, Any]], str | None]:
+        ref = None
+        if function_name:
+            ref = self.arns.parse(function_name)
+        mappings = sorted(self._mappings.values(), key=lambda m: m.uuid)
+        if source_arn:
+            mappings = [m for m in mappings if m.source.arn == source_arn]
+        if ref is not None:
+            mappings = [m for m in mappings if m.function_name == ref.name
+                        and (ref.qualifier is None or (m.qualifier or LATEST) == ref.qualifier)]
+        if marker:
+            after = decode_marker(marker)
+            mappings = [m for m in mappings if m.uuid > after]
+        limit = max_items or LIST_DEFAULT
+        page = mappings[:limit]
+        next_marker = encode_marker(page[-1].uuid) if len(mappings) > limit else None
+        return [self._api(m) for m in page], next_marker
+
+    def report(self) -> list[dict[str, Any]]:
+        """What ``squall event-sources`` shows."""
+        out = []
+        for m in sorted(self._mappings.values(), key=lambda m: (m.function_name, m.uuid)):
+            stats = self._stats.setdefault(m.uuid, PollerStats())
+            out.append({"uuid": m.uuid, "function": self.arns.function(m.function_name, m.qualifier),
+                        "source": m.source.arn, "kind": m.source.kind, "state": m.state,
+                        "last_result": m.last_result, "batch_size": m.settings.batch_size, **stats.to_json()})
+        return out
+
+    # ---- states and pollers ---------------------------------------------------------------------
+    def _transition(self, uuid: str, work: Awaitable[None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
+        self._transitions[uuid] = task
+        task.add_done_callback(lambda t: self._transitions.pop(uuid, None) if self._transitions.get(uuid) is t else None)
+
+    async def _wait_transition(self, uuid: str) -> None:
+        task = self._transitions.get(uuid)
+        if task is not None:
+            await asyncio.wait({task}, timeout=TRANSITION_WAIT)
+
+    async def _settle(self, uuid: str) -> None:
+        """Finish Creating / Updating / Enabling / Disabling: (re)start or stop the poller."""
+        await self._stop_poller(uuid)
+        mapping = self._mappings.get(uuid)
+        if mapping is None:
+            return
+        if mapping.settings.enabled:
+            self._start_poller(mapping)
+        await self._set_state(uuid, ENABLED if mapping.settings.enabled else DISABLED, USER_INITIATED)
+
+    async def _remove(self, uuid: str) -> None:
+        await self._stop_poller(uuid)
+        await asyncio.to_thread(self.repo.delete, uuid)
+        self._mappings.pop(uuid, None)
+        self._stats.pop(uuid, None)
+
+    async def _set_state(self, uuid: str, state: str, reason: str) -> None:
+        mapping = self._mappings.get(uuid)
+        if mapping is None:
+            return
+        self._mappings[uuid] = mapping.with_state(state, reason)
+        await asyncio.to_thread(self.repo.set_state, uuid, state, reason)
+
+    def _set_result(self, uuid: str, result: str) -> None:
+        mapping = self._mappings.get(uuid)
+        if mapping is None:
+            return
+        self._mappings[uuid] = replace(mapping, last_result=result)
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.repo.set_result, uuid, result))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def _start_poller(self, mapping: EventSourceMapping) -> None:
+        stats = self._stats.setdefault(mapping.uuid, PollerStats())
+        function_arn = self.arns.function(mapping.function_name, mapping.qualifier)
+        args = (mapping, self.invoker, self.clients, lambda result: self._set_result(mapping.uuid, result), stats,
+                function_arn, lambda: self.role_of(mapping.function_name))
+        poller: Poller
+        if mapping.source.kind == SQS:
+            poller = SqsPoller(*args)
+        else:
+            stream_poller = StreamPoller(*args)
+            if mapping.source.kind == KINESIS:
+                stream = KinesisStream(self.clients.client("kinesis", mapping.source.region), mapping.source,
+                                       self.role_of(mapping.function_name))
+            else:
+                stream = DynamoDbStream(self.clients.client("dynamodbstreams", mapping.source.region), mapping.source)
+            uuid = mapping.uuid
+            stream_poller.configure(
+                stream,
+                lambda: asyncio.to_thread(self.repo.positions, uuid),
+                lambda shard, position: asyncio.to_thread(self.repo.checkpoint, uuid, shard, position),
+                self.send,
+            )
+            poller = stream_poller
+        task = asyncio.get_running_loop().create_task(poller.run())
+
+        def ended(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                log.error("event source mapping %s: poller stopped: %r", mapping.uuid, t.exception())
+                self._set_result(mapping.uuid, f"PROBLEM: Internal error: {t.exception()!r}")
+
+        task.add_done_callback(ended)
+        self._pollers[mapping.uuid] = (poller, task)
+
+    async def _stop_poller(self, uuid: str) -> None:
+        entry = self._pollers.pop(uuid, None)
+        if entry is None:
+            return
+        poller, task = entry
+        poller.stopping.set()
+        done, _ = await asyncio.wait({task}, timeout=5.0)
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        stats = self._stats.get(uuid)
+        if stats is not None:
+            stats.pollers = 0
+
+    # ---- helpers --------------------------------------------------------------------------------
+    async def _check_source(self, source: Source, ref: FunctionRef) -> None:
+        """Lambda checks the source when a mapping is made: it must exist, and an SQS queue's
+        visibility timeout must not be shorter than the function's timeout."""
+        try:
+            if source.kind == SQS:
+                client = self.clients.client("sqs", source.region)
+                url = (await self.clients.call(client.get_queue_url, QueueName=source.name,
+                                               QueueOwnerAWSAccountId=source.account))["QueueUrl"]
+                attrs = (await self.clients.call(client.get_queue_attributes, QueueUrl=url,
+                                                 AttributeNames=["VisibilityTimeout"]))["Attributes"]
+                visibility = int(attrs.get("VisibilityTimeout", 30))
+                timeout = self.timeout_of(ref.name)
+                if timeout is not None and visibility < timeout:
+                    raise InvalidParameterValue(
+                        f"Queue visibility timeout: {visibility} seconds is less than Function timeout: {timeout} seconds")
+            elif source.kind == KINESIS:
+                client = self.clients.client("kinesis", source.region)
+                await self.clients.call(client.describe_stream_summary, StreamName=source.name)
+            elif source.kind == DYNAMODB:
+                client = self.clients.client("dynamodbstreams", source.region)
+                await self.clients.call(client.describe_stream, StreamArn=source.arn, Limit=1)
+        except InvalidParameterValue:
+            raise
+        except Exception as error:
+            raise InvalidParameterValue(
+                f"Cannot use {source.arn} as an event source: {describe(error)}. Check that it exists at the "
+                f"configured endpoint ({self.clients.endpoint or 'AWS'}).") from None
+
+    def _find(self, uuid: str) -> EventSourceMapping:
+        mapping = self._mappings.get(uuid)
+        if mapping is None:
+            raise ResourceNotFound("The resource you requested does not exist.")
+        return mapping
+
+    def _api(self, m: EventSourceMapping) -> dict[str, Any]:
+        return m.to_api(self.arns.function(m.function_name, m.qualifier),
+                        f"arn:aws:lambda:{self.arns.region}:{self.arns.account_id}:event-source-mapping:{m.uuid}")
+
+    @staticmethod
+    def _to_row(m: EventSourceMapping) -> MappingRow:
+        return MappingRow(m.uuid, m.function_name, m.qualifier, m.source.arn, settings_to_json(m.settings), m.state,
+                          m.state_reason, m.last_modified, m.last_result)
+
+    @staticmethod
+    def _from_row(r: MappingRow) -> EventSourceMapping:
+        return EventSourceMapping(r.uuid, r.function_name, r.qualifier, Source.parse(r.source_arn),
+                                  settings_from_json(r.settings), r.state, r.state_reason, r.last_modified,
+                                  r.last_result or NO_RECORDS)

@@ -42,6 +42,15 @@ class UpstreamCredentials(BaseModel):
     secret_access_key: str = Field(repr=False)
 
 
+class BrokerSecret(BaseModel):
+    """A broker's user name and password, named like a Secrets Manager secret."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str
+    password: str = Field(repr=False)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SQUALL_", extra="ignore", frozen=True)
 
@@ -110,6 +119,12 @@ class Settings(BaseSettings):
     # AWS_ENDPOINT_URL = aws_endpoint) instead of a Squall session; Squall accepts the same key
     # as that role, so one set of credentials works for both.
     upstream_roles: dict[str, UpstreamCredentials] = Field(default_factory=dict)
+    # Self-hosted event sources (docs/event-sources.md): broker name → URL (redis://,
+    # nats://, amqp://, postgresql://), named in a mapping's EventSourceArn; and credentials
+    # for brokers, named by a mapping's SourceAccessConfigurations BASIC_AUTH URI
+    # (arn:aws:secretsmanager:<region>:<account>:secret:<name>).
+    event_source_brokers: dict[str, str] = Field(default_factory=dict)
+    event_source_secrets: dict[str, BrokerSecret] = Field(default_factory=dict)
 
     @field_validator("data_dir", mode="before")
     @classmethod

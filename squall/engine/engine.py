@@ -40,6 +40,7 @@ from squall.observe.logs import LogReader
 from squall.runtimes.registry import RuntimeRegistry
 from squall.settings import Settings
 from squall.sources.aws import AwsClients
+from squall.sources.brokers import Brokers
 from squall.sources.invoker import BatchInvoker
 from squall.sources.service import EventSources
 from squall.store.aliases import AliasRecord
@@ -111,6 +112,8 @@ class Engine:
             stores.event_sources,
             BatchInvoker(self._invoke_batch, self.admission),
             AwsClients(settings.aws_endpoint, settings.aws_access_key_id or None, settings.aws_secret_access_key or None),
+            Brokers(dict(settings.event_source_brokers),
+                    {name: (s.username, s.password) for name, s in settings.event_source_secrets.items()}),
             self.arns,
             self._exists,
             self.async_invocations.senders.send,

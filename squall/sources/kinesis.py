@@ -8,9 +8,43 @@ from typing import Any
 
 import orjson
 
+from squall.errors import InvalidParameterValue
+from squall.sources.aws import describe
 from squall.sources.filters import kinesis_view
-from squall.sources.mapping import Source
-from squall.sources.streams import IteratorExpired, StreamClient, StreamRecord
+from squall.sources.kinds import KINESIS
+from squall.sources.mapping import EventSourceMapping, Source
+from squall.sources.poller import PollerDeps
+from squall.sources.streams import (
+    IteratorExpired,
+    StreamClient,
+    StreamPoller,
+    StreamRecord,
+)
+
+
+def make_poller(mapping: EventSourceMapping, deps: PollerDeps) -> StreamPoller:
+    source = mapping.source
+    stream: StreamClient
+    if source.kind == KINESIS:
+        stream = KinesisStream(deps.clients.client("kinesis", source.region), source, deps.role_arn())
+    else:
+        stream = DynamoDbStream(deps.clients.client("dynamodbstreams", source.region), source)
+    return StreamPoller(mapping, deps, stream)
+
+
+async def check(source: Source, deps: PollerDeps, function_timeout: int | None) -> None:
+    """The stream must exist at the endpoint."""
+    try:
+        if source.kind == KINESIS:
+            client = deps.clients.client("kinesis", source.region)
+            await deps.clients.call(client.describe_stream_summary, StreamName=source.name)
+        else:
+            client = deps.clients.client("dynamodbstreams", source.region)
+            await deps.clients.call(client.describe_stream, StreamArn=source.arn, Limit=1)
+    except Exception as error:
+        raise InvalidParameterValue(
+            f"Cannot use {source.arn} as an event source: {describe(error)}. Check that it exists at the "
+            f"configured endpoint ({deps.clients.endpoint or 'AWS'}).") from None
 
 
 def _epoch(value: Any) -> float:
@@ -50,7 +84,7 @@ class KinesisStream(StreamClient):
             kwargs.update(ShardIteratorType=start)
         return self.client.get_shard_iterator(**kwargs).get("ShardIterator")
 
-    def read(self, shard: str, iterator: str, limit: int) -> tuple[list[StreamRecord], str | None, float | None]:
+    def read(self, shard: str, iterator: Any, limit: int) -> tuple[list[StreamRecord], Any, float | None]:
         try:
             page = self.client.get_records(ShardIterator=iterator, Limit=limit)
         except self.client.exceptions.ExpiredIteratorException as error:
@@ -107,7 +141,7 @@ class DynamoDbStream(StreamClient):
             kwargs.update(ShardIteratorType=start)
         return self.client.get_shard_iterator(**kwargs).get("ShardIterator")
 
-    def read(self, shard: str, iterator: str, limit: int) -> tuple[list[StreamRecord], str | None, float | None]:
+    def read(self, shard: str, iterator: Any, limit: int) -> tuple[list[StreamRecord], Any, float | None]:
         try:
             page = self.client.get_records(ShardIterator=iterator, Limit=limit)
         except self.client.exceptions.ExpiredIteratorException as error:

@@ -13,11 +13,7 @@ from typing import Any
 
 from squall.errors import InvalidParameterValue
 from squall.sources.filters import FilterError, Filters
-
-SQS = "sqs"
-KINESIS = "kinesis"
-DYNAMODB = "dynamodb"
-STREAMS = frozenset({KINESIS, DYNAMODB})
+from squall.sources.kinds import BY_SERVICE, KINDS, SQS, Kind
 
 # Lambda's states; the transitional ones last as long as starting or stopping a poller.
 CREATING, ENABLING, ENABLED = "Creating", "Enabling", "Enabled"
@@ -29,20 +25,22 @@ NO_RECORDS = "No records processed"
 REPORT_BATCH_ITEM_FAILURES = "ReportBatchItemFailures"
 
 _SOURCE_ARN = re.compile(r"arn:aws[a-zA-Z-]*:(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):(?P<account>\d{12}):(?P<resource>.+)")
-_QUEUE = re.compile(r"[A-Za-z0-9_-]{1,80}(\.fifo)?")
-_STREAM = re.compile(r"stream/(?P<name>[A-Za-z0-9_.-]{1,128})")
-_TABLE_STREAM = re.compile(r"table/(?P<name>[A-Za-z0-9_.-]{3,255})/stream/(?P<label>.+)")
 
 
 @dataclass(frozen=True)
 class Source:
     """An event source, parsed from its ARN."""
 
-    kind: str  # SQS, KINESIS or DYNAMODB
+    kind: str  # a name from kinds.KINDS
     arn: str
     region: str
     account: str
-    name: str  # the queue, stream or table
+    name: str  # the queue, stream, table or key
+    broker: str | None = None  # self-hosted sources: a name from the event_source_brokers setting
+
+    @property
+    def spec(self) -> Kind:
+        return KINDS[self.kind]
 
     @property
     def fifo(self) -> bool:
@@ -50,24 +48,22 @@ class Source:
 
     @property
     def stream(self) -> bool:
-        return self.kind in STREAMS
+        return self.spec.stream
 
     @classmethod
     def parse(cls, arn: str) -> Source:
         match = _SOURCE_ARN.fullmatch(arn)
-        if match:
-            service, resource = match.group("service"), match.group("resource")
-            region, account = match.group("region"), match.group("account")
-            if service == "sqs" and region and _QUEUE.fullmatch(resource):
-                return cls(SQS, arn, region, account, resource)
-            if service == "kinesis" and region and (stream := _STREAM.fullmatch(resource)):
-                return cls(KINESIS, arn, region, account, stream.group("name"))
-            if service == "dynamodb" and region and (table := _TABLE_STREAM.fullmatch(resource)):
-                return cls(DYNAMODB, arn, region, account, table.group("name"))
+        kind = BY_SERVICE.get(match.group("service")) if match else None
+        if match and kind is not None and (match.group("region") or not kind.needs_region):
+            resource = kind.resource.fullmatch(match.group("resource"))
+            if resource:
+                groups = resource.groupdict()
+                return cls(kind.name, arn, match.group("region"), match.group("account"), groups.get("name") or "",
+                           groups.get("broker"))
         raise InvalidParameterValue(
-            f"Unrecognized event source: {arn}. Squall polls Amazon SQS queues (arn:aws:sqs:<region>:<account>:<queue>), "
-            "Kinesis streams (arn:aws:kinesis:<region>:<account>:stream/<name>) and DynamoDB streams "
-            "(arn:aws:dynamodb:<region>:<account>:table/<table>/stream/<label>), at the endpoint configured as aws_endpoint."
+            f"Unrecognized event source: {arn}. Squall polls: "
+            + "; ".join(f"{k.label} ({k.example})" for k in KINDS.values())
+            + ". See docs/event-sources.md."
         )
 
 
@@ -90,6 +86,8 @@ class Settings:
     max_concurrency: int | None = None  # SQS's ScalingConfig
     enabled: bool = True
     created_at: float | None = None  # LATEST on Kinesis reads from here until a first checkpoint
+    queues: tuple[str, ...] = ()  # RabbitMQ: the queue (Amazon MQ's Queues)
+    secret: str | None = None  # the broker's credentials: a BASIC_AUTH secret's ARN
     filters: Filters = field(default_factory=lambda: Filters.parse(None), compare=False)
 
 
@@ -139,6 +137,10 @@ class EventSourceMapping:
                 out["StartingPositionTimestamp"] = s.starting_timestamp
         elif s.max_concurrency is not None:
             out["ScalingConfig"] = {"MaximumConcurrency": s.max_concurrency}
+        if s.queues:
+            out["Queues"] = list(s.queues)
+        if s.secret:
+            out["SourceAccessConfigurations"] = [{"Type": "BASIC_AUTH", "URI": s.secret}]
         return out
 
 
@@ -153,9 +155,9 @@ _STREAM_ONLY = {
     "StartingPosition": "StartingPosition",
     "StartingPositionTimestamp": "StartingPositionTimestamp",
 }
-_NOT_SERVED = ("Topics", "Queues", "SourceAccessConfigurations", "SelfManagedEventSource",
-               "AmazonManagedKafkaEventSourceConfig", "SelfManagedKafkaEventSourceConfig",
-               "DocumentDBEventSourceConfig", "ProvisionedPollerConfig", "KMSKeyArn")
+_NOT_SERVED = ("Topics", "SelfManagedEventSource", "AmazonManagedKafkaEventSourceConfig",
+               "SelfManagedKafkaEventSourceConfig", "DocumentDBEventSourceConfig", "ProvisionedPollerConfig", "KMSKeyArn")
+_QUEUE_FIELDS = ("Queues", "SourceAccessConfigurations")
 
 
 def _timestamp(value: Any) -> float:
@@ -167,17 +169,20 @@ def _timestamp(value: Any) -> float:
 def settings_for(source: Source, params: dict[str, Any], current: Settings | None = None) -> Settings:
     """Validate a Create (``current`` None) or Update request for ``source`` and return the
     resulting settings. Raises ``InvalidParameterValue`` with Lambda's kind of message."""
-    for name in _NOT_SERVED:
+    spec = source.spec
+    for name in _NOT_SERVED + (() if spec.takes_queues else _QUEUE_FIELDS):
         if params.get(name):
-            raise InvalidParameterValue(f"{name} is not supported for {_label(source)} event sources.")
-    if source.kind == SQS:
+            raise InvalidParameterValue(f"{name} is not supported for {spec.label} event sources.")
+    if not spec.stream:
         for name in _STREAM_ONLY:
             if params.get(name) is not None and not (name == "DestinationConfig" and not params[name].get("OnFailure")):
-                raise InvalidParameterValue(f"Unsupported {name} parameter for the Amazon SQS event source.")
-    elif params.get("ScalingConfig"):
-        raise InvalidParameterValue(f"ScalingConfig is not supported for {_label(source)} event sources.")
+                raise InvalidParameterValue(f"Unsupported {name} parameter for the {spec.label} event source.")
+    if source.kind != SQS and params.get("ScalingConfig"):
+        raise InvalidParameterValue(f"ScalingConfig is not supported for {spec.label} event sources.")
+    if not spec.item_failures and params.get("FunctionResponseTypes"):
+        raise InvalidParameterValue(f"FunctionResponseTypes is not supported for {spec.label} event sources.")
 
-    base = current or Settings(batch_size=10 if source.kind == SQS else 100)
+    base = current or Settings(batch_size=spec.default_batch, window_seconds=spec.default_window)
     changes: dict[str, Any] = {}
     if params.get("BatchSize") is not None:
         changes["batch_size"] = params["BatchSize"]
@@ -204,8 +209,8 @@ def settings_for(source: Source, params: dict[str, Any], current: Settings | Non
                     "1 validation error detected: Value null at 'startingPosition' failed to satisfy constraint: "
                     "Member must not be null.")
             if position == "AT_TIMESTAMP":
-                if source.kind == DYNAMODB:
-                    raise InvalidParameterValue("Unsupported starting position for DynamoDB streams: AT_TIMESTAMP.")
+                if not spec.at_timestamp:
+                    raise InvalidParameterValue(f"Unsupported starting position for {spec.label}: AT_TIMESTAMP.")
                 if params.get("StartingPositionTimestamp") is None:
                     raise InvalidParameterValue("StartingPositionTimestamp must be set when StartingPosition is AT_TIMESTAMP.")
                 changes["starting_timestamp"] = _timestamp(params["StartingPositionTimestamp"])
@@ -231,6 +236,19 @@ def settings_for(source: Source, params: dict[str, Any], current: Settings | Non
             changes["on_failure"] = target or None
     elif params.get("ScalingConfig") is not None:
         changes["max_concurrency"] = params["ScalingConfig"].get("MaximumConcurrency")
+    if spec.takes_queues:
+        if current is None:
+            queues = params.get("Queues") or []
+            if len(queues) != 1:
+                raise InvalidParameterValue(f"Queues must name exactly one queue for {spec.label} event sources.")
+            changes["queues"] = tuple(queues)
+        if params.get("SourceAccessConfigurations") is not None:
+            secrets = [c.get("URI") for c in params["SourceAccessConfigurations"] if c.get("Type") == "BASIC_AUTH"]
+            others = [c.get("Type") for c in params["SourceAccessConfigurations"] if c.get("Type") != "BASIC_AUTH"]
+            if others:
+                raise InvalidParameterValue(f"Unsupported SourceAccessConfigurations type {others[0]} for {spec.label}: "
+                                            "Squall takes BASIC_AUTH (a secret from event_source_secrets).")
+            changes["secret"] = secrets[0] if secrets else None
 
     settings = replace(base, **changes)
     if settings.filter_criteria is not None and settings.filters.empty:
@@ -243,10 +261,6 @@ def settings_for(source: Source, params: dict[str, Any], current: Settings | Non
     return settings
 
 
-def _label(source: Source) -> str:
-    return {SQS: "Amazon SQS", KINESIS: "Kinesis", DYNAMODB: "DynamoDB Streams"}[source.kind]
-
-
 def settings_to_json(s: Settings) -> dict[str, Any]:
     """What the store keeps (the filters are parsed again from their criteria)."""
     return {
@@ -255,10 +269,10 @@ def settings_to_json(s: Settings) -> dict[str, Any]:
         "starting_timestamp": s.starting_timestamp, "max_retries": s.max_retries, "max_record_age": s.max_record_age,
         "bisect": s.bisect, "parallelization": s.parallelization, "tumbling_window": s.tumbling_window,
         "on_failure": s.on_failure, "max_concurrency": s.max_concurrency, "enabled": s.enabled,
-        "created_at": s.created_at,
+        "created_at": s.created_at, "queues": list(s.queues), "secret": s.secret,
     }
 
 
 def settings_from_json(data: dict[str, Any]) -> Settings:
-    settings = Settings(**data)
+    settings = Settings(**{**data, "queues": tuple(data.get("queues", ()))})
     return replace(settings, filters=Filters.parse(settings.filter_criteria))

@@ -6,10 +6,11 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from squall.arn import FunctionRef
 from squall.sources.aws import AwsClients
+from squall.sources.brokers import Brokers
 from squall.sources.invoker import BatchInvoker
 from squall.sources.mapping import EventSourceMapping
 
@@ -44,21 +45,37 @@ class PollerStats:
 Report = Callable[[str], None]  # sets the mapping's LastProcessingResult
 
 
+@dataclass(frozen=True)
+class PollerDeps:
+    """What a poller is given besides its mapping."""
+
+    invoker: BatchInvoker
+    clients: AwsClients  # AWS-API sources, and the thread pool for every blocking client
+    brokers: Brokers  # self-hosted sources: URLs and credentials
+    report: Report
+    stats: PollerStats
+    function_arn: str
+    role_arn: Callable[[], str]
+    positions: Callable[[], Awaitable[dict[str, str]]]  # stream checkpoints: shard → last position done
+    checkpoint: Callable[[str, str], Awaitable[bool]]  # (shard, position) → False when the mapping is gone
+    send: Callable[[str, bytes], Awaitable[None]]  # an on-failure record to its destination
+
+
 class Poller(ABC):
     """Runs one mapping until ``stop()``; subclasses implement ``run``."""
 
-    def __init__(self, mapping: EventSourceMapping, invoker: BatchInvoker, clients: AwsClients, report: Report,
-                 stats: PollerStats, function_arn: str, role_arn: Callable[[], str]) -> None:
+    def __init__(self, mapping: EventSourceMapping, deps: PollerDeps) -> None:
         self.mapping = mapping
         self.settings = mapping.settings
         self.source = mapping.source
         self.ref = FunctionRef(mapping.function_name, mapping.qualifier)
-        self.invoker = invoker
-        self.clients = clients
-        self.stats = stats
-        self.function_arn = function_arn
-        self.role_arn = role_arn
-        self._report = report
+        self.deps = deps
+        self.invoker = deps.invoker
+        self.clients = deps.clients
+        self.stats = deps.stats
+        self.function_arn = deps.function_arn
+        self.role_arn = deps.role_arn
+        self._report = deps.report
         self._last_reported = ""
         self.stopping = asyncio.Event()
 

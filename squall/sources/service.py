@@ -17,22 +17,24 @@ from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
 from squall.arn import LATEST, Arns, FunctionRef
-from squall.errors import InvalidParameterValue, ResourceConflict, ResourceInUse, ResourceNotFound
+from squall.errors import (
+    InvalidParameterValue,
+    ResourceConflict,
+    ResourceInUse,
+    ResourceNotFound,
+)
 from squall.paging import decode_marker, encode_marker
-from squall.sources.aws import AwsClients, describe
+from squall.sources.aws import AwsClients
+from squall.sources.brokers import Brokers
 from squall.sources.invoker import BatchInvoker
-from squall.sources.kinesis import DynamoDbStream, KinesisStream
 from squall.sources.mapping import (
     CREATING,
     DELETING,
     DISABLED,
     DISABLING,
-    DYNAMODB,
     ENABLED,
     ENABLING,
-    KINESIS,
     NO_RECORDS,
-    SQS,
     TRANSITIONAL,
     UPDATING,
     USER_INITIATED,
@@ -42,9 +44,7 @@ from squall.sources.mapping import (
     settings_from_json,
     settings_to_json,
 )
-from squall.sources.poller import Poller, PollerStats
-from squall.sources.sqs import SqsPoller
-from squall.sources.streams import StreamPoller
+from squall.sources.poller import Poller, PollerDeps, PollerStats
 from squall.store.event_sources import EventSourceRepository, MappingRow
 
 log = logging.getLogger("squall.sources")
@@ -52,17 +52,23 @@ log = logging.getLogger("squall.sources")
 TRANSITION_WAIT = 2.0  # how long an Update/Delete waits for a transition in progress
 LIST_DEFAULT, LIST_MAX = 100, 10000
 
+KAFKA_REFUSED = (
+    "Squall does not serve Kafka event sources (Amazon MSK or self-managed): no Kafka broker can run in its "
+    "tests on this machine, and it ships no source it has not tested. See docs/event-sources.md for the sources "
+    "it polls (SQS, Kinesis, DynamoDB Streams, RabbitMQ, Redis Streams, NATS JetStream, PostgreSQL changes).")
+
 Exists = Callable[[FunctionRef], Awaitable[bool]]
 Send = Callable[[str, bytes], Awaitable[None]]
 
 
 class EventSources:
-    def __init__(self, repo: EventSourceRepository, invoker: BatchInvoker, clients: AwsClients, arns: Arns,
+    def __init__(self, repo: EventSourceRepository, invoker: BatchInvoker, clients: AwsClients, brokers: Brokers, arns: Arns,
                  exists: Exists, send: Send, role_of: Callable[[str], str], timeout_of: Callable[[str], int | None],
                  clock: Callable[[], float] = time.time) -> None:
         self.repo = repo
         self.invoker = invoker
         self.clients = clients
+        self.brokers = brokers
         self.arns = arns
         self.exists = exists
         self.send = send
@@ -100,8 +106,10 @@ class EventSources:
     # ---- the API --------------------------------------------------------------------------------
     async def create(self, params: dict[str, Any]) -> dict[str, Any]:
         arn = params.get("EventSourceArn")
+        if params.get("SelfManagedEventSource") or (arn or "").split(":")[2:3] == ["kafka"]:
+            raise InvalidParameterValue(KAFKA_REFUSED)
         if not arn:
-            raise InvalidParameterValue("EventSourceArn is required: Squall has no self-managed event sources yet.")
+            raise InvalidParameterValue("EventSourceArn is required. See docs/event-sources.md for the sources Squall polls.")
         source = Source.parse(arn)
         ref = self.arns.parse(params["FunctionName"])
         if ref.qualifier == LATEST:
@@ -115,9 +123,9 @@ class EventSources:
                     raise ResourceConflict(
                         f"The event source arn (\" {source.arn} \") and function (\" {ref.name} \") provided mapping "
                         f"already exists. Please update or delete the existing mapping with UUID {other.uuid}")
-            await self._check_source(source, ref)
             mapping = EventSourceMapping(str(uuids.uuid4()), ref.name, ref.qualifier, source, settings, CREATING,
                                          USER_INITIATED, self.clock())
+            await self._check_source(mapping)
             await asyncio.to_thread(self.repo.put, self._to_row(mapping))
             self._mappings[mapping.uuid] = mapping
             self._stats[mapping.uuid] = PollerStats()
@@ -235,29 +243,23 @@ class EventSources:
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
+    def _deps(self, mapping: EventSourceMapping) -> PollerDeps:
+        uuid = mapping.uuid
+        return PollerDeps(
+            invoker=self.invoker,
+            clients=self.clients,
+            brokers=self.brokers,
+            report=lambda result: self._set_result(uuid, result),
+            stats=self._stats.setdefault(uuid, PollerStats()),
+            function_arn=self.arns.function(mapping.function_name, mapping.qualifier),
+            role_arn=lambda: self.role_of(mapping.function_name),
+            positions=lambda: asyncio.to_thread(self.repo.positions, uuid),
+            checkpoint=lambda shard, position: asyncio.to_thread(self.repo.checkpoint, uuid, shard, position),
+            send=self.send,
+        )
+
     def _start_poller(self, mapping: EventSourceMapping) -> None:
-        stats = self._stats.setdefault(mapping.uuid, PollerStats())
-        function_arn = self.arns.function(mapping.function_name, mapping.qualifier)
-        args = (mapping, self.invoker, self.clients, lambda result: self._set_result(mapping.uuid, result), stats,
-                function_arn, lambda: self.role_of(mapping.function_name))
-        poller: Poller
-        if mapping.source.kind == SQS:
-            poller = SqsPoller(*args)
-        else:
-            stream_poller = StreamPoller(*args)
-            if mapping.source.kind == KINESIS:
-                stream = KinesisStream(self.clients.client("kinesis", mapping.source.region), mapping.source,
-                                       self.role_of(mapping.function_name))
-            else:
-                stream = DynamoDbStream(self.clients.client("dynamodbstreams", mapping.source.region), mapping.source)
-            uuid = mapping.uuid
-            stream_poller.configure(
-                stream,
-                lambda: asyncio.to_thread(self.repo.positions, uuid),
-                lambda shard, position: asyncio.to_thread(self.repo.checkpoint, uuid, shard, position),
-                self.send,
-            )
-            poller = stream_poller
+        poller: Poller = mapping.source.spec.entry("make_poller")(mapping, self._deps(mapping))
         task = asyncio.get_running_loop().create_task(poller.run())
 
         def ended(t: asyncio.Task[None]) -> None:
@@ -283,33 +285,9 @@ class EventSources:
             stats.pollers = 0
 
     # ---- helpers --------------------------------------------------------------------------------
-    async def _check_source(self, source: Source, ref: FunctionRef) -> None:
-        """Lambda checks the source when a mapping is made: it must exist, and an SQS queue's
-        visibility timeout must not be shorter than the function's timeout."""
-        try:
-            if source.kind == SQS:
-                client = self.clients.client("sqs", source.region)
-                url = (await self.clients.call(client.get_queue_url, QueueName=source.name,
-                                               QueueOwnerAWSAccountId=source.account))["QueueUrl"]
-                attrs = (await self.clients.call(client.get_queue_attributes, QueueUrl=url,
-                                                 AttributeNames=["VisibilityTimeout"]))["Attributes"]
-                visibility = int(attrs.get("VisibilityTimeout", 30))
-                timeout = self.timeout_of(ref.name)
-                if timeout is not None and visibility < timeout:
-                    raise InvalidParameterValue(
-                        f"Queue visibility timeout: {visibility} seconds is less than Function timeout: {timeout} seconds")
-            elif source.kind == KINESIS:
-                client = self.clients.client("kinesis", source.region)
-                await self.clients.call(client.describe_stream_summary, StreamName=source.name)
-            elif source.kind == DYNAMODB:
-                client = self.clients.client("dynamodbstreams", source.region)
-                await self.clients.call(client.describe_stream, StreamArn=source.arn, Limit=1)
-        except InvalidParameterValue:
-            raise
-        except Exception as error:
-            raise InvalidParameterValue(
-                f"Cannot use {source.arn} as an event source: {describe(error)}. Check that it exists at the "
-                f"configured endpoint ({self.clients.endpoint or 'AWS'}).") from None
+    async def _check_source(self, mapping: EventSourceMapping) -> None:
+        """What Lambda checks when a mapping is made (the source exists, …): each kind's own."""
+        await mapping.source.spec.entry("check")(mapping.source, self._deps(mapping), self.timeout_of(mapping.function_name))
 
     def _find(self, uuid: str) -> EventSourceMapping:
         mapping = self._mappings.get(uuid)

@@ -16,10 +16,12 @@ from typing import Any
 
 import orjson
 
+from squall.errors import InvalidParameterValue
 from squall.sources.aws import LONG_POLL_SECONDS, describe
 from squall.sources.batches import MAX_BATCH_BYTES
 from squall.sources.filters import sqs_view
-from squall.sources.poller import PROBLEM_RETRY_SECONDS, Poller, log
+from squall.sources.mapping import EventSourceMapping, Source
+from squall.sources.poller import PROBLEM_RETRY_SECONDS, Poller, PollerDeps, log
 
 DEFAULT_MAX_POLLERS = 1000
 RECEIVE_MAX = 10  # SQS gives at most 10 messages per ReceiveMessage
@@ -49,6 +51,30 @@ def lambda_record(message: dict[str, Any], source_arn: str, region: str) -> dict
         "eventSourceARN": source_arn,
         "awsRegion": region,
     }
+
+
+def make_poller(mapping: EventSourceMapping, deps: PollerDeps) -> SqsPoller:
+    return SqsPoller(mapping, deps)
+
+
+async def check(source: Source, deps: PollerDeps, function_timeout: int | None) -> None:
+    """As on Lambda: the queue must exist, and its visibility timeout must not be shorter than
+    the function's timeout."""
+    clients = deps.clients
+    try:
+        client = clients.client("sqs", source.region)
+        url = (await clients.call(client.get_queue_url, QueueName=source.name,
+                                  QueueOwnerAWSAccountId=source.account))["QueueUrl"]
+        attrs = (await clients.call(client.get_queue_attributes, QueueUrl=url,
+                                    AttributeNames=["VisibilityTimeout"]))["Attributes"]
+    except Exception as error:
+        raise InvalidParameterValue(
+            f"Cannot use {source.arn} as an event source: {describe(error)}. Check that it exists at the "
+            f"configured endpoint ({clients.endpoint or 'AWS'}).") from None
+    visibility = int(attrs.get("VisibilityTimeout", 30))
+    if function_timeout is not None and visibility < function_timeout:
+        raise InvalidParameterValue(
+            f"Queue visibility timeout: {visibility} seconds is less than Function timeout: {function_timeout} seconds")
 
 
 class SqsPoller(Poller):

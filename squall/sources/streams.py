@@ -16,7 +16,7 @@ import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -32,7 +32,8 @@ from squall.sources.batches import (
     halves,
     retry_delay,
 )
-from squall.sources.poller import PROBLEM_RETRY_SECONDS, Poller, log
+from squall.sources.mapping import EventSourceMapping
+from squall.sources.poller import PROBLEM_RETRY_SECONDS, Poller, PollerDeps, log
 
 IDLE_POLL_SECONDS = 0.25  # an empty shard is read again after this long (Kinesis allows 5 reads/s)
 SHARD_SCAN_SECONDS = 10.0  # new shards (resharding) are looked for this often
@@ -59,20 +60,24 @@ class StreamClient(ABC):
     def shards(self) -> list[str]: ...
 
     @abstractmethod
-    def iterator(self, shard: str, after: str | None, start: str, timestamp: float | None) -> str | None: ...
+    def iterator(self, shard: str, after: str | None, start: str, timestamp: float | None) -> Any:
+        """Where to read ``shard`` from: after the checkpoint ``after``, else at ``start``."""
 
     @abstractmethod
-    def read(self, shard: str, iterator: str, limit: int) -> tuple[list[StreamRecord], str | None, float | None]:
+    def read(self, shard: str, iterator: Any, limit: int) -> tuple[list[StreamRecord], Any, float | None]:
         """(records, next iterator or None when the shard is closed and read, ms behind the tip)."""
+
+    def acknowledge(self, shard: str, positions: list[str]) -> None:
+        """A batch is done (succeeded, or given up and recorded): brokers that track their
+        consumers (Redis consumer groups, JetStream durable consumers) are told here."""
+
+    def close(self) -> None:
+        """Release connections (called once, when the poller stops)."""
 
 
 class IteratorExpired(Exception):
     pass
 
-
-Checkpoint = Callable[[str, str], Awaitable[bool]]  # (shard, position) → False when the mapping is gone
-Positions = Callable[[], Awaitable[dict[str, str]]]
-Send = Callable[[str, bytes], Awaitable[None]]
 
 
 def _iso(epoch: float) -> str:
@@ -81,11 +86,12 @@ def _iso(epoch: float) -> str:
 
 
 class StreamPoller(Poller):
-    def configure(self, stream: StreamClient, positions: Positions, checkpoint: Checkpoint, send: Send) -> None:
+    def __init__(self, mapping: EventSourceMapping, deps: PollerDeps, stream: StreamClient) -> None:
+        super().__init__(mapping, deps)
         self.stream = stream
-        self._positions = positions
-        self._checkpoint = checkpoint
-        self._send = send
+        self._positions = deps.positions
+        self._checkpoint = deps.checkpoint
+        self._send = deps.send
         self.policy = StreamFailurePolicy(self.settings.max_retries, self.settings.max_record_age, self.settings.bisect)
         self._behind: dict[str, float] = {}
 
@@ -109,6 +115,7 @@ class StreamPoller(Poller):
             for task in tasks.values():
                 task.cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
+            await self.clients.call(self.stream.close)
 
     # ---- one shard ---------------------------------------------------------------------------
     async def _shard(self, shard: str, checkpoint: str | None) -> None:
@@ -116,7 +123,7 @@ class StreamPoller(Poller):
         watermark = Watermark()
         workers = [asyncio.get_running_loop().create_task(self._lane(shard, q, watermark)) for q in lanes]
         last_read = checkpoint
-        iterator: str | None = None
+        iterator: Any = None
         try:
             while not self.stopping.is_set():
                 if any(w.done() for w in workers):
@@ -175,6 +182,7 @@ class StreamPoller(Poller):
             if batch:
                 if not await self._handle(shard, batch):
                     return  # stopping: not done, so not checkpointed
+                await self.clients.call(self.stream.acknowledge, shard, [r.position for r in batch])
                 moved = watermark.done(r.position for r in batch)
                 if moved is not None and not await self._checkpoint(shard, moved):
                     return

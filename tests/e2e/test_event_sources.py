@@ -338,8 +338,14 @@ def test_bad_input_gets_lambdas_errors(squall, lam, moto, tmp_path):
     name, _ = recorder(lam, tmp_path)
     create = lam.create_event_source_mapping
     unchecked = squall.client("lambda", parameter_validation=False).create_event_source_mapping
-    status, code, message = error_of(create, EventSourceArn="arn:aws:mq:us-east-1:123456789012:broker:b:id", FunctionName=name)
+    status, code, message = error_of(create, EventSourceArn="arn:aws:sns:us-east-1:123456789012:topic", FunctionName=name)
     assert (status, code) == (400, "InvalidParameterValueException") and "Unrecognized event source" in message
+    status, code, message = error_of(create, EventSourceArn="arn:aws:kafka:us-east-1:123456789012:cluster/c/1",
+                                     FunctionName=name, Topics=["orders"])
+    assert code == "InvalidParameterValueException" and "Kafka" in message
+    status, code, message = error_of(create, FunctionName=name, Topics=["orders"], SelfManagedEventSource={
+        "Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["127.0.0.1:9092"]}})
+    assert code == "InvalidParameterValueException" and "Kafka" in message
     assert error_of(unchecked, EventSourceArn=arn, FunctionName=name, BatchSize=0)[:2] == (400, "ValidationException")
     assert error_of(unchecked, EventSourceArn=arn, FunctionName=name, BatchSize=10001)[:2] == (400, "ValidationException")
     status, code, message = error_of(create, EventSourceArn=arn, FunctionName=name, BatchSize=11)

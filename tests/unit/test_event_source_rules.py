@@ -17,7 +17,13 @@ from squall.sources.batches import (
     read_response,
     retry_delay,
 )
-from squall.sources.mapping import DYNAMODB, KINESIS, SQS, Source, settings_for, settings_from_json, settings_to_json
+from squall.sources.kinds import DYNAMODB, KINESIS, SQS
+from squall.sources.mapping import (
+    Source,
+    settings_for,
+    settings_from_json,
+    settings_to_json,
+)
 
 IDS = ["1", "2", "3"]
 
@@ -111,7 +117,7 @@ def test_sources_are_named_by_arn():
     assert Source.parse(FIFO_ARN).fifo
     assert Source.parse(KINESIS_ARN).kind == KINESIS and Source.parse(KINESIS_ARN).name == "clicks"
     assert Source.parse(DDB_ARN).kind == DYNAMODB and Source.parse(DDB_ARN).name == "users"
-    for bad in ("arn:aws:sqs:us-east-1:123456789012:", "arn:aws:mq:us-east-1:123456789012:broker:x",
+    for bad in ("arn:aws:sqs:us-east-1:123456789012:", "arn:aws:kafka:us-east-1:123456789012:cluster/c/1",
                 "arn:aws:kinesis:us-east-1:123456789012:table/x", "not an arn", "arn:aws:s3:::bucket"):
         with pytest.raises(InvalidParameterValue, match="Unrecognized event source"):
             Source.parse(bad)

@@ -50,7 +50,8 @@ class StreamRecord:
 
 
 class StreamClient(ABC):
-    """Blocking reads of one stream (called in the sources' thread pool)."""
+    """Reads of one stream. Each method may be blocking (it is then called in the sources'
+    thread pool) or a coroutine function (awaited on the server's loop): override either way."""
 
     batch_info_key: str  # "KinesisBatchInfo" or "DDBStreamBatchInfo"
     max_read: int  # the most records one read may ask for
@@ -100,7 +101,7 @@ class StreamPoller(Poller):
         try:
             while not self.stopping.is_set():
                 try:
-                    shards = await self.clients.call(self.stream.shards)
+                    shards = await self._call(self.stream.shards)
                     known = await self._positions()
                 except Exception as error:
                     self.report(f"PROBLEM: Cannot read the stream {self.source.arn}: {describe(error)}")
@@ -115,7 +116,7 @@ class StreamPoller(Poller):
             for task in tasks.values():
                 task.cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
-            await self.clients.call(self.stream.close)
+            await self._call(self.stream.close)
 
     # ---- one shard ---------------------------------------------------------------------------
     async def _shard(self, shard: str, checkpoint: str | None) -> None:
@@ -134,11 +135,11 @@ class StreamPoller(Poller):
                 try:
                     if iterator is None:
                         start, at = self._start()
-                        iterator = await self.clients.call(self.stream.iterator, shard, last_read, start, at)
+                        iterator = await self._call(self.stream.iterator, shard, last_read, start, at)
                         if iterator is None:
                             break
                     limit = min(self.stream.max_read, self.settings.batch_size * self.settings.parallelization)
-                    records, iterator, behind = await self.clients.call(self.stream.read, shard, iterator, limit)
+                    records, iterator, behind = await self._call(self.stream.read, shard, iterator, limit)
                 except IteratorExpired:
                     iterator = None
                     continue
@@ -167,6 +168,12 @@ class StreamPoller(Poller):
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        """A client method: awaited when it is a coroutine function, else run in the pool."""
+        if asyncio.iscoroutinefunction(fn):
+            return await fn(*args)
+        return await self.clients.call(fn, *args)
+
     def _start(self) -> tuple[str, float | None]:
         """Where a shard without a checkpoint is read from. LATEST means "from when the mapping
         was created" where the stream can say so, so that a restart before the first checkpoint
@@ -182,7 +189,7 @@ class StreamPoller(Poller):
             if batch:
                 if not await self._handle(shard, batch):
                     return  # stopping: not done, so not checkpointed
-                await self.clients.call(self.stream.acknowledge, shard, [r.position for r in batch])
+                await self._call(self.stream.acknowledge, shard, [r.position for r in batch])
                 moved = watermark.done(r.position for r in batch)
                 if moved is not None and not await self._checkpoint(shard, moved):
                     return

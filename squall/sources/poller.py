@@ -90,6 +90,9 @@ class Poller(ABC):
     async def run(self) -> None:
         """Poll, invoke and acknowledge until ``stopping`` is set."""
 
+    async def forget(self) -> None:
+        """The mapping was deleted (the poller has stopped): remove what the source keeps for it."""
+
     async def pause(self, seconds: float) -> None:
         """Sleep, waking early when the poller is stopped."""
         try:

@@ -222,7 +222,15 @@ class EventSources:
         await self._set_state(uuid, ENABLED if mapping.settings.enabled else DISABLED, USER_INITIATED)
 
     async def _remove(self, uuid: str) -> None:
-        await self._stop_poller(uuid)
+        poller = await self._stop_poller(uuid)
+        mapping = self._mappings.get(uuid)
+        if poller is None and mapping is not None:  # disabled: a poller that never ran cleans up
+            poller = mapping.source.spec.entry("make_poller")(mapping, self._deps(mapping))
+        if poller is not None:
+            try:
+                await poller.forget()
+            except Exception as error:  # the mapping goes anyway; what the source kept is logged
+                log.warning("event source mapping %s: could not clean up at its source: %r", uuid, error)
         await asyncio.to_thread(self.repo.delete, uuid)
         self._mappings.pop(uuid, None)
         self._stats.pop(uuid, None)
@@ -270,10 +278,10 @@ class EventSources:
         task.add_done_callback(ended)
         self._pollers[mapping.uuid] = (poller, task)
 
-    async def _stop_poller(self, uuid: str) -> None:
+    async def _stop_poller(self, uuid: str) -> Poller | None:
         entry = self._pollers.pop(uuid, None)
         if entry is None:
-            return
+            return None
         poller, task = entry
         poller.stopping.set()
         done, _ = await asyncio.wait({task}, timeout=5.0)
@@ -283,6 +291,7 @@ class EventSources:
         stats = self._stats.get(uuid)
         if stats is not None:
             stats.pollers = 0
+        return poller
 
     # ---- helpers --------------------------------------------------------------------------------
     async def _check_source(self, mapping: EventSourceMapping) -> None:

@@ -72,8 +72,17 @@ class StreamClient(ABC):
         """A batch is done (succeeded, or given up and recorded): brokers that track their
         consumers (Redis consumer groups, JetStream durable consumers) are told here."""
 
+    def checkpointed(self, shard: str, position: str) -> None:
+        """Everything of ``shard`` up to ``position`` is done and checkpointed in Squall's store
+        (the watermark over all lanes): a source that keeps its own position (a replication
+        slot) may advance it here."""
+
     def close(self) -> None:
         """Release connections (called once, when the poller stops)."""
+
+    def forget(self) -> None:
+        """The mapping was deleted: remove what the source keeps for it (consumer groups,
+        durable consumers, replication slots). Called after ``close``."""
 
 
 class IteratorExpired(Exception):
@@ -168,6 +177,9 @@ class StreamPoller(Poller):
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
+    async def forget(self) -> None:
+        await self._call(self.stream.forget)
+
     async def _call(self, fn: Any, *args: Any) -> Any:
         """A client method: awaited when it is a coroutine function, else run in the pool."""
         if asyncio.iscoroutinefunction(fn):
@@ -191,8 +203,10 @@ class StreamPoller(Poller):
                     return  # stopping: not done, so not checkpointed
                 await self._call(self.stream.acknowledge, shard, [r.position for r in batch])
                 moved = watermark.done(r.position for r in batch)
-                if moved is not None and not await self._checkpoint(shard, moved):
-                    return
+                if moved is not None:
+                    if not await self._checkpoint(shard, moved):
+                        return
+                    await self._call(self.stream.checkpointed, shard, moved)
             if ended:
                 return
 

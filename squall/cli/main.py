@@ -247,6 +247,25 @@ def queue(connection: Connection, name: str | None) -> None:
     click.echo(f"total depth {report.get('depth', 0)}, running {report.get('in_flight', 0)}")
 
 
+@cli.command("event-sources")
+@api_command
+def event_sources(connection: Connection) -> None:
+    """Show every event source mapping: its state, pollers, lag, invocations and last result.
+
+    LAG is messages waiting (queues) or how far the pollers are behind the newest record
+    (streams); FAILED counts failed invocations, with the records given up (dropped or sent to
+    the on-failure destination); FILTERED counts records no filter matched.
+    """
+    from squall.cli.event_sources import COLUMNS, fetch_mappings, mapping_rows
+
+    rows = mapping_rows(fetch_mappings(connection.endpoint, region=connection.region))
+    if not rows:
+        click.echo("No event source mappings yet. Make one with: aws lambda create-event-source-mapping "
+                   "--function-name NAME --event-source-arn ARN (see docs/event-sources.md)")
+        return
+    click.echo(table(COLUMNS, rows))
+
+
 @cli.command()
 @api_command
 def runtimes(connection: Connection) -> None:

@@ -2,19 +2,73 @@
 endpoint, and the thread pool their blocking calls run in.
 
 Long polls hold a thread for up to 20 s, so they get a pool of their own: the default executor
-(database calls) must never wait behind them.
+(database calls) must never wait behind them. Its threads are daemons: a stopping server
+abandons a long poll in flight (what it brings back is released to the queue, see sqs.py)
+instead of waiting for it at exit, which a ``ThreadPoolExecutor`` would do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 
 LONG_POLL_SECONDS = 20
+
+
+class DaemonPool(Executor):
+    """A thread pool of daemon threads, grown on demand up to ``threads``."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._limit = threads
+        self._name = name
+        self._work: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the pool is shut down")
+            self._work.put((future, lambda: fn(*args, **kwargs)))
+            if self._idle == 0 and len(self._threads) < self._limit:
+                thread = threading.Thread(target=self._run, name=f"{self._name}-{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._idle -= 1 if self._idle else 0
+        return future
+
+    def _run(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            future, call = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(call())
+                except BaseException as error:  # handed to whoever awaits the future
+                    future.set_exception(error)
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        for _ in threads:
+            self._work.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
 
 
 class AwsClients:
@@ -23,7 +77,7 @@ class AwsClients:
         self.endpoint = endpoint or None
         self.access_key_id = access_key_id
         self.secret_access_key = secret_access_key
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="squall-source")
+        self.executor = DaemonPool(threads, "squall-source")
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 

@@ -278,6 +278,29 @@ def test_disable_stops_invocations_and_enable_resumes_them(lam, moto, tmp_path):
     lam.delete_event_source_mapping(UUID=created["UUID"])
 
 
+def test_squall_event_sources_shows_state_lag_counts_and_last_result(squall, lam, moto, tmp_path):
+    from click.testing import CliRunner
+
+    from squall.cli.main import cli
+
+    sqs = aws("sqs", moto)
+    url, arn, _ = make_queue(sqs)
+    name, sink = recorder(lam, tmp_path)
+    created = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=name)
+    wait_state(lam, created["UUID"], "Enabled")
+    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"s{i}"} for i in range(3)]
+                           + [{"Id": "9", "MessageBody": "boom"}])
+    sink.wait_bodies({"s0", "s1", "s2", "boom"})
+    result = CliRunner().invoke(cli, ["event-sources", "--endpoint", squall.endpoint],
+                                env={"SQUALL_DATA_DIR": str(squall.data_dir)})
+    assert result.exit_code == 0, result.output
+    header, *lines = result.output.splitlines()
+    assert header.split()[:4] == ["UUID", "FUNCTION", "SOURCE", "STATE"]
+    line = next(line for line in lines if line.startswith(created["UUID"]))
+    assert name in line and "Enabled" in line and "sqs:" in line
+    lam.delete_event_source_mapping(UUID=created["UUID"])
+
+
 def test_update_batch_size_takes_effect(lam, moto, tmp_path):
     sqs = aws("sqs", moto)
     url, arn, _ = make_queue(sqs)

@@ -171,3 +171,26 @@ def test_an_update_changes_only_what_it_names_and_settings_survive_the_store():
     assert cleared.filter_criteria is None and cleared.filters.empty
     again = settings_from_json(settings_to_json(updated))
     assert again == updated and again.filters.matches({"data": {"a": 1}}) and not again.filters.matches({"data": {"a": 2}})
+
+
+def test_the_sources_pool_runs_work_on_daemon_threads_and_grows_to_its_limit():
+    import threading
+    import time as clock
+
+    from squall.sources.aws import DaemonPool
+
+    pool = DaemonPool(3, "test-pool")
+    release = threading.Event()
+    blocked = [pool.submit(release.wait, 10) for _ in range(3)]
+    quick = pool.submit(lambda: threading.current_thread().daemon)
+    clock.sleep(0.2)
+    assert not quick.done()  # all three threads are busy: the fourth call waits for one
+    release.set()
+    assert quick.result(timeout=5) is True and all(f.result(timeout=5) for f in blocked)
+    assert len(pool._threads) == 3
+    failing = pool.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        failing.result(timeout=5)
+    pool.shutdown(wait=True)
+    with pytest.raises(RuntimeError):
+        pool.submit(print)

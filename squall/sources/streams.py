@@ -34,6 +34,7 @@ from squall.sources.batches import (
 )
 from squall.sources.mapping import EventSourceMapping
 from squall.sources.poller import PROBLEM_RETRY_SECONDS, Poller, PollerDeps, log
+from squall.sources.windows import Window, split_by_window, window_start
 
 IDLE_POLL_SECONDS = 0.25  # an empty shard is read again after this long (Kinesis allows 5 reads/s)
 SHARD_SCAN_SECONDS = 10.0  # new shards (resharding) are looked for this often
@@ -196,23 +197,69 @@ class StreamPoller(Poller):
         return start, self.settings.starting_timestamp
 
     async def _lane(self, shard: str, queue: asyncio.Queue[StreamRecord | None], watermark: Watermark) -> None:
+        window: Window | None = None  # tumbling windows: the open one
+        tumbling = self.settings.tumbling_window
         while not self.stopping.is_set():
-            batch, ended = await self._gather(queue)
-            if batch:
-                if not await self._handle(shard, batch):
+            batch, ended = await self._gather(queue, window.end if window else None)
+            if tumbling and window is not None and (ended or time.time() >= window.end or (
+                    batch and window_start(batch[0].arrival, tumbling) > window.start)):
+                if not await self._close_window(shard, window):
+                    return
+                window = None
+            runs = split_by_window([r.arrival for r in batch], tumbling) if tumbling else [(0.0, 0, len(batch))]
+            for start, first, end in runs if batch else ():
+                part = batch[first:end]
+                if tumbling:
+                    if window is not None and window.start != start:
+                        if not await self._close_window(shard, window):
+                            return
+                        window = None
+                    window = window or Window(start, tumbling)
+                if not await self._handle(shard, part, window):
                     return  # stopping: not done, so not checkpointed
-                await self._call(self.stream.acknowledge, shard, [r.position for r in batch])
-                moved = watermark.done(r.position for r in batch)
+                await self._call(self.stream.acknowledge, shard, [r.position for r in part])
+                moved = watermark.done(r.position for r in part)
                 if moved is not None:
                     if not await self._checkpoint(shard, moved):
                         return
                     await self._call(self.stream.checkpointed, shard, moved)
             if ended:
+                if window is not None:
+                    await self._close_window(shard, window)
                 return
 
-    async def _gather(self, queue: asyncio.Queue[StreamRecord | None]) -> tuple[list[StreamRecord], bool]:
+    async def _close_window(self, shard: str, window: Window) -> bool:
+        """The last invocation of a window: no records, its state, isFinalInvokeForWindow."""
+        retries = 0
+        while not self.stopping.is_set():
+            payload = orjson.dumps({"Records": [], **window.envelope(shard, self.source.arn, final=True)})
+            outcome = await self.invoker.invoke(self.ref, payload, False, [])
+            if outcome.response is not None and not outcome.response.whole_batch_failed:
+                self.stats.invocations += 1
+                return True
+            if outcome.response is not None:
+                self.stats.failed_invocations += 1
+                if self.settings.max_retries != -1 and retries >= self.settings.max_retries:
+                    log.warning("event source mapping %s: the final invocation of window %s of %s failed; "
+                                "its state is dropped", self.mapping.uuid, window.start, shard)
+                    return True
+                retries += 1
+            await self.pause(retry_delay(retries))
+        return False
+
+    async def _gather(self, queue: asyncio.Queue[StreamRecord | None],
+                      until: float | None = None) -> tuple[list[StreamRecord], bool]:
+        """The next batch of a lane; empty when ``until`` (epoch seconds) passes with none."""
         loop = asyncio.get_running_loop()
-        first = await queue.get()
+        if until is None:
+            first = await queue.get()
+        elif not queue.empty():
+            first = queue.get_nowait()
+        else:
+            try:
+                first = await asyncio.wait_for(queue.get(), max(0.001, until - time.time()))
+            except asyncio.TimeoutError:
+                return [], False
         if first is None:
             return [], True
         batch, size = [first], first.size
@@ -239,8 +286,9 @@ class StreamPoller(Poller):
             size += record.size
         return batch, False
 
-    async def _handle(self, shard: str, records: list[StreamRecord]) -> bool:
-        """Run one batch to its end (success, or given up and recorded). False when stopped first."""
+    async def _handle(self, shard: str, records: list[StreamRecord], window: Window | None = None) -> bool:
+        """Run one batch to its end (success, or given up and recorded). False when stopped first.
+        In a tumbling window, the event carries the window's state and the answer's state is kept."""
         filters = self.settings.filters
         kept = records if filters.empty else [r for r in records if filters.matches(r.view)]
         self.stats.filtered += len(records) - len(kept)
@@ -253,7 +301,10 @@ class StreamPoller(Poller):
                 if not await self._give_up(shard, batch, RECORD_TOO_OLD, retries, None):
                     return False
                 continue
-            payload = orjson.dumps({"Records": [r.record for r in batch]})
+            event: dict[str, Any] = {"Records": [r.record for r in batch]}
+            if window is not None:
+                event.update(window.envelope(shard, self.source.arn, final=False))
+            payload = orjson.dumps(event)
             outcome = await self.invoker.invoke(self.ref, payload, self.settings.report_item_failures,
                                                 [r.position for r in batch])
             if outcome.response is None:  # not invoked: throttled, or the function is missing
@@ -272,6 +323,8 @@ class StreamPoller(Poller):
             response = outcome.response
             if not response.whole_batch_failed and not response.failed:
                 self.report("OK")
+                if window is not None and outcome.result is not None:
+                    window.take_state(outcome.result.payload)
                 continue
             self.stats.failed_invocations += 1
             if not response.whole_batch_failed:

@@ -490,6 +490,43 @@ def test_kinesis_partial_failures_retry_from_the_first_failed_record(lam, moto, 
     lam.delete_event_source_mapping(UUID=created["UUID"])
 
 
+WINDOWED = r'''
+import json, os
+
+def handler(event, context):
+    state = dict(event.get("state") or {})
+    state["count"] = state.get("count", 0) + len(event["Records"])
+    line = {k: event[k] for k in ("window", "state", "shardId", "isFinalInvokeForWindow", "isWindowTerminatedEarly")}
+    line["records"] = len(event["Records"])
+    with open(os.environ["SINK"], "a") as sink:
+        sink.write(json.dumps(line) + "\n")
+    return {"state": state}
+'''
+
+
+def test_kinesis_tumbling_windows_carry_state_and_end_with_a_final_invocation(lam, moto, tmp_path):
+    kinesis = aws("kinesis", moto)
+    arn = make_stream(kinesis)
+    sink = Sink(tmp_path / "windows.jsonl")
+    name = create_function(lam, WINDOWED, Environment={"Variables": {"SINK": str(sink.path)}})
+    created = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=name, StartingPosition="TRIM_HORIZON",
+                                              BatchSize=2, TumblingWindowInSeconds=2)
+    assert created["TumblingWindowInSeconds"] == 2
+    wait_state(lam, created["UUID"], "Enabled")
+    for i in range(5):
+        kinesis.put_record(StreamName=arn.rsplit("/", 1)[1], Data=f"w{i}".encode(), PartitionKey="k")
+    lines = sink.wait(lambda ls: sum(line["state"].get("count", 0) for line in ls if line["isFinalInvokeForWindow"]) >= 5,
+                      timeout=30, what="the final invocations of the windows")
+    finals = [line for line in lines if line["isFinalInvokeForWindow"]]
+    assert all(line["records"] == 0 for line in finals) and sum(f["state"]["count"] for f in finals) == 5
+    for line in lines:
+        assert line["shardId"].startswith("shardId-") and line["isWindowTerminatedEarly"] is False
+        assert line["window"]["end"] > line["window"]["start"]
+    regular = [line for line in lines if not line["isFinalInvokeForWindow"]]
+    assert sum(line["records"] for line in regular) == 5
+    lam.delete_event_source_mapping(UUID=created["UUID"])
+
+
 def test_dynamodb_stream_records(lam, moto, tmp_path):
     ddb = aws("dynamodb", moto)
     table = unique_name("t")

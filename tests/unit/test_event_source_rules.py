@@ -194,3 +194,24 @@ def test_the_sources_pool_runs_work_on_daemon_threads_and_grows_to_its_limit():
     pool.shutdown(wait=True)
     with pytest.raises(RuntimeError):
         pool.submit(print)
+
+
+def test_tumbling_windows_split_records_by_aligned_windows_and_carry_state():
+    from squall.sources.windows import MAX_STATE_BYTES, Window, split_by_window, window_start
+
+    assert window_start(125.5, 60) == 120 and window_start(120.0, 60) == 120
+    assert split_by_window([1.0, 2.0, 61.0, 62.0, 130.0], 60) == [(0.0, 0, 2), (60.0, 2, 4), (120.0, 4, 5)]
+    assert split_by_window([], 60) == []
+    window = Window(120.0, 60)
+    envelope = window.envelope("shardId-1", "arn:s", final=False)
+    assert envelope == {"window": {"start": "1970-01-01T00:02:00Z", "end": "1970-01-01T00:03:00Z"}, "state": {},
+                        "shardId": "shardId-1", "eventSourceARN": "arn:s", "isFinalInvokeForWindow": False,
+                        "isWindowTerminatedEarly": False}
+    window.take_state(b'{"state": {"total": 3}, "batchItemFailures": []}')
+    assert window.state == {"total": 3}
+    for ignored in (b"not json", b"null", b'{"state": 5}', b'"text"', b""):
+        window.take_state(ignored)
+        assert window.state == {"total": 3}
+    window.take_state(b'{"state": {"big": "' + b"x" * MAX_STATE_BYTES + b'"}}')
+    assert window.state == {"total": 3} and window.terminated_early
+    assert window.envelope("s", "a", final=True)["isWindowTerminatedEarly"] is True

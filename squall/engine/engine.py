@@ -110,7 +110,7 @@ class Engine:
         )
         self.event_sources = EventSources(
             stores.event_sources,
-            BatchInvoker(self._invoke_batch, self.admission),
+            BatchInvoker(self._invoke_batch, self.admission, self._exists),
             AwsClients(settings.aws_endpoint, settings.aws_access_key_id or None, settings.aws_secret_access_key or None),
             Brokers(dict(settings.event_source_brokers),
                     {name: (s.username, s.password) for name, s in settings.event_source_secrets.items()}),

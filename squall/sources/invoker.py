@@ -15,6 +15,7 @@ from squall.invoke.invocation import InvocationResult
 from squall.sources.batches import BatchResponse, read_response
 
 Invoke = Callable[[FunctionRef, bytes, str], Awaitable["InvocationResult | None"]]
+Exists = Callable[[FunctionRef], Awaitable[bool]]
 
 SLOT_POLL = 0.02  # seconds between looks at admission while every slot is taken
 
@@ -29,9 +30,19 @@ class Outcome:
 
 
 class BatchInvoker:
-    def __init__(self, invoke: Invoke, admission: Admission) -> None:
+    def __init__(self, invoke: Invoke, admission: Admission, exists: Exists) -> None:
         self._invoke = invoke
         self.admission = admission
+        self.exists = exists
+
+    async def wait_for_function(self, ref: FunctionRef, stopping: asyncio.Event, every: float = 2.0) -> None:
+        """While the target function (version, alias) is missing, wait: a mapping outlives its
+        function, and a poller must not take records it cannot deliver."""
+        while not stopping.is_set() and not await self.exists(ref):
+            try:
+                await asyncio.wait_for(stopping.wait(), every)
+            except asyncio.TimeoutError:
+                pass
 
     async def wait_for_slot(self, function: str, stopping: asyncio.Event, limit: float = 1.0) -> bool:
         """Wait (at most ``limit`` s) until ``function`` could take one more invocation."""

@@ -117,15 +117,12 @@ class EventSources:
         if not await self.exists(ref):
             raise ResourceNotFound(f"Function does not exist: {self.arns.function(ref.name, ref.qualifier)}")
         settings = replace(settings_for(source, params), created_at=self.clock())
+        mapping = EventSourceMapping(str(uuids.uuid4()), ref.name, ref.qualifier, source, settings, CREATING,
+                                     USER_INITIATED, self.clock())
+        self._refuse_duplicate(mapping)
+        await self._check_source(mapping)  # may take a while (a remote endpoint): outside the lock
         async with self._lock:
-            for other in self._mappings.values():
-                if other.source.arn == source.arn and (other.function_name, other.qualifier) == (ref.name, ref.qualifier):
-                    raise ResourceConflict(
-                        f"The event source arn (\" {source.arn} \") and function (\" {ref.name} \") provided mapping "
-                        f"already exists. Please update or delete the existing mapping with UUID {other.uuid}")
-            mapping = EventSourceMapping(str(uuids.uuid4()), ref.name, ref.qualifier, source, settings, CREATING,
-                                         USER_INITIATED, self.clock())
-            await self._check_source(mapping)
+            self._refuse_duplicate(mapping)
             await asyncio.to_thread(self.repo.put, self._to_row(mapping))
             self._mappings[mapping.uuid] = mapping
             self._stats[mapping.uuid] = PollerStats()
@@ -297,6 +294,14 @@ class EventSources:
     async def _check_source(self, mapping: EventSourceMapping) -> None:
         """What Lambda checks when a mapping is made (the source exists, …): each kind's own."""
         await mapping.source.spec.entry("check")(mapping.source, self._deps(mapping), self.timeout_of(mapping.function_name))
+
+    def _refuse_duplicate(self, mapping: EventSourceMapping) -> None:
+        for other in self._mappings.values():
+            if other.source.arn == mapping.source.arn and (other.function_name, other.qualifier) == (
+                    mapping.function_name, mapping.qualifier):
+                raise ResourceConflict(
+                    f"The event source arn (\" {other.source.arn} \") and function (\" {other.function_name} \") "
+                    f"provided mapping already exists. Please update or delete the existing mapping with UUID {other.uuid}")
 
     def _find(self, uuid: str) -> EventSourceMapping:
         mapping = self._mappings.get(uuid)

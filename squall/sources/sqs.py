@@ -221,15 +221,14 @@ class SqsPoller(Poller):
                 await self.invoker.wait_for_slot(self.ref.name, self.stopping, limit=5.0)
         finally:
             heartbeat.cancel()
-        self.stats.invocations += 1
-        self.stats.records += len(keep)
         response = outcome.response
-        if response is None:  # never ran: the messages come back when their visibility ends
+        if response is not None:
+            self.stats.invocations += 1
+            self.stats.records += len(keep)
+        if response is None:  # never ran (the function is missing): back to the queue at once
             self.report(f"PROBLEM: {outcome.problem}")
-            if self.stopping.is_set():
-                await self._release_records(keep)
-            else:
-                await self.pause(1.0)
+            await self._release_records(keep)
+            await self.invoker.wait_for_function(self.ref, self.stopping)
             return
         if response.whole_batch_failed:
             self.stats.failed_invocations += 1

@@ -313,7 +313,7 @@ class StreamPoller(Poller):
                     await self.invoker.wait_for_slot(self.ref.name, self.stopping, limit=5.0)
                 else:
                     self.report(f"PROBLEM: {outcome.problem}")
-                    await self.pause(1.0)
+                    await self.invoker.wait_for_function(self.ref, self.stopping)
                 if self.stopping.is_set():
                     return False
                 work.insert(0, (batch, retries))

@@ -301,6 +301,27 @@ def test_squall_event_sources_shows_state_lag_counts_and_last_result(squall, lam
     lam.delete_event_source_mapping(UUID=created["UUID"])
 
 
+def test_a_mapping_outlives_its_function_and_takes_nothing_while_it_is_missing(lam, moto, tmp_path):
+    sqs = aws("sqs", moto)
+    url, arn, _ = make_queue(sqs, visibility=5)
+    name, sink = recorder(lam, tmp_path)
+    created = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=name)
+    wait_state(lam, created["UUID"], "Enabled")
+    lam.delete_function(FunctionName=name)
+    for i in range(2):
+        sqs.send_message(QueueUrl=url, MessageBody=f"orphan-{i}")
+    time.sleep(4)
+    assert lam.get_event_source_mapping(UUID=created["UUID"])["State"] == "Enabled"
+    peek = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
+                               AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+    # Still in the queue, received at most once by the poller (released at once): never burnt toward a DLQ.
+    assert sorted(m["Body"] for m in peek) == ["orphan-0", "orphan-1"]
+    assert all(int(m["Attributes"]["ApproximateReceiveCount"]) <= 3 for m in peek)
+    create_function(lam, RECORDER, FunctionName=name, Environment={"Variables": {"SINK": str(sink.path), "DELAY": "0"}})
+    sink.wait_bodies({"orphan-0", "orphan-1"})
+    lam.delete_event_source_mapping(UUID=created["UUID"])
+
+
 def test_update_batch_size_takes_effect(lam, moto, tmp_path):
     sqs = aws("sqs", moto)
     url, arn, _ = make_queue(sqs)

@@ -24,6 +24,7 @@ RECORDER = r'''
 import base64, json, os, time
 
 def handler(event, context):
+    started = time.time()
     records = event.get("Records", [])
     seen = []
     for r in records:
@@ -38,7 +39,8 @@ def handler(event, context):
     if delay:
         time.sleep(delay)
     line = {"rid": context.aws_request_id, "ids": [s[0] for s in seen], "bodies": [s[1] for s in seen],
-            "keys": [s[2] for s in seen], "first": records[0] if records else None}
+            "keys": [s[2] for s in seen], "first": records[0] if records else None, "start": started,
+            "end": time.time()}
     with open(os.environ["SINK"], "a") as sink:
         sink.write(json.dumps(line) + "\n")
     if any("boom" in s[1] for s in seen):
@@ -320,6 +322,39 @@ def test_a_mapping_outlives_its_function_and_takes_nothing_while_it_is_missing(l
     create_function(lam, RECORDER, FunctionName=name, Environment={"Variables": {"SINK": str(sink.path), "DELAY": "0"}})
     sink.wait_bodies({"orphan-0", "orphan-1"})
     lam.delete_event_source_mapping(UUID=created["UUID"])
+
+
+def most_at_once(batches: list[dict]) -> int:
+    edges = sorted([(b["start"], 1) for b in batches] + [(b["end"], -1) for b in batches])
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def test_sqs_pollers_scale_out_with_backlog_within_maximum_and_reserved_concurrency(lam, moto, tmp_path):
+    sqs = aws("sqs", moto)
+    name, sink = recorder(lam, tmp_path, delay=0.4)
+    url, arn, _ = make_queue(sqs)
+    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"a{i}"} for i in range(10)])
+    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"a{i + 10}"} for i in range(10)])
+    capped = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=name, BatchSize=1,
+                                             ScalingConfig={"MaximumConcurrency": 2})
+    assert capped["ScalingConfig"] == {"MaximumConcurrency": 2}
+    batches = sink.wait_bodies({f"a{i}" for i in range(20)}, timeout=60)
+    assert most_at_once(batches) == 2  # scaled out, and no further than MaximumConcurrency
+    lam.delete_event_source_mapping(UUID=capped["UUID"])
+
+    other, other_sink = recorder(lam, tmp_path, delay=0.4)
+    lam.put_function_concurrency(FunctionName=other, ReservedConcurrentExecutions=3)
+    url, arn, _ = make_queue(sqs)
+    for start in (0, 10, 20):
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"b{start + i}"} for i in range(10)])
+    mapping = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=other, BatchSize=1)
+    batches = other_sink.wait_bodies({f"b{i}" for i in range(30)}, timeout=60)
+    assert 2 <= most_at_once(batches) <= 3  # many pollers, but never beyond the reserved concurrency
+    lam.delete_event_source_mapping(UUID=mapping["UUID"])
 
 
 def test_update_batch_size_takes_effect(lam, moto, tmp_path):

@@ -56,6 +56,7 @@ log = logging.getLogger("squall.sources")
 PLUGIN = "pgoutput"
 CONNECT_TIMEOUT = 5  # seconds, libpq's connect_timeout
 STATEMENT_TIMEOUT_MS = 60_000  # no statement of a poller runs longer (slot creation waits for running transactions)
+CHECK_TIMEOUT_MS = 15_000  # … nor of CreateEventSourceMapping's check
 PEEK_ATTEMPTS = 6  # a read asks for up to 4**5 times more rows when what it got was all read before
 ADVANCE_SECONDS = 1.0  # the slot is moved on at most this often (and when the poller stops)
 HEARTBEAT_SECONDS = 5.0  # an idle slot's lag is looked at this often …
@@ -135,8 +136,7 @@ class Change:
     new: Tuple | None
     old: Tuple | None
     old_kind: str | None  # K: the old key only, O: the whole old row
-    ordinal: int
-    lsn: int
+    ordinal: int  # 1, 2, … among the table's changes in its transaction
 
 
 @dataclass
@@ -253,7 +253,7 @@ class Decoder:
             tx = self._transaction()
             if (relation.schema, relation.name) == (self.schema, self.table):
                 name = {"I": "INSERT", "U": "MODIFY", "D": "REMOVE"}[tag]
-                tx.changes.append(Change(name, relation, new, old, old_kind, len(tx.changes) + 1, 0))
+                tx.changes.append(Change(name, relation, new, old, old_kind, len(tx.changes) + 1))
         elif tag == "M":
             flags = r.take("!B")
             lsn = r.take("!Q")
@@ -348,11 +348,12 @@ def dynamodb_change(change: Change, commit_lsn: int, commit_time: float,
             new.update({name: before[name] for name in missing if name in before})
     if change.old is not None:
         old, _ = image(relation, change.old, only_keys=not full_old)
-    names = primary_key or tuple(c.name for c in relation.columns if c.key)
     keys: dict[str, Any] = {}
-    for source in (new, old):
-        if source is not None and all(n in source for n in names):
-            keys = {n: source[n] for n in names}
+    for names in (primary_key, tuple(c.name for c in relation.columns if c.key)):
+        found = next((img for img in (new, old) if names and img is not None and all(n in img for n in names)),
+                     None)
+        if found is not None:
+            keys = {n: found[n] for n in names}
             break
     out: dict[str, Any] = {"ApproximateCreationDateTime": int(commit_time), "Keys": keys}
     if new is not None:
@@ -386,7 +387,7 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-async def _connect(url: str, name: str) -> Any:
+async def _connect(url: str, name: str, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS) -> Any:
     import psycopg  # imported when a mapping of this kind is used
 
     conn = await asyncio.wait_for(
@@ -397,7 +398,7 @@ async def _connect(url: str, name: str) -> Any:
             "SELECT set_config('DateStyle', 'ISO, MDY', false), set_config('TimeZone', 'UTC', false), "
             "set_config('extra_float_digits', '3', false), set_config('bytea_output', 'hex', false), "
             "set_config('IntervalStyle', 'postgres', false), set_config('statement_timeout', %s, false), "
-            "set_config('application_name', %s, false)", (str(STATEMENT_TIMEOUT_MS), name[:63]))
+            "set_config('application_name', %s, false)", (str(statement_timeout_ms), name[:63]))
     except BaseException:
         await conn.close()
         raise
@@ -488,7 +489,7 @@ async def check(source: Source, deps: PollerDeps, function_timeout: int | None) 
     primary key; then the publication and the mapping's slot are made (changes are kept from now)."""
     url = deps.brokers.url(source.broker)
     try:
-        conn = await _connect(url, "squall-check")
+        conn = await _connect(url, "squall-check", CHECK_TIMEOUT_MS)
     except Exception as error:
         raise InvalidParameterValue(
             f"Cannot connect to the PostgreSQL server of broker {source.broker!r}: {_first_line(error)}") from None
@@ -575,8 +576,14 @@ class TableChanges(StreamClient):
 
     # ---- StreamClient ---------------------------------------------------------------------------
     async def shards(self) -> list[str]:
+        """The table is one shard. Called every few seconds: a table gone is reported."""
         async with self._lock:
-            await self._ready()
+            if not await self._ready():
+                try:
+                    await _require_table(self._conn, self.source)
+                except BaseException:
+                    await self._drop_connection()
+                    raise
         return [self.slot]
 
     async def iterator(self, shard: str, after: str | None, start: str, timestamp: float | None) -> str:
@@ -599,7 +606,7 @@ class TableChanges(StreamClient):
         async with self._lock:
             await self._ready()
             try:
-                await self._advance()
+                await self._advance_or_log()
                 if not self._ahead:
                     await self._peek(limit)
                 out = [self._ahead.popleft() for _ in range(min(limit, len(self._ahead)))]
@@ -622,14 +629,9 @@ class TableChanges(StreamClient):
             self._done_upto = moved
             self._collect()
         if self._target > self._advanced and time.monotonic() - self._advanced_at >= ADVANCE_SECONDS:
-            try:
-                async with self._lock:
-                    if self._conn is not None:
-                        await self._advance()
-            except Exception as error:
-                log.warning("event source %s: moving slot %s on failed: %s", self.source.arn, self.slot,
-                            _first_line(error))
-                await self._drop_connection()
+            async with self._lock:
+                if self._conn is not None:
+                    await self._advance_or_log()
 
     async def close(self) -> None:
         try:
@@ -643,9 +645,10 @@ class TableChanges(StreamClient):
             await self._drop_connection()
 
     # ---- the connection and the slot -----------------------------------------------------------
-    async def _ready(self) -> None:
+    async def _ready(self) -> bool:
+        """Connected, with the slot in place; True when that took a new connection."""
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
-            return
+            return False
         await self._drop_connection()
         conn = await _connect(self.url(), f"squall {self.slot}")
         try:
@@ -666,6 +669,7 @@ class TableChanges(StreamClient):
             raise
         self._conn = conn
         self._decoder.relations.clear()
+        return True
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -699,17 +703,16 @@ class TableChanges(StreamClient):
         found, skipped, tx_start = 0, len(rows), 0
         newest = self._ahead[-1].position if self._ahead else self._read_upto
         for index, row in enumerate(rows):
-            data = row[0]
-            item = self._decoder.feed(data if isinstance(data, bytes) else bytes(data))
+            data = row[0] if isinstance(row[0], bytes) else bytes(row[0])
+            if data[:1] == b"B":
+                tx_start = index
+            item = self._decoder.feed(data)
             if item is None:
-                if self._decoder.current is not None and tx_start < 0:
-                    tx_start = index
                 continue
             if isinstance(item, Boundary):
                 if item.lsn + 1 > self._last_end:
                     self._open.append(_Open(item.lsn + 1, None))
                     self._last_end = item.lsn + 1
-                tx_start = -1
                 continue
             last = position(item.commit_lsn, item.changes[-1].ordinal) if item.changes else None
             if item.end_lsn > self._last_end:
@@ -721,9 +724,8 @@ class TableChanges(StreamClient):
                     self._ahead.append(record)
                     newest = record.position
                     if not found:
-                        skipped = max(0, tx_start)
+                        skipped = tx_start
                     found += 1
-            tx_start = -1
         return found, skipped
 
     def _record(self, change: Change, tx: Transaction) -> StreamRecord:
@@ -751,6 +753,14 @@ class TableChanges(StreamClient):
         target = self._target
         await self._conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (self.slot, lsn_text(target)))
         self._advanced, self._advanced_at = target, time.monotonic()
+
+    async def _advance_or_log(self) -> None:
+        try:
+            await self._advance()
+        except Exception as error:  # e.g. the slot in use elsewhere for a moment: tried again later
+            self._advanced_at = time.monotonic()
+            log.warning("event source %s: moving slot %s on failed: %s", self.source.arn, self.slot,
+                        _first_line(error))
 
     async def _heartbeat(self) -> None:
         """Nothing to read: when other tables' writes make the slot keep WAL, write a logical

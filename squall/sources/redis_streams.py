@@ -182,14 +182,14 @@ class RedisStream(StreamClient):
         elif start == "LATEST":
             first = "$"
         else:
-            first = "\$"
+            first = "0"
         try:
             client.xgroup_create(self.key, self.group, id=first)
             log.info("event source %s: consumer group %s created at %s", self.source.arn, self.group, first)
         except redis.ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise LookupError(f"cannot create the consumer group {self.group} on {self.key!r}: {error}") from None
-        return Cursor(pending=True, last=after or "0")
+        return Cursor(pending=False, last=after or "0")
 
     def _before(self, timestamp: float) -> str:
         """The id just before the first entry added at ``timestamp`` or later (Redis's clock,

@@ -118,10 +118,18 @@ class StreamPoller(Poller):
                     await self.pause(PROBLEM_RETRY_SECONDS)
                     continue
                 for shard in shards:
-                    if shard not in tasks:
+                    task = tasks.get(shard)
+                    if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+                        # A reader that failed unexpectedly starts again from the last checkpoint.
+                        log.error("event source mapping %s: reading %s failed: %r", self.mapping.uuid, shard,
+                                  task.exception())
+                        self.report(f"PROBLEM: Internal error reading {shard}: {task.exception()!r}")
+                        task = None
+                    if task is None:
                         tasks[shard] = asyncio.get_running_loop().create_task(self._shard(shard, known.get(shard)))
                 self.stats.pollers = sum(1 for t in tasks.values() if not t.done()) * self.settings.parallelization
-                await self.pause(SHARD_SCAN_SECONDS)
+                failed = any(t.done() and not t.cancelled() and t.exception() is not None for t in tasks.values())
+                await self.pause(1.0 if failed else SHARD_SCAN_SECONDS)
         finally:
             for task in tasks.values():
                 task.cancel()

@@ -17,7 +17,7 @@ acknowledged is delivered again, in order, and no acknowledged one is.
 An entry's ``data`` field is the record's data; an entry without one gives the JSON object of
 all its fields. Its ``partitionKey`` field is the partition key; without one the stream key is,
 so the whole stream is one lane and keeps its order (ParallelizationFactor then does nothing).
-Groups are left in Redis when a mapping is deleted (``XGROUP DESTROY`` them by hand).
+Deleting a mapping destroys its consumer group.
 """
 
 from __future__ import annotations
@@ -143,23 +143,36 @@ class RedisStream(StreamClient):
         self.brokers = deps.brokers
         self.role_arn = role_arn
         self._client: Any = None
+        self._closed = False
         self._lock = threading.Lock()
 
     # ---- the connection -------------------------------------------------------------------------
     def _redis(self) -> Any:
         with self._lock:
+            if self._closed:  # a call still running in the pool after the poller stopped
+                raise RuntimeError(f"the poller of {self.source.arn} has stopped")
             if self._client is None:
                 self._client = _connect(self.brokers.url(self.source.broker))
             return self._client
 
     def close(self) -> None:
         with self._lock:
-            client, self._client = self._client, None
+            client, self._client, self._closed = self._client, None, True
         if client is not None:
             try:
                 client.close()  # also wakes a read blocked in another thread
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - closing is best effort
                 log.debug("closing Redis connection for %s: %r", self.source.arn, error)
+
+    def forget(self) -> None:
+        """The mapping was deleted: its consumer group goes too (a fresh connection: closed ones refuse)."""
+        client = _connect(self.brokers.url(self.source.broker))
+        try:
+            client.xgroup_destroy(self.key, self.group)
+        except Exception as error:  # noqa: BLE001 - the key may be gone already
+            log.debug("removing group %s of %s: %r", self.group, self.source.arn, error)
+        finally:
+            client.close()
 
     # ---- StreamClient ---------------------------------------------------------------------------
     def shards(self) -> list[str]:
@@ -189,7 +202,7 @@ class RedisStream(StreamClient):
         except redis.ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise LookupError(f"cannot create the consumer group {self.group} on {self.key!r}: {error}") from None
-        return Cursor(pending=False, last=after or "0")
+        return Cursor(pending=True, last=after or "0")
 
     def _before(self, timestamp: float) -> str:
         """The id just before the first entry added at ``timestamp`` or later (Redis's clock,
@@ -238,7 +251,7 @@ class RedisStream(StreamClient):
                 for start in range(0, len(positions), 1000):
                     client.xack(self.key, self.group, *positions[start:start + 1000])
                 return
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - never raised: a lane that raises stops its shard
                 if attempt == ACK_ATTEMPTS - 1:
                     log.warning("event source %s: XACK of %d entries failed: %r", self.source.arn, len(positions), error)
                 else:

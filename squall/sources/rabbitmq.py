@@ -111,7 +111,7 @@ async def check(source: Source, deps: PollerDeps, function_timeout: int | None,
         who = f"the user of {settings.secret}" if settings.secret else "the URL's user (no BASIC_AUTH secret given)"
         raise InvalidParameterValue(
             f"The RabbitMQ broker {source.broker!r} ({url}) refused {who}: {error}") from None
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any failure to connect is the user's to see
         raise InvalidParameterValue(
             f"Cannot connect to the RabbitMQ broker {source.broker!r} at {url}: {describe(error)}. Check the "
             f"event_source_brokers setting, the virtual host and that the broker is running.") from None
@@ -139,7 +139,7 @@ async def _check_reachable(source: Source, url: str) -> None:
     host, port = parsed.host or "localhost", parsed.port or (5671 if parsed.scheme == "amqps" else 5672)
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any failure to connect is the user's to see
         raise InvalidParameterValue(
             f"Cannot connect to the RabbitMQ broker {source.broker!r} at {url}: {describe(error)}.") from None
     writer.close()
@@ -153,9 +153,9 @@ def _timestamp(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, (int, float)):
-        value = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+        value = dt.datetime.fromtimestamp(value, dt.UTC)
     if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc)
+        value = value.astimezone(dt.UTC)
     hour = value.hour % 12 or 12
     return (f"{_MONTHS[value.month - 1]} {value.day}, {value.year}, {hour}:{value.minute:02d}:{value.second:02d} "
             f"{'AM' if value.hour < 12 else 'PM'}")
@@ -244,7 +244,7 @@ class RabbitMqPoller(Poller):
                     await self._session()
                 except (asyncio.CancelledError, KeyboardInterrupt):
                     raise
-                except Exception as error:
+                except Exception as error:  # noqa: BLE001 - reported, then connect again
                     if self.stopping.is_set():
                         break
                     reason = error.message if isinstance(error, InvalidParameterValue) else describe(error)
@@ -313,7 +313,7 @@ class RabbitMqPoller(Poller):
                     break
                 try:
                     batch.append(await asyncio.wait_for(inbox.get(), wait))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if deadline is None:
                         return batch  # nothing yet: look at stopping and the concurrency slot again
                     continue

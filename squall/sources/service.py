@@ -293,12 +293,14 @@ class EventSources:
     # ---- helpers --------------------------------------------------------------------------------
     async def _check_source(self, mapping: EventSourceMapping) -> None:
         """What Lambda checks when a mapping is made (the source exists, …): each kind's own."""
-        await mapping.source.spec.entry("check")(mapping.source, self._deps(mapping), self.timeout_of(mapping.function_name))
+        extra = {"settings": mapping.settings} if mapping.source.spec.takes_queues else {}  # the queue, the secret
+        await mapping.source.spec.entry("check")(mapping.source, self._deps(mapping), self.timeout_of(mapping.function_name),
+                                                 **extra)
 
     def _refuse_duplicate(self, mapping: EventSourceMapping) -> None:
         for other in self._mappings.values():
-            if other.source.arn == mapping.source.arn and (other.function_name, other.qualifier) == (
-                    mapping.function_name, mapping.qualifier):
+            if other.source.arn == mapping.source.arn and other.settings.queues == mapping.settings.queues and (
+                    other.function_name, other.qualifier) == (mapping.function_name, mapping.qualifier):
                 raise ResourceConflict(
                     f"The event source arn (\" {other.source.arn} \") and function (\" {other.function_name} \") "
                     f"provided mapping already exists. Please update or delete the existing mapping with UUID {other.uuid}")

@@ -454,7 +454,8 @@ async def _require_table(conn: Any, source: Source) -> TableInfo:
     return info
 
 
-async def _ensure_publication(conn: Any, source: Source) -> str:
+async def _ensure_publication(conn: Any, source: Source) -> bool:
+    """The table's publication, made or completed; True when the table had to be added to it."""
     from psycopg import sql
 
     schema, table = split_table(source.name)
@@ -465,10 +466,12 @@ async def _ensure_publication(conn: Any, source: Source) -> str:
         await conn.execute(sql.SQL(
             "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, update, delete', "
             "publish_via_partition_root = true)").format(sql.Identifier(name), target))
-    elif await _one(conn, "SELECT 1 FROM pg_publication_tables WHERE pubname = %s AND schemaname = %s "
-                          "AND tablename = %s", (name, schema, table)) is None:
+        return True
+    if await _one(conn, "SELECT 1 FROM pg_publication_tables WHERE pubname = %s AND schemaname = %s "
+                        "AND tablename = %s", (name, schema, table)) is None:
         await conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(name), target))
-    return name
+        return True
+    return False
 
 
 async def _slot(conn: Any, name: str) -> tuple[bool, int | None] | None:
@@ -581,6 +584,9 @@ class TableChanges(StreamClient):
             if not await self._ready():
                 try:
                     await _require_table(self._conn, self.source)
+                    if await _ensure_publication(self._conn, self.source):  # the table was dropped and made again
+                        self._problem(f"The table {self.source.name} was not in the publication {self.publication} "
+                                      "(dropped and made again?): it has been added; changes made before are lost.")
                 except BaseException:
                     await self._drop_connection()
                     raise
@@ -593,10 +599,7 @@ class TableChanges(StreamClient):
                 self._started = True
                 self._done_upto = after
                 if self._fresh_slot and after is not None:
-                    message = (f"PROBLEM: The replication slot {self.slot} was missing and has been made again: "
-                               "changes committed while it was missing are lost.")
-                    log.warning("event source %s: %s", self.source.arn, message)
-                    self.report(message)
+                    self._slot_lost()
             if after != self._read_upto:
                 self._ahead.clear()
                 self._read_upto = after
@@ -628,10 +631,20 @@ class TableChanges(StreamClient):
         if moved is not None:
             self._done_upto = moved
             self._collect()
-        if self._target > self._advanced and time.monotonic() - self._advanced_at >= ADVANCE_SECONDS:
+        if (self._target > self._advanced and time.monotonic() - self._advanced_at >= ADVANCE_SECONDS
+                and not self._lock.locked()):  # else the read in progress moves the slot on
             async with self._lock:
                 if self._conn is not None:
                     await self._advance_or_log()
+
+    async def forget(self) -> None:
+        """The mapping was deleted: its slots go (a slot nobody reads keeps WAL forever)."""
+        conn = await _connect(self.url(), "squall-forget")
+        try:
+            for name in (self.slot, self.pending):
+                await _drop_slot(conn, name)
+        finally:
+            await conn.close()
 
     async def close(self) -> None:
         try:
@@ -662,6 +675,8 @@ class TableChanges(StreamClient):
                     await _ensure_publication(conn, self.source)
                     await conn.execute("SELECT pg_create_logical_replication_slot(%s, %s)", (self.slot, PLUGIN))
                     self._fresh_slot = True
+                    if self._started:
+                        self._slot_lost()
             if await _slot(conn, self.pending) is not None:
                 await _drop_slot(conn, self.pending)
         except BaseException:
@@ -670,6 +685,14 @@ class TableChanges(StreamClient):
         self._conn = conn
         self._decoder.relations.clear()
         return True
+
+    def _slot_lost(self) -> None:
+        self._problem(f"The replication slot {self.slot} was missing and has been made again: changes committed "
+                      "while it was missing are lost.")
+
+    def _problem(self, text: str) -> None:
+        log.warning("event source %s: %s", self.source.arn, text)
+        self.report(f"PROBLEM: {text}")
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -688,7 +711,7 @@ class TableChanges(StreamClient):
                 "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, %s, 'proto_version', '1', "
                 "'publication_names', %s, 'messages', 'true')", (self.slot, rows_wanted, self.publication))
             rows = await cursor.fetchall()
-            found, skipped = self._absorb(rows)
+            found, skipped = self._absorb(rows, max(4 * limit, 1000))
             if found or len(rows) < rows_wanted:
                 self._rows_hint = skipped
                 break
@@ -697,8 +720,9 @@ class TableChanges(StreamClient):
             self._rows_hint = rows_wanted
         self._collect()
 
-    def _absorb(self, rows: list[Any]) -> tuple[int, int]:
-        """Decoded rows into ``_ahead`` and ``_open``: (changes new to this client, rows before them)."""
+    def _absorb(self, rows: list[Any], keep: int = 1 << 30) -> tuple[int, int]:
+        """Decoded rows into ``_ahead`` (at most ``keep``: the rest is decoded again by a later read)
+        and ``_open``: (changes new to this client, rows before them)."""
         self._decoder.reset()
         found, skipped, tx_start = 0, len(rows), 0
         newest = self._ahead[-1].position if self._ahead else self._read_upto
@@ -719,13 +743,14 @@ class TableChanges(StreamClient):
                 self._open.append(_Open(item.end_lsn, last))
                 self._last_end = item.end_lsn
             for change in item.changes:
-                record = self._record(change, item)
-                if newest is None or record.position > newest:
-                    self._ahead.append(record)
-                    newest = record.position
-                    if not found:
-                        skipped = tx_start
-                    found += 1
+                at = position(item.commit_lsn, change.ordinal)
+                if (newest is not None and at <= newest) or len(self._ahead) >= keep:
+                    continue
+                self._ahead.append(self._record(change, item))
+                newest = at
+                if not found:
+                    skipped = tx_start
+                found += 1
         return found, skipped
 
     def _record(self, change: Change, tx: Transaction) -> StreamRecord:

@@ -87,9 +87,8 @@ class EventSources:
         for row in await asyncio.to_thread(self.repo.all):
             mapping = self._from_row(row)
             self._mappings[mapping.uuid] = mapping
-            if mapping.state == DELETING:
-                await asyncio.to_thread(self.repo.delete, mapping.uuid)
-                del self._mappings[mapping.uuid]
+            if mapping.state == DELETING:  # the delete did not finish before the last stop
+                await self._remove(mapping.uuid)
             elif mapping.settings.enabled:
                 self._start_poller(mapping)
                 await self._set_state(mapping.uuid, ENABLED, mapping.state_reason)
@@ -225,7 +224,7 @@ class EventSources:
             poller = mapping.source.spec.entry("make_poller")(mapping, self._deps(mapping))
         if poller is not None:
             try:
-                await poller.forget()
+                await asyncio.wait_for(poller.forget(), 15.0)
             except Exception as error:  # the mapping goes anyway; what the source kept is logged
                 log.warning("event source mapping %s: could not clean up at its source: %r", uuid, error)
         await asyncio.to_thread(self.repo.delete, uuid)

@@ -23,6 +23,7 @@ from squall.api.operations import CodeLinks, LambdaRoute
 from squall.api.protocol import HttpResponse, parse_query
 from squall.engine.engine import Engine
 from squall.errors import LambdaError, RequestEntityTooLarge
+from squall.triggers.url_gateway import UrlGateway
 
 log = logging.getLogger("squall.api")
 
@@ -44,6 +45,7 @@ class SquallApp:
         self.logs_route = LogsRoute(LogsApi(engine.logs()), identity.access, settings.region, settings.account_id)
         self.query_route = QueryRoute(identity.iam, identity.access)
         self.request_ids = RequestIds()
+        self.urls = UrlGateway(engine)
         self.router = router = Router(
             [
                 self.logs_route,
@@ -89,6 +91,10 @@ class SquallApp:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         method = scope["method"]
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+        url = self.urls.url_id(headers.get("host"), raw_path)
+        if url is not None:  # a function URL: its own answers, its own auth and CORS
+            await self.urls.serve(scope, receive, send, request_id, *url)
+            return
         query = parse_query(scope.get("query_string", b""))
         request = Request(method, raw_path, query, headers, b"", request_id, _base_url(scope, headers))
         try:

@@ -44,6 +44,7 @@ from squall.sources.brokers import Brokers
 from squall.sources.invoker import BatchInvoker
 from squall.sources.service import EventSources
 from squall.store.aliases import AliasRecord
+from squall.triggers.function_urls import FunctionUrls
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ class Engine:
             self._timeout_of,
             clock,
         )
+        self.function_urls = FunctionUrls(stores.function_urls, self.arns, bus, self._exists, self._exists,
+                                          lambda: self.api_port)
         self.started_at = time.time()
 
     # ---- life cycle ------------------------------------------------------------------
@@ -131,6 +134,7 @@ class Engine:
             credentials_file.write(self.settings.data_dir, key_id, secret, self.settings.region)
         await self.functions.load()
         await self.permissions.load()
+        await self.function_urls.load()
         await self.provisioned.load()
         await self.async_invocations.start()
         self.stores.logs.start()
@@ -304,6 +308,22 @@ class Engine:
     def event_sources_report(self) -> list[dict[str, Any]]:
         return self.event_sources.report()
 
+    # ---- function URLs ------------------------------------------------------------------------
+    async def create_function_url(self, ref: FunctionRef, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.function_urls.create(ref, params)
+
+    async def get_function_url(self, ref: FunctionRef) -> dict[str, Any]:
+        return await self.function_urls.get(ref)
+
+    async def update_function_url(self, ref: FunctionRef, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.function_urls.update(ref, params)
+
+    async def delete_function_url(self, ref: FunctionRef) -> None:
+        await self.function_urls.delete(ref)
+
+    async def list_function_urls(self, ref: FunctionRef, marker: str | None, max_items: int | None) -> tuple[list[dict[str, Any]], str | None]:
+        return await self.function_urls.list(ref, marker, max_items)
+
     # ---- logs and the account ---------------------------------------------------------------
     def logs(self) -> LogReader:
         """Function logs, to read (the CloudWatch Logs subset, ``squall logs``)."""
@@ -347,6 +367,7 @@ class Engine:
         """What goes with an alias: its provisioned concurrency and its resource policy."""
         await self.provisioned.drop(name, alias)
         await self.permissions.drop_qualifier(name, alias)
+        await self.function_urls.drop_alias(name, alias)
 
     def resource_policy(self, resource: str):  # type: ignore[no-untyped-def]
         """The resource-based policy of the function, version or alias an ARN names (None: none)."""

@@ -19,6 +19,7 @@ from squall.store.aliases import AliasRepository
 from squall.store.blobs import BlobStore
 from squall.store.db import create_engine
 from squall.store.event_sources import EventSourceRepository
+from squall.store.function_urls import FunctionUrlRepository
 from squall.store.functions import FunctionRepository
 from squall.store.iam import IamRepository
 from squall.store.provisioned import ProvisionedRepository
@@ -48,6 +49,7 @@ class Stores:
     logs: LogStore
     iam: IamRepository
     event_sources: EventSourceRepository
+    function_urls: FunctionUrlRepository
     server_key: bytes  # signs code links, derives access keys' secrets (<data dir>/secret, 0600)
 
     @classmethod
@@ -64,6 +66,7 @@ class Stores:
             logs=LogStore(settings.data_dir / "logs"),
             iam=IamRepository(db),
             event_sources=EventSourceRepository(db),
+            function_urls=FunctionUrlRepository(db),
             server_key=load_server_key(settings.data_dir),
         )
 

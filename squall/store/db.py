@@ -196,6 +196,19 @@ event_source_positions = sa.Table(
     sa.Column("position", sa.String(256), nullable=False),
 )
 
+function_urls = sa.Table(
+    "function_urls",
+    metadata,
+    sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("qualifier", sa.String(128), primary_key=True),  # "" for the function itself
+    sa.Column("url_id", sa.String(40), nullable=False, unique=True),
+    sa.Column("auth_type", sa.String(16), nullable=False),
+    sa.Column("cors", sa.JSON, nullable=True),
+    sa.Column("invoke_mode", sa.String(32), nullable=False),
+    sa.Column("created", sa.String(40), nullable=False),
+    sa.Column("last_modified", sa.String(40), nullable=False),
+)
+
 
 def create_engine(url: str, synchronous: str = "NORMAL") -> Engine:
     """``synchronous="FULL"`` (SQLite): every commit is fsynced (the async event queue uses it)."""

@@ -212,6 +212,25 @@ def _v6_event_source_mappings(conn: sa.Connection) -> None:
     m.create_all(conn)
 
 
+def _v7_function_urls(conn: sa.Connection) -> None:
+    """Function URLs: one per function qualifier (the alias, or "" for the function)."""
+    m = sa.MetaData()
+    sa.Table("functions", m, sa.Column("name", sa.String(64), primary_key=True))
+    sa.Table(
+        "function_urls",
+        m,
+        sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True),
+        sa.Column("qualifier", sa.String(128), primary_key=True),
+        sa.Column("url_id", sa.String(40), nullable=False, unique=True),
+        sa.Column("auth_type", sa.String(16), nullable=False),
+        sa.Column("cors", sa.JSON, nullable=True),
+        sa.Column("invoke_mode", sa.String(32), nullable=False),
+        sa.Column("created", sa.String(40), nullable=False),
+        sa.Column("last_modified", sa.String(40), nullable=False),
+    )
+    m.create_all(conn, tables=[m.tables["function_urls"]])
+
+
 def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> None:
     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
@@ -224,4 +243,5 @@ MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
     _v4_versions_aliases_provisioned,
     _v5_identities_and_resource_policies,
     _v6_event_source_mappings,
+    _v7_function_urls,
 )

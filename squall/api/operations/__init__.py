@@ -19,6 +19,7 @@ from squall.api.operations.async_config import EventInvokeConfigOperations
 from squall.api.operations.base import CodeLinks, Operation
 from squall.api.operations.concurrency import ConcurrencyOperations
 from squall.api.operations.event_sources import EventSourceMappingOperations
+from squall.api.operations.function_urls import FunctionUrlOperations
 from squall.api.operations.functions import FunctionOperations
 from squall.api.operations.invoke import InvokeOperations
 from squall.api.operations.permissions import PermissionOperations
@@ -40,6 +41,7 @@ GROUPS = (
     TagOperations,
     PermissionOperations,
     EventSourceMappingOperations,
+    FunctionUrlOperations,
 )
 
 __all__ = ["CodeLinks", "LambdaRoute", "service_model"]

@@ -1,0 +1,1 @@
+"""Triggers: function URLs, HTTP APIs, schedules, buses, notifications."""

@@ -13,7 +13,7 @@ from squall.cli.client import CliError, Connection, api_command
 from squall.cli.deploy import DEFAULT_ROLE, DeployOptions, deploy_function, parse_env
 from squall.cli.invoke import check_payload, invoke_function
 from squall.cli.logs import Follower, log_group, parse_duration, print_logs
-from squall.cli.output import fields, human_size, lambda_time, table
+from squall.cli.output import fields, human_size, lambda_time, note, table
 
 
 @click.group()
@@ -74,8 +74,10 @@ def _env_pairs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 @click.option("--role", help=f"Execution role ARN [default for a new function: {DEFAULT_ROLE}].")
 @click.option("--description", help="A description of the function.")
 @click.option("--publish", is_flag=True, help="Then publish a version of what was deployed.")
+@click.option("--url", "with_url", is_flag=True,
+              help="Then give the function a URL (public: auth none) if it has none, and print it.")
 @api_command
-def deploy(connection: Connection, path: Path, publish: bool, **options: Any) -> None:
+def deploy(connection: Connection, path: Path, publish: bool, with_url: bool, **options: Any) -> None:
     """Create or update a function from a directory or a .zip file.
 
     A new function gets the defaults for anything not given. An existing one gets the
@@ -87,9 +89,14 @@ def deploy(connection: Connection, path: Path, publish: bool, **options: Any) ->
     config = deploy_function(connection.lam, path, DeployOptions(**options))
     if publish:
         config = publish_version(connection.lam, config["FunctionName"])
+    url: list[tuple[str, Any]] = []
+    if with_url:
+        from squall.cli.urls import ensure_url
+
+        url = [("URL", ensure_url(connection.lam, config["FunctionName"])[0]["FunctionUrl"])]
     click.echo(
         fields(
-            [
+            url + [
                 ("Function", config["FunctionName"]),
                 ("ARN", config["FunctionArn"]),
                 ("Version", config.get("Version", "-")),
@@ -245,6 +252,35 @@ def queue(connection: Connection, name: str | None) -> None:
         return
     click.echo(table(COLUMNS, rows))
     click.echo(f"total depth {report.get('depth', 0)}, running {report.get('in_flight', 0)}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--alias", help="The alias the URL invokes (default: the function itself, $LATEST).")
+@click.option("--auth", type=click.Choice(["none", "iam"], case_sensitive=False), default="none", show_default=True,
+              help="none: anyone may call it (a resource-policy statement allows it); iam: SigV4-signed calls "
+                   "allowed lambda:InvokeFunctionUrl.")
+@click.option("--delete", is_flag=True, help="Remove the URL (and the statement that made it public).")
+@api_command
+def url(connection: Connection, name: str, alias: str | None, auth: str, delete: bool) -> None:
+    """Show a function's URL, making it first if it has none.
+
+    \b
+    squall url hello                 # http://<id>.lambda-url.us-east-1.localhost:9000/
+    curl "$(squall url hello)"       # the URL is the only thing printed on stdout
+    """
+    from squall.cli.urls import delete_url, ensure_url
+
+    if delete:
+        delete_url(connection.lam, name, alias)
+        note(f"Removed the URL of {name}{':' + alias if alias else ''}.")
+        return
+    config, made = ensure_url(connection.lam, name, alias, "NONE" if auth.lower() == "none" else "AWS_IAM")
+    if made:
+        note(f"Made a URL for {name}{':' + alias if alias else ''} (auth {config['AuthType']}).")
+    elif config["AuthType"] != ("NONE" if auth.lower() == "none" else "AWS_IAM"):
+        note(f"The URL exists with auth {config['AuthType']}; change it with aws lambda update-function-url-config.")
+    click.echo(config["FunctionUrl"])
 
 
 @cli.command("event-sources")

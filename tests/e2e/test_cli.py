@@ -415,3 +415,32 @@ def test_deploy_publish_versions_alias_and_invoke_through_it(server, lam, tmp_pa
     missing = squall(server.endpoint, "alias", name, "beta")
     assert_clean_failure(missing)
     assert "--version" in missing.stderr
+
+
+def test_url_makes_shows_and_deletes_a_public_url_and_deploy_prints_one(server, lam, tmp_path: Path):
+    import http.client
+    from urllib.parse import urlsplit
+
+    name = unique_name("cli-url")
+    code_dir = tmp_path / name
+    code_dir.mkdir()
+    (code_dir / "app.py").write_text("def handler(event, context):\n    return {'statusCode': 200, 'body': 'hi ' + event['rawPath']}\n")
+    deployed = squall(server.endpoint, "deploy", str(code_dir), "--url")
+    assert deployed.returncode == 0, deployed.stderr
+    url = lam.get_function_url_config(FunctionName=name)["FunctionUrl"]
+    assert f"URL" in deployed.stdout and url in deployed.stdout
+    shown = squall(server.endpoint, "url", name)
+    assert shown.returncode == 0 and shown.stdout.strip() == url and "Made a URL" not in shown.stderr
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=30)
+    conn.request("GET", "/there", headers={"Host": parts.netloc})
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (200, b"hi /there")  # public: the statement was added
+    conn.close()
+    removed = squall(server.endpoint, "url", name, "--delete")
+    assert removed.returncode == 0 and "Removed the URL" in removed.stderr
+    again = squall(server.endpoint, "url", name, "--auth", "iam")
+    assert again.returncode == 0 and "Made a URL" in again.stderr and "AWS_IAM" in again.stderr
+    assert lam.get_function_url_config(FunctionName=name)["AuthType"] == "AWS_IAM"
+    missing = squall(server.endpoint, "url", unique_name("nope"))
+    assert missing.returncode != 0 and "not found" in (missing.stderr + missing.stdout).lower()

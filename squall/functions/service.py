@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import uuid
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable
 
 from squall.arn import LATEST, Arns, FunctionRef, is_version
 from squall.code import CodeLimits, CodePackage, inspect_zip
@@ -136,9 +136,15 @@ class FunctionService:
     def invocable_latest(self, name: str) -> FunctionVersion | None:
         return self._invocable.get(name)
 
-    async def explain_not_invocable(self, name: str, qualifier: str) -> NoReturn:
-        """Why ``name`` cannot be invoked: unknown (404) or not Active (409)."""
+    async def explain_not_invocable(self, name: str, qualifier: str) -> FunctionVersion:
+        """Why ``name`` cannot be invoked: unknown (404) or not Active (409) — or, when it became
+        invocable meanwhile, its configuration: a settle commits Active to the database, then
+        serves it, so a client that read Active may get here first; the database read below
+        waits long enough for the settle to serve it."""
         version = await asyncio.to_thread(self.repo.get, name)
+        served = self._invocable.get(name)
+        if served is not None:
+            return served
         if version is None:
             raise ResourceNotFound(f"Function not found: {self.arns.function(name, qualifier)}")
         raise ResourceConflict(

@@ -131,10 +131,8 @@ class Resolver:
     async def _build(self, ref: FunctionRef) -> Target | AliasRoute:
         invoked = self.arns.function(ref.name, ref.qualifier)
         if ref.is_latest:
-            latest = self.functions.invocable_latest(ref.name)
-            if latest is None:
-                await self.functions.explain_not_invocable(ref.name, ref.qualifier or LATEST)
-                raise AssertionError("unreachable")
+            latest = self.functions.invocable_latest(ref.name) or await self.functions.explain_not_invocable(
+                ref.name, ref.qualifier or LATEST)
             return self._target(latest, invoked, ref.qualifier)
         if is_version(ref.qualifier or ""):
             return self._target(await self._version(ref.name, ref.qualifier), invoked, ref.qualifier)  # type: ignore[arg-type]
@@ -150,10 +148,7 @@ class Resolver:
 
     async def _version_target(self, name: str, version: str, invoked: str, qualifier: str | None) -> Target:
         if version == LATEST:
-            latest = self.functions.invocable_latest(name)
-            if latest is None:
-                await self.functions.explain_not_invocable(name, LATEST)
-                raise AssertionError("unreachable")
+            latest = self.functions.invocable_latest(name) or await self.functions.explain_not_invocable(name, LATEST)
             return self._target(latest, invoked, qualifier)
         return self._target(await self._version(name, version), invoked, qualifier)
 

@@ -269,11 +269,28 @@ def _status(value: Any) -> int:
     return value
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def sendable(name: str, value: str) -> bool:
+    """Whether a header can go on the wire: a token name, a Latin-1 value without CR, LF or NUL."""
+    if not _TOKEN.fullmatch(name) or any(c in value for c in "\r\n\0"):
+        return False
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _header_map(value: Any, field: str) -> list[tuple[str, str]]:
     if value is None:
         return []
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise BadFunctionResponse(f"{field} must be an object of strings")
+    for name, header in value.items():
+        if not sendable(name, header):
+            raise BadFunctionResponse(f"{field}: {name!r} cannot be sent as an HTTP header")
     return list(value.items())
 
 
@@ -317,6 +334,8 @@ def response_v2(payload: bytes) -> HttpResponse:
         cookies = []
     if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
         raise BadFunctionResponse("cookies must be an array of strings")
+    if not all(sendable("Set-Cookie", c) for c in cookies):
+        raise BadFunctionResponse("cookies: a cookie cannot be sent as an HTTP header")
     body = _body(doc, allow_object=True)
     headers = _with_content_type(headers) + [("Set-Cookie", cookie) for cookie in cookies]
     return HttpResponse(status, headers, body)
@@ -338,6 +357,8 @@ def response_v1(payload: bytes) -> HttpResponse:
         raise BadFunctionResponse("multiValueHeaders must be an object of string arrays")
     # Merged; a pair given in both is sent once (AWS: multiValueHeaders' values win).
     headers = [(name, v) for name, vs in multi_doc.items() for v in vs]
+    if not all(sendable(name, v) for name, v in headers):
+        raise BadFunctionResponse("multiValueHeaders: a value cannot be sent as an HTTP header")
     seen = {(name.lower(), v) for name, v in headers}
     headers += [(name, v) for name, v in single if (name.lower(), v) not in seen]
     return HttpResponse(status, _with_content_type(headers), _body(doc, allow_object=False))

@@ -10,6 +10,7 @@ an object body is serialised).
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
@@ -483,3 +484,18 @@ def test_response_v1(payload: bytes, expected: HttpResponse) -> None:
 def test_response_v1_bad(payload: bytes) -> None:
     with pytest.raises(BadFunctionResponse):
         response_v1(payload)
+
+
+@pytest.mark.parametrize("answer", [
+    {"statusCode": 200, "headers": {"x-name": "\u2603"}},  # not Latin-1
+    {"statusCode": 200, "headers": {"x-a": "1\r\nx-injected: yes"}},  # a line break
+    {"statusCode": 200, "headers": {"bad name": "x"}},  # not a token
+    {"statusCode": 200, "cookies": ["n=\u2603"]},
+    {"statusCode": 200, "cookies": ["a=1\r\nx: y"]},
+])
+def test_headers_that_cannot_go_on_the_wire_are_a_bad_response(answer):
+    with pytest.raises(BadFunctionResponse):
+        response_v2(json.dumps(answer).encode())
+    if "headers" in answer:
+        with pytest.raises(BadFunctionResponse):
+            response_v1(json.dumps({"statusCode": 200, "multiValueHeaders": {k: [v] for k, v in answer["headers"].items()}}).encode())

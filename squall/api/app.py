@@ -14,8 +14,10 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
+from squall.api.apigateway_api import ApiGatewayRoute
 from squall.api.authentication import authentication
 from squall.api.guard import browser_guard
+from squall.api.http_protocol import send_chunks
 from squall.api.iam_api import QueryRoute
 from squall.api.logs_api import LogsApi, LogsRoute
 from squall.api.middleware import Handler, Middleware, PathRoute, Request, Router, chain, error_middleware
@@ -23,6 +25,7 @@ from squall.api.operations import CodeLinks, LambdaRoute
 from squall.api.protocol import HttpResponse, parse_query
 from squall.engine.engine import Engine
 from squall.errors import LambdaError, RequestEntityTooLarge
+from squall.triggers.api_gateway import ApiGateway
 from squall.triggers.url_gateway import UrlGateway
 
 log = logging.getLogger("squall.api")
@@ -46,6 +49,7 @@ class SquallApp:
         self.query_route = QueryRoute(identity.iam, identity.access)
         self.request_ids = RequestIds()
         self.urls = UrlGateway(engine)
+        self.http_apis = ApiGateway(engine)
         self.router = router = Router(
             [
                 self.logs_route,
@@ -54,6 +58,7 @@ class SquallApp:
                 PathRoute("GET", "/squall/queue", self._queue),
                 PathRoute("GET", "/squall/event-sources", self._event_sources),  # `squall event-sources`  # `squall queue`: the async queue per function
                 self.query_route,  # IAM and STS: form-encoded requests to /
+                ApiGatewayRoute(engine),  # API Gateway v2 (HTTP APIs): /v2/…
                 self.lambda_route,
             ]
         )
@@ -94,6 +99,10 @@ class SquallApp:
         url = self.urls.url_id(headers.get("host"), raw_path)
         if url is not None:  # a function URL: its own answers, its own auth and CORS
             await self.urls.serve(scope, receive, send, request_id, *url)
+            return
+        http_api = self.http_apis.api_id(headers.get("host"), raw_path)
+        if http_api is not None:  # an HTTP API (execute-api): API Gateway's answers, no SigV4
+            await self.http_apis.serve(scope, receive, send, request_id, *http_api)
             return
         query = parse_query(scope.get("query_string", b""))
         request = Request(method, raw_path, query, headers, b"", request_id, _base_url(scope, headers))
@@ -202,6 +211,9 @@ def _json(status: int, document: Any) -> HttpResponse:
 async def _send(send: Send, response: HttpResponse, request_id: str) -> None:
     headers = [(b"x-amzn-requestid", request_id.encode())]
     headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers)
+    if response.stream is not None:  # chunked, each piece sent as it comes
+        await send_chunks(send, response.status, headers, response.stream)
+        return
     headers.append((b"content-length", str(len(response.body)).encode()))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -117,6 +117,24 @@ class HttpProtocol(HttpToolsProtocol):
 
     def too_slow(self, now: float) -> bool:
         return self.waiting_since is not None and now - self.waiting_since > self.patience
+
+
+async def send_chunks(send: Callable[[dict[str, Any]], Awaitable[None]], status: int, headers: list[tuple[bytes, bytes]],
+                      chunks: AsyncIterator[bytes]) -> None:
+    """An ASGI response whose body is sent piece by piece as ``chunks`` yields it: no
+    Content-Length (uvicorn sends it chunked), one ``http.response.body`` per piece. Each piece
+    leaves at the end of the loop turn it was sent in (:class:`CoalescingTransport`), so a
+    streamed response reaches the client as it is produced."""
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    try:
+        async for chunk in chunks:
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def watch_connections(connections: set[Any], interval: float = 1.0) -> None:

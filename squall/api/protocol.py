@@ -16,7 +16,7 @@ import functools
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable, ClassVar
 from urllib.parse import parse_qs, unquote
 
 import orjson
@@ -62,6 +62,14 @@ class HttpResponse:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    # A body sent as it is produced (chunked), instead of ``body``: e.g. an event stream. Not a
+    # field (set by ``streaming``): every other response would pay for it in ``__init__``.
+    stream: ClassVar[AsyncIterator[bytes] | None] = None
+
+    def streaming(self, chunks: AsyncIterator[bytes]) -> "HttpResponse":
+        """This response, its body sent piece by piece as ``chunks`` yields it."""
+        object.__setattr__(self, "stream", chunks)
+        return self
 
 
 class RestJsonProtocol:
@@ -157,6 +165,7 @@ class RestJsonProtocol:
             return HttpResponse(status, headers, b"")
         document: dict[str, Any] = {}
         body = b""
+        stream = None
         members = plan.outputs
         for name, value in (output or {}).items():
             if value is None:
@@ -172,6 +181,8 @@ class RestJsonProtocol:
             elif name == plan.output_payload:
                 if kind == "blob":
                     body = value if isinstance(value, bytes) else bytes(value)
+                elif member.serialization.get("eventstream"):  # the operation hands over the encoded messages
+                    stream = value
                 else:
                     body = orjson.dumps(_encode_blobs(member, value))
             else:
@@ -179,7 +190,8 @@ class RestJsonProtocol:
         if plan.output_payload is None:
             body = orjson.dumps(document)
             headers.append(("Content-Type", "application/json"))
-        return HttpResponse(status, headers, body)
+        response = HttpResponse(status, headers, body)
+        return response if stream is None else response.streaming(stream)
 
     def _plan(self, op: OperationModel) -> "_OperationPlan":
         plan = self._plans.get(op.name)

@@ -36,6 +36,7 @@ from squall.functions.versions import Versions
 from squall.invoke.admission import Admission
 from squall.invoke.invocation import InvocationRequest, InvocationResult
 from squall.invoke.resolver import Resolver
+from squall.invoke.streaming import ResponseStream, StreamedInvocation
 from squall.observe.logs import LogReader
 from squall.runtimes.registry import RuntimeRegistry
 from squall.settings import Settings
@@ -45,6 +46,7 @@ from squall.sources.invoker import BatchInvoker
 from squall.sources.service import EventSources
 from squall.store.aliases import AliasRecord
 from squall.triggers.function_urls import FunctionUrls
+from squall.triggers.http_apis import HttpApi, HttpApis
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class Engine:
         )
         self.function_urls = FunctionUrls(stores.function_urls, self.arns, bus, self._exists, self._exists,
                                           lambda: self.api_port)
+        self.http_apis = HttpApis(stores.http_apis, self.arns, lambda: self.api_port)
         self.started_at = time.time()
 
     # ---- life cycle ------------------------------------------------------------------
@@ -135,6 +138,7 @@ class Engine:
         await self.functions.load()
         await self.permissions.load()
         await self.function_urls.load()
+        await self.http_apis.load()
         await self.provisioned.load()
         await self.async_invocations.start()
         self.stores.logs.start()
@@ -149,11 +153,16 @@ class Engine:
         await self.stores.close()
 
     # ---- invoking ----------------------------------------------------------------------
-    async def invoke(self, ref: FunctionRef, payload: bytes, options: InvokeOptions) -> InvocationResult | None:
+    async def invoke(self, ref: FunctionRef, payload: bytes, options: InvokeOptions,
+                     stream: ResponseStream | None = None) -> InvocationResult | None:
+        """``stream``: where a response-streaming runtime's bytes go as they come (``invoke_stream``)."""
         target = await self.resolver.resolve(ref)
         if options.dry_run:
             return None
         request = InvocationRequest(options.request_id, payload, target.invoked_arn, options.client_context)
+        if stream is not None:
+            stream.executed_version = target.version or LATEST
+            request.streaming_to(stream)
         # No suspension from the resolution to the lease's new environment (see resolver.py).
         with self.admission.try_acquire(target.name, target.qualifier) as slot:
             async with self.executor.lease(target, slot) as lease:
@@ -164,6 +173,13 @@ class Engine:
                                    result.init_duration_ms, result.error_type)
             )
         return result
+
+    def invoke_stream(self, ref: FunctionRef, payload: bytes, options: InvokeOptions) -> StreamedInvocation:
+        """A synchronous invocation whose response can be read as the function writes it (function
+        URLs in RESPONSE_STREAM mode, InvokeWithResponseStream). It runs beside the caller; the
+        admission slot and the environment are held until the runtime has sent its whole response."""
+        stream = ResponseStream()
+        return StreamedInvocation(stream, asyncio.ensure_future(self.invoke(ref, payload, options, stream)))
 
     async def accept_event(self, ref: FunctionRef, payload: bytes, request_id: str) -> None:
         """An asynchronous invocation: returns once the event is durably queued."""
@@ -323,6 +339,14 @@ class Engine:
 
     async def list_function_urls(self, ref: FunctionRef, marker: str | None, max_items: int | None) -> tuple[list[dict[str, Any]], str | None]:
         return await self.function_urls.list(ref, marker, max_items)
+
+    # ---- HTTP APIs (API Gateway v2) ----------------------------------------------------------
+    async def http_api_operation(self, operation: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        """One API Gateway v2 management operation (``HttpApis.SERVED``), boto3's shapes in and out."""
+        return await self.http_apis.call(operation, params)
+
+    def http_api(self, api_id: str) -> HttpApi | None:
+        return self.http_apis.lookup(api_id)
 
     # ---- logs and the account ---------------------------------------------------------------
     def logs(self) -> LogReader:

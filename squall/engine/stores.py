@@ -21,6 +21,7 @@ from squall.store.db import create_engine
 from squall.store.event_sources import EventSourceRepository
 from squall.store.function_urls import FunctionUrlRepository
 from squall.store.functions import FunctionRepository
+from squall.store.http_apis import HttpApiRepository
 from squall.store.iam import IamRepository
 from squall.store.provisioned import ProvisionedRepository
 
@@ -50,6 +51,7 @@ class Stores:
     iam: IamRepository
     event_sources: EventSourceRepository
     function_urls: FunctionUrlRepository
+    http_apis: HttpApiRepository  # HTTP APIs (API Gateway v2)
     server_key: bytes  # signs code links, derives access keys' secrets (<data dir>/secret, 0600)
 
     @classmethod
@@ -68,6 +70,7 @@ class Stores:
             event_sources=EventSourceRepository(db),
             function_urls=FunctionUrlRepository(db),
             server_key=load_server_key(settings.data_dir),
+            http_apis=HttpApiRepository(db),
         )
 
     async def close(self) -> None:

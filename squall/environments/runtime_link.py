@@ -10,6 +10,11 @@
 
 Both links return a :class:`Reply` and raise :class:`LinkBroken` when the runtime is gone
 (the environment then reports ``Runtime.ExitError`` with the process's exit status).
+
+Response streaming: only the Runtime API link streams (the request's ``stream`` gets a streamed
+response's bytes as they arrive, and the reply's body is then empty). The frames link never
+does: like Lambda's runtimes without streaming support, the Python runtime answers in one piece,
+which a streaming consumer sends as one chunk.
 """
 
 from __future__ import annotations
@@ -193,7 +198,7 @@ class RuntimeApiLink:
             client_context=request.client_context,
             cognito_identity=request.identity,
         )
-        outcome = await self._until_exit(asyncio.ensure_future(self.api.invoke(event)))
+        outcome = await self._until_exit(asyncio.ensure_future(self.api.invoke(event, request.stream)))
         return Reply(outcome.ok, outcome.body, outcome.content_type if outcome.ok else None)
 
     def close(self) -> None:

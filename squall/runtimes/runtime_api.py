@@ -8,6 +8,12 @@ time. The engine side is three coroutines: :meth:`RuntimeApi.wait_init`,
 
 Each response is written with a single ``write`` on a TCP_NODELAY socket: with Nagle on, a
 header-then-body response costs ~88 ms per round trip instead of a fraction of one.
+
+Streamed responses (``Lambda-Runtime-Function-Response-Mode: streaming``): when the engine gave
+the invocation a :class:`~squall.invoke.streaming.ResponseStream`, the connection opens it as the
+request's headers complete and feeds it each piece of the chunked body as httptools parses it
+(up to Lambda's 200 MB for a streamed response); the outcome (ok, or the error of the trailers)
+still comes once the request is complete. Without a stream the body is buffered as ever.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import httptools
 import orjson
 
 from squall.invoke.invocation import MAX_RESPONSE_PAYLOAD, error_payload
+from squall.invoke.streaming import ResponseStream
 
 PREFIX = "/2018-06-01/runtime"
 _STATUS_TEXT = {200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
@@ -46,6 +53,7 @@ class RuntimeOutcome:
     body: bytes
     error_type: str | None = None
     content_type: str | None = None
+    streamed: bool = False  # the body went to the invocation's stream as it arrived (``body`` is empty)
 
 
 class InvocationState(StrEnum):
@@ -55,8 +63,9 @@ class InvocationState(StrEnum):
 
 
 class _Invocation:
-    def __init__(self, event: RuntimeEvent) -> None:
+    def __init__(self, event: RuntimeEvent, stream: ResponseStream | None = None) -> None:
         self.event = event
+        self.stream = stream
         self.state = InvocationState.QUEUED
         self.outcome: asyncio.Future[RuntimeOutcome] = asyncio.get_running_loop().create_future()
 
@@ -101,15 +110,16 @@ class RuntimeApi:
         """None once the runtime asks for its first event; the error if it reports init failure."""
         return await asyncio.shield(self._init)
 
-    async def invoke(self, event: RuntimeEvent) -> RuntimeOutcome:
+    async def invoke(self, event: RuntimeEvent, stream: ResponseStream | None = None) -> RuntimeOutcome:
         """Hand one event to the runtime and wait for its response or error.
 
+        ``stream``: where a streamed response's bytes go as they arrive (see the module's doc).
         The caller applies the deadline (``asyncio.timeout``); a cancelled invoke leaves the
         runtime unusable, and the environment is then stopped.
         """
         if self._current is not None and self._current.state != InvocationState.DONE:
             raise RuntimeError("an invocation is already outstanding")
-        invocation = _Invocation(event)
+        invocation = _Invocation(event, stream)
         self._current = invocation
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -138,7 +148,7 @@ class RuntimeApi:
             headers.append(("Lambda-Runtime-Cognito-Identity", event.cognito_identity))
         return 200, headers, event.payload
 
-    def _finish(self, request_id: str, outcome: RuntimeOutcome | None) -> tuple[int, bytes]:
+    def _finish(self, request_id: str, outcome: RuntimeOutcome | None, limit: int | None = None) -> tuple[int, bytes]:
         invocation = self._current
         if invocation is None or invocation.event.request_id != request_id:
             return 400, error_payload("InvalidRequestID", f"Invalid request ID: {request_id}")
@@ -149,7 +159,7 @@ class RuntimeApi:
             outcome = RuntimeOutcome(
                 False,
                 orjson.dumps({
-                    "errorMessage": f"Response payload size exceeded maximum allowed payload size ({self.max_response} bytes).",
+                    "errorMessage": f"Response payload size exceeded maximum allowed payload size ({limit or self.max_response} bytes).",
                     "errorType": "Function.ResponseSizeTooLarge",
                 }),
                 "Function.ResponseSizeTooLarge",
@@ -161,7 +171,9 @@ class RuntimeApi:
             invocation.outcome.set_result(outcome)
         return 202, b'{"status":"OK"}'
 
-    async def route(self, method: str, path: str, headers: dict[str, str], body: bytes, oversize: bool) -> tuple[int, list[tuple[str, str]], bytes]:
+    async def route(self, method: str, path: str, headers: dict[str, str], body: bytes, oversize: bool,
+                    stream: ResponseStream | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
+        """``stream``: the body went there as it arrived (a streamed response; ``body`` is empty)."""
         path = path.split("?", 1)[0]
         if not path.startswith(PREFIX):
             return 404, [], error_payload("NotFound", f"Unknown path {path}")
@@ -184,12 +196,27 @@ class RuntimeApi:
         request_id = parts[2]
         if parts[3] == "response" and "lambda-runtime-function-error-type" in headers:
             outcome = _stream_error(headers)  # a streamed response that failed half way (trailers)
+        elif stream is not None:
+            outcome = None if stream.truncated else RuntimeOutcome(True, b"", None, stream.content_type, streamed=True)
         elif parts[3] == "response":
             outcome = None if oversize else RuntimeOutcome(True, body, None, headers.get("content-type"))
         else:
             outcome = _runtime_error(headers, body, "Runtime.Unknown")
-        status, reply = self._finish(request_id, outcome)
+        status, reply = self._finish(request_id, outcome, stream.limit if stream is not None else None)
         return status, [], reply
+
+    def _open_stream(self, url: bytes, headers: dict[str, str], transport: asyncio.Transport) -> ResponseStream | None:
+        """The current invocation's stream, opened, when this request is its streamed response."""
+        invocation = self._current
+        if (invocation is None or invocation.stream is None or invocation.state != InvocationState.DELIVERED
+                or headers.get("lambda-runtime-function-response-mode", "").lower() != "streaming"):
+            return None
+        path = url.decode("latin-1").split("?", 1)[0]
+        if path != f"{PREFIX}/invocation/{invocation.event.request_id}/response":
+            return None
+        stream = invocation.stream
+        stream.open(headers.get("content-type") or "application/octet-stream", transport.pause_reading, transport.resume_reading)
+        return stream
 
 
 def _stream_error(headers: dict[str, str]) -> RuntimeOutcome:
@@ -230,6 +257,7 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._size = 0
         self._oversize = False
+        self._stream: ResponseStream | None = None  # this request's body goes there (a streamed response)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -268,7 +296,14 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
+    def on_headers_complete(self) -> None:
+        if "lambda-runtime-function-response-mode" in self._headers and self.transport is not None:
+            self._stream = self.api._open_stream(self._url, self._headers, self.transport)
+
     def on_body(self, body: bytes) -> None:
+        if self._stream is not None:
+            self._stream.feed(body)
+            return
         self._size += len(body)
         if self._size > self.api.max_response:
             self._oversize = True
@@ -279,15 +314,18 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         method = self.parser.get_method().decode()
         keep_alive = self.parser.should_keep_alive()
+        stream, self._stream = self._stream, None
         task = asyncio.get_running_loop().create_task(
-            self._handle(method, self._url.decode("latin-1"), self._headers, b"".join(self._body), self._oversize, keep_alive)
+            self._handle(method, self._url.decode("latin-1"), self._headers, b"".join(self._body), self._oversize, keep_alive,
+                         stream)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, method: str, url: str, headers: dict[str, str], body: bytes, oversize: bool, keep_alive: bool) -> None:
+    async def _handle(self, method: str, url: str, headers: dict[str, str], body: bytes, oversize: bool, keep_alive: bool,
+                      stream: ResponseStream | None = None) -> None:
         try:
-            status, extra, reply = await self.api.route(method, url, headers, body, oversize)
+            status, extra, reply = await self.api.route(method, url, headers, body, oversize, stream)
         except asyncio.CancelledError:
             return
         self._reply(status, extra, reply, keep_alive)

@@ -210,6 +210,24 @@ function_urls = sa.Table(
 )
 
 
+# ---- HTTP APIs (API Gateway v2) -------------------------------------------------------------
+http_apis = sa.Table(
+    "http_apis",
+    metadata,
+    sa.Column("api_id", sa.String(16), primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+)
+
+http_api_resources = sa.Table(
+    "http_api_resources",
+    metadata,
+    sa.Column("api_id", sa.String(16), sa.ForeignKey("http_apis.api_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),  # "integration", "route" or "stage"
+    sa.Column("resource_id", sa.String(128), primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+)
+
+
 def create_engine(url: str, synchronous: str = "NORMAL") -> Engine:
     """``synchronous="FULL"`` (SQLite): every commit is fsynced (the async event queue uses it)."""
     if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):

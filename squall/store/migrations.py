@@ -231,6 +231,27 @@ def _v7_function_urls(conn: sa.Connection) -> None:
     m.create_all(conn, tables=[m.tables["function_urls"]])
 
 
+def _v8_http_apis(conn: sa.Connection) -> None:
+    """HTTP APIs (API Gateway v2): one row per API, and its integrations, routes and stages as
+    documents keyed by kind and id (they go with their API; not with a function, as on AWS)."""
+    m = sa.MetaData()
+    sa.Table(
+        "http_apis",
+        m,
+        sa.Column("api_id", sa.String(16), primary_key=True),
+        sa.Column("document", sa.JSON, nullable=False),
+    )
+    sa.Table(
+        "http_api_resources",
+        m,
+        sa.Column("api_id", sa.String(16), sa.ForeignKey("http_apis.api_id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("kind", sa.String(16), primary_key=True),  # "integration", "route" or "stage"
+        sa.Column("resource_id", sa.String(128), primary_key=True),
+        sa.Column("document", sa.JSON, nullable=False),
+    )
+    m.create_all(conn)
+
+
 def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> None:
     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
@@ -244,4 +265,5 @@ MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
     _v5_identities_and_resource_policies,
     _v6_event_source_mappings,
     _v7_function_urls,
+    _v8_http_apis,
 )

@@ -7,18 +7,20 @@ Function URLs answer in their own way, not the Lambda API's: errors are
 504). CORS is answered here (preflights never reach the function) when the URL has a
 ``Cors`` setting. ``AWS_IAM`` URLs verify SigV4 (service ``lambda``) and the
 ``lambda:InvokeFunctionUrl`` permission; ``NONE`` URLs need a resource-policy statement that
-allows ``lambda:InvokeFunctionUrl`` to principal ``*``, as on Lambda.
+allows ``lambda:InvokeFunctionUrl`` to principal ``*``, as on Lambda. URLs in ``RESPONSE_STREAM``
+mode answer as the function writes (``url_stream.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
 
 from squall.api.guard import host_name
+from squall.api.http_protocol import send_chunks
 from squall.api.protocol import parse_query
 from squall.auth import sigv4
 from squall.auth.policy import Caller, evaluate
@@ -27,12 +29,14 @@ from squall.errors import LambdaError, ResourceNotFound, TooManyRequests
 from squall.invoke.invocation import MAX_SYNC_PAYLOAD
 from squall.triggers.function_urls import PATH_PREFIX, FunctionUrl
 from squall.triggers.http_payload import BadFunctionResponse, HttpRequest, RequestContext, event_v2, response_v2
+from squall.triggers.url_stream import invoke_streaming
 
 log = logging.getLogger("squall.urls")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Body = bytes | AsyncIterator[bytes]  # an AsyncIterator: a RESPONSE_STREAM answer, sent as it comes
 
 ANONYMOUS = Caller(arn="*", account="", kind="anonymous")
 JSON = [(b"content-type", b"application/json")]
@@ -63,12 +67,15 @@ class UrlGateway:
     async def serve(self, scope: Scope, receive: Receive, send: Send, request_id: str, url_id: str, path: str) -> None:
         status, headers, body = await self._answer(scope, receive, request_id, url_id, path)
         headers.append((b"x-amzn-requestid", request_id.encode()))
+        if not isinstance(body, bytes):  # RESPONSE_STREAM: chunked, as the function writes
+            await send_chunks(send, status, headers, body)
+            return
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope: Scope, receive: Receive, request_id: str, url_id: str,
-                      path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+                      path: str) -> tuple[int, list[tuple[bytes, bytes]], Body]:
         url = self.urls.lookup(url_id)
         if url is None:
             return _message(404, "Not Found")
@@ -96,6 +103,8 @@ class UrlGateway:
         payload = orjson.dumps(event_v2(request, context))
         if len(payload) > MAX_SYNC_PAYLOAD:
             return self._cors(cors, origin, _message(413, "Request Entity Too Large"))
+        if url.record.invoke_mode == "RESPONSE_STREAM":
+            return self._cors(cors, origin, await invoke_streaming(self.engine, url, payload, request_id))
         return self._cors(cors, origin, await self._invoke(url, payload, request_id))
 
     async def _invoke(self, url: FunctionUrl, payload: bytes, request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -190,7 +199,7 @@ class UrlGateway:
         return headers
 
     def _cors(self, cors: dict[str, Any] | None, origin: str | None,
-              answer: tuple[int, list[tuple[bytes, bytes]], bytes]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+              answer: tuple[int, list[tuple[bytes, bytes]], Body]) -> tuple[int, list[tuple[bytes, bytes]], Body]:
         if not cors or origin is None:
             return answer
         allowed = self._origin_allowed(cors, origin)

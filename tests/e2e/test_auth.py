@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import subprocess
+import time
 import sys
 import urllib.error
 import urllib.request
@@ -334,7 +335,10 @@ def test_auth_off_is_only_for_loopback(tmp_path):
     assert done.returncode != 0 and "auth off is for throwaway local use" in done.stderr
     running = start_server(tmp_path / "off", "--auth", "off")
     try:
-        assert any("auth:      OFF" in line for line in running.output)
+        deadline = time.monotonic() + 10  # the banner may come after the "listening on" line
+        while not any("auth:      OFF" in line for line in running.output):
+            assert time.monotonic() < deadline, "".join(running.output)
+            time.sleep(0.05)
         anyone = running.client("lambda", credentials=("anything", "at-all"))
         name = unique_name("open")
         anyone.create_function(FunctionName=name, Runtime="python3.11", Role=f"arn:aws:iam::{ACCT}:role/whatever",

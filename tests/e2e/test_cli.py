@@ -428,7 +428,7 @@ def test_url_makes_shows_and_deletes_a_public_url_and_deploy_prints_one(server, 
     deployed = squall(server.endpoint, "deploy", str(code_dir), "--url")
     assert deployed.returncode == 0, deployed.stderr
     url = lam.get_function_url_config(FunctionName=name)["FunctionUrl"]
-    assert f"URL" in deployed.stdout and url in deployed.stdout
+    assert "URL" in deployed.stdout and url in deployed.stdout
     shown = squall(server.endpoint, "url", name)
     assert shown.returncode == 0 and shown.stdout.strip() == url and "Made a URL" not in shown.stderr
     parts = urlsplit(url)

@@ -539,9 +539,9 @@ def record_requests(rt: RuntimeSession) -> list[tuple[str, str, dict[str, str], 
     seen: list[tuple[str, str, dict[str, str], bytes]] = []
     original = rt.api.route
 
-    async def route(method: str, path: str, headers: dict[str, str], body: bytes, oversize: bool):
+    async def route(method: str, path: str, headers: dict[str, str], body: bytes, oversize: bool, *stream):
         seen.append((method, path, dict(headers), body))
-        return await original(method, path, headers, body, oversize)
+        return await original(method, path, headers, body, oversize, *stream)
 
     rt.api.route = route  # type: ignore[method-assign]
     return seen

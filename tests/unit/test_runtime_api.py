@@ -208,3 +208,65 @@ def test_streaming_error_in_trailers():
         assert json.loads(result.body) == {"errorType": "Stream.Broke", "errorMessage": "half way"}
 
     run(scenario)
+
+
+def test_a_streamed_response_reaches_the_invocations_stream_chunk_by_chunk():
+    """With a stream, each chunk is there as soon as it is parsed: chunk 1 is read before chunk 2 is sent."""
+    from squall.invoke.streaming import ResponseStream
+
+    async def scenario(api, runtime):
+        nxt = asyncio.create_task(runtime.request("GET", "/invocation/next"))
+        await api.wait_init()
+        stream = ResponseStream()
+        outcome = asyncio.create_task(api.invoke(event("s-3"), stream))
+        await nxt
+        reader, writer = await asyncio.open_connection(runtime.host, runtime.port)
+        head = _chunked("s-3", []).split(b"\r\n\r\n", 1)[0].replace(b"application/json", b"text/plain") + b"\r\n\r\n"
+        writer.write(head + b"7\r\nchunk-1\r\n")
+        await stream.ready()
+        assert stream.opened and stream.content_type == "text/plain"
+        assert await stream.read() == b"chunk-1"
+        writer.write(b"7\r\nchunk-2\r\n0\r\n\r\n")
+        assert await stream.read() == b"chunk-2"
+        result = await outcome
+        assert result.ok and result.streamed and result.body == b"" and result.content_type == "text/plain"
+        assert b" 202 " in await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    run(scenario)
+
+
+def test_a_streamed_response_over_its_limit_is_response_size_too_large():
+    from squall.invoke.streaming import ResponseStream
+
+    async def scenario(api, runtime):
+        nxt = asyncio.create_task(runtime.request("GET", "/invocation/next"))
+        await api.wait_init()
+        stream = ResponseStream(limit=10)  # the buffered limit of this API is 1024: streams have their own
+        outcome = asyncio.create_task(api.invoke(event("s-4"), stream))
+        await nxt
+        status, _ = await _raw_request(f"{runtime.host}:{runtime.port}", _chunked("s-4", [b"12345678", b"9abcdef"]))
+        assert status == 413
+        result = await outcome
+        assert not result.ok and result.error_type == "Function.ResponseSizeTooLarge"
+        assert "(10 bytes)" in json.loads(result.body)["errorMessage"]
+        assert stream.truncated and await stream.read() == b"12345678"
+
+    run(scenario)
+
+
+def test_a_stream_given_to_a_runtime_that_answers_in_one_piece_stays_closed():
+    from squall.invoke.streaming import ResponseStream
+
+    async def scenario(api, runtime):
+        nxt = asyncio.create_task(runtime.request("GET", "/invocation/next"))
+        await api.wait_init()
+        stream = ResponseStream()
+        outcome = asyncio.create_task(api.invoke(event("s-5"), stream))
+        await nxt
+        status, _, _ = await runtime.request("POST", "/invocation/s-5/response", b'"whole"')
+        assert status == 202
+        result = await outcome
+        assert result.ok and result.body == b'"whole"' and not result.streamed and not stream.opened
+
+    run(scenario)

@@ -19,6 +19,7 @@ from squall.api.authentication import authentication
 from squall.api.guard import browser_guard
 from squall.api.http_protocol import send_chunks
 from squall.api.iam_api import QueryRoute
+from squall.api.events_api import EventsRoute
 from squall.api.logs_api import LogsApi, LogsRoute
 from squall.api.middleware import Handler, Middleware, PathRoute, Request, Router, chain, error_middleware
 from squall.api.operations import CodeLinks, LambdaRoute
@@ -46,6 +47,7 @@ class SquallApp:
         settings = engine.settings
         identity = engine.identity
         self.logs_route = LogsRoute(LogsApi(engine.logs()), identity.access, settings.region, settings.account_id)
+        self.events_route = EventsRoute(engine.event_rules, identity.access)  # EventBridge (AWSEvents.*)
         self.query_route = QueryRoute(identity.iam, identity.access)
         self.request_ids = RequestIds()
         self.urls = UrlGateway(engine)
@@ -53,6 +55,7 @@ class SquallApp:
         self.router = router = Router(
             [
                 self.logs_route,
+                self.events_route,
                 PathRoute("GET", "/health", self._health),
                 PathRoute("GET", "/squall/code/", self._code_download, prefix=True),
                 PathRoute("GET", "/squall/queue", self._queue),

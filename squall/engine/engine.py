@@ -11,6 +11,7 @@ invocation) to one event bus, and runs every invocation through the same three s
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -45,8 +46,10 @@ from squall.sources.brokers import Brokers
 from squall.sources.invoker import BatchInvoker
 from squall.sources.service import EventSources
 from squall.store.aliases import AliasRecord
+from squall.triggers.event_rules import EventRules
 from squall.triggers.function_urls import FunctionUrls
 from squall.triggers.http_apis import HttpApi, HttpApis
+from squall.triggers.scheduler import schedule_clock
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,9 @@ class Engine:
         self.function_urls = FunctionUrls(stores.function_urls, self.arns, bus, self._exists, self._exists,
                                           lambda: self.api_port)
         self.http_apis = HttpApis(stores.http_apis, self.arns, lambda: self.api_port)
+        # EventBridge rules: deliveries go through the async queue; schedules tick on their own clock
+        self.event_rules = EventRules(stores.event_rules, settings.region, settings.account_id, self.accept_event,
+                                      self.resource_policy, *schedule_clock(clock, os.environ))
         self.started_at = time.time()
 
     # ---- life cycle ------------------------------------------------------------------
@@ -144,8 +150,10 @@ class Engine:
         self.stores.logs.start()
         self.executor.start()
         await self.event_sources.start()
+        self.event_rules.start()
 
     async def stop(self) -> None:
+        await self.event_rules.stop()
         await self.event_sources.stop()
         await self.async_invocations.stop(self.settings.shutdown_grace_seconds)
         await self.executor.shutdown(self.settings.shutdown_grace_seconds)
@@ -384,6 +392,7 @@ class Engine:
                 "unreserved_limit": self.admission.unreserved_limit,
             },
             "async": self.async_invocations.health(),
+            "eventbridge": self.event_rules.report(),
             "uptime_seconds": round(time.time() - self.started_at, 3),
         }
 

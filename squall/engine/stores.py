@@ -18,6 +18,7 @@ from squall.settings import Settings
 from squall.store.aliases import AliasRepository
 from squall.store.blobs import BlobStore
 from squall.store.db import create_engine
+from squall.store.event_rules import EventRuleRepository
 from squall.store.event_sources import EventSourceRepository
 from squall.store.function_urls import FunctionUrlRepository
 from squall.store.functions import FunctionRepository
@@ -52,6 +53,7 @@ class Stores:
     event_sources: EventSourceRepository
     function_urls: FunctionUrlRepository
     http_apis: HttpApiRepository  # HTTP APIs (API Gateway v2)
+    event_rules: EventRuleRepository  # EventBridge buses, rules and targets
     server_key: bytes  # signs code links, derives access keys' secrets (<data dir>/secret, 0600)
 
     @classmethod
@@ -71,6 +73,7 @@ class Stores:
             function_urls=FunctionUrlRepository(db),
             server_key=load_server_key(settings.data_dir),
             http_apis=HttpApiRepository(db),
+            event_rules=EventRuleRepository(db),
         )
 
     async def close(self) -> None:

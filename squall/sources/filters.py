@@ -83,6 +83,12 @@ class Filters:
         return not self.patterns or any(_match_node(p, record) for p in self.patterns)
 
 
+def parse_pattern(pattern: Any) -> Filters:
+    """One pattern on its own (an EventBridge rule's ``EventPattern``), in the same grammar and with
+    the same operators as one filter; messages name it "Filter 1"."""
+    return Filters((_parse_filter(1, {"Pattern": pattern}),))
+
+
 def _parse_filter(index: int, entry: Any) -> _Node:
     pattern = entry.get("Pattern") if isinstance(entry, dict) else None
     if not isinstance(pattern, str):

@@ -36,6 +36,7 @@ from squall.sources.mapping import EventSourceMapping
 from squall.sources.poller import PROBLEM_RETRY_SECONDS, Poller, PollerDeps, log
 from squall.sources.windows import Window, split_by_window, window_start
 
+CHECKPOINT_INTERVAL = 0.5  # under load a shard's checkpoint is written at most this often
 IDLE_POLL_SECONDS = 0.25  # an empty shard is read again after this long (Kinesis allows 5 reads/s)
 SHARD_SCAN_SECONDS = 10.0  # new shards (resharding) are looked for this often
 
@@ -96,6 +97,35 @@ def _iso(epoch: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+class _Checkpoints:
+    """A shard's checkpoint, written when its lanes go idle or at most every CHECKPOINT_INTERVAL
+    under load (one database write per batch would bound a shard to a few hundred batches a
+    second). What is not written yet is only delivered again after a crash: at least once."""
+
+    def __init__(self, poller: StreamPoller, shard: str) -> None:
+        self.poller = poller
+        self.shard = shard
+        self.pending: str | None = None
+        self.written_at = 0.0
+
+    def note(self, position: str) -> None:
+        self.pending = position
+
+    def due(self) -> bool:
+        return self.pending is not None and time.monotonic() - self.written_at >= CHECKPOINT_INTERVAL
+
+    async def flush(self) -> bool:
+        """Write what is pending; False when the mapping is gone."""
+        position, self.pending = self.pending, None
+        if position is None:
+            return True
+        self.written_at = time.monotonic()
+        if not await self.poller._checkpoint(self.shard, position):
+            return False
+        await self.poller._call(self.poller.stream.checkpointed, self.shard, position)
+        return True
+
+
 class StreamPoller(Poller):
     def __init__(self, mapping: EventSourceMapping, deps: PollerDeps, stream: StreamClient) -> None:
         super().__init__(mapping, deps)
@@ -140,7 +170,8 @@ class StreamPoller(Poller):
     async def _shard(self, shard: str, checkpoint: str | None) -> None:
         lanes = [asyncio.Queue[StreamRecord | None]() for _ in range(self.settings.parallelization)]
         watermark = Watermark()
-        workers = [asyncio.get_running_loop().create_task(self._lane(shard, q, watermark)) for q in lanes]
+        marks = _Checkpoints(self, shard)
+        workers = [asyncio.get_running_loop().create_task(self._lane(shard, q, watermark, marks)) for q in lanes]
         last_read = checkpoint
         iterator: Any = None
         try:
@@ -185,6 +216,10 @@ class StreamPoller(Poller):
             for w in workers:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            try:
+                await marks.flush()  # what the lanes finished before they stopped
+            except Exception as error:  # delivered again after a restart: at least once
+                log.warning("event source mapping %s: checkpoint of %s not written: %r", self.mapping.uuid, shard, error)
 
     async def forget(self) -> None:
         await self._call(self.stream.forget)
@@ -204,7 +239,8 @@ class StreamPoller(Poller):
             return "AT_TIMESTAMP", self.settings.created_at
         return start, self.settings.starting_timestamp
 
-    async def _lane(self, shard: str, queue: asyncio.Queue[StreamRecord | None], watermark: Watermark) -> None:
+    async def _lane(self, shard: str, queue: asyncio.Queue[StreamRecord | None], watermark: Watermark,
+                    marks: _Checkpoints) -> None:
         window: Window | None = None  # tumbling windows: the open one
         tumbling = self.settings.tumbling_window
         while not self.stopping.is_set():
@@ -228,9 +264,9 @@ class StreamPoller(Poller):
                 await self._call(self.stream.acknowledge, shard, [r.position for r in part])
                 moved = watermark.done(r.position for r in part)
                 if moved is not None:
-                    if not await self._checkpoint(shard, moved):
-                        return
-                    await self._call(self.stream.checkpointed, shard, moved)
+                    marks.note(moved)
+                if (queue.empty() or marks.due()) and not await marks.flush():
+                    return
             if ended:
                 if window is not None:
                     await self._close_window(shard, window)

@@ -228,6 +228,36 @@ http_api_resources = sa.Table(
 )
 
 
+# ---- EventBridge rules and custom event buses ----------------------------------------------
+event_buses = sa.Table(
+    "event_buses",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("description", sa.String(512), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+event_rules = sa.Table(
+    "event_rules",
+    metadata,
+    sa.Column("bus", sa.String(256), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),  # epoch seconds (a rate's lattice starts here)
+    sa.Column("next_tick", sa.Float, nullable=True),  # a schedule's next due tick (compare-and-set)
+)
+
+event_targets = sa.Table(
+    "event_targets",
+    metadata,
+    sa.Column("bus", sa.String(256), primary_key=True),
+    sa.Column("rule", sa.String(64), primary_key=True),
+    sa.Column("target_id", sa.String(64), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("document", sa.JSON, nullable=False),
+)
+
+
 def create_engine(url: str, synchronous: str = "NORMAL") -> Engine:
     """``synchronous="FULL"`` (SQLite): every commit is fsynced (the async event queue uses it)."""
     if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):

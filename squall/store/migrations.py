@@ -252,6 +252,38 @@ def _v8_http_apis(conn: sa.Connection) -> None:
     m.create_all(conn)
 
 
+def _v9_event_rules(conn: sa.Connection) -> None:
+    """EventBridge: custom event buses (``default`` is implicit), rules (with the next due tick of
+    a schedule, claimed by compare-and-set) and their targets."""
+    m = sa.MetaData()
+    sa.Table(
+        "event_buses",
+        m,
+        sa.Column("name", sa.String(256), primary_key=True),
+        sa.Column("description", sa.String(512), nullable=True),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    sa.Table(
+        "event_rules",
+        m,
+        sa.Column("bus", sa.String(256), primary_key=True),
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("document", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("next_tick", sa.Float, nullable=True),
+    )
+    sa.Table(
+        "event_targets",
+        m,
+        sa.Column("bus", sa.String(256), primary_key=True),
+        sa.Column("rule", sa.String(64), primary_key=True),
+        sa.Column("target_id", sa.String(64), primary_key=True),
+        sa.Column("position", sa.Integer, nullable=False),
+        sa.Column("document", sa.JSON, nullable=False),
+    )
+    m.create_all(conn)
+
+
 def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> None:
     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
@@ -266,4 +298,5 @@ MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
     _v6_event_source_mappings,
     _v7_function_urls,
     _v8_http_apis,
+    _v9_event_rules,
 )

@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from squall.api.apigateway_api import ApiGatewayRoute
+from squall.api.scheduler_api import SchedulerRoute
 from squall.api.authentication import authentication
 from squall.api.guard import browser_guard
 from squall.api.http_protocol import send_chunks
@@ -59,9 +60,12 @@ class SquallApp:
                 PathRoute("GET", "/health", self._health),
                 PathRoute("GET", "/squall/code/", self._code_download, prefix=True),
                 PathRoute("GET", "/squall/queue", self._queue),
+                PathRoute("POST", "/squall/triggers/", self._triggers, prefix=True),  # SNS and S3 webhooks
+                PathRoute("GET", "/squall/triggers", self._list_triggers),  # `squall triggers`
                 PathRoute("GET", "/squall/event-sources", self._event_sources),  # `squall event-sources`  # `squall queue`: the async queue per function
                 self.query_route,  # IAM and STS: form-encoded requests to /
                 ApiGatewayRoute(engine),  # API Gateway v2 (HTTP APIs): /v2/…
+                SchedulerRoute(engine),  # EventBridge Scheduler: /schedules, /schedule-groups
                 self.lambda_route,
             ]
         )
@@ -146,6 +150,28 @@ class SquallApp:
     async def _event_sources(self, request: Request) -> HttpResponse:
         self.engine.identity.access.check(request.state.get("principal"), "lambda:ListEventSourceMappings", "*")  # type: ignore[arg-type]
         return _json(200, {"mappings": self.engine.event_sources_report()})
+
+    async def _triggers(self, request: Request) -> HttpResponse:
+        """``/squall/triggers/sns|s3`` (signed): make a trigger; ``…/<id>`` (public): its webhook."""
+        notifications = self.engine.notifications
+        if request.path in ("/squall/triggers/sns", "/squall/triggers/s3"):
+            return await notifications.create(request, request.path.rsplit("/", 1)[-1], self.engine.identity.access)
+        kind = request.path.removeprefix("/squall/triggers/")
+        if kind in ("mqtt", "nats", "redis-pubsub"):  # pub/sub subjects (squall/triggers/pubsub.py)
+            return await self.engine.pubsub.create(request, kind, self.engine.identity.access,
+                                                   notifications._function_arn)
+        return await notifications.webhook(request)
+
+    async def _list_triggers(self, request: Request) -> HttpResponse:
+        import asyncio
+
+        from squall.triggers.listing import triggers_report
+
+        name = request.query.get("function", [None])[0]
+        resource = self.engine.arns.function(name) if name else "*"
+        self.engine.identity.access.check(request.state.get("principal"), "lambda:ListEventSourceMappings", "*")  # type: ignore[arg-type]
+        self.engine.identity.access.check(request.state.get("principal"), "lambda:GetPolicy", resource)  # type: ignore[arg-type]
+        return _json(200, {"triggers": await asyncio.to_thread(triggers_report, self.engine, name)})
 
     async def _code_download(self, request: Request) -> HttpResponse:
         name = request.path.rsplit("/", 1)[-1]

@@ -20,7 +20,8 @@ from squall.auth.directory import Directory
 from squall.errors import InvalidSignature
 
 PUBLIC = (("GET", "/health"),)
-PUBLIC_PREFIXES = (("GET", "/squall/code/"),)  # carry their own signature (CodeLinks)
+PUBLIC_PREFIXES = (("GET", "/squall/code/"),  # carry their own signature (CodeLinks)
+                   ("POST", "/squall/triggers/sns/"), ("POST", "/squall/triggers/s3/"))  # their own secret ids/tokens
 GLOBAL_SERVICES = ("iam", "sts")
 
 

@@ -33,6 +33,8 @@ CONTENT_TYPES = frozenset(
 
 
 FORM = "application/x-www-form-urlencoded"  # IAM and STS (query protocol), at / only
+# SNS posts its HTTP messages as text/plain; these webhooks carry their own secret (notifications.py)
+WEBHOOKS = ("/squall/triggers/sns/", "/squall/triggers/s3/")
 
 
 def host_name(header: str) -> str:
@@ -66,7 +68,8 @@ def browser_guard(listen_host: str, allowed_hosts: Iterable[str], allowed_origin
                 "allowed_origins setting (SQUALL_ALLOWED_ORIGINS)."
             )
         content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if content_type not in CONTENT_TYPES and not (content_type == FORM and request.path == "/"):
+        if content_type not in CONTENT_TYPES and not (content_type == FORM and request.path == "/") and not (
+                content_type == "text/plain" and request.method == "POST" and request.path.startswith(WEBHOOKS)):
             raise UnsupportedMediaType(
                 f"Content-Type '{content_type}' is not accepted: send application/json (or the payload as "
                 "application/octet-stream)."

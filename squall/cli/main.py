@@ -283,6 +283,89 @@ def url(connection: Connection, name: str, alias: str | None, auth: str, delete:
     click.echo(config["FunctionUrl"])
 
 
+@cli.command()
+@click.argument("name")
+@click.option("--topic", help="ARN of the SNS topic to subscribe the function to.")
+@click.option("--bucket-webhook", is_flag=True, help="Make a webhook for object-store notifications (MinIO, Ceph, Garage).")
+@click.option("--base-url", help="The URL SNS or the object store reaches Squall at (default: --endpoint).")
+@click.option("--mqtt", "mqtt", metavar="BROKER:TOPIC_FILTER", help="An MQTT topic filter (+ and # allowed) on a named broker.")
+@click.option("--nats", "nats_subject", metavar="BROKER:SUBJECT", help="A core NATS subject (* and > allowed) on a named broker.")
+@click.option("--redis-channel", metavar="BROKER:CHANNEL", help="A Redis PUBLISH/SUBSCRIBE channel (a glob: PSUBSCRIBE).")
+@api_command
+def subscribe(connection: Connection, name: str, topic: str | None, bucket_webhook: bool, base_url: str | None,
+              mqtt: str | None = None, nats_subject: str | None = None, redis_channel: str | None = None) -> None:
+    """Invoke a function from an SNS topic or from bucket notifications.
+
+    \b
+    squall subscribe hello --topic arn:aws:sns:us-east-1:123456789012:uploads
+    squall subscribe hello --bucket-webhook     # prints the URL and token for MinIO
+    squall subscribe hello --mqtt local:sensors/+/temp   # brokers: the event_source_brokers setting
+    squall subscribe hello --nats local:orders.>
+    squall subscribe hello --redis-channel cache:invalidations
+    """
+    import hashlib
+    import json
+    import urllib.error
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    from squall.cli.client import _session
+
+    pubsub = [(kind, value) for kind, value in (("mqtt", mqtt), ("nats", nats_subject), ("redis-pubsub", redis_channel))
+              if value]
+    if bool(topic) + bucket_webhook + len(pubsub) != 1:
+        raise CliError("Give exactly one of --topic ARN, --bucket-webhook, --mqtt, --nats and --redis-channel.")
+    kind = "sns" if topic else "s3"
+    document: dict = {"FunctionName": name}
+    if pubsub:
+        kind, value = pubsub[0]
+        broker, sep, subject = value.partition(":")
+        if not sep or not broker or not subject:
+            raise CliError(f"Give the subscription as BROKER:TOPIC (a name of event_source_brokers), not {value!r}.")
+        document.update(Broker=broker, Topic=subject)
+    if topic:  # what `aws lambda add-permission` does on AWS; SNS's subscription is made by the server
+        try:
+            connection.lam.add_permission(FunctionName=name, StatementId="squall-sns-" + hashlib.sha256(topic.encode()).hexdigest()[:16],
+                                          Action="lambda:InvokeFunction", Principal="sns.amazonaws.com",
+                                          SourceArn=topic)
+            note(f"Added a statement to {name}'s resource policy: sns.amazonaws.com may invoke it for {topic}.")
+        except connection.lam.exceptions.ResourceConflictException:
+            note(f"{name}'s resource policy already lets sns.amazonaws.com invoke it for {topic}.")
+    document.update({**({"TopicArn": topic} if topic else {}), **({"BaseUrl": base_url} if base_url else {})})
+    url = f"{connection.endpoint}/squall/triggers/{kind}"
+    signed = AWSRequest(method="POST", url=url, data=json.dumps(document).encode(),
+                        headers={"Content-Type": "application/json"})
+    SigV4Auth(_session(connection.region).get_credentials().get_frozen_credentials(), "lambda",
+              connection.region).add_auth(signed)
+    request = urllib.request.Request(url, data=signed.body, headers=dict(signed.headers.items()), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            made = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        try:
+            message = json.loads(body).get("message") or json.loads(body).get("Message") or str(exc)
+        except ValueError:
+            message = str(exc)
+        raise CliError(message) from None
+    if pubsub:
+        note(f"Each message on {made['Broker']}:{made['Topic']} now invokes {name} asynchronously "
+             f"(trigger {made['TriggerId']}).")
+        click.echo(made["EventSourceArn"])
+        return
+    if topic:
+        note(f"Subscribed {made['Endpoint']} to {topic} ({made['SubscriptionArn']}).")
+        click.echo(made["SubscriptionArn"])
+        return
+    note("Point MinIO at it with:")
+    note(f"  mc admin config set ALIAS notify_webhook:squall endpoint={made['Endpoint']} auth_token={made['Token']}")
+    note("  mc admin service restart ALIAS && mc event add ALIAS/BUCKET arn:minio:sqs::squall:webhook --event put")
+    click.echo(f"endpoint={made['Endpoint']}")
+    click.echo(f"auth_token={made['Token']}")
+
+
 @cli.command("event-sources")
 @api_command
 def event_sources(connection: Connection) -> None:
@@ -300,6 +383,40 @@ def event_sources(connection: Connection) -> None:
                    "--function-name NAME --event-source-arn ARN (see docs/event-sources.md)")
         return
     click.echo(table(COLUMNS, rows))
+
+
+@cli.command("triggers")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the server's JSON.")
+@api_command
+def triggers_command(connection: Connection, name: str | None, as_json: bool) -> None:
+    """List what invokes a function (or every function): EventBridge rules and schedules that
+    target it, SNS and bucket webhooks, MQTT / NATS / Redis pub/sub subjects, event source mappings.
+
+    DELIVERED / FAILED / LAST DELIVERY are shown where Squall counts per trigger (pub/sub subjects,
+    event source mappings); "-" elsewhere (see /health for the per-service counts).
+    """
+    import json
+    from urllib.parse import quote
+
+    from squall.cli.client import fetch_json
+
+    path = "/squall/triggers" + (f"?function={quote(name, safe='')}" if name else "")
+    rows = list(fetch_json(connection.endpoint, path, 10.0, region=connection.region).get("triggers", []))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"No triggers{' for ' + name if name else ''}.")
+        return
+
+    def shown(value: object) -> str:
+        return "-" if value is None else str(value)
+
+    columns = ("KIND", "FUNCTION", "SOURCE", "STATE", "LAST DELIVERY", "DELIVERED", "FAILED")
+    click.echo(table(columns, [(r["kind"], r["function"].split(":function:", 1)[-1], str(r["source"])[:60],
+                                shown(r["state"]), shown(r["last_delivery"]), shown(r["delivered"]),
+                                shown(r["failed"])) for r in rows]))
 
 
 @cli.command()

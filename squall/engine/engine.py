@@ -21,6 +21,7 @@ from squall.arn import LATEST, Arns, FunctionRef, is_version
 from squall.async_invoke.pipeline import AsyncInvocations
 from squall.auth import credentials_file
 from squall.auth.identity import Identity
+from squall.auth.policy import Policy
 from squall.code import CodeLimits
 from squall.engine.bus import EventBus, InvocationFinished
 from squall.engine.stores import Stores
@@ -49,7 +50,12 @@ from squall.store.aliases import AliasRecord
 from squall.triggers.event_rules import EventRules
 from squall.triggers.function_urls import FunctionUrls
 from squall.triggers.http_apis import HttpApi, HttpApis
+from squall.triggers.notifications import Notifications
+from squall.triggers.pubsub import PubSub
 from squall.triggers.scheduler import schedule_clock
+from squall.triggers.schedules import Schedules
+
+_ALLOW_ALL = Policy.parse({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,17 @@ class Engine:
         # EventBridge rules: deliveries go through the async queue; schedules tick on their own clock
         self.event_rules = EventRules(stores.event_rules, settings.region, settings.account_id, self.accept_event,
                                       self.resource_policy, *schedule_clock(clock, os.environ))
+        # EventBridge Scheduler: the same ticker and clock; invocations with the target's role
+        self.schedules = Schedules(stores.schedules, settings.region, settings.account_id, self.accept_event,
+                                   self.async_invocations.senders.send, self._scheduler_role_policies,
+                                   *schedule_clock(clock, os.environ))
+        # SNS subscriptions and object-store webhooks: deliveries go through the async queue
+        self.notifications = Notifications(stores.triggers, settings.region, settings.account_id, self.accept_event,
+                                           self.resource_policy, self._exists, self.event_sources.clients,
+                                           settings.aws_endpoint)
+        # MQTT / NATS / Redis pub/sub subjects: one asynchronous invocation per message
+        self.pubsub = PubSub(stores.triggers, self.event_sources.brokers, settings.region, settings.account_id,
+                             self.accept_event, self._exists)
         self.started_at = time.time()
 
     # ---- life cycle ------------------------------------------------------------------
@@ -151,8 +168,12 @@ class Engine:
         self.executor.start()
         await self.event_sources.start()
         self.event_rules.start()
+        self.schedules.start()
+        await self.pubsub.start()
 
     async def stop(self) -> None:
+        await self.pubsub.stop()
+        await self.schedules.stop()
         await self.event_rules.stop()
         await self.event_sources.stop()
         await self.async_invocations.stop(self.settings.shutdown_grace_seconds)
@@ -393,6 +414,9 @@ class Engine:
             },
             "async": self.async_invocations.health(),
             "eventbridge": self.event_rules.report(),
+            "scheduler": self.schedules.report(),
+            "notifications": self.notifications.report(),
+            "pubsub": self.pubsub.report(),
             "uptime_seconds": round(time.time() - self.started_at, 3),
         }
 
@@ -401,6 +425,15 @@ class Engine:
         await self.provisioned.drop(name, alias)
         await self.permissions.drop_qualifier(name, alias)
         await self.function_urls.drop_alias(name, alias)
+
+    def _scheduler_role_policies(self, role_arn: str):  # type: ignore[no-untyped-def]
+        """A Scheduler target role's identity policies (None: no such role); with authentication
+        off, a policy allowing everything."""
+        if not self.identity.enabled:
+            return (_ALLOW_ALL,)
+        directory = self.identity.directory
+        name = directory.role_name_of(role_arn)
+        return None if name is None else tuple(directory.roles[name].policies.values())
 
     def resource_policy(self, resource: str):  # type: ignore[no-untyped-def]
         """The resource-based policy of the function, version or alias an ARN names (None: none)."""

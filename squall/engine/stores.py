@@ -25,6 +25,8 @@ from squall.store.functions import FunctionRepository
 from squall.store.http_apis import HttpApiRepository
 from squall.store.iam import IamRepository
 from squall.store.provisioned import ProvisionedRepository
+from squall.store.triggers import TriggerRepository
+from squall.store.schedules import ScheduleRepository
 
 
 def load_server_key(data_dir: Path) -> bytes:
@@ -54,6 +56,8 @@ class Stores:
     function_urls: FunctionUrlRepository
     http_apis: HttpApiRepository  # HTTP APIs (API Gateway v2)
     event_rules: EventRuleRepository  # EventBridge buses, rules and targets
+    schedules: ScheduleRepository  # EventBridge Scheduler schedules
+    triggers: TriggerRepository  # SNS subscriptions and object-store webhooks
     server_key: bytes  # signs code links, derives access keys' secrets (<data dir>/secret, 0600)
 
     @classmethod
@@ -74,6 +78,8 @@ class Stores:
             server_key=load_server_key(settings.data_dir),
             http_apis=HttpApiRepository(db),
             event_rules=EventRuleRepository(db),
+            triggers=TriggerRepository(db),
+            schedules=ScheduleRepository(db),
         )
 
     async def close(self) -> None:

@@ -257,6 +257,31 @@ event_targets = sa.Table(
     sa.Column("document", sa.JSON, nullable=False),
 )
 
+# ---- EventBridge Scheduler schedules ---------------------------------------------------------
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("group_name", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),  # schedule-clock epoch seconds (a rate's default anchor)
+    sa.Column("next_tick", sa.Float, nullable=True),  # the next due fire (compare-and-set)
+)
+
+
+# ---- notification triggers (SNS subscriptions, object-store webhooks) -------------------------
+triggers = sa.Table(
+    "triggers",
+    metadata,
+    sa.Column("trigger_id", sa.String(64), primary_key=True),  # unguessable: the webhook's path
+    sa.Column("kind", sa.String(16), nullable=False),  # "sns" or "s3"
+    sa.Column("function_arn", sa.String(256), nullable=False),
+    sa.Column("source", sa.String(1024), nullable=False),  # the topic ARN, or a label
+    sa.Column("token", sa.String(128), nullable=True),  # an object-store webhook's secret
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 
 def create_engine(url: str, synchronous: str = "NORMAL") -> Engine:
     """``synchronous="FULL"`` (SQLite): every commit is fsynced (the async event queue uses it)."""

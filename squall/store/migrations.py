@@ -284,6 +284,39 @@ def _v9_event_rules(conn: sa.Connection) -> None:
     m.create_all(conn)
 
 
+def _v10_schedules(conn: sa.Connection) -> None:
+    """EventBridge Scheduler: schedules (with the next due fire, claimed by compare-and-set)."""
+    m = sa.MetaData()
+    sa.Table(
+        "schedules",
+        m,
+        sa.Column("group_name", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("document", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("next_tick", sa.Float, nullable=True),
+    )
+    m.create_all(conn)
+
+
+def _v11_triggers(conn: sa.Connection) -> None:
+    """Notification triggers: SNS topic subscriptions and object-store webhooks, each addressed by
+    an unguessable id (its webhook's path), with the function it invokes."""
+    m = sa.MetaData()
+    sa.Table(
+        "triggers",
+        m,
+        sa.Column("trigger_id", sa.String(64), primary_key=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("function_arn", sa.String(256), nullable=False),
+        sa.Column("source", sa.String(1024), nullable=False),
+        sa.Column("token", sa.String(128), nullable=True),
+        sa.Column("document", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    m.create_all(conn)
+
+
 def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> None:
     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
@@ -299,4 +332,6 @@ MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
     _v7_function_urls,
     _v8_http_apis,
     _v9_event_rules,
+    _v10_schedules,
+    _v11_triggers,
 )

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from squall.store.event_rules import EventRuleRepository, StoredRule
 from squall.triggers.schedule_expressions import ScheduleError, parse
@@ -64,10 +65,54 @@ def next_tick(expression: str, created_at: float, after: float) -> float | None:
     return None if found is None else found.timestamp()
 
 
-class Ticker:
-    def __init__(self, repo: EventRuleRepository, fire: Callable[[StoredRule, float], Awaitable[None]],
-                 clock: Clock, interval: float = DEFAULT_INTERVAL, grace: float = DEFAULT_GRACE) -> None:
+class TickSource(Protocol):
+    """Things with a stored next tick (scheduled rules, Scheduler schedules), for :class:`Ticker`."""
+
+    def due(self, now: float) -> list[Any]: ...
+    def tick_of(self, item: Any) -> float: ...
+    def following(self, item: Any, now: float) -> float | None: ...
+    def claim(self, item: Any, following: float | None) -> bool: ...
+    def active(self, item: Any) -> bool: ...
+    def label(self, item: Any) -> str: ...
+
+
+class RuleTicks:
+    """The scheduled EventBridge rules as a :class:`TickSource`."""
+
+    def __init__(self, repo: EventRuleRepository) -> None:
         self.repo = repo
+
+    def due(self, now: float) -> list[StoredRule]:
+        return self.repo.due_rules(now)
+
+    def tick_of(self, rule: StoredRule) -> float:
+        assert rule.next_tick is not None
+        return rule.next_tick
+
+    def following(self, rule: StoredRule, now: float) -> float | None:
+        expression = rule.document.get("ScheduleExpression")
+        try:
+            return next_tick(expression, rule.created_at, now) if expression else None
+        except ScheduleError:
+            return None
+
+    def claim(self, rule: StoredRule, following: float | None) -> bool:
+        return self.repo.claim_tick(rule.bus, rule.name, self.tick_of(rule), following)
+
+    def active(self, rule: StoredRule) -> bool:
+        return rule.document.get("State", "ENABLED") != "DISABLED"
+
+    def label(self, rule: StoredRule) -> str:
+        return f"rule {rule.name}"
+
+
+class Ticker:
+    def __init__(self, repo: EventRuleRepository | TickSource, fire: Callable[[Any, float], Awaitable[None]],
+                 clock: Clock, interval: float = DEFAULT_INTERVAL, grace: float = DEFAULT_GRACE,
+                 name: str = "squall-eventbridge-ticker") -> None:
+        self.repo = repo
+        self.source: TickSource = RuleTicks(repo) if isinstance(repo, EventRuleRepository) else repo
+        self.name = name
         self.fire = fire
         self.clock = clock
         self.interval = interval
@@ -76,37 +121,33 @@ class Ticker:
         self.skipped = 0  # missed ticks (not replayed)
         self._task: asyncio.Task[None] | None = None
 
-    def claim_due(self) -> list[tuple[StoredRule, float]]:
+    def claim_due(self) -> list[tuple[Any, float]]:
         """Claim every due tick this process wins; the ticks to fire (blocking: database)."""
         now = self.clock()
-        claimed: list[tuple[StoredRule, float]] = []
-        for rule in self.repo.due_rules(now):
-            assert rule.next_tick is not None
-            expression = rule.document.get("ScheduleExpression")
-            try:
-                following = next_tick(expression, rule.created_at, now) if expression else None
-            except ScheduleError:
-                following = None
-            if not self.repo.claim_tick(rule.bus, rule.name, rule.next_tick, following):
+        source = self.source
+        claimed: list[tuple[Any, float]] = []
+        for item in source.due(now):
+            tick = source.tick_of(item)
+            if not source.claim(item, source.following(item, now)):
                 continue  # another process claimed it
-            if rule.document.get("State", "ENABLED") == "DISABLED":
+            if not source.active(item):
                 continue
-            if now - rule.next_tick > self.grace:
+            if now - tick > self.grace:
                 self.skipped += 1
-                log.warning("rule %s: the tick due at %s was missed (Squall was not running); not replayed",
-                            rule.name, _at(rule.next_tick).isoformat())
+                log.warning("%s: the tick due at %s was missed (Squall was not running); not replayed",
+                            source.label(item), _at(tick).isoformat())
                 continue
-            claimed.append((rule, rule.next_tick))
+            claimed.append((item, tick))
         return claimed
 
     async def run_once(self) -> int:
         claimed = await asyncio.to_thread(self.claim_due)
-        for rule, tick in claimed:
+        for item, tick in claimed:
             self.fired += 1
             try:
-                await self.fire(rule, tick)
-            except Exception:  # one rule's failure never stops the ticker
-                log.exception("rule %s: firing the tick at %s failed", rule.name, _at(tick).isoformat())
+                await self.fire(item, tick)
+            except Exception:  # one item's failure never stops the ticker
+                log.exception("%s: firing the tick at %s failed", self.source.label(item), _at(tick).isoformat())
         return len(claimed)
 
     async def _loop(self) -> None:
@@ -121,7 +162,7 @@ class Ticker:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="squall-eventbridge-ticker")
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name=self.name)
 
     async def stop(self) -> None:
         task, self._task = self._task, None

@@ -51,6 +51,9 @@ _PLACEHOLDER = re.compile(r"<([A-Za-z0-9_.\-]+)>")
 _MISSING: Any = object()
 
 
+ROUTES_TTL = 1.0  # seconds a cached read of a bus's rules and targets is used
+
+
 class EventsError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -183,6 +186,8 @@ class EventRules:
                  resource_policy: Callable[[str], Any], clock: Clock, interval: float = 1.0,
                  grace: float = 30.0) -> None:
         self.repo = repo
+        self._routes: dict[str, tuple[float, list[tuple[StoredRule, list[dict[str, Any]]]]]] = {}
+        self._known_buses: dict[str, tuple[float, bool]] = {}
         self.region = region
         self.account_id = account_id
         self.accept = accept
@@ -288,6 +293,7 @@ class EventRules:
         if state == "DISABLED":
             tick = None
         self.repo.put_rule(bus, name, document, created_at, tick)
+        self._invalidate()
         return {"RuleArn": self.rule_arn(bus, name)}
 
     def describe_rule(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -316,6 +322,7 @@ class EventRules:
         elif schedule and tick is None:
             tick = next_tick(schedule, rule.created_at, self.clock())
         self.repo.put_rule(rule.bus, rule.name, document, rule.created_at, tick)
+        self._invalidate()
 
     def delete_rule(self, params: dict[str, Any]) -> None:
         bus = self._existing_bus(params.get("EventBusName"))
@@ -325,6 +332,7 @@ class EventRules:
         if self.repo.targets(bus, name) and not params.get("Force"):
             raise _validation("Rule can't be deleted since it has targets.")
         self.repo.delete_rule(bus, name)
+        self._invalidate()
 
     # ---- targets --------------------------------------------------------------------------
     def put_targets(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -356,6 +364,7 @@ class EventRules:
             raise EventsError("LimitExceededException", "The requested resource exceeds the maximum number allowed.")
         if accepted:
             self.repo.put_targets(rule.bus, rule.name, accepted)
+            self._invalidate()
         return {"FailedEntryCount": len(failed), "FailedEntries": failed}
 
     @staticmethod
@@ -391,6 +400,7 @@ class EventRules:
         if not isinstance(ids, list) or not 1 <= len(ids) <= 100:
             raise _constraint("...", "ids", "Member must have length between 1 and 100")
         self.repo.remove_targets(rule.bus, rule.name, [self._name(i, "ids.member") for i in ids])
+        self._invalidate()
         return {"FailedEntryCount": 0, "FailedEntries": []}
 
     def list_targets_by_rule(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -408,6 +418,7 @@ class EventRules:
         if params.get("EventSourceName"):
             raise _validation("Squall has no partner event sources.")
         description = params.get("Description")
+        self._invalidate()
         if name == DEFAULT_BUS or not self.repo.create_bus(name, description, time.time()):
             raise EventsError("ResourceAlreadyExistsException", f"Event bus {name} already exists.")
         answer: dict[str, Any] = {"EventBusArn": self.bus_arn(name)}
@@ -448,6 +459,7 @@ class EventRules:
         if self.repo.rule_count(bus):
             raise _validation(f"Cannot delete event bus {bus}: delete its rules first.")
         self.repo.delete_bus(bus)
+        self._invalidate()
 
     # ---- events ---------------------------------------------------------------------------
     async def put_events(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -459,24 +471,54 @@ class EventRules:
         if sum(_entry_size(e) for e in entries) > MAX_REQUEST_BYTES:
             raise _validation("Total size of the entries in the request is over the limit.")
         answers: list[dict[str, Any]] = []
-        routed: dict[str, list[tuple[StoredRule, list[dict[str, Any]]]]] = {}
+        deliveries = []
         for entry in entries:
+            bus = self._entry_bus(entry)
+            if bus is not None and bus != DEFAULT_BUS:
+                await self._bus_known(bus)  # fills the cache _event_of reads (it refuses a missing bus)
             try:
-                event, bus = await asyncio.to_thread(self._event_of, entry)
+                event, bus = self._event_of(entry, self._known_buses)
             except EventsError as exc:
                 answers.append({"ErrorCode": exc.code, "ErrorMessage": exc.message})
                 continue
-            if bus not in routed:
-                routed[bus] = await asyncio.to_thread(self._pattern_rules, bus)
             self.stats["events"] += 1
-            for rule, targets in routed[bus]:
+            for rule, targets in await self._routes_of(bus):
                 if compile_pattern(rule.document["EventPattern"]).matches(event):
-                    for target in targets:
-                        await self.deliver(rule, target, event)
+                    deliveries.extend(self.deliver(rule, target, event) for target in targets)
             answers.append({"EventId": event["id"]})
+        # Every matched target's invocation queued at once: they share the queue's group commits,
+        # and the answer comes after all of them are durable.
+        await asyncio.gather(*deliveries)
         return {"FailedEntryCount": sum(1 for a in answers if "ErrorCode" in a), "Entries": answers}
 
-    def _event_of(self, entry: Any) -> tuple[dict[str, Any], str]:
+    # ---- routing cache ----------------------------------------------------------------------
+    # PutEvents reads rules and buses from memory; every change made here empties the cache, and
+    # a read older than ROUTES_TTL is refreshed (changes made by another process sharing the
+    # database are seen within that time).
+    def _invalidate(self) -> None:
+        self._routes.clear()
+        self._known_buses.clear()
+
+    def _entry_bus(self, entry: Any) -> str | None:
+        try:
+            return self.bus_name(entry.get("EventBusName")) if isinstance(entry, dict) else None
+        except EventsError:
+            return None
+
+    async def _bus_known(self, bus: str) -> bool:
+        seen = self._known_buses.get(bus)
+        if seen is None or time.monotonic() - seen[0] > ROUTES_TTL:
+            exists = await asyncio.to_thread(self.bus_exists, bus)
+            self._known_buses[bus] = seen = (time.monotonic(), exists)
+        return seen[1]
+
+    async def _routes_of(self, bus: str) -> list[tuple[StoredRule, list[dict[str, Any]]]]:
+        cached = self._routes.get(bus)
+        if cached is None or time.monotonic() - cached[0] > ROUTES_TTL:
+            cached = self._routes[bus] = (time.monotonic(), await asyncio.to_thread(self._pattern_rules, bus))
+        return cached[1]
+
+    def _event_of(self, entry: Any, known: dict[str, tuple[float, bool]] | None = None) -> tuple[dict[str, Any], str]:
         if not isinstance(entry, dict):
             raise EventsError("InvalidArgument", "An entry must be an object.")
         for key in ("Source", "DetailType", "Detail"):
@@ -489,7 +531,8 @@ class EventRules:
         if not isinstance(detail, dict):
             raise EventsError("MalformedDetail", "Detail is malformed.")
         bus = self.bus_name(entry.get("EventBusName"))
-        if not self.bus_exists(bus):
+        exists = bus == DEFAULT_BUS or (known[bus][1] if known is not None and bus in known else self.bus_exists(bus))
+        if not exists:
             raise EventsError("ResourceNotFoundException", f"Event bus {bus} does not exist.")
         moment = entry.get("Time")
         when = float(moment) if isinstance(moment, (int, float)) and not isinstance(moment, bool) else time.time()

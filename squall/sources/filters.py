@@ -20,6 +20,7 @@ list of operators and are refused.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -84,12 +85,13 @@ class Filters:
 
 
 def parse_pattern(pattern: Any) -> Filters:
-    """One pattern on its own (an EventBridge rule's ``EventPattern``), in the same grammar and with
-    the same operators as one filter; messages name it "Filter 1"."""
-    return Filters((_parse_filter(1, {"Pattern": pattern}),))
+    """One pattern on its own (an EventBridge rule's ``EventPattern``): the same grammar as one
+    filter, plus EventBridge's ``wildcard`` (``*`` matches any run of characters, ``\\*`` a star);
+    messages name it "Filter 1"."""
+    return Filters((_parse_filter(1, {"Pattern": pattern}, eventbridge=True),))
 
 
-def _parse_filter(index: int, entry: Any) -> _Node:
+def _parse_filter(index: int, entry: Any, eventbridge: bool = False) -> _Node:
     pattern = entry.get("Pattern") if isinstance(entry, dict) else None
     if not isinstance(pattern, str):
         raise FilterError(f"Filter {index}: Pattern is required and must be a string.")
@@ -101,10 +103,10 @@ def _parse_filter(index: int, entry: Any) -> _Node:
         raise FilterError(f"Filter {index}: Pattern is not valid JSON ({error}).") from None
     if not isinstance(document, dict):
         raise FilterError(f"Filter {index}: Pattern must be a JSON object.")
-    return _compile_node(document, f"Filter {index}", root=True)
+    return _compile_node(document, f"Filter {index}", root=True, eventbridge=eventbridge)
 
 
-def _compile_node(obj: dict[str, Any], where: str, *, root: bool = False) -> _Node:
+def _compile_node(obj: dict[str, Any], where: str, *, root: bool = False, eventbridge: bool = False) -> _Node:
     if not obj and not root:
         raise FilterError(f"{where}: an object in a pattern must not be empty.")
     fields: list[tuple[str, _Leaf | _Node]] = []
@@ -114,17 +116,17 @@ def _compile_node(obj: dict[str, Any], where: str, *, root: bool = False) -> _No
         if key == "$or":
             if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
                 raise FilterError(f"{path} must be a non-empty array of objects.")
-            ors.append(tuple(_compile_node(v, path) for v in value))
+            ors.append(tuple(_compile_node(v, path, eventbridge=eventbridge) for v in value))
         elif isinstance(value, dict):
-            fields.append((key, _compile_node(value, path)))
+            fields.append((key, _compile_node(value, path, eventbridge=eventbridge)))
         elif isinstance(value, list):
-            fields.append((key, _compile_leaf(value, path)))
+            fields.append((key, _compile_leaf(value, path, eventbridge)))
         else:
             raise FilterError(f"{path}: the value of a field must be an array of matchers or an object.")
     return _Node(tuple(fields), tuple(ors))
 
 
-def _compile_leaf(items: list[Any], where: str) -> _Leaf:
+def _compile_leaf(items: list[Any], where: str, eventbridge: bool = False) -> _Leaf:
     if not items:
         raise FilterError(f"{where}: an array of matchers must not be empty.")
     tests: list[Test] = []
@@ -139,7 +141,8 @@ def _compile_leaf(items: list[Any], where: str) -> _Leaf:
                     raise FilterError(f"{where}: 'exists' takes true or false.")
                 exists.add(arg)
             else:
-                tests.append(_compile_operator(op, arg, where))
+                tests.append(_wildcard(arg, where) if eventbridge and op == "wildcard"
+                             else _compile_operator(op, arg, where))
         elif isinstance(item, list):
             raise FilterError(f"{where}: arrays cannot be nested in an array of matchers.")
         else:
@@ -160,6 +163,29 @@ def _compile_operator(op: str, arg: Any, where: str) -> Test:
     if op in _UNSUPPORTED:
         raise FilterError(f"{where}: {op!r} is not supported by Lambda event filtering.")
     raise FilterError(f"{where}: unknown operator {op!r}.")
+
+
+def _wildcard(arg: Any, where: str) -> Test:
+    """EventBridge's ``wildcard``: ``*`` is any run of characters (``\\*`` a literal star); two
+    stars in a row are refused, as EventBridge does."""
+    text = _string(arg, "wildcard", where)
+    if "**" in text.replace("\\*", ""):
+        raise FilterError(f"{where}: 'wildcard' cannot have consecutive '*' characters.")
+    parts, literal = [], ""
+    i = 0
+    while i < len(text):
+        if text.startswith("\\*", i):
+            literal += "*"
+            i += 2
+        elif text[i] == "*":
+            parts.append(re.escape(literal) + ".*")
+            literal = ""
+            i += 1
+        else:
+            literal += text[i]
+            i += 1
+    compiled = re.compile("".join(parts) + re.escape(literal), re.DOTALL)
+    return lambda v: isinstance(v, str) and compiled.fullmatch(v) is not None
 
 
 def _affix(op: str, arg: Any, where: str) -> Test:

@@ -268,3 +268,21 @@ def test_ticker_failure_in_one_rule_does_not_stop_the_others(tmp_path):
     ticker = Ticker(repo, fire, Clock(61.0), grace=30.0)
     assert asyncio.run(ticker.run_once()) == 2
     assert sorted(fired) == ["a", "b"]
+
+
+def test_eventbridge_patterns_take_wildcards_and_lambda_filters_still_do_not():
+    import json as _json
+
+    from squall.sources.filters import FilterError, Filters, parse_pattern
+
+    pattern = parse_pattern(_json.dumps({"source": [{"wildcard": "com.*.orders"}],
+                                         "detail": {"key": [{"wildcard": "a\\*b*"}]}}))
+    assert pattern.matches({"source": "com.shop.orders", "detail": {"key": "a*bzz"}})
+    assert pattern.matches({"source": "com..orders", "detail": {"key": "a*b"}})
+    assert not pattern.matches({"source": "com.shop.order", "detail": {"key": "a*b"}})
+    assert not pattern.matches({"source": "com.x.orders", "detail": {"key": "axb"}})  # \* is a literal star
+    assert not pattern.matches({"source": 5, "detail": {"key": "a*b"}})
+    with pytest.raises(FilterError, match="consecutive"):
+        parse_pattern(_json.dumps({"a": [{"wildcard": "x**"}]}))
+    with pytest.raises(FilterError, match="not supported by Lambda"):
+        Filters.parse({"Filters": [{"Pattern": _json.dumps({"a": [{"wildcard": "x*"}]})}]})

@@ -48,6 +48,8 @@ from squall.sandbox.linux.network import DEFAULT, NetworkFull, Networks, Network
 from squall.sandbox.linux.trees import open_tree
 from squall.sandbox.linux.zygote_client import ZYGOTE_SCRIPT, Spare, Zygote, ZygoteError
 
+PER_SANDBOX_DIRS = ("/tmp", "/dev/shm")  # what every sandbox mounts anew (as _squall_zygote/syscalls.py)
+
 __all__ = [
     "LinuxBackend",
     "LinuxHandle",
@@ -355,6 +357,18 @@ class LinuxBackend:
             return None
         return str(self.networks.specs[network].gateway)
 
+    def _describe_tmp(self) -> str:
+        if self.disks is None:
+            return f"a tmpfs, EphemeralStorage in size, counted as the function's memory ({self.disks_problem})"
+        interpreter = os.path.abspath(sys.prefix)  # the venv (or installation) the runtimes use
+        if any(interpreter == top or interpreter.startswith(top + "/") for top in PER_SANDBOX_DIRS):
+            # Each sandbox mounts /tmp (and /dev/shm) anew; an interpreter living there is bound in
+            # after that mount, so its environments keep a tmpfs /tmp (see _squall_zygote/jail.py).
+            return (f"a tmpfs for Python functions, counted as their memory: this server's Python "
+                    f"({interpreter}) lives under /tmp or /dev/shm — install Squall elsewhere to give them a "
+                    f"disk; {self.disks.describe()} for other runtimes")
+        return self.disks.describe()
+
     def describe(self) -> dict[str, object]:
         cgroups = self.cgroups.describe()
         return {
@@ -369,8 +383,7 @@ class LinuxBackend:
             "uid": self.uid,
             "gid": self.gid,
             "root": "tmpfs, read-only; /usr and the interpreter read-only; code at /var/task (ro); private /tmp",
-            "tmp": self.disks.describe() if self.disks is not None else
-            f"a tmpfs, EphemeralStorage in size, counted as the function's memory ({self.disks_problem})",
+            "tmp": self._describe_tmp(),
             "seccomp": "Docker's default refusals and stricter (no new namespaces, mounts, keys, bpf, io_uring, ptrace, …)",
             "zygotes": {
                 z.interpreter: {"pid": z.pid, "rss_kb": z.rss_kb, "seccomp": z.seccomp}

@@ -56,3 +56,19 @@ def test_aws_cli_flow(server, tmp_path):
     missing = aws(server, tmp_path, "lambda", "get-function", "--function-name", name, check=False)
     assert missing.returncode != 0
     assert "ResourceNotFoundException" in missing.stderr and "Function not found" in missing.stderr
+
+
+def test_aws_cli_drives_eventbridge_and_scheduler(server, tmp_path):
+    """The AWS CLI (v1, from PyPI) against Squall's events and scheduler APIs."""
+    rule = f"cli-rule-{tmp_path.name[-6:]}".replace("_", "-")
+    made = aws(server, tmp_path, "events", "put-rule", "--name", rule, "--schedule-expression", "rate(5 minutes)",
+               "--state", "DISABLED")
+    assert json.loads(made.stdout)["RuleArn"].endswith(f":rule/{rule}")
+    listed = json.loads(aws(server, tmp_path, "events", "list-rules", "--name-prefix", rule).stdout)
+    assert [r["Name"] for r in listed["Rules"]] == [rule] and listed["Rules"][0]["State"] == "DISABLED"
+    bad = aws(server, tmp_path, "events", "put-rule", "--name", rule, "--schedule-expression", "rate(0 minutes)",
+              check=False)
+    assert bad.returncode != 0 and "ValidationException" in bad.stderr
+    aws(server, tmp_path, "events", "delete-rule", "--name", rule)
+    schedules = json.loads(aws(server, tmp_path, "scheduler", "list-schedules").stdout)
+    assert "Schedules" in schedules

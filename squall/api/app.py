@@ -61,7 +61,8 @@ class SquallApp:
                 PathRoute("GET", "/squall/code/", self._code_download, prefix=True),
                 PathRoute("GET", "/squall/queue", self._queue),
                 PathRoute("POST", "/squall/triggers/", self._triggers, prefix=True),  # SNS and S3 webhooks
-                PathRoute("GET", "/squall/triggers", self._list_triggers),  # `squall triggers`
+                PathRoute("GET", "/squall/triggers", self._list_triggers),
+                PathRoute("DELETE", "/squall/triggers/", self._delete_trigger, prefix=True),  # `squall unsubscribe`
                 PathRoute("GET", "/squall/event-sources", self._event_sources),  # `squall event-sources`  # `squall queue`: the async queue per function
                 self.query_route,  # IAM and STS: form-encoded requests to /
                 ApiGatewayRoute(engine),  # API Gateway v2 (HTTP APIs): /v2/…
@@ -161,6 +162,23 @@ class SquallApp:
             return await self.engine.pubsub.create(request, kind, self.engine.identity.access,
                                                    notifications._function_arn)
         return await notifications.webhook(request)
+
+    async def _delete_trigger(self, request: Request) -> HttpResponse:
+        """``DELETE /squall/triggers/<id>`` (signed; ``squall unsubscribe``): the trigger stops and goes.
+        Its function's resource-policy statements stay (remove them with RemovePermission)."""
+        import asyncio
+
+        trigger_id = request.path.removeprefix("/squall/triggers/")
+        repo = self.engine.stores.triggers
+        trigger = await asyncio.to_thread(repo.get, trigger_id) if "/" not in trigger_id else None
+        if trigger is None:
+            return _json(404, {"Message": f"No trigger {trigger_id}. List them with `squall triggers`."})
+        self.engine.identity.access.check(request.state.get("principal"), "lambda:RemovePermission",  # type: ignore[arg-type]
+                                          trigger.function_arn)
+        await self.engine.pubsub.forget(trigger_id)
+        await asyncio.to_thread(repo.delete, trigger_id)
+        return _json(200, {"TriggerId": trigger_id, "Kind": trigger.kind, "FunctionArn": trigger.function_arn,
+                           "Deleted": True})
 
     async def _list_triggers(self, request: Request) -> HttpResponse:
         import asyncio

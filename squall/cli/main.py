@@ -366,6 +366,41 @@ def subscribe(connection: Connection, name: str, topic: str | None, bucket_webho
     click.echo(f"auth_token={made['Token']}")
 
 
+@cli.command()
+@click.argument("trigger_id")
+@api_command
+def unsubscribe(connection: Connection, trigger_id: str) -> None:
+    """Delete a trigger (an SNS subscription, a bucket webhook, a pub/sub subject) by its id.
+
+    `squall triggers` shows the ids. The function's resource-policy statements stay; remove them
+    with `aws lambda remove-permission` if nothing else needs them.
+    """
+    import json
+    import urllib.error
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    from squall.cli.client import _session
+
+    url = f"{connection.endpoint}/squall/triggers/{trigger_id}"
+    signed = AWSRequest(method="DELETE", url=url)
+    SigV4Auth(_session(connection.region).get_credentials().get_frozen_credentials(), "lambda",
+              connection.region).add_auth(signed)
+    request = urllib.request.Request(url, headers=dict(signed.headers.items()), method="DELETE")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            gone = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        try:
+            message = json.loads(error.read()).get("Message") or str(error)
+        except ValueError:
+            message = str(error)
+        raise CliError(message, "See the triggers and their ids with `squall triggers`.") from None
+    note(f"Deleted {gone['Kind']} trigger {trigger_id} of {gone['FunctionArn']}.")
+
+
 @cli.command("event-sources")
 @api_command
 def event_sources(connection: Connection) -> None:

@@ -241,6 +241,12 @@ class PubSub:
         listeners, self.listeners = list(self.listeners.values()), {}
         await asyncio.gather(*(listener.stop() for listener in listeners))
 
+    async def forget(self, trigger_id: str) -> None:
+        """A trigger was deleted: its listener stops."""
+        listener = self.listeners.pop(trigger_id, None)
+        if listener is not None:
+            await listener.stop()
+
     def _listen(self, trigger: StoredTrigger) -> None:
         if trigger.trigger_id in self.listeners or not self._running:
             return

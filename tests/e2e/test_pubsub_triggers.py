@@ -221,6 +221,17 @@ def test_redis_channel_publish_invokes_the_function(squall, lam, tmp_path):
     assert text["eventSource"] == "squall:redis-pubsub" and text["topic"] == channel and text["payload"] == "hello"
     assert base64.b64decode(binary["payload"]) == b"\xc3\x28"
     assert text["eventSourceARN"] == f"arn:aws:redis:us-east-1:123456789012:rd/channel/{channel}"
+    # Deleting the trigger (`squall unsubscribe`) stops its listener: nobody subscribes any more.
+    status, gone = call(squall, "DELETE", f"/squall/triggers/{made['TriggerId']}")
+    assert status == 200 and gone["Deleted"] is True and gone["Kind"] == "redis-pubsub"
+    assert made["TriggerId"] not in [r["id"] for r in listed(squall, name)]
+    client = redis_client()
+    try:
+        assert client.publish(channel, "after") == 0
+    finally:
+        client.close()
+    status, missing = call(squall, "DELETE", f"/squall/triggers/{made['TriggerId']}")
+    assert status == 404 and "squall triggers" in missing["Message"]
 
 
 def test_stored_triggers_listen_again_after_a_restart(tmp_path_factory, tmp_path):
@@ -312,3 +323,8 @@ def test_squall_subscribe_and_squall_triggers_list_a_functions_triggers(squall, 
     line = next(line for line in shown.stdout.splitlines() if line.startswith("redis-pubsub"))
     assert f"rd:{channel}" in line and "listening" in line and " 1 " in f"{line} "
     assert "eventbridge-rule" in shown.stdout and (other not in shown.stdout)
+    gone = run_cli(squall, "unsubscribe", row["id"])
+    assert gone.returncode == 0 and f"Deleted redis-pubsub trigger {row['id']}" in gone.stderr
+    assert [r["kind"] for r in listed(squall, name)] == ["eventbridge-rule"]
+    again = run_cli(squall, "unsubscribe", row["id"])
+    assert again.returncode != 0 and "squall triggers" in again.stderr

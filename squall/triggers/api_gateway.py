@@ -31,6 +31,7 @@ from squall.invoke.invocation import MAX_SYNC_PAYLOAD, InvocationResult
 from squall.triggers.http_apis import DEFAULT, PATH_PREFIX, TIMEOUT_DEFAULT_MS, HttpApi, RouteSpec, lambda_target
 from squall.triggers.http_payload import (BadFunctionResponse, HttpRequest, RequestContext, event_v1, event_v2, response_v1,
                                           response_v2)
+from squall.triggers.url_gateway import read_limited
 
 log = logging.getLogger("squall.apigateway")
 
@@ -101,7 +102,7 @@ class ApiGateway:
         integration = self._integration_of(api, route)
         if integration is None:
             return _message(404, "Not Found")
-        body = await _read(receive)
+        body = await read_limited(receive, MAX_REQUEST_BYTES)
         if body is None:
             return _message(413, "Request Entity Too Large")
         target = lambda_target(integration.get("IntegrationUri", ""))
@@ -206,21 +207,3 @@ class ApiGateway:
         self._running.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.info("an invocation that outlived its HTTP API's timeout failed: %s", task.exception())
-
-
-async def _read(receive: Receive) -> bytes | None:
-    """The request body, or None when it is over an HTTP API's 10 MB."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_REQUEST_BYTES:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)

@@ -86,7 +86,7 @@ class UrlGateway:
         method = scope["method"]
         if cors and method == "OPTIONS" and origin is not None and "access-control-request-method" in lower:
             return 200, self._preflight(cors, origin, lower), b""
-        body = await _read(receive)
+        body = await read_limited(receive, MAX_SYNC_PAYLOAD)
         if body is None:
             return _message(413, "Request Entity Too Large")
         query = scope.get("query_string", b"").decode("latin-1")
@@ -216,8 +216,9 @@ class UrlGateway:
         return status, headers, body
 
 
-async def _read(receive: Receive) -> bytes | None:
-    """The request body, or None when it is over the 6 MB a function URL takes."""
+async def read_limited(receive: Receive, limit: int) -> bytes | None:
+    """A request's body from ASGI messages, or None as soon as it is over ``limit`` bytes (a
+    function URL takes 6 MB, an HTTP API 10 MB)."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -226,7 +227,7 @@ async def _read(receive: Receive) -> bytes | None:
             break
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_SYNC_PAYLOAD:
+        if size > limit:
             return None
         chunks.append(chunk)
         if not message.get("more_body"):

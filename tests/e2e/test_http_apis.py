@@ -16,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import create_function, signed_headers, unique_name
+from tests.e2e.test_function_urls import request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 ACCT = "123456789012"
@@ -57,19 +58,9 @@ def call(server, api_id: str, method: str = "GET", path: str = "/", body: bytes 
          headers: dict[str, str] | None = None, by_path: bool = False) -> tuple[int, list[tuple[str, str]], bytes]:
     """A request to 127.0.0.1 with the API's Host (or, ``by_path``, to /execute-api/<api-id>/…)."""
     port = urlsplit(server.endpoint).port
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     target = f"/execute-api/{api_id}{path}" if by_path else path
-    conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-    conn.putheader("Host", f"127.0.0.1:{port}" if by_path else f"{api_id}.execute-api.{REGION}.localhost:{port}")
-    for name, value in (headers or {}).items():
-        conn.putheader(name, value)
-    if body is not None:
-        conn.putheader("Content-Length", str(len(body)))
-    conn.endheaders(body)
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response.status, response.getheaders(), data
+    host = f"127.0.0.1:{port}" if by_path else f"{api_id}.execute-api.{REGION}.localhost:{port}"
+    return request(server.endpoint, method, target, body, headers, host=host, timeout=60)
 
 
 def values(headers: list[tuple[str, str]], name: str) -> list[str]:

@@ -11,10 +11,10 @@ from urllib.error import HTTPError
 from urllib.parse import unquote_plus
 from urllib.request import Request, urlopen
 
-import boto3
 import pytest
 
 from tests.conftest import create_function, start_server, unique_name
+from tests.e2e.test_event_sources import aws
 
 RECORDER = r'''
 import json, os
@@ -48,11 +48,6 @@ def squall(tmp_path_factory, moto):
 @pytest.fixture(scope="module")
 def lam(squall):
     return squall.client("lambda")
-
-
-def aws(service: str, endpoint: str):
-    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
-                        aws_secret_access_key="test")
 
 
 def events(sink: Path) -> list[dict]:

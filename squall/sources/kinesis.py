@@ -53,6 +53,14 @@ def _epoch(value: Any) -> float:
     return float(value or 0.0)
 
 
+def _get_records(client: Any, iterator: Any, limit: int) -> dict[str, Any]:
+    """GetRecords of Kinesis or DynamoDB Streams (the same call and error in both APIs)."""
+    try:
+        return client.get_records(ShardIterator=iterator, Limit=limit)
+    except client.exceptions.ExpiredIteratorException as error:
+        raise IteratorExpired() from error
+
+
 class KinesisStream(StreamClient):
     batch_info_key = "KinesisBatchInfo"
     max_read = 10000
@@ -85,10 +93,7 @@ class KinesisStream(StreamClient):
         return self.client.get_shard_iterator(**kwargs).get("ShardIterator")
 
     def read(self, shard: str, iterator: Any, limit: int) -> tuple[list[StreamRecord], Any, float | None]:
-        try:
-            page = self.client.get_records(ShardIterator=iterator, Limit=limit)
-        except self.client.exceptions.ExpiredIteratorException as error:
-            raise IteratorExpired() from error
+        page = _get_records(self.client, iterator, limit)
         records = []
         for r in page.get("Records", []):
             data = r["Data"] if isinstance(r["Data"], bytes) else bytes(r["Data"])
@@ -142,10 +147,7 @@ class DynamoDbStream(StreamClient):
         return self.client.get_shard_iterator(**kwargs).get("ShardIterator")
 
     def read(self, shard: str, iterator: Any, limit: int) -> tuple[list[StreamRecord], Any, float | None]:
-        try:
-            page = self.client.get_records(ShardIterator=iterator, Limit=limit)
-        except self.client.exceptions.ExpiredIteratorException as error:
-            raise IteratorExpired() from error
+        page = _get_records(self.client, iterator, limit)
         records = []
         for r in page.get("Records", []):
             change = dict(r["dynamodb"])

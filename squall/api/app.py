@@ -8,6 +8,7 @@ code downloads, the async queue report) and the Lambda REST API (by operation, l
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from typing import Any, Awaitable, Callable
@@ -166,8 +167,6 @@ class SquallApp:
     async def _delete_trigger(self, request: Request) -> HttpResponse:
         """``DELETE /squall/triggers/<id>`` (signed; ``squall unsubscribe``): the trigger stops and goes.
         Its function's resource-policy statements stay (remove them with RemovePermission)."""
-        import asyncio
-
         trigger_id = request.path.removeprefix("/squall/triggers/")
         repo = self.engine.stores.triggers
         trigger = await asyncio.to_thread(repo.get, trigger_id) if "/" not in trigger_id else None
@@ -181,8 +180,6 @@ class SquallApp:
                            "Deleted": True})
 
     async def _list_triggers(self, request: Request) -> HttpResponse:
-        import asyncio
-
         from squall.triggers.listing import triggers_report
 
         name = request.query.get("function", [None])[0]

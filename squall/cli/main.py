@@ -428,8 +428,8 @@ def triggers_command(connection: Connection, name: str | None, as_json: bool) ->
     """List what invokes a function (or every function): EventBridge rules and schedules that
     target it, SNS and bucket webhooks, MQTT / NATS / Redis pub/sub subjects, event source mappings.
 
-    DELIVERED / FAILED / LAST DELIVERY are shown where Squall counts per trigger (pub/sub subjects,
-    event source mappings); "-" elsewhere (see /health for the per-service counts).
+    DELIVERED / FAILED / LAST DELIVERY are counted by the server since it started; LAST ERROR is
+    the latest failure's reason ("-": none).
     """
     import json
     from urllib.parse import quote
@@ -448,10 +448,10 @@ def triggers_command(connection: Connection, name: str | None, as_json: bool) ->
     def shown(value: object) -> str:
         return "-" if value is None else str(value)
 
-    columns = ("KIND", "FUNCTION", "SOURCE", "STATE", "LAST DELIVERY", "DELIVERED", "FAILED")
+    columns = ("KIND", "FUNCTION", "SOURCE", "STATE", "LAST DELIVERY", "DELIVERED", "FAILED", "LAST ERROR")
     click.echo(table(columns, [(r["kind"], r["function"].split(":function:", 1)[-1], str(r["source"])[:60],
                                 shown(r["state"]), shown(r["last_delivery"]), shown(r["delivered"]),
-                                shown(r["failed"])) for r in rows]))
+                                shown(r["failed"]), shown(r.get("last_error"))[:60]) for r in rows]))
 
 
 @cli.command()

@@ -51,6 +51,7 @@ from squall.triggers.event_rules import EventRules
 from squall.triggers.function_urls import FunctionUrls
 from squall.triggers.http_apis import HttpApi, HttpApis
 from squall.triggers.notifications import Notifications
+from squall.triggers.deliveries import Deliveries
 from squall.triggers.pubsub import PubSub
 from squall.triggers.scheduler import schedule_clock
 from squall.triggers.schedules import Schedules
@@ -136,17 +137,20 @@ class Engine:
         self.function_urls = FunctionUrls(stores.function_urls, self.arns, bus, self._exists, self._exists,
                                           lambda: self.api_port)
         self.http_apis = HttpApis(stores.http_apis, self.arns, lambda: self.api_port)
+        # per-trigger delivery counts of rules, schedules and notifications (``squall triggers``)
+        self.trigger_deliveries = Deliveries()
         # EventBridge rules: deliveries go through the async queue; schedules tick on their own clock
         self.event_rules = EventRules(stores.event_rules, settings.region, settings.account_id, self.accept_event,
-                                      self.resource_policy, *schedule_clock(clock, os.environ))
+                                      self.resource_policy, *schedule_clock(clock, os.environ),
+                                      deliveries=self.trigger_deliveries)
         # EventBridge Scheduler: the same ticker and clock; invocations with the target's role
         self.schedules = Schedules(stores.schedules, settings.region, settings.account_id, self.accept_event,
                                    self.async_invocations.senders.send, self._scheduler_role_policies,
-                                   *schedule_clock(clock, os.environ))
+                                   *schedule_clock(clock, os.environ), deliveries=self.trigger_deliveries)
         # SNS subscriptions and object-store webhooks: deliveries go through the async queue
         self.notifications = Notifications(stores.triggers, settings.region, settings.account_id, self.accept_event,
                                            self.resource_policy, self._exists, self.event_sources.clients,
-                                           settings.aws_endpoint)
+                                           settings.aws_endpoint, deliveries=self.trigger_deliveries)
         # MQTT / NATS / Redis pub/sub subjects: one asynchronous invocation per message
         self.pubsub = PubSub(stores.triggers, self.event_sources.brokers, settings.region, settings.account_id,
                              self.accept_event, self._exists)

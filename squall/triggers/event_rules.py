@@ -28,6 +28,7 @@ from squall.auth.policy import Caller, evaluate
 from squall.errors import LambdaError
 from squall.sources.filters import FilterError, Filters, parse_pattern
 from squall.store.event_rules import EventRuleRepository, StoredRule
+from squall.triggers.deliveries import Deliveries
 from squall.triggers.schedule_expressions import ScheduleError
 from squall.triggers.schedule_expressions import parse as parse_schedule
 from squall.triggers.scheduler import Clock, Ticker, next_tick
@@ -184,8 +185,9 @@ class EventRules:
     def __init__(self, repo: EventRuleRepository, region: str, account_id: str,
                  accept: Callable[[FunctionRef, bytes, str], Awaitable[None]],
                  resource_policy: Callable[[str], Any], clock: Clock, interval: float = 1.0,
-                 grace: float = 30.0) -> None:
+                 grace: float = 30.0, deliveries: Deliveries | None = None) -> None:
         self.repo = repo
+        self.deliveries = deliveries or Deliveries()
         self._routes: dict[str, tuple[float, list[tuple[StoredRule, list[dict[str, Any]]]]]] = {}
         self._known_buses: dict[str, tuple[float, bool]] = {}
         self.region = region
@@ -560,32 +562,41 @@ class EventRules:
 
     async def deliver(self, rule: StoredRule, target: dict[str, Any], event: dict[str, Any]) -> bool:
         """Queue one asynchronous invocation of a target, if its resource policy allows it."""
+        key = f"{rule.bus}/{rule.name}/{target.get('Id')}"
+        failure = await self._deliver(rule, target, event)
+        if failure is None:
+            self.stats["delivered"] += 1
+            self.deliveries.delivered(key)
+            return True
+        counter, reason = failure
+        self.stats[counter] += 1
+        self.deliveries.failed(key, reason)
+        return False
+
+    async def _deliver(self, rule: StoredRule, target: dict[str, Any], event: dict[str, Any]
+                       ) -> tuple[str, str] | None:
+        """None once queued, else (the stats counter, the reason)."""
         arn = target["Arn"]
         rule_arn = self.rule_arn(rule.bus, rule.name)
         match = _LAMBDA_ARN.fullmatch(arn)
         if match is None:
-            self.stats["failed"] += 1
             log.warning("rule %s, target %s: %s is not a Lambda function", rule_arn, target["Id"], arn)
-            return False
+            return "failed", f"{arn} is not a Lambda function"
         context = {"aws:sourcearn": rule_arn, "aws:sourceaccount": self.account_id}
         if not evaluate(EVENTS, "lambda:InvokeFunction", arn, (), self.resource_policy(arn), context).allowed:
-            self.stats["denied"] += 1
             log.warning("rule %s, target %s: the resource-based policy of %s does not let events.amazonaws.com "
                         "invoke it for this rule; event %s not delivered", rule_arn, target["Id"], arn, event["id"])
-            return False
+            return "denied", "AccessDeniedException: the function's resource-based policy does not allow this rule"
         try:
             payload = target_payload(target, event, rule_arn, rule.name)
             await self.accept(FunctionRef(match.group(3), match.group(4)), payload, str(uuid.uuid4()))
         except LambdaError as exc:
-            self.stats["failed"] += 1
             log.warning("rule %s, target %s: %s: %s", rule_arn, target["Id"], exc.code, exc.message)
-            return False
-        except Exception:
-            self.stats["failed"] += 1
+            return "failed", f"{exc.code}: {exc.message}"
+        except Exception as exc:
             log.exception("rule %s, target %s: delivery failed", rule_arn, target["Id"])
-            return False
-        self.stats["delivered"] += 1
-        return True
+            return "failed", f"{type(exc).__name__}: {exc}"
+        return None
 
 
 def _entry_size(entry: Any) -> int:

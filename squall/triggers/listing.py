@@ -3,8 +3,7 @@ of all: EventBridge rules and Scheduler schedules that target it, SNS subscripti
 object-store webhooks, pub/sub subjects, and its event source mappings.
 
 Each row: ``kind``, ``function`` (ARN), ``source``, ``state``, ``last_delivery`` (ISO time or
-null), ``delivered`` and ``failed`` (null where Squall keeps no per-trigger count: rules,
-schedules and webhooks are counted per service in ``/health``), ``id``.
+null), ``delivered`` and ``failed`` (counted by this process since it started), ``last_error``, ``id``.
 """
 
 from __future__ import annotations
@@ -20,6 +19,12 @@ def _matches(arn: str, wanted: str | None) -> bool:
         return True
     name = arn.split(":function:", 1)[-1].split(":", 1)[0]
     return name == wanted
+
+
+def _counts(counts: dict[str, Any]) -> dict[str, Any]:
+    last = counts["last_delivery"]
+    return {"delivered": counts["delivered"], "failed": counts["failed"], "last_error": counts["last_error"],
+            "last_delivery": iso(last) if last else None}
 
 
 def triggers_report(engine: Any, function: str | None) -> list[dict[str, Any]]:
@@ -41,10 +46,12 @@ def triggers_report(engine: Any, function: str | None) -> list[dict[str, Any]]:
                 row.update(delivered=stats["delivered"], failed=stats["failed"], reconnects=stats["reconnects"],
                            last_error=stats["last_error"],
                            last_delivery=iso(stats["last_delivery"]) if stats["last_delivery"] else None)
-        elif trigger.kind == "sns":
-            row["state"] = "confirmed" if trigger.document.get("Confirmed") else "pending confirmation"
         else:
-            row["state"] = "webhook"
+            if trigger.kind == "sns":
+                row["state"] = "confirmed" if trigger.document.get("Confirmed") else "pending confirmation"
+            else:
+                row["state"] = "webhook"
+            row.update(_counts(engine.trigger_deliveries.of(trigger.trigger_id)))
         rows.append(row)
     rules = stores.event_rules
     for bus in sorted({"default", *(name for name, _, _ in rules.list_buses())}):  # default is never stored
@@ -57,8 +64,8 @@ def triggers_report(engine: Any, function: str | None) -> list[dict[str, Any]]:
                 doc = rule.document
                 rows.append({"kind": "eventbridge-rule", "function": arn, "id": f"{bus}/{rule.name}/{target.get('Id')}",
                              "source": doc.get("ScheduleExpression") or f"{bus}: {doc.get('EventPattern')}",
-                             "state": doc.get("State", "ENABLED"), "last_delivery": None, "delivered": None,
-                             "failed": None})
+                             "state": doc.get("State", "ENABLED"),
+                             **_counts(engine.trigger_deliveries.of(f"{bus}/{rule.name}/{target.get('Id')}"))})
     for schedule in stores.schedules.list():
         target = schedule.document.get("Target") or {}
         arn = str(target.get("Arn", ""))
@@ -66,8 +73,8 @@ def triggers_report(engine: Any, function: str | None) -> list[dict[str, Any]]:
             continue
         rows.append({"kind": "schedule", "function": arn, "id": f"{schedule.group}/{schedule.name}",
                      "source": schedule.document.get("ScheduleExpression"),
-                     "state": schedule.document.get("State", "ENABLED"), "last_delivery": None, "delivered": None,
-                     "failed": None})
+                     "state": schedule.document.get("State", "ENABLED"),
+                     **_counts(engine.trigger_deliveries.of(f"{schedule.group}/{schedule.name}"))})
     for mapping in engine.event_sources_report():
         if not _matches(mapping["function"], wanted):
             continue

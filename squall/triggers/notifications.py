@@ -48,6 +48,7 @@ from squall.arn import FunctionRef
 from squall.auth.policy import Caller, evaluate
 from squall.errors import InvalidParameterValue, LambdaError, ResourceNotFound
 from squall.store.triggers import StoredTrigger, TriggerRepository
+from squall.triggers.deliveries import Deliveries
 
 log = logging.getLogger("squall.notifications")
 
@@ -218,8 +219,10 @@ class Notifications:
     def __init__(self, repo: TriggerRepository, region: str, account_id: str,
                  accept: Callable[[FunctionRef, bytes, str], Awaitable[None]],
                  resource_policy: Callable[[str], Any], exists: Callable[[FunctionRef], Awaitable[bool]],
-                 clients: Any, endpoint: str | None, fetch_cert: Callable[[str], bytes] = _fetch_cert) -> None:
+                 clients: Any, endpoint: str | None, fetch_cert: Callable[[str], bytes] = _fetch_cert,
+                 deliveries: Deliveries | None = None) -> None:
         self.repo = repo
+        self.deliveries = deliveries or Deliveries()
         self.region = region
         self.account_id = account_id
         self.accept = accept
@@ -342,6 +345,8 @@ class Notifications:
         arn = trigger.function_arn
         if not evaluate(SNS, "lambda:InvokeFunction", arn, (), self.resource_policy(arn), context).allowed:
             self.stats["denied"] += 1
+            self.deliveries.failed(trigger.trigger_id, "AccessDeniedException: the function's resource-based policy "
+                                   "does not allow this topic")
             log.warning("trigger %s: the resource-based policy of %s does not let sns.amazonaws.com invoke it for "
                         "%s; message %s not delivered", trigger.trigger_id, arn, trigger.source, message["MessageId"])
             return _text(200, "")  # SNS would only retry: the answer does not change until the policy does
@@ -419,9 +424,11 @@ class Notifications:
             await self.accept(FunctionRef(match.group(3), match.group(4)), payload, str(uuid.uuid4()))
         except LambdaError as exc:
             self.stats["failed"] += 1
+            self.deliveries.failed(trigger.trigger_id, f"{exc.code}: {exc.message}")
             log.warning("trigger %s: %s: %s", trigger.trigger_id, exc.code, exc.message)
             return _text(500 if exc.code == "ServiceException" else 404, exc.message)
         self.stats["delivered"] += 1
+        self.deliveries.delivered(trigger.trigger_id)
         return _text(200, "")
 
 

@@ -7,7 +7,8 @@ tick fires once even with several Squall processes on one database, and across r
 
 Missed ticks are not replayed: a tick claimed more than ``grace`` seconds after it was due
 (Squall was down, or stopped for that long) is skipped and counted, and the next tick after now
-is scheduled. The claim is committed before the invocations are queued: a crash between the
+is scheduled. A source may replay one missed tick that is still inside its window
+(``TickSource.replay``: Scheduler's ``FlexibleTimeWindow``); it fires once, late. The claim is committed before the invocations are queued: a crash between the
 two loses that tick (at most once, never twice).
 
 The clock is injected (``clock() -> epoch seconds``). ``SQUALL_TEST_SCHEDULE_CLOCK`` is a
@@ -74,6 +75,7 @@ class TickSource(Protocol):
     def claim(self, item: Any, following: float | None) -> bool: ...
     def active(self, item: Any) -> bool: ...
     def label(self, item: Any) -> str: ...
+    def replay(self, item: Any, now: float) -> float | None: ...
 
 
 class RuleTicks:
@@ -105,6 +107,9 @@ class RuleTicks:
     def label(self, rule: StoredRule) -> str:
         return f"rule {rule.name}"
 
+    def replay(self, rule: StoredRule, now: float) -> float | None:
+        return None  # a rule has no window: a missed tick is gone
+
 
 class Ticker:
     def __init__(self, repo: EventRuleRepository | TickSource, fire: Callable[[Any, float], Awaitable[None]],
@@ -133,10 +138,15 @@ class Ticker:
             if not source.active(item):
                 continue
             if now - tick > self.grace:
-                self.skipped += 1
-                log.warning("%s: the tick due at %s was missed (Squall was not running); not replayed",
-                            source.label(item), _at(tick).isoformat())
-                continue
+                late = source.replay(item, now)
+                if late is None:
+                    self.skipped += 1
+                    log.warning("%s: the tick due at %s was missed (Squall was not running); not replayed",
+                                source.label(item), _at(tick).isoformat())
+                    continue
+                log.info("%s: the tick due at %s fires late, inside its flexible time window",
+                         source.label(item), _at(late).isoformat())
+                tick = late
             claimed.append((item, tick))
         return claimed
 

@@ -8,16 +8,25 @@ Firing semantics (``schedule_expressions.py``): cron() in ``ScheduleExpressionTi
 a skipped wall time is skipped, a repeated one fires once); rate() fires at StartDate itself (or
 at creation without one) and every period after; at() fires once. ``FlexibleTimeWindow``
 ``FLEXIBLE`` delays every fire by a fixed offset inside the window, derived from a hash of the
-group and name (``flex_offset``): deterministic, so every Squall process agrees on it.
+group and name (``flex_offset``): deterministic, so every Squall process agrees on it. A fire
+missed while Squall was down is replayed once, late, if Squall is back before its window ends
+(``ScheduleTicks.replay``); otherwise it is skipped, as every missed tick of a rule is.
 
 A fire invokes the target asynchronously (the durable queue) with the target's ``Input`` as the
 payload, ``{}`` without one. As on AWS, Scheduler uses the target's ``RoleArn``, not the
 function's resource policy: with authentication on, the role must exist and its identity
 policies must allow ``lambda:InvokeFunction`` on the target. A refused or failed invocation is
-counted (``stats``) and, with a ``DeadLetterConfig``, the Input goes to that SQS queue with
-Scheduler's dead-letter attributes. ``RetryPolicy`` is stored and shown; once the event is queued
-the function's own asynchronous retry settings (EventInvokeConfig) apply, and refusals (missing
-function, denied role) are not retried: they go straight to the dead-letter queue.
+counted (``stats``, and per schedule in ``deliveries``) and, with a ``DeadLetterConfig``, the
+Input goes to that SQS queue with Scheduler's dead-letter attributes.
+
+The target's ``RetryPolicy`` (defaults: 185 attempts, 24 hours) governs handing the event to the
+durable queue, as on AWS it governs calling the target: a retryable refusal (throttled, the
+function not ready, a server error) is retried in the background with exponential backoff
+(1 s doubling up to 60 s) while attempts and ``MaximumEventAgeInSeconds`` allow, then
+dead-lettered with ``RETRY_ATTEMPTS``. A refusal that cannot change on its own (no such
+function, a denied role, a bad payload) is not retried. Once the event is queued, the function's
+own asynchronous retry settings (EventInvokeConfig) apply. Retries in progress live in this
+process: a restart abandons them (the fire is then lost, not doubled).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from squall.arn import FunctionRef
 from squall.auth.policy import Caller, evaluate
 from squall.errors import LambdaError
 from squall.store.schedules import ScheduleRepository, StoredSchedule
+from squall.triggers.deliveries import Deliveries
 from squall.triggers.schedule_expressions import Schedule, ScheduleError
 from squall.triggers.schedule_expressions import parse as parse_schedule
 from squall.triggers.scheduler import Clock, Ticker
@@ -45,19 +55,24 @@ from squall.triggers.scheduler import Clock, Ticker
 log = logging.getLogger("squall.scheduler")
 
 DEFAULT_GROUP = "default"
+DEFAULT_RETRY = {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
+RETRY_MAX_DELAY = 60.0
+# refusals that retrying cannot change: straight to the dead-letter queue
+NOT_RETRYABLE = frozenset({"ResourceNotFoundException", "AccessDeniedException", "ValidationException",
+                           "InvalidParameterValueException", "RequestTooLargeException", "KMSAccessDeniedException"})
 _LAMBDA_ARN = re.compile(
     r"arn:aws:lambda:([a-z0-9-]+):(\d{12}):function:([A-Za-z0-9_-]{1,64})(?::([$A-Za-z0-9_-]{1,128}))?")
 
 
-def context_attributes(text: str, schedule_arn: str, tick: float, execution_id: str) -> str:
+def context_attributes(text: str, schedule_arn: str, tick: float, execution_id: str, attempt: int = 1) -> str:
     """Scheduler's context attributes in a target's Input: ``<aws.scheduler.schedule-arn>``,
     ``<aws.scheduler.scheduled-time>`` (the tick, ISO 8601 UTC), ``<aws.scheduler.execution-id>``
-    and ``<aws.scheduler.attempt-number>`` (1: the durable queue's retries are the function's own)."""
+    and ``<aws.scheduler.attempt-number>`` (1, then 2… as the RetryPolicy retries the hand-over)."""
     if "<aws.scheduler." not in text:
         return text
     scheduled = datetime.fromtimestamp(tick, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for name, value in (("schedule-arn", schedule_arn), ("scheduled-time", scheduled),
-                        ("execution-id", execution_id), ("attempt-number", "1")):
+                        ("execution-id", execution_id), ("attempt-number", str(attempt))):
         text = text.replace(f"<aws.scheduler.{name}>", value)
     return text
 
@@ -148,6 +163,19 @@ class ScheduleTicks:
     def label(self, item: StoredSchedule) -> str:
         return f"schedule {item.group}/{item.name}"
 
+    def replay(self, item: StoredSchedule, now: float) -> float | None:
+        """The latest missed fire whose flexible window has not ended yet (None: none)."""
+        window = item.document.get("FlexibleTimeWindow") or {}
+        if window.get("Mode") != "FLEXIBLE":
+            return None
+        # a fire f (offset included) is due by its nominal time + the window: f - offset + window
+        span = int(window["MaximumWindowInMinutes"]) * 60 - offset_of(item.group, item.name, item.document)
+        try:
+            late = next_fire(item.group, item.name, item.document, item.created_at, now - span, inclusive=False)
+        except ScheduleError:
+            return None
+        return late if late is not None and late <= now else None
+
 
 class Schedules:
     def __init__(self, repo: ScheduleRepository, region: str, account_id: str,
@@ -155,7 +183,8 @@ class Schedules:
                  send: Callable[[str, bytes, dict[str, str]], Awaitable[None]],
                  role_policies: Callable[[str], tuple[Any, ...] | None],
                  clock: Clock, interval: float = 1.0, grace: float = 30.0,
-                 wall: Clock = time.time) -> None:
+                 wall: Clock = time.time, deliveries: Deliveries | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         """``role_policies(role_arn)``: the role's identity policies, None when it does not exist
         (or a callable answering ``()`` for everything when authentication is off)."""
         self.repo = repo
@@ -166,17 +195,24 @@ class Schedules:
         self.role_policies = role_policies
         self.clock = clock  # the schedule clock (anchors, fires)
         self.wall = wall  # CreationDate / LastModificationDate
+        self.deliveries = deliveries or Deliveries()
+        self.sleep = sleep
         self.ticker = Ticker(ScheduleTicks(repo), self.fire, clock, interval, grace, name="squall-scheduler-ticker")
-        self.stats = {"invoked": 0, "denied": 0, "failed": 0, "dead_lettered": 0}
+        self.stats = {"invoked": 0, "denied": 0, "failed": 0, "dead_lettered": 0, "retried": 0}
+        self._retrying: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self.ticker.start()
 
     async def stop(self) -> None:
         await self.ticker.stop()
+        for task in list(self._retrying):
+            task.cancel()
+        await asyncio.gather(*self._retrying, return_exceptions=True)
 
     def report(self) -> dict[str, int]:
-        return {**self.stats, "fires": self.ticker.fired, "fires_missed": self.ticker.skipped}
+        return {**self.stats, "fires": self.ticker.fired, "fires_missed": self.ticker.skipped,
+                "retrying": len(self._retrying)}
 
     def arn(self, group: str, name: str) -> str:
         return f"arn:aws:scheduler:{self.region}:{self.account_id}:schedule/{group}/{name}"
@@ -202,6 +238,12 @@ class Schedules:
         if _LAMBDA_ARN.fullmatch(target["Arn"]) is None:
             raise _validation(f"Squall's EventBridge Scheduler invokes Lambda functions only: {target['Arn']} is not "
                               "a Lambda function ARN.")
+        retry = {**DEFAULT_RETRY, **(target.get("RetryPolicy") or {})}
+        if not 60 <= retry["MaximumEventAgeInSeconds"] <= 86400:
+            raise _validation("MaximumEventAgeInSeconds must be between 60 and 86400.")
+        if not 0 <= retry["MaximumRetryAttempts"] <= 185:
+            raise _validation("MaximumRetryAttempts must be between 0 and 185.")
+        target["RetryPolicy"] = retry
         if "Input" in target:
             try:
                 orjson.loads(target["Input"])
@@ -289,37 +331,93 @@ class Schedules:
         target = item.document["Target"]
         schedule_arn = self.arn(item.group, item.name)
         execution_id = str(uuid.uuid4())
-        payload = context_attributes(target.get("Input") or "{}", schedule_arn, tick, execution_id).encode()
         match = _LAMBDA_ARN.fullmatch(target["Arn"])
+        refusal = self._refusal(target, match)
+        if refusal is not None:
+            payload = context_attributes(target.get("Input") or "{}", schedule_arn, tick, execution_id).encode()
+            return await self._failed(item, target, payload, *refusal, attempts=1)
+        assert match is not None
+        ref = FunctionRef(match.group(3), match.group(4))
+        code, message = await self._attempt(item, ref, tick, execution_id, 1)
+        if code is None:
+            return
+        policy = target.get("RetryPolicy") or DEFAULT_RETRY
+        if code in NOT_RETRYABLE or policy["MaximumRetryAttempts"] == 0:
+            payload = context_attributes(target.get("Input") or "{}", schedule_arn, tick, execution_id).encode()
+            return await self._failed(item, target, payload, "failed", code, message or "", attempts=1)
+        task = asyncio.get_running_loop().create_task(self._retry(item, ref, tick, execution_id, policy,
+                                                                  code, message or ""),
+                                                      name=f"squall-scheduler-retry-{item.name}")
+        self._retrying.add(task)
+        task.add_done_callback(self._retrying.discard)
+
+    def _refusal(self, target: dict[str, Any], match: re.Match[str] | None) -> tuple[str, str, str] | None:
+        """Why the target is not invoked at all (counter, code, message); None: go ahead."""
         if match is None:
-            return await self._failed(item, target, payload, "failed", "ValidationException",
-                                      f"{target['Arn']} is not a Lambda function")
+            return "failed", "ValidationException", f"{target['Arn']} is not a Lambda function"
         policies = self.role_policies(target["RoleArn"])
         if policies is None:
-            return await self._failed(item, target, payload, "denied", "AccessDeniedException",
-                                      f"The role {target['RoleArn']} does not exist.")
+            return "denied", "AccessDeniedException", f"The role {target['RoleArn']} does not exist."
         caller = Caller(target["RoleArn"], self.account_id, "assumed-role", role_arn=target["RoleArn"])
         if not evaluate(caller, "lambda:InvokeFunction", target["Arn"], policies).allowed:
-            return await self._failed(item, target, payload, "denied", "AccessDeniedException",
-                                      f"{target['RoleArn']} is not authorized to perform: lambda:InvokeFunction on "
-                                      f"resource: {target['Arn']}")
+            return ("denied", "AccessDeniedException", f"{target['RoleArn']} is not authorized to perform: "
+                    f"lambda:InvokeFunction on resource: {target['Arn']}")
+        return None
+
+    async def _attempt(self, item: StoredSchedule, ref: FunctionRef, tick: float, execution_id: str,
+                       attempt: int) -> tuple[str | None, str | None]:
+        """Hand one fire to the durable queue: (None, None) once queued, else the error."""
+        target = item.document["Target"]
+        schedule_arn = self.arn(item.group, item.name)
+        payload = context_attributes(target.get("Input") or "{}", schedule_arn, tick, execution_id, attempt).encode()
         try:
-            await self.accept(FunctionRef(match.group(3), match.group(4)), payload, execution_id)
+            await self.accept(ref, payload, execution_id if attempt == 1 else str(uuid.uuid4()))
         except LambdaError as exc:
-            return await self._failed(item, target, payload, "failed", exc.code, exc.message)
+            log.info("schedule %s: attempt %d to invoke %s refused: %s: %s", schedule_arn, attempt, target["Arn"],
+                     exc.code, exc.message)
+            return exc.code, exc.message
         self.stats["invoked"] += 1
-        log.debug("schedule %s fired (tick %s)", schedule_arn, tick)
+        self.deliveries.delivered(f"{item.group}/{item.name}")
+        log.debug("schedule %s fired (tick %s, attempt %d)", schedule_arn, tick, attempt)
+        return None, None
+
+    async def _retry(self, item: StoredSchedule, ref: FunctionRef, tick: float, execution_id: str,
+                     policy: dict[str, Any], code: str, message: str) -> None:
+        """Retry a retryable refusal with backoff while the RetryPolicy allows; then dead-letter."""
+        target = item.document["Target"]
+        waited = 0.0  # the event's age, counted in backoff delays (the hand-over itself takes ~ms)
+        attempt, condition = 1, "MaximumRetryAttempts"
+        while attempt <= policy["MaximumRetryAttempts"]:
+            delay = min(RETRY_MAX_DELAY, 2.0 ** (attempt - 1))
+            if waited + delay > policy["MaximumEventAgeInSeconds"]:
+                condition = "MaximumEventAgeInSeconds"
+                break
+            await self.sleep(delay)
+            waited += delay
+            attempt += 1
+            self.stats["retried"] += 1
+            found, text = await self._attempt(item, ref, tick, execution_id, attempt)
+            if found is None:
+                return
+            code, message = found, text or ""
+            if code in NOT_RETRYABLE:
+                break
+        payload = context_attributes(target.get("Input") or "{}", self.arn(item.group, item.name), tick,
+                                     execution_id, attempt).encode()
+        await self._failed(item, target, payload, "failed", code, message, attempts=attempt, condition=condition)
 
     async def _failed(self, item: StoredSchedule, target: dict[str, Any], payload: bytes, counter: str,
-                      code: str, message: str) -> None:
+                      code: str, message: str, attempts: int, condition: str = "MaximumRetryAttempts") -> None:
         self.stats[counter] += 1
+        self.deliveries.failed(f"{item.group}/{item.name}", f"{code}: {message}")
         schedule_arn = self.arn(item.group, item.name)
-        log.warning("schedule %s: target %s not invoked: %s: %s", schedule_arn, target["Arn"], code, message)
+        log.warning("schedule %s: target %s not invoked after %d attempt(s): %s: %s", schedule_arn, target["Arn"],
+                    attempts, code, message)
         queue = (target.get("DeadLetterConfig") or {}).get("Arn")
         if not queue:
             return
-        attributes = {"ERROR_CODE": code, "ERROR_MESSAGE": message, "EXHAUSTED_RETRY_CONDITION": "MaximumRetryAttempts",
-                      "RETRY_ATTEMPTS": "0", "SCHEDULE_ARN": schedule_arn, "TARGET_ARN": target["Arn"]}
+        attributes = {"ERROR_CODE": code, "ERROR_MESSAGE": message, "EXHAUSTED_RETRY_CONDITION": condition,
+                      "RETRY_ATTEMPTS": str(attempts - 1), "SCHEDULE_ARN": schedule_arn, "TARGET_ARN": target["Arn"]}
         try:
             await self.send(queue, payload, attributes)
             self.stats["dead_lettered"] += 1

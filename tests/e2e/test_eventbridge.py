@@ -142,6 +142,12 @@ def test_a_target_without_the_events_permission_is_not_invoked(server, lam, even
     assert counters(server)["delivered"] - after["delivered"] == 1
     records = hook.wait(name, 1)
     assert [r["requestPayload"]["detail"] for r in records] == [{"n": 2}]
+    from tests.e2e.test_pubsub_triggers import call
+
+    status, report = call(server, "GET", f"/squall/triggers?function={name}")  # squall triggers' rows
+    (row,) = report["triggers"]
+    assert status == 200 and (row["kind"], row["id"]) == ("eventbridge-rule", f"default/{rule}/t")
+    assert (row["delivered"], row["failed"]) == (1, 1) and row["last_error"].startswith("AccessDeniedException")
 
 
 def test_bad_input_is_refused_as_aws_does(lam, events):

@@ -233,6 +233,12 @@ def test_minio_webhook_reaches_the_function_as_an_s3_event(squall, lam, tmp_path
     assert record["s3"]["object"] == {"key": "my+photo.jpg", "size": 2048, "eTag": "d41d8cd98f00b204e9800998ecf8427e",
                                       "sequencer": "17B0C1F4E1D5E3A8"}
     assert record["responseElements"]["x-amz-request-id"] == "17B0C1F4E0A0C8D2"
+    from tests.e2e.test_pubsub_triggers import call
+
+    status, report = call(squall, "GET", f"/squall/triggers?function={name}")
+    (row,) = report["triggers"]
+    assert status == 200 and (row["kind"], row["delivered"], row["failed"]) == ("s3", 2, 0)
+    assert row["last_delivery"] and row["last_error"] is None
 
 
 def test_moto_sourced_s3_event_through_the_webhook(squall, lam, moto, tmp_path):

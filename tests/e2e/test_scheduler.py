@@ -89,7 +89,7 @@ def counters(server) -> dict[str, int]:
         return json.loads(response.read())["scheduler"]
 
 
-def test_a_rate_schedule_fires_repeatedly_with_its_input(scheduler, lam, hook, roles):
+def test_a_rate_schedule_fires_repeatedly_with_its_input(server, scheduler, lam, hook, roles):
     name, arn = observed(lam, hook)
     schedule = unique_name("rate")
     answer = scheduler.create_schedule(Name=schedule, ScheduleExpression="rate(1 minute)", FlexibleTimeWindow={"Mode": "OFF"},
@@ -103,6 +103,11 @@ def test_a_rate_schedule_fires_repeatedly_with_its_input(scheduler, lam, hook, r
     assert got["Target"]["Arn"] == arn and got["FlexibleTimeWindow"] == {"Mode": "OFF"}
     listed = scheduler.list_schedules(NamePrefix=schedule)["Schedules"]
     assert [(s["Name"], s["Target"]["Arn"]) for s in listed] == [(schedule, arn)]
+    from tests.e2e.test_pubsub_triggers import call
+
+    status, report = call(server, "GET", f"/squall/triggers?function={name}")
+    (row,) = report["triggers"]
+    assert status == 200 and row["kind"] == "schedule" and row["delivered"] >= 3 and row["failed"] == 0
     scheduler.delete_schedule(Name=schedule)
     with pytest.raises(ClientError) as caught:
         scheduler.get_schedule(Name=schedule)

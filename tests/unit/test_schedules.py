@@ -13,10 +13,10 @@ import pytest
 
 from squall.arn import FunctionRef
 from squall.auth.policy import Policy
-from squall.errors import ResourceNotFound
+from squall.errors import ResourceNotFound, TooManyRequests
 from squall.store.db import create_engine
 from squall.store.schedules import ScheduleRepository
-from squall.triggers.schedules import Schedules, SchedulerError, flex_offset
+from squall.triggers.schedules import DEFAULT_RETRY, Schedules, SchedulerError, flex_offset
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 FN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:fn"
@@ -40,23 +40,31 @@ def epoch(text: str) -> float:
 
 class Harness:
     def __init__(self, db_path, now: float, roles: dict[str, tuple[Policy, ...]] | None = None,
-                 missing: frozenset[str] = frozenset()) -> None:
+                 missing: frozenset[str] = frozenset(), throttled: int = 0) -> None:
         self.clock = Clock(now)
         self.accepted: list[tuple[FunctionRef, Any]] = []
         self.sent: list[tuple[str, bytes, dict[str, str]]] = []
+        self.slept: list[float] = []
+        self.throttled = throttled  # the next this many hand-overs are refused with a retryable error
         roles = {ROLE: (ALLOW,)} if roles is None else roles
 
         async def accept(ref: FunctionRef, payload: bytes, request_id: str) -> None:
             if ref.name in missing:
                 raise ResourceNotFound(f"Function not found: {ref.name}")
+            if self.throttled:
+                self.throttled -= 1
+                raise TooManyRequests("Rate exceeded", "ReservedFunctionConcurrentInvocationLimitExceeded")
             self.accepted.append((ref, orjson.loads(payload)))
+
+        async def sleep(seconds: float) -> None:
+            self.slept.append(seconds)
 
         async def send(arn: str, body: bytes, attributes: dict[str, str]) -> None:
             self.sent.append((arn, body, attributes))
 
         repo = ScheduleRepository(create_engine(f"sqlite:///{db_path}"))
         self.schedules = Schedules(repo, REGION, ACCOUNT, accept, send, roles.get, self.clock, interval=1.0,
-                                   grace=30.0, wall=lambda: 1.0)
+                                   grace=30.0, wall=lambda: 1.0, sleep=sleep)
 
     def create(self, name: str, expression: str, **extra: Any) -> None:
         target = {"Arn": FN, "RoleArn": ROLE, **extra.pop("Target", {})}
@@ -64,12 +72,19 @@ class Harness:
                                         "FlexibleTimeWindow": extra.pop("FlexibleTimeWindow", {"Mode": "OFF"}),
                                         **extra})
 
+    async def run_once(self) -> int:
+        """One ticker pass, and every retry it started run to its end."""
+        count = await self.schedules.ticker.run_once()
+        while self.schedules._retrying:
+            await asyncio.gather(*self.schedules._retrying)
+        return count
+
     def fires_until(self, end: float, step: float = 30.0) -> list[float]:
         """Advance the clock in steps, running the ticker; the instants at which it fired."""
         fired = []
         while True:
             before = len(self.accepted)
-            asyncio.run(self.schedules.ticker.run_once())
+            asyncio.run(self.run_once())
             fired += [self.clock.now] * (len(self.accepted) - before)
             if self.clock.now >= end:
                 return fired
@@ -196,3 +211,73 @@ def test_create_get_update_conflict_and_delete(tmp_path):
     with pytest.raises(SchedulerError) as caught:
         h.schedules.get_schedule({"Name": "s"})
     assert caught.value.code == "ResourceNotFoundException"
+
+
+def test_a_missed_fire_is_replayed_late_only_inside_its_flexible_window(tmp_path):
+    start = epoch("2024-03-01T11:00:00+00:00")
+    h = Harness(tmp_path / "db.sqlite", start)
+    window = {"Mode": "FLEXIBLE", "MaximumWindowInMinutes": 15}
+    h.create("flex", "cron(0 * * * ? *)", FlexibleTimeWindow=window)
+    offset = flex_offset("default", "flex", 15)
+    asyncio.run(h.run_once())  # 11:00 + offset is the first fire: not due yet
+    assert h.accepted == []
+    # Squall "down" from 11:00 to 12:14:59: the 12:00 fire (due at 12:00 + offset) is still in its window
+    h.clock.now = epoch("2024-03-01T12:14:59+00:00")
+    asyncio.run(h.run_once())
+    assert len(h.accepted) == 1 and h.schedules.ticker.skipped == 0  # 11:00's fire was beyond its window
+    assert h.schedules.repo.get("default", "flex").next_tick == epoch("2024-03-01T13:00:00+00:00") + offset
+    # down again past 13:15 and 14:15: nothing is replayed, the missed fire is counted
+    h.clock.now = epoch("2024-03-01T14:16:00+00:00")
+    asyncio.run(h.run_once())
+    assert len(h.accepted) == 1 and h.schedules.ticker.skipped == 1
+
+
+def test_a_missed_fire_without_a_flexible_window_is_not_replayed(tmp_path):
+    start = epoch("2024-03-01T11:01:00+00:00")
+    h = Harness(tmp_path / "db.sqlite", start)
+    h.create("strict", "cron(0 * * * ? *)")
+    asyncio.run(h.run_once())
+    h.clock.now = epoch("2024-03-01T12:05:00+00:00")  # 12:00 missed by 5 minutes (more than the grace)
+    asyncio.run(h.run_once())
+    assert h.accepted == [] and h.schedules.ticker.skipped == 1
+
+
+def test_retryable_refusals_are_retried_with_backoff_and_the_attempt_number(tmp_path):
+    h = Harness(tmp_path / "db.sqlite", epoch("2024-06-01T08:00:00+00:00"), throttled=3)
+    h.create("busy", "rate(1 hour)", Target={"Input": '{"attempt": "<aws.scheduler.attempt-number>"}'})
+    asyncio.run(h.run_once())
+    assert [payload for _, payload in h.accepted] == [{"attempt": "4"}]
+    assert h.slept == [1.0, 2.0, 4.0] and h.schedules.stats["retried"] == 3 and h.sent == []
+    assert h.schedules.deliveries.of("default/busy")["delivered"] == 1
+
+
+def test_retries_stop_at_the_retry_policy_then_dead_letter(tmp_path):
+    h = Harness(tmp_path / "db.sqlite", epoch("2024-06-01T08:00:00+00:00"), throttled=100)
+    h.create("two", "rate(1 hour)", Target={"RetryPolicy": {"MaximumRetryAttempts": 2},
+                                            "DeadLetterConfig": {"Arn": DLQ}})
+    h.create("young", "rate(1 hour)", Target={"RetryPolicy": {"MaximumEventAgeInSeconds": 60},
+                                              "DeadLetterConfig": {"Arn": DLQ}})
+    h.create("never", "rate(1 hour)", Target={"RetryPolicy": {"MaximumRetryAttempts": 0},
+                                              "DeadLetterConfig": {"Arn": DLQ}})
+    asyncio.run(h.run_once())
+    assert h.accepted == []
+    by_schedule = {attrs["SCHEDULE_ARN"].rsplit("/", 1)[1]: attrs for _, _, attrs in h.sent}
+    assert by_schedule["two"]["RETRY_ATTEMPTS"] == "2"
+    assert by_schedule["two"]["EXHAUSTED_RETRY_CONDITION"] == "MaximumRetryAttempts"
+    assert by_schedule["young"]["RETRY_ATTEMPTS"] == "5"  # 1+2+4+8+16 s waited; 32 more would pass 60 s
+    assert by_schedule["young"]["EXHAUSTED_RETRY_CONDITION"] == "MaximumEventAgeInSeconds"
+    assert by_schedule["never"]["RETRY_ATTEMPTS"] == "0"
+    assert {attrs["ERROR_CODE"] for attrs in by_schedule.values()} == {"TooManyRequestsException"}
+    counts = h.schedules.deliveries.of("default/two")
+    assert counts["failed"] == 1 and counts["last_error"].startswith("TooManyRequestsException")
+
+
+def test_retry_policy_defaults_are_shown_and_out_of_range_values_refused(tmp_path):
+    h = Harness(tmp_path / "db.sqlite", 1_700_000_000.0)
+    h.create("s", "rate(1 hour)")
+    assert h.schedules.get_schedule({"Name": "s"})["Target"]["RetryPolicy"] == DEFAULT_RETRY
+    for policy, message in (({"MaximumRetryAttempts": 186}, "MaximumRetryAttempts"),
+                            ({"MaximumEventAgeInSeconds": 86401}, "MaximumEventAgeInSeconds")):
+        with pytest.raises(SchedulerError) as caught:
+            h.create("bad", "rate(1 hour)", Target={"RetryPolicy": policy})
+        assert caught.value.code == "ValidationException" and message in caught.value.message

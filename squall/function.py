@@ -86,6 +86,25 @@ class Code:
     sha256: str  # base64, Lambda's CodeSha256
     sha256_hex: str  # blob key
     size: int
+    unzipped_size: int = 0  # declared by the zip (0: recorded before Squall kept it)
+
+
+@dataclass(frozen=True)
+class LayerUse:
+    """One layer version a function version uses (``Layers``, in order)."""
+
+    arn: str
+    code_size: int
+    sha256_hex: str  # the layer's code (blob key)
+    unzipped_size: int
+
+    def to_record(self) -> dict[str, Any]:
+        return {"Arn": self.arn, "CodeSize": self.code_size, "Sha256Hex": self.sha256_hex,
+                "UnzippedSize": self.unzipped_size}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "LayerUse":
+        return cls(record["Arn"], int(record["CodeSize"]), record["Sha256Hex"], int(record.get("UnzippedSize", 0)))
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,7 @@ class FunctionVersion:
     # VpcConfig as set ({"SubnetIds", "SecurityGroupIds"}; empty lists once left; None: never
     # set): it names the function's network (functions/network.py)
     vpc_config: Mapping[str, Any] | None = None
+    layers: tuple[LayerUse, ...] = ()  # merged in this order at /opt
     published_from: str | None = None  # a published version: the fingerprint of the $LATEST it copies
     revision_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     last_modified: str = field(default_factory=lambda: lambda_timestamp())
@@ -192,6 +212,8 @@ class FunctionVersion:
             config["Environment"] = {"Variables": dict(self.environment)}
         if self.dead_letter_target:
             config["DeadLetterConfig"] = {"TargetArn": self.dead_letter_target}
+        if self.layers:
+            config["Layers"] = [{"Arn": use.arn, "CodeSize": use.code_size} for use in self.layers]
         if self.vpc_config is not None:
             config["VpcConfig"] = vpc_api(self.vpc_config)
         if listing:
@@ -235,6 +257,8 @@ class FunctionVersion:
             "logging": dict(self.logging_config),
             "vpc": vpc_api(self.vpc_config) if self.vpc_config else None,
         }
+        if self.layers:  # absent when there are none: fingerprints of older versions stay the same
+            settings["layers"] = [use.arn for use in self.layers]
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
     def to_record(self) -> dict[str, Any]:
@@ -243,12 +267,14 @@ class FunctionVersion:
         record["logging_config"] = dict(self.logging_config)
         record["architectures"] = list(self.architectures)
         record["vpc_config"] = None if self.vpc_config is None else {k: v for k, v in self.vpc_config.items()}
+        record["layers"] = [use.to_record() for use in self.layers]
         return record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "FunctionVersion":
         data = dict(record)
         data["code"] = Code(**data["code"])
+        data["layers"] = tuple(LayerUse.from_record(r) for r in data.get("layers") or ())
         data["architectures"] = tuple(data["architectures"])
         data["state"] = State(data["state"])
         if data.get("last_update_status"):
@@ -284,8 +310,6 @@ def validate_settings(params: Mapping[str, Any]) -> dict[str, Any]:
         if params["LoggingConfig"].get("LogGroup") in (".", ".."):
             raise InvalidParameterValue(f"LogGroup '{params['LoggingConfig']['LogGroup']}' is not a valid log group name.")
         fields["logging_config"] = dict(params["LoggingConfig"])
-    if params.get("Layers"):
-        raise InvalidParameterValue("Layers are not supported by this Squall server yet; package the code in the zip.")
     if "VpcConfig" in params:  # its network names are checked against the settings (NetworkNames.check_vpc)
         fields["vpc_config"] = dict(params["VpcConfig"] or {})
     if params.get("FileSystemConfigs"):

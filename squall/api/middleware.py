@@ -125,16 +125,20 @@ class TargetRoute:
 
 
 def error_middleware(render: Callable[[Request, LambdaError], HttpResponse], grace: Callable[[], float]) -> Middleware:
-    """Lambda errors become their modelled responses; anything unexpected a 500 that names
-    the request id (and the traceback goes to the server's log); a request the shutdown
-    cancelled a 503 (a closed connection would look like a network failure, which clients
-    retry)."""
+    """Lambda errors become their modelled responses (a 5xx one also logged under the request
+    id); anything unexpected a 500 that names the request id (and the traceback goes to the
+    server's log); a request the shutdown cancelled a 503 (a closed connection would look like
+    a network failure, which clients retry)."""
 
     async def errors(request: Request, following: Handler) -> HttpResponse:
         try:
             return await following(request)
         except LambdaError as exc:
-            return render(request, exc)
+            response = render(request, exc)
+            # the status the error's protocol gave it (one map, in the renderer); a 501 explains itself
+            if response.status >= 500 and response.status != 501:
+                _log_server_error(request, exc, response.status)
+            return response
         except asyncio.CancelledError:
             # uvicorn cancels the requests still running when the shutdown grace period is over;
             # answer them, then end normally so the shutdown goes on
@@ -152,3 +156,14 @@ def error_middleware(render: Callable[[Request, LambdaError], HttpResponse], gra
             return render(request, ServiceError(f"Squall hit an internal error; see the server log for request {request.request_id}."))
 
     return errors
+
+
+def _log_server_error(request: Request, exc: LambdaError, status: int) -> None:
+    """A Lambda error answered with a 5xx, in the log under its request id (its message may
+    send the client there); with its cause, on the same line."""
+    cause = exc.__cause__
+    caused_by = "" if cause is None else " (caused by " + " ".join(f"{type(cause).__name__}: {cause}".split()) + ")"
+    log.warning(
+        "request %s (%s %s) answered %d %s: %s%s",
+        request.request_id, request.method, request.path, status, exc.code, exc.message, caused_by,
+    )

@@ -3,7 +3,8 @@
 Lambda: the action is ``lambda:<Operation>`` except ``Invoke`` (and its streaming form),
 which is ``lambda:InvokeFunction``. The resource is the function's ARN, qualified when the
 request names a version or alias (``Qualifier``, a qualified ``FunctionName``, or an alias
-operation's ``Name``), a layer's ARN for layer operations, and ``*`` for account-wide
+operation's ``Name``), a layer's ARN for layer operations (a layer version's for a function
+that uses it: ``lambda:GetLayerVersion``), and ``*`` for account-wide
 operations (ListFunctions, GetAccountSettings, event source mappings by listing). Creating
 a function or changing its role also needs ``iam:PassRole`` on that role.
 """
@@ -30,12 +31,16 @@ def lambda_requests(operation: str, params: dict[str, Any], arns: Arns) -> list[
     wanted = [(action, lambda_resource(operation, params, arns))]
     if operation in ("CreateFunction", "UpdateFunctionConfiguration") and params.get("Role"):
         wanted.append(("iam:PassRole", str(params["Role"])))
+    if operation in ("CreateFunction", "UpdateFunctionConfiguration"):  # using a layer is reading it
+        wanted += [("lambda:GetLayerVersion", str(arn)) for arn in params.get("Layers") or ()]
     return wanted
 
 
 def lambda_resource(operation: str, params: dict[str, Any], arns: Arns) -> str:
     if operation in ACCOUNT_WIDE:
         return "*"
+    if operation == "GetLayerVersionByArn":
+        return str(params["Arn"])
     if "LayerName" in params:
         layer = str(params["LayerName"])
         base = layer if layer.startswith("arn:") else f"arn:aws:lambda:{arns.region}:{arns.account_id}:layer:{layer}"

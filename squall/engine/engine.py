@@ -30,6 +30,8 @@ from squall.errors import ResourceNotFound
 from squall.function import FunctionVersion
 from squall.functions.aliases import Aliases
 from squall.functions.concurrency import ProvisionedConcurrency, ReservedConcurrency
+from squall.functions.layer_trees import OptTrees
+from squall.functions.layers import LayerService
 from squall.functions.network import NetworkNames
 from squall.functions.permissions import Permissions
 from squall.functions.service import FunctionService
@@ -106,9 +108,12 @@ class Engine:
         self._function_arn_prefix = f"arn:aws:lambda:{settings.region}:{settings.account_id}:function:"
         self.tags = Tags(stores.functions, self.arns, bus, NetworkNames(settings.networks))
         self.versions = Versions(stores.functions, stores.code, self.arns, bus)
+        # layers: stored like code; merged per function into the tree its environments see at /opt
+        self.layers = LayerService(stores.layers, stores.code, OptTrees(settings.data_dir / "opt"), self.arns,
+                                   self.code_limits, mountable=getattr(executor.pool.backend, "layers", False))
         self.functions = FunctionService(
             stores.functions, stores.aliases, stores.code, self.versions, self.tags, runtimes, self.arns, bus, self.code_limits,
-            role_usable=self.identity.role_usable,
+            role_usable=self.identity.role_usable, layers=self.layers,
         )
         self.resolver = Resolver(self.functions, stores.functions, stores.aliases, runtimes, self.arns, bus)
         executor.connect(bus, self.resolver, self._environment_env)
@@ -164,6 +169,7 @@ class Engine:
             credentials_file.write(self.settings.data_dir, key_id, secret, self.settings.region)
         await self.functions.load()
         await self.permissions.load()
+        await self.layers.load()
         await self.function_urls.load()
         await self.http_apis.load()
         await self.provisioned.load()
@@ -443,7 +449,7 @@ class Engine:
         """The resource-based policy of the function, version or alias an ARN names (None: none)."""
         prefix = self._function_arn_prefix
         if not resource.startswith(prefix):
-            return None
+            return self.layers.policy_for(resource) if ":layer:" in resource else None
         name, _, qualifier = resource[len(prefix):].partition(":")
         return self.permissions.policy_for(name, qualifier or None)
 

@@ -24,6 +24,7 @@ from squall.store.function_urls import FunctionUrlRepository
 from squall.store.functions import FunctionRepository
 from squall.store.http_apis import HttpApiRepository
 from squall.store.iam import IamRepository
+from squall.store.layers import LayerRepository
 from squall.store.provisioned import ProvisionedRepository
 from squall.store.triggers import TriggerRepository
 from squall.store.schedules import ScheduleRepository
@@ -58,6 +59,7 @@ class Stores:
     event_rules: EventRuleRepository  # EventBridge buses, rules and targets
     schedules: ScheduleRepository  # EventBridge Scheduler schedules
     triggers: TriggerRepository  # SNS subscriptions and object-store webhooks
+    layers: LayerRepository  # layers and their versions
     server_key: bytes  # signs code links, derives access keys' secrets (<data dir>/secret, 0600)
 
     @classmethod
@@ -65,12 +67,18 @@ class Stores:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = create_engine(settings.database)
         functions = FunctionRepository(db)
+        layers = LayerRepository(db)
+
+        def code_in_use(sha256_hex: str) -> bool:  # a function version's code, or a layer version's
+            return functions.code_in_use(sha256_hex) or layers.code_in_use(sha256_hex)
+
         return cls(
             db=db,
             functions=functions,
             aliases=AliasRepository(db),
             provisioned=ProvisionedRepository(db),
-            code=CodeStore(BlobStore(settings.data_dir), functions.code_in_use, settings.code_storage_limit_bytes),
+            code=CodeStore(BlobStore(settings.data_dir), code_in_use, settings.code_storage_limit_bytes),
+            layers=layers,
             logs=LogStore(settings.data_dir / "logs"),
             iam=IamRepository(db),
             event_sources=EventSourceRepository(db),

@@ -80,6 +80,7 @@ class Environment:
         network: str | None = "default",
         provisioned: bool = False,
         extra_env: Mapping[str, str] | None = None,
+        opt_dir: Path | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.function = function
@@ -91,6 +92,7 @@ class Environment:
         self.max_log_bytes = max_log_bytes
         self.clock = clock
         self.network = network
+        self.opt_dir = opt_dir  # the function's layers, merged: mounted at /opt (None: no layers)
         self.extra_env = dict(extra_env or {})  # its role's credentials, the API's endpoints (engine)
         self.provisioned = provisioned  # started ahead for provisioned concurrency: no Init Duration
         self.retired = False  # set while busy when its function changed: stop instead of reuse
@@ -147,6 +149,7 @@ class Environment:
             "LANG": "en_US.UTF-8",
             "PATH": f"{bin_dirs}/usr/local/bin:/usr/bin:/bin:/opt/bin",
             "LD_LIBRARY_PATH": f"{self.code_dir}:{self.code_dir}/lib:/opt/lib",
+            # (/opt is the jail's path of the layers: a jailing backend mounts opt_dir there)
             "AWS_LAMBDA_LOG_FORMAT": fn.logging_config.get("LogFormat", "Text"),
             **launch.env,
         }
@@ -183,7 +186,8 @@ class Environment:
                 launch = Launch((), None)
                 entrypoint_error = error_payload("Runtime.InvalidRuntime", f"The {runtime.identifier} runtime cannot start: {e}")
             else:
-                entrypoint_error = _entrypoint_error(runtime, self.code_dir)
+                launch = _layer_bootstrap(runtime, launch, self.code_dir, self.opt_dir)
+                entrypoint_error = _entrypoint_error(runtime, self.code_dir, self.opt_dir)
             if entrypoint_error is None:
                 spec = SandboxSpec(
                     environment_id=self.id,
@@ -193,6 +197,7 @@ class Environment:
                     memory_mb=self.function.memory_size,
                     ephemeral_storage_mb=self.function.ephemeral_storage,
                     network=self.network,
+                    opt_dir=self.opt_dir,
                     runtime_dir=launch.runtime_dir,
                     runtime_api=runtime.link == RUNTIME_API,
                 )
@@ -424,15 +429,26 @@ class Environment:
             self._capture.close()
 
 
-def _entrypoint_error(runtime: Runtime, code_dir: Path) -> bytes | None:
+def _layer_bootstrap(runtime: Runtime, launch: Launch, code_dir: Path, opt_dir: Path | None) -> Launch:
+    """A custom runtime without /var/task/bootstrap starts a layer's /opt/bootstrap, as on Lambda."""
+    if runtime.family != "provided" or opt_dir is None or (code_dir / BOOTSTRAP_NAME).exists():
+        return launch
+    if not (opt_dir / BOOTSTRAP_NAME).exists():
+        return launch
+    return Launch((str(opt_dir / BOOTSTRAP_NAME), *launch.argv[1:]), launch.runtime_dir, launch.env)
+
+
+def _entrypoint_error(runtime: Runtime, code_dir: Path, opt_dir: Path | None = None) -> bytes | None:
     """A custom runtime's ``bootstrap`` that cannot run: Lambda's Runtime.InvalidEntrypoint."""
     if runtime.family != "provided":
         return None
-    bootstrap = code_dir / BOOTSTRAP_NAME
+    bootstrap, shown = code_dir / BOOTSTRAP_NAME, "/var/task/bootstrap"
+    if not bootstrap.exists() and opt_dir is not None and (opt_dir / BOOTSTRAP_NAME).exists():
+        bootstrap, shown = opt_dir / BOOTSTRAP_NAME, "/opt/bootstrap"
     if not bootstrap.is_file():
         return error_payload("Runtime.InvalidEntrypoint", "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]")
     if not os.stat(bootstrap).st_mode & 0o111:
-        return error_payload("Runtime.InvalidEntrypoint", "fork/exec /var/task/bootstrap: permission denied")
+        return error_payload("Runtime.InvalidEntrypoint", f"fork/exec {shown}: permission denied")
     return None
 
 

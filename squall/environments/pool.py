@@ -138,6 +138,7 @@ class EnvironmentPool:
             self.limits.max_log_bytes,
             self.clock,
             network=target.network,
+            opt_dir=target.opt_dir,
             provisioned=provisioned,
             extra_env=self.environment_env(config.role, config.name, target.network) if self.environment_env else None,
         )

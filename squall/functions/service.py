@@ -22,8 +22,9 @@ from squall.arn import LATEST, Arns, FunctionRef, is_version
 from squall.code import CodeLimits, CodePackage, inspect_zip
 from squall.engine.bus import EventBus, FunctionDeleted, FunctionUpdated, ReservedConcurrencyChanged
 from squall.errors import InvalidParameterValue, LambdaError, PreconditionFailed, ResourceConflict, ResourceNotFound
-from squall.function import Code, FunctionVersion, State, UpdateStatus, merged_logging, validate_settings
+from squall.function import Code, FunctionVersion, LayerUse, State, UpdateStatus, merged_logging, validate_settings
 from squall.functions.code_store import CodeHold, CodeStore
+from squall.functions.layers import LayerService
 from squall.functions.tags import Tags
 from squall.functions.versions import Versions, published_copy
 from squall.runtimes.bytecode import Precompiler
@@ -50,6 +51,7 @@ class FunctionService:
         bus: EventBus,
         code_limits: CodeLimits = CodeLimits(),
         role_usable: Callable[[str], bool] = lambda role: True,
+        layers: LayerService | None = None,
     ) -> None:
         self.repo = repo
         self.aliases = aliases
@@ -61,6 +63,7 @@ class FunctionService:
         self.bus = bus
         self.code_limits = code_limits
         self.role_usable = role_usable  # the role exists and trusts Lambda (squall/auth)
+        self.layers = layers
         self._invocable: dict[str, FunctionVersion] = {}
         self._invocable_holds: dict[str, CodeHold] = {}  # the cache holds the code it can serve
         self._missing_code: dict[str, str] = {}  # "name" or "name:version" → what was found missing
@@ -82,7 +85,11 @@ class FunctionService:
             if reserved is not None:
                 self.bus.publish(ReservedConcurrencyChanged(name, reserved))
         settling: set[str] = set()
-        for version in await asyncio.to_thread(self.repo.all_latest):
+        latest_versions = await asyncio.to_thread(self.repo.all_latest)
+        published_versions = await asyncio.to_thread(self.repo.published_versions)
+        if self.layers is not None:  # merged /opt trees no version uses any more (environments: none yet)
+            await asyncio.to_thread(self.layers.sweep, [v.layers for v in (*latest_versions, *published_versions)])
+        for version in latest_versions:
             if version.state == State.PENDING or version.last_update_status == UpdateStatus.IN_PROGRESS:
                 settling.add(version.name)
                 self._spawn(self._settle(version, hold=self.code.hold(version.code.sha256_hex), published=True))
@@ -91,7 +98,7 @@ class FunctionService:
                     self._serve(version)
                 else:
                     await self._fail_missing_code(version)
-        for version in await asyncio.to_thread(self.repo.published_versions):
+        for version in published_versions:
             if version.state == State.PENDING and version.name not in settling:
                 self._spawn(self._settle_published(version))
             elif version.state == State.ACTIVE and not await self._code_present(version):
@@ -103,6 +110,8 @@ class FunctionService:
             return False
         try:
             await self.code.tree(sha)
+            if version.layers and self.layers is not None:
+                await self.layers.opt_tree(version.layers)
         except (OSError, LambdaError) as exc:
             log.error("the code of function %s (%s) cannot be extracted again: %s", version.name, sha, exc)
             return False
@@ -161,6 +170,12 @@ class FunctionService:
         if path is None:
             path = self._code_paths[version.code.sha256_hex] = self.code.tree_path(version.code.sha256_hex)
         return path
+
+    def opt_path(self, version: FunctionVersion) -> Path | None:
+        """The merged tree of the version's layers, seen at /opt (None: no layers)."""
+        if not version.layers or self.layers is None:
+            return None
+        return self.layers.opt_path(version.layers)
 
     def _serve(self, version: FunctionVersion) -> None:
         """Make ``version`` the one invokes of ``$LATEST`` run (holding its code)."""
@@ -223,10 +238,12 @@ class FunctionService:
         tags = dict(params.get("Tags") or {})
         self.tags.validate(tags)
         package = await self._package(params.get("Code") or {})
+        if "Layers" in params:
+            fields["layers"] = await self._layers(params["Layers"], package.unzipped_size)
         version = FunctionVersion(
             name=ref.name,
             runtime=runtime.identifier,
-            code=Code(package.sha256, package.sha256_hex, package.size),
+            code=Code(package.sha256, package.sha256_hex, package.size, package.unzipped_size),
             **fields,
         )
         published = published_copy(version, 1, None) if params.get("Publish") else None
@@ -250,8 +267,10 @@ class FunctionService:
         package = await self._package(params)
         if params.get("Architectures"):
             validate_settings({"Architectures": params["Architectures"]})
+        if self.layers is not None:
+            self.layers.check_size(package.unzipped_size, current.layers)
         updated = current.changed(
-            code=Code(package.sha256, package.sha256_hex, package.size),
+            code=Code(package.sha256, package.sha256_hex, package.size, package.unzipped_size),
             architectures=tuple(params.get("Architectures") or current.architectures),
         ).with_update_status(UpdateStatus.IN_PROGRESS, *CREATING)
         if updated.state == State.FAILED:  # new code can mend a function that failed (e.g. its code was lost)
@@ -282,15 +301,21 @@ class FunctionService:
             fields["runtime"] = self.runtimes.get(params["Runtime"]).identifier
         if "logging_config" in fields:
             fields["logging_config"] = merged_logging(current.logging_config, fields["logging_config"])
+        if "Layers" in params:
+            fields["layers"] = await self._layers(params["Layers"], current.code.unzipped_size)
         updated = current.changed(**fields).with_update_status(UpdateStatus.IN_PROGRESS, *CREATING)
         await self._concurrently(params, self.repo.save, updated, current.revision_id)
         self._spawn(self._settle(updated))
+        if self.layers is not None and current.layers != updated.layers:
+            self._spawn(self.layers.purge())  # a deleted layer version this one no longer uses
         return updated
 
     async def delete(self, ref: FunctionRef) -> None:
         """DeleteFunction: the whole function, or with a qualifier one published version."""
         if ref.qualifier is not None:
             await self.versions.delete(ref.name, ref.qualifier)
+            if self.layers is not None:
+                await self.layers.purge()  # deleted layer versions only that version used
             return
         hashes = await asyncio.to_thread(self.repo.delete, ref.name)
         if not hashes:
@@ -301,6 +326,8 @@ class FunctionService:
         for sha in hashes:
             self._code_paths.pop(sha, None)
         await self.code.collect(hashes)
+        if self.layers is not None:
+            await self.layers.purge()  # deleted layer versions only this function used
 
     # ---- internals ---------------------------------------------------------------
     def _settings(self, params: dict[str, Any], current: FunctionVersion | None) -> dict[str, Any]:
@@ -314,6 +341,15 @@ class FunctionService:
             else:
                 del fields["vpc_config"]  # "no VPC" of a function that never had one
         return fields
+
+    async def _layers(self, arns: list[str], code_unzipped: int) -> tuple[LayerUse, ...]:
+        if not arns:
+            return ()
+        if self.layers is None:
+            raise InvalidParameterValue("Layers are not served by this Squall server.")
+        uses = await self.layers.resolve(arns)
+        self.layers.check_size(code_unzipped, uses)
+        return uses
 
     async def _updatable(self, ref: FunctionRef, revision_id: str | None) -> FunctionVersion:
         if ref.qualifier is not None:
@@ -384,6 +420,8 @@ class FunctionService:
     async def _prepare(self, version: FunctionVersion, package: CodePackage | None) -> tuple[bool, str | None]:
         try:
             tree = await self.code.tree(version.code.sha256_hex, package)
+            if version.layers and self.layers is not None:
+                await self.layers.opt_tree(version.layers)  # /opt, merged once, before it is Active
             if version.runtime in self.runtimes.identifiers():  # else its invokes say what is missing
                 await self._bytecode.ensure(self.runtimes.get(version.runtime), tree)
             return True, None

@@ -51,6 +51,7 @@ class Target:
     network: str | None  # the network its environments join (None: no network at all)
     invoked_arn: str  # the ARN as the caller named it (the context's invoked_function_arn)
     qualifier: str | None  # what the caller named: an alias, a version, $LATEST or nothing
+    opt_dir: Path | None = None  # its layers, merged (seen at /opt); None: no layers
 
     @property
     def name(self) -> str:
@@ -171,4 +172,5 @@ class Resolver:
             network=self.functions.network_of(config),
             invoked_arn=invoked,
             qualifier=qualifier,
+            opt_dir=self.functions.opt_path(config),
         )

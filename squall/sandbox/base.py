@@ -31,6 +31,8 @@ class SandboxSpec:
     pids_max: int = 1024  # Lambda's limit on processes + threads
     # host directory the runtime sees at /var/runtime (None: the built-in Python runtime's)
     runtime_dir: Path | None = None
+    # host directory the function sees at /opt, read-only: its layers merged (None: no layers)
+    opt_dir: Path | None = None
     # the runtime speaks the Lambda Runtime API: the backend creates its listening socket
     # where the runtime can reach it (inside the sandbox's network namespace), sets
     # AWS_LAMBDA_RUNTIME_API, and sends the socket as the channel's first message (data: the
@@ -82,6 +84,7 @@ class SandboxHandle(Protocol):
 class SandboxBackend(Protocol):
     name: str
     isolated: bool
+    layers: bool  # whether it can mount a function's layers (SandboxSpec.opt_dir) at /opt
 
     async def start(self, spec: SandboxSpec, channel_fd: int, log_fd: int) -> SandboxHandle:
         """Start the environment's runtime; the caller closes its copies of the child fds after."""

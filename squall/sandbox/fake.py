@@ -132,6 +132,7 @@ class FakeHandle:
 class FakeBackend:
     name = "fake"
     isolated = False
+    layers = False  # cannot show a function's layers at /opt
 
     def __init__(self, handlers: dict[str, FakeHandler]) -> None:
         self.handlers = handlers

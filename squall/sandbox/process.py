@@ -108,6 +108,7 @@ class ProcessBackend:
 
     name = "process"
     isolated = False
+    layers = False  # cannot show a function's layers at /opt
 
     def __init__(self, scope: str) -> None:
         self.scope = scope

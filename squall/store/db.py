@@ -283,6 +283,29 @@ triggers = sa.Table(
 )
 
 
+# ---- layers ------------------------------------------------------------------------------------
+layers = sa.Table(
+    "layers",
+    metadata,
+    sa.Column("name", sa.String(140), primary_key=True),
+    sa.Column("last_version", sa.Integer, nullable=False),  # numbers are never reused
+)
+
+layer_versions = sa.Table(
+    "layer_versions",
+    metadata,
+    sa.Column("name", sa.String(140), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("code_sha256_hex", sa.String(64), nullable=False, index=True),
+    sa.Column("code_size", sa.BigInteger, nullable=False),
+    sa.Column("unzipped_size", sa.BigInteger, nullable=False),
+    sa.Column("document", sa.JSON, nullable=False),  # Description, Compatible*, LicenseInfo, CreatedDate, CodeSha256
+    sa.Column("policy", sa.JSON, nullable=False),  # the layer version's permission statements
+    sa.Column("deleted", sa.Boolean, nullable=False),  # hidden, kept while function versions use it
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
 def create_engine(url: str, synchronous: str = "NORMAL") -> Engine:
     """``synchronous="FULL"`` (SQLite): every commit is fsynced (the async event queue uses it)."""
     if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):

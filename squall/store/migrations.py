@@ -317,6 +317,32 @@ def _v11_triggers(conn: sa.Connection) -> None:
     m.create_all(conn)
 
 
+def _v12_layers(conn: sa.Connection) -> None:
+    """Layers: each name's version counter (numbers are never reused) and its versions. A
+    deleted version stays as a row marked deleted while function versions still use it."""
+    m = sa.MetaData()
+    sa.Table(
+        "layers",
+        m,
+        sa.Column("name", sa.String(140), primary_key=True),
+        sa.Column("last_version", sa.Integer, nullable=False),
+    )
+    sa.Table(
+        "layer_versions",
+        m,
+        sa.Column("name", sa.String(140), primary_key=True),
+        sa.Column("version", sa.Integer, primary_key=True),
+        sa.Column("code_sha256_hex", sa.String(64), nullable=False, index=True),
+        sa.Column("code_size", sa.BigInteger, nullable=False),
+        sa.Column("unzipped_size", sa.BigInteger, nullable=False),
+        sa.Column("document", sa.JSON, nullable=False),
+        sa.Column("policy", sa.JSON, nullable=False),
+        sa.Column("deleted", sa.Boolean, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    m.create_all(conn)
+
+
 def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> None:
     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
@@ -334,4 +360,5 @@ MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
     _v9_event_rules,
     _v10_schedules,
     _v11_triggers,
+    _v12_layers,
 )

@@ -22,6 +22,7 @@ from squall.api.operations.event_sources import EventSourceMappingOperations
 from squall.api.operations.function_urls import FunctionUrlOperations
 from squall.api.operations.functions import FunctionOperations
 from squall.api.operations.invoke import InvokeOperations
+from squall.api.operations.layers import LayerOperations
 from squall.api.operations.permissions import PermissionOperations
 from squall.api.operations.tags import TagOperations
 from squall.api.operations.versions import AliasOperations, VersionOperations
@@ -42,6 +43,7 @@ GROUPS = (
     PermissionOperations,
     EventSourceMappingOperations,
     FunctionUrlOperations,
+    LayerOperations,
 )
 
 __all__ = ["CodeLinks", "LambdaRoute", "service_model"]

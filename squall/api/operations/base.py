@@ -50,8 +50,14 @@ class Operations:
         self.arns = engine.arns
         self.links = links
 
+    @classmethod
+    def operation_names(cls) -> list[str]:
+        """The operations this group serves: its public methods named like an operation of the
+        model (capitalised). A class-level answer, so it needs no engine (see ``catalog``)."""
+        return [name for name in dir(cls) if name[:1].isupper() and callable(getattr(cls, name))]
+
     def operations(self) -> dict[str, Operation]:
-        return {name: getattr(self, name) for name in dir(self) if name[:1].isupper() and callable(getattr(self, name))}
+        return {name: getattr(self, name) for name in self.operation_names()}
 
     def ref(self, p: Params) -> FunctionRef:
         """The function (and qualifier) a request names, by Lambda's rules."""

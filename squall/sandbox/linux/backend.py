@@ -65,6 +65,7 @@ log = logging.getLogger("squall.sandbox.linux")
 PYTHON_RUNTIME_DIR = Path(squall.runtimes.python.__file__).resolve().parent
 BOOTSTRAP = PYTHON_RUNTIME_DIR / "bootstrap.py"
 TASK_ROOT = "/var/task"
+OPT_DIR = "/opt"
 RUNTIME_DIR = "/var/runtime"
 NOBODY = 65534
 PIVOT_ROOT_ARCHES = ("x86_64", "amd64", "aarch64", "arm64")
@@ -82,6 +83,7 @@ class SandboxUnavailable(Exception):
 class LinuxBackend:
     name = "linux"
     isolated = True
+    layers = True  # a function's layers are mounted at /opt
 
     def __init__(
         self,
@@ -140,9 +142,12 @@ class LinuxBackend:
         """The zygote that starts ``spec``, and what the sandbox is told (the tenant's data)."""
         code_dir = _resolved(str(spec.code_dir))
         runtime_dir = _resolved(str(spec.runtime_dir)) if spec.runtime_dir is not None else None
+        opt_dir = _resolved(str(spec.opt_dir)) if spec.opt_dir is not None else None
         moves = [(code_dir, TASK_ROOT), (str(spec.code_dir), TASK_ROOT)]
         if runtime_dir is not None:
             moves += [(runtime_dir, RUNTIME_DIR), (str(spec.runtime_dir), RUNTIME_DIR)]
+        if opt_dir is not None:
+            moves += [(opt_dir, OPT_DIR), (str(spec.opt_dir), OPT_DIR)]
         env = {key: _jail_value(value, moves) for key, value in spec.env.items()}
         env.pop("_SQUALL_CHANNEL_FD", None)  # always fd 3 here
         env["LAMBDA_TASK_ROOT"] = TASK_ROOT
@@ -153,7 +158,7 @@ class LinuxBackend:
         # PYTHON* variables act at interpreter start-up: such a function gets a fresh one
         in_process = python and not any(key.startswith("PYTHON") for key in env)
         interpreter = argv[0] if python else sys.executable
-        jailed_argv = [_jail_path(arg, code_dir, runtime_dir) for arg in argv]
+        jailed_argv = [_jail_path(arg, code_dir, runtime_dir, opt_dir) for arg in argv]
         request: dict[str, object] = {
             "mode": "python" if in_process else "exec",
             "argv": jailed_argv,
@@ -163,6 +168,8 @@ class LinuxBackend:
         }
         if runtime_dir is not None:
             request["runtime_dir"] = runtime_dir
+        if opt_dir is not None:
+            request["opt_dir"] = opt_dir
         if spec.runtime_api:  # Lambda's address: the sandbox has a loopback of its own
             request["runtime_api_port"] = 9001
         return interpreter, request
@@ -279,6 +286,8 @@ class LinuxBackend:
                 trees.append(open_tree(str(request["code_dir"])))
                 if "runtime_dir" in request:
                     trees.append(open_tree(str(request["runtime_dir"])))
+                if "opt_dir" in request:
+                    trees.append(open_tree(str(request["opt_dir"])))
             if self.disks is not None and zygote.tmp_disks:
                 try:
                     trees.append(await self.disks.take(spec.ephemeral_storage_mb))
@@ -433,9 +442,12 @@ def _jail_value(value: str, moves: list[tuple[str, str]]) -> str:
     return value
 
 
-def _jail_path(arg: str, code_dir: str, runtime_dir: str | None = None) -> str:
-    """An argument as the sandbox sees it (code at /var/task, the runtime at /var/runtime)."""
-    for host, jailed in ((code_dir, TASK_ROOT), (runtime_dir or str(PYTHON_RUNTIME_DIR), RUNTIME_DIR)):
+def _jail_path(arg: str, code_dir: str, runtime_dir: str | None = None, opt_dir: str | None = None) -> str:
+    """An argument as the sandbox sees it (code at /var/task, the runtime at /var/runtime, layers at /opt)."""
+    places = [(code_dir, TASK_ROOT), (runtime_dir or str(PYTHON_RUNTIME_DIR), RUNTIME_DIR)]
+    if opt_dir is not None:
+        places.append((opt_dir, OPT_DIR))
+    for host, jailed in places:
         if arg == host or arg.startswith(host + "/"):
             return jailed + arg[len(host):]
     return arg

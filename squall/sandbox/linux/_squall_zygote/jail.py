@@ -23,6 +23,7 @@ from _squall_zygote.syscalls import (
     MS_REC,
     MS_REMOUNT,
     MS_SLAVE,
+    OPT_DIR,
     PER_SANDBOX,
     RUNTIME_DIR,
     SIOCGIFFLAGS,
@@ -126,7 +127,7 @@ class Jail(object):
                     self.ops.append(("symlink", as_bytes(real), as_bytes(prefix)))
                 self.dirs.add(prefix)
         for path, mode in (("/etc", 0o755), ("/proc", 0o555), ("/dev", 0o755), ("/dev/shm", 0o1777),
-                           ("/tmp", 0o1777), (TASK_ROOT, 0o755), (RUNTIME_DIR, 0o755), ("/opt", 0o755)):
+                           ("/tmp", 0o1777), (TASK_ROOT, 0o755), (RUNTIME_DIR, 0o755), (OPT_DIR, 0o755)):
             self._mkdir(path, mode)
         self._bind(self.runtime_dir, RUNTIME_DIR, MS_NOSUID | MS_NODEV | MS_NOEXEC)
         names = list(self.ETC_DIRS)
@@ -243,9 +244,10 @@ class Jail(object):
         mount(None, b"/", None, MS_REC | MS_PRIVATE)
         mount(b"proc", root + b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
-    def enter(self, code_dir, tmp_mb, runtime_dir=None, disk=None):
+    def enter(self, code_dir, tmp_mb, runtime_dir=None, disk=None, opt_dir=None):
         """In the sandbox (B) for a request: add its own mounts, pivot_root in (``disk``: the
-        mount fd of the /tmp disk the server made, or None for a tmpfs /tmp)."""
+        mount fd of the /tmp disk the server made, or None for a tmpfs /tmp; ``opt_dir``: the
+        function's layers, merged, mounted read-only at /opt)."""
         root = self.mountpoint
         task = root + as_bytes(TASK_ROOT)
         mount(as_bytes(code_dir), task, None, MS_BIND)
@@ -254,6 +256,10 @@ class Jail(object):
             target = root + as_bytes(RUNTIME_DIR)
             mount(as_bytes(runtime_dir), target, None, MS_BIND)
             read_only(target, MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        if opt_dir:  # layers: programs run from /opt/bin, /opt/bootstrap (exec allowed)
+            target = root + as_bytes(OPT_DIR)
+            mount(as_bytes(opt_dir), target, None, MS_BIND)
+            read_only(target, MS_NOSUID | MS_NODEV)
         self._private_dirs(tmp_mb, disk)
         self._pivot()
 
@@ -264,12 +270,21 @@ class Jail(object):
         self._pivot()
         check(libc.sethostname(self.hostname, len(self.hostname)), "sethostname")
 
-    def finish(self, trees, tmp_mb, disk=None):
+    def finish(self, trees, tmp_mb, disk=None, runtime=None):
         """In a spare entered ahead (``enter_spare``), for a request: the code's mount at
-        /var/task and, when there are two, a runtime's at /var/runtime (``open_tree`` fds
-        from the server); /tmp: the server's disk (``disk``, a mount fd) in place of the
-        spare's tmpfs, or that tmpfs resized to the function's ephemeral storage."""
-        for fd, target, flags in zip(trees, (TASK_ROOT, RUNTIME_DIR), (MS_NOSUID | MS_NODEV, MS_NOSUID | MS_NODEV | MS_NOEXEC)):
+        /var/task, then a runtime's at /var/runtime (when ``runtime``) and the layers' at /opt
+        (any fd left) (``open_tree`` fds from the server); /tmp: the server's disk (``disk``, a
+        mount fd) in place of the spare's tmpfs, or that tmpfs resized to the function's
+        ephemeral storage."""
+        places = [(TASK_ROOT, MS_NOSUID | MS_NODEV)]
+        if runtime is None:  # (an older caller: two fds meant the code and a runtime)
+            runtime = len(trees) > 1
+        if runtime:
+            places.append((RUNTIME_DIR, MS_NOSUID | MS_NODEV | MS_NOEXEC))
+        places.append((OPT_DIR, MS_NOSUID | MS_NODEV))
+        if len(trees) > len(places):
+            raise ValueError("more mount fds than places for them: %d" % len(trees))
+        for fd, (target, flags) in zip(trees, places):
             move_mount(fd, as_bytes(target))
             mount(None, as_bytes(target), None, MS_PRIVATE)  # a clone of a shared mount is in its peer group
             read_only(as_bytes(target), flags)

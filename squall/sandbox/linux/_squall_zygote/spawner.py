@@ -163,13 +163,16 @@ class Spawner(object):
                     raise SetupError("expected the mount fd of /tmp's disk")
                 disk, trees = trees[-1], trees[:-1]
             if self.trees:
-                if len(trees) != 1 + int(bool(req.get("runtime_dir"))):
-                    raise SetupError("expected the code's (and the runtime's) mount fds, got %d" % len(trees))
-                jail.finish(trees, req.get("tmp_mb", SPARE_TMP_MB), disk)
+                expected = 1 + int(bool(req.get("runtime_dir"))) + int(bool(req.get("opt_dir")))
+                if len(trees) != expected:
+                    raise SetupError("expected the code's (the runtime's, the layers') mount fds: %d, got %d"
+                                     % (expected, len(trees)))
+                jail.finish(trees, req.get("tmp_mb", SPARE_TMP_MB), disk, bool(req.get("runtime_dir")))
             else:
                 if trees:
                     raise SetupError("mount fds for a sandbox that builds its jail from paths")
-                jail.enter(req["code_dir"], req.get("tmp_mb", SPARE_TMP_MB), req.get("runtime_dir"), disk)
+                jail.enter(req["code_dir"], req.get("tmp_mb", SPARE_TMP_MB), req.get("runtime_dir"), disk,
+                           req.get("opt_dir"))
                 check(libc.sethostname(jail.hostname, len(jail.hostname)), "sethostname")
             for fd in fds:
                 os.close(fd)

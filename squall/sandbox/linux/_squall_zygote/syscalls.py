@@ -42,6 +42,7 @@ RUNTIME_PID_MIN = 8
 MAXFD = 1 << 20  # set from RLIMIT_NOFILE at start; closerange is close_range(2): O(1)
 TASK_ROOT = "/var/task"
 RUNTIME_DIR = "/var/runtime"
+OPT_DIR = "/opt"
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)

@@ -9,7 +9,10 @@ the "Init Duration" of the REPORT line in the log tail (``X-Amz-Log-Type: Tail``
 Baseline, same run: a fresh ``python -s`` process per invoke doing the same work (spawn the
 interpreter, import the same handler file, call it, write the reply).
 
-    python bench/cold_start.py [--quick] [-n N] [--endpoint URL] [--isolation auto|process|linux] [--json [FILE]]
+``--layers N``: the function uses N layers (each a small Python module at /opt/python, which the
+handler imports), merged at /opt: the cold start with layers.
+
+    python bench/cold_start.py [--quick] [-n N] [--layers N] [--endpoint URL] [--isolation auto|process|linux] [--json [FILE]]
 """
 
 from __future__ import annotations
@@ -35,13 +38,15 @@ TARGET_P99_MS = 15.0
 def main() -> None:
     p = common.parser(__doc__.split("\n\n")[0], memory_mb=128)
     p.add_argument("-n", type=int, help="cold invokes (default 200; quick 5)")
+    p.add_argument("--layers", type=int, default=0, help="layers the function uses (0-5; default 0)")
     p.add_argument("--settle-ms", type=float, default=20.0,
                    help="pause after each update so the retired environment's shutdown is not timed (default 20)")
     args = p.parse_args()
     n = args.n or (5 if args.quick else 200)
     report = common.Report(
         "cold_start",
-        f"{n} invokes, each in a NEW environment of a stdlib-only {args.memory} MB Python function (forced by "
+        f"{n} invokes, each in a NEW environment of a stdlib-only {args.memory} MB Python function"
+        f"{f' with {args.layers} layers' if args.layers else ''} (forced by "
         "UpdateFunctionConfiguration of an env var between invokes); only the invoke is timed, "
         "client side, over one keep-alive HTTP connection",
         args,
@@ -50,7 +55,12 @@ def main() -> None:
         doc = common.health(server.endpoint)
         report.server(server, doc)
         client = common.lambda_client(server.endpoint, credentials=server.credentials)
-        name = common.deploy(client, HANDLER, common.pick_runtime(doc), memory=args.memory, env={"BENCH_GEN": "0"})
+        layers = [client.publish_layer_version(
+            LayerName=f"bench-layer-{i}", Content={"ZipFile": common.make_zip({f"python/bench_layer_{i}.py": f"N = {i}\n"})},
+        )["LayerVersionArn"] for i in range(args.layers)]
+        code = "".join(f"import bench_layer_{i}\n" for i in range(args.layers)) + HANDLER
+        name = common.deploy(client, code, common.pick_runtime(doc), memory=args.memory, env={"BENCH_GEN": "0"},
+                             layers=layers)
         invoker = common.RawInvoker(server.endpoint, name, tail=True, credentials=server.credentials)
         latencies, inits, outside, streams = [], [], [], set()
         missing_init = 0

@@ -589,10 +589,13 @@ def deploy(
     timeout: int = 30,
     env: dict[str, str] | None = None,
     tags: dict[str, str] | None = None,
+    layers: list[str] | None = None,
 ) -> str:
     """CreateFunction from source (``app.py``, handler ``app.handler``) and wait until Active."""
     name = name or f"bench-{uuid.uuid4().hex[:10]}"
     kwargs: dict[str, Any] = {}
+    if layers:
+        kwargs["Layers"] = layers
     if env:
         kwargs["Environment"] = {"Variables": env}
     if tags:

@@ -175,7 +175,8 @@ def inspect_zip(data: bytes, limits: CodeLimits = CodeLimits()) -> CodePackage:
 
 def _scan(data: bytes, limits: CodeLimits) -> _Scan:
     if len(data) > limits.max_zipped:
-        raise RequestEntityTooLarge(f"Zipped size must be smaller than {limits.max_zipped} bytes")
+        raise RequestEntityTooLarge(f"Zipped size must be smaller than {limits.max_zipped} bytes. A larger package "
+                                    "goes through S3 (Code.S3Bucket and S3Key), or its dependencies go into layers")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()

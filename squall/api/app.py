@@ -129,7 +129,10 @@ class SquallApp:
             op, _ = self.lambda_route.protocol.match(request.method, request.path, request.query)
         except LambdaError:
             return exc
-        return RequestEntityTooLarge(f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the {op.name} operation")
+        message = f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the {op.name} operation"
+        if op.name in ("CreateFunction", "UpdateFunctionCode", "PublishLayerVersion"):
+            message += ". A package over 50 MB zipped goes through S3 (Code.S3Bucket and S3Key), or its dependencies into layers"
+        return RequestEntityTooLarge(message)
 
     def _render_error(self, request: Request, error: LambdaError) -> HttpResponse:
         """An error in the protocol of the API the request was for (Lambda's by default)."""

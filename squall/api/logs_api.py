@@ -33,8 +33,16 @@ class LogsError(Exception):
 
 
 class LogsApi:
-    def __init__(self, logs: LogReader) -> None:
+    def __init__(self, logs: LogReader, region: str | None = None, account_id: str | None = None) -> None:
         self.logs = logs
+        # For log-group ARNs; :class:`LogsRoute` fills them in from the server's settings when not given.
+        self.region = region
+        self.account_id = account_id
+
+    def group_arn(self, group: str) -> str:
+        """``arn:aws:logs:REGION:ACCOUNT:log-group:GROUP`` (DescribeLogGroups' ``logGroupArn``;
+        its ``arn`` is this plus ``:*``)."""
+        return f"arn:aws:logs:{self.region or ''}:{self.account_id or ''}:log-group:{group}"
 
     async def handle(self, target: str, body: bytes) -> HttpResponse:
         operation = target.removeprefix(_TARGET_PREFIX)
@@ -78,7 +86,8 @@ class LogsApi:
     def _op_DescribeLogGroups(self, params: dict[str, Any]) -> dict[str, Any]:
         prefix = params.get("logGroupNamePrefix", "")
         groups = [g for g in self.logs.groups() if g.startswith(prefix)]
-        return {"logGroups": [{"logGroupName": g, "arn": f"arn:aws:logs:::log-group:{g}:*"} for g in groups]}
+        return {"logGroups": [{"logGroupName": g, "arn": f"{self.group_arn(g)}:*", "logGroupArn": self.group_arn(g)}
+                              for g in groups]}
 
     def _op_DescribeLogStreams(self, params: dict[str, Any]) -> dict[str, Any]:
         group = self._group(params)
@@ -187,6 +196,10 @@ class LogsRoute:
         self.access = access
         self.region = region
         self.account_id = account_id
+        if api.region is None:
+            api.region = region
+        if api.account_id is None:
+            api.account_id = account_id
 
     def claims(self, request: Request) -> bool:
         return request.headers.get("x-amz-target", "").startswith(_TARGET_PREFIX)

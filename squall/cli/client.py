@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -46,9 +47,10 @@ _HINTS = {
 class CliError(click.ClickException):
     """A failure shown as ``Error: …`` plus, where useful, what to do next."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 1) -> None:
         super().__init__(message)
         self.hint = hint
+        self.exit_code = exit_code  # 2: the command line itself is wrong (click's usage errors)
 
     def format_message(self) -> str:
         return f"{self.message}\n{self.hint}" if self.hint else self.message
@@ -155,6 +157,9 @@ def server_errors(endpoint: str) -> Iterator[None]:
         error = exc.response.get("Error", {})
         code = error.get("Code") or "Error"
         message = error.get("Message") or str(exc)
+        usage = _usage_error(code, message, endpoint)
+        if usage is not None:
+            raise usage from None
         raise CliError(f"{code}: {message}", _HINTS.get(code)) from None
     except (EndpointConnectionError, ConnectTimeoutError) as exc:
         raise CliError(
@@ -166,9 +171,41 @@ def server_errors(endpoint: str) -> Iterator[None]:
     except ReadTimeoutError as exc:
         raise CliError(f"Squall at {endpoint} did not answer within {READ_TIMEOUT} s.") from exc
     except ParamValidationError as exc:
-        raise CliError(f"Invalid request: {exc}") from exc
+        raise param_validation_error(exc) from None
     except BotoCoreError as exc:
         raise CliError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def param_validation_error(exc: Exception) -> CliError:
+    """botocore's client-side ParamValidationError, shortened to its first problem (not the
+    enum or the regular expression it goes on to quote); a usage error (exit 2)."""
+    report = str(getattr(exc, "kwargs", {}).get("report") or exc).strip()
+    first = next((line.strip() for line in report.splitlines() if line.strip()), "invalid parameters")
+    first = re.split(r",? (?:valid values|valid min length|valid max length|valid pattern|valid types)", first, 1)[0]
+    return CliError(f"Invalid request: {first.rstrip(':,')}.", exit_code=2)
+
+
+_FUNCTION_NAME_PATTERN = re.compile(r"at '(?:functionName|FunctionName)' failed to satisfy constraint")
+_RUNTIME_ENUM = re.compile(r"Value (\S+) at 'runtime' failed to satisfy constraint: Member must satisfy enum value set")
+
+
+def _usage_error(code: str, message: str, endpoint: str) -> CliError | None:
+    """The server's validation errors that quote a whole regular expression or enum, said
+    as a person would (exit 2); None for every other error."""
+    from squall.cli.names import NAME_RULES, offered_runtimes, runtime_problem
+
+    if code in ("ValidationException", "InvalidParameterValueException") and _FUNCTION_NAME_PATTERN.search(message):
+        value = re.search(r"Value '(.*?)' at", message)
+        shown = f"{value.group(1)!r} is not a function name" if value else "Not a function name"
+        return CliError(f"{shown}: {NAME_RULES}.", exit_code=2)
+    runtime = _RUNTIME_ENUM.search(message)
+    if code == "InvalidParameterValueException" and runtime:
+        problem = runtime_problem(runtime.group(1), offered_runtimes(endpoint))
+        if problem:
+            return CliError(problem[0].upper() + problem[1:] + ".", exit_code=2)
+        return CliError(f"Unknown runtime {runtime.group(1)!r}.", "See the runtimes offered with `squall runtimes`.",
+                        exit_code=2)
+    return None
 
 
 def api_command(fn: Callable[..., Any]) -> Callable[..., Any]:

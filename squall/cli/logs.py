@@ -44,6 +44,28 @@ def log_group(name: str, lam: Any = None) -> str:
     return f"/aws/lambda/{name}"
 
 
+def function_log_group(lam: Any, logs: Any, name: str) -> str:
+    """The log group of function ``name`` (NAME, NAME:ALIAS or an ARN): its LoggingConfig.LogGroup,
+    else ``/aws/lambda/NAME``. A :class:`CliError` (exit 1) when there is neither such a function
+    nor such a log group; a deleted function's logs, which outlive it, are still shown."""
+    from squall.cli.client import CliError
+    from squall.cli.names import bare_name
+
+    try:
+        config = lam.get_function_configuration(FunctionName=name)
+    except lam.exceptions.ResourceNotFoundException:
+        config = None
+    if config is not None:
+        return config.get("LoggingConfig", {}).get("LogGroup") or f"/aws/lambda/{config['FunctionName']}"
+    group = f"/aws/lambda/{bare_name(name)}"
+    try:
+        logs.describe_log_streams(logGroupName=group, limit=1)
+    except logs.exceptions.ResourceNotFoundException:
+        raise CliError(f"Function not found: {name} (and there are no logs of a function of that name).",
+                       "See your functions with `squall functions`.") from None
+    return group
+
+
 def fetch(logs: Any, group: str, start_ms: int | None) -> list[dict[str, Any]] | None:
     """All events of ``group`` from ``start_ms`` on, in time order; None if there is no group."""
     params: dict[str, Any] = {"logGroupName": group}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -12,7 +13,8 @@ from squall import __version__
 from squall.cli.client import CliError, Connection, api_command
 from squall.cli.deploy import DEFAULT_ROLE, DeployOptions, deploy_function, parse_env
 from squall.cli.invoke import check_payload, invoke_function
-from squall.cli.logs import Follower, log_group, parse_duration, print_logs
+from squall.cli.logs import Follower, function_log_group, parse_duration, print_logs
+from squall.cli.names import check_runtime, function_name, unqualified_function_name
 from squall.cli.output import fields, human_size, lambda_time, note, table
 
 
@@ -64,8 +66,9 @@ def _env_pairs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--name", help="Function name (default: the directory or zip name).")
-@click.option("--runtime", help="Runtime for a new function [default: python3.11].")
+@click.option("--name", callback=unqualified_function_name,
+              help="Function name: letters, digits, - and _, up to 64 [default: the directory or zip name].")
+@click.option("--runtime", help="Runtime (`squall runtimes` lists them) [default for a new function: python3.11].")
 @click.option("--handler", help="MODULE.FUNCTION to call [default for a new function: app.handler].")
 @click.option("--memory", type=int, help="Memory in MB (128-10240) [default for a new function: 128].")
 @click.option("--timeout", type=int, help="Timeout in seconds (1-900) [default for a new function: 3].")
@@ -86,6 +89,7 @@ def deploy(connection: Connection, path: Path, publish: bool, with_url: bool, **
     """
     from squall.cli.versions import publish as publish_version
 
+    check_runtime(connection.endpoint, options.get("runtime"))
     config = deploy_function(connection.lam, path, DeployOptions(**options))
     if publish:
         config = publish_version(connection.lam, config["FunctionName"])
@@ -113,7 +117,7 @@ def deploy(connection: Connection, path: Path, publish: bool, with_url: bool, **
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", callback=function_name)
 @click.option("--payload", help="The event, as JSON [default: {}].")
 @click.option("--payload-file", type=click.File("rb"), help="Read the event from a JSON file ('-' for stdin).")
 @click.option("--log", "show_log", is_flag=True, help="Show the end of the invocation's log on stderr.")
@@ -140,7 +144,7 @@ def invoke(
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", callback=function_name)
 @api_command
 def versions(connection: Connection, name: str) -> None:
     """List a function's versions ($LATEST and the published ones) and their aliases."""
@@ -150,7 +154,7 @@ def versions(connection: Connection, name: str) -> None:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", callback=function_name)
 @click.argument("alias")
 @click.option("--version", "version", help="The published version (or $LATEST) the alias points at.")
 @click.option("--weight", help="VERSION=WEIGHT: send that share (0-1) of the alias's invocations to another version.")
@@ -198,35 +202,47 @@ def list_functions(connection: Connection) -> None:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", callback=function_name)
 @click.option("--yes", "-y", is_flag=True, help="Delete without asking.")
 @api_command
 def delete(connection: Connection, name: str, yes: bool) -> None:
-    """Delete a function, with all its versions and aliases."""
+    """Delete a function, with all its versions and aliases.
+
+    Asks first (unless --yes); answering no leaves the function as it is.
+    """
     connection.lam.get_function_configuration(FunctionName=name)  # a typo fails before the question
     if not yes:
         try:
             confirmed = click.confirm(f"Delete function {name}?", default=False, err=True)
         except click.Abort:  # stdin closed: nobody to answer
-            confirmed = False
-        if not confirmed:
-            raise CliError(f"{name} was not deleted.", "Pass --yes to delete without being asked.")
+            click.echo("", err=True)
+            note(f"Not deleted: {name} (nobody answered; pass --yes to delete without being asked).")
+            return
+        if not confirmed:  # the user said no: that is not a failure
+            if not sys.stdin.isatty():  # the answer was not echoed: end the prompt's line
+                click.echo("", err=True)
+            note(f"Not deleted: {name}.")
+            return
     connection.lam.delete_function(FunctionName=name)
     click.echo(f"Deleted {name}.")
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", callback=function_name)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until Ctrl-C.")
 @click.option("--since", default="10m", show_default=True, help="How far back to start: 30s, 10m, 2h, 1d.")
 @api_command
 def logs(connection: Connection, name: str, follow: bool, since: str) -> None:
-    """Print a function's log events (its log group: /aws/lambda/NAME unless configured)."""
+    """Print a function's log events (its log group: /aws/lambda/NAME unless configured).
+
+    Exits 1 when there is no such function (and no logs of one).
+    """
     try:
         start = int(time.time() * 1000) - parse_duration(since)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from exc
-    group = log_group(name, connection.lam)  # a custom LoggingConfig.LogGroup is honoured
+    # a custom LoggingConfig.LogGroup is honoured; no function and no logs either: exit 1
+    group = function_log_group(connection.lam, connection.logs, name)
     if follow:
         Follower(connection.logs, name, start, group=group).run()
     else:
@@ -234,13 +250,13 @@ def logs(connection: Connection, name: str, follow: bool, since: str) -> None:
 
 
 @cli.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=function_name)
 @api_command
 def queue(connection: Connection, name: str | None) -> None:
     """Show the asynchronous invocation queue, per function (or of NAME).
 
     DEPTH events waiting or running, OLDEST the age of the oldest, IN RETRY those retried at
-    least once; then what became of finished events: SUCCEEDED, FAILED (retries exhausted or
+    least once, IN FLIGHT those running now; then what became of finished events: SUCCEEDED, FAILED (retries exhausted or
     too old), TO DLQ (sent to the dead-letter queue), DEST FAILED (undeliverable records).
     """
     from squall.cli.queue import COLUMNS, fetch_queue, queue_rows
@@ -255,7 +271,7 @@ def queue(connection: Connection, name: str | None) -> None:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", callback=function_name)
 @click.option("--alias", help="The alias the URL invokes (default: the function itself, $LATEST).")
 @click.option("--auth", type=click.Choice(["none", "iam"], case_sensitive=False), default="none", show_default=True,
               help="none: anyone may call it (a resource-policy statement allows it); iam: SigV4-signed calls "
@@ -284,7 +300,7 @@ def url(connection: Connection, name: str, alias: str | None, auth: str, delete:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", callback=function_name)
 @click.option("--topic", help="ARN of the SNS topic to subscribe the function to.")
 @click.option("--bucket-webhook", is_flag=True, help="Make a webhook for object-store notifications (MinIO, Ceph, Garage).")
 @click.option("--base-url", help="The URL SNS or the object store reaches Squall at (default: --endpoint).")
@@ -294,7 +310,9 @@ def url(connection: Connection, name: str, alias: str | None, auth: str, delete:
 @api_command
 def subscribe(connection: Connection, name: str, topic: str | None, bucket_webhook: bool, base_url: str | None,
               mqtt: str | None = None, nats_subject: str | None = None, redis_channel: str | None = None) -> None:
-    """Invoke a function from an SNS topic or from bucket notifications.
+    """Invoke a function from an SNS topic, bucket notifications or a pub/sub subject.
+
+    Give exactly one of the trigger options (all but --base-url).
 
     \b
     squall subscribe hello --topic arn:aws:sns:us-east-1:123456789012:uploads
@@ -372,7 +390,7 @@ def subscribe(connection: Connection, name: str, topic: str | None, bucket_webho
 def unsubscribe(connection: Connection, trigger_id: str) -> None:
     """Delete a trigger (an SNS subscription, a bucket webhook, a pub/sub subject) by its id.
 
-    `squall triggers` shows the ids. The function's resource-policy statements stay; remove them
+    `squall triggers --json` shows the ids (each trigger's "id"). The function's resource-policy statements stay; remove them
     with `aws lambda remove-permission` if nothing else needs them.
     """
     import json
@@ -457,16 +475,32 @@ def triggers_command(connection: Connection, name: str | None, as_json: bool) ->
 @cli.command()
 @api_command
 def runtimes(connection: Connection) -> None:
-    """List the runtimes this server offers, each with the interpreter that serves it."""
+    """List the runtimes this server offers, each with the interpreter that serves it.
+
+    A NOTE line under the table names each runtime served by an interpreter older than its label
+    (nodejs22.x by Node.js 20); NOT OFFERED lists the others with the reason (not installed, or
+    the interpreter found failed its test run).
+    """
+    import re
+
     from squall.cli.client import fetch_json
 
     health = fetch_json(connection.endpoint, "/health")
-    rows = [(identifier, interpreter) for identifier, interpreter in health.get("runtimes", {}).items()]
+    rows = [(identifier, str(served_by)) for identifier, served_by in health.get("runtimes", {}).items()]
+    notes = dict(health.get("runtimes_warnings") or {})
     click.echo(table(("RUNTIME", "SERVED BY"), rows))
+    if notes:
+        click.echo("")
+        for identifier in (i for i, _ in rows if i in notes):
+            click.echo(f"NOTE: {notes[identifier]}")
     missing = health.get("runtimes_unavailable") or {}
     if missing:
         click.echo("")
-        click.echo(table(("NOT OFFERED", "NEEDS"), sorted(missing.items())))
+
+        def natural(item: tuple[str, str]) -> list[Any]:  # python3.8 before python3.10
+            return [(1, int(part)) if part.isdigit() else (0, part) for part in re.split(r"(\d+)", item[0])]
+
+        click.echo(table(("NOT OFFERED", "WHY"), sorted(missing.items(), key=natural)))
 
 
 @cli.command()
@@ -517,7 +551,16 @@ def credentials(data_dir: str | None, endpoint: str | None, profile: str, shape:
 
 
 def main() -> None:
-    cli()
+    from botocore.exceptions import ParamValidationError
+
+    from squall.cli.client import param_validation_error
+
+    try:
+        cli()
+    except ParamValidationError as exc:  # a boto3 call outside api_command's handling: still no enum dump
+        error = param_validation_error(exc)
+        error.show()
+        raise SystemExit(error.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from squall.functions.layer_trees import OptTrees
 from squall.functions.layers import LayerService
 from squall.functions.network import NetworkNames
 from squall.functions.permissions import Permissions
+from squall.functions.s3_code import S3Code
 from squall.functions.service import FunctionService
 from squall.functions.tags import Tags
 from squall.functions.versions import Versions
@@ -108,12 +109,17 @@ class Engine:
         self._function_arn_prefix = f"arn:aws:lambda:{settings.region}:{settings.account_id}:function:"
         self.tags = Tags(stores.functions, self.arns, bus, NetworkNames(settings.networks))
         self.versions = Versions(stores.functions, stores.code, self.arns, bus)
+        # boto3 clients at the configured AWS-compatible endpoint: code from S3, event sources, triggers
+        aws_clients = AwsClients(settings.aws_endpoint, settings.aws_access_key_id or None,
+                                 settings.aws_secret_access_key or None)
+        s3_code = S3Code(aws_clients, settings.region, self.code_limits)
         # layers: stored like code; merged per function into the tree its environments see at /opt
         self.layers = LayerService(stores.layers, stores.code, OptTrees(settings.data_dir / "opt"), self.arns,
-                                   self.code_limits, mountable=getattr(executor.pool.backend, "layers", False))
+                                   self.code_limits, mountable=getattr(executor.pool.backend, "layers", False),
+                                   s3_code=s3_code)
         self.functions = FunctionService(
             stores.functions, stores.aliases, stores.code, self.versions, self.tags, runtimes, self.arns, bus, self.code_limits,
-            role_usable=self.identity.role_usable, layers=self.layers,
+            role_usable=self.identity.role_usable, layers=self.layers, s3_code=s3_code,
         )
         self.resolver = Resolver(self.functions, stores.functions, stores.aliases, runtimes, self.arns, bus)
         executor.connect(bus, self.resolver, self._environment_env)
@@ -129,7 +135,7 @@ class Engine:
         self.event_sources = EventSources(
             stores.event_sources,
             BatchInvoker(self._invoke_batch, self.admission, self._exists),
-            AwsClients(settings.aws_endpoint, settings.aws_access_key_id or None, settings.aws_secret_access_key or None),
+            aws_clients,
             Brokers(dict(settings.event_source_brokers),
                     {name: (s.username, s.password) for name, s in settings.event_source_secrets.items()}),
             self.arns,
@@ -415,6 +421,7 @@ class Engine:
             "isolation": self.executor.pool.backend.describe(),
             "runtimes": self.runtimes.describe(),
             "runtimes_unavailable": dict(self.runtimes.missing),
+            "runtimes_warnings": self.runtimes.warnings(),  # served by an interpreter older than the label
             "functions": self.functions.count(),
             "environments": self.executor.counts(),
             "concurrency": {

@@ -27,7 +27,7 @@ from botocore.loaders import Loader
 
 from squall.arn import Arns
 from squall.auth.policy import Policy
-from squall.code import CodeLimits, CodePackage, inspect_zip
+from squall.code import CodeLimits, inspect_zip
 from squall.errors import (
     InvalidParameterValue,
     PreconditionFailed,
@@ -37,6 +37,7 @@ from squall.errors import (
 from squall.function import LayerUse, lambda_timestamp
 from squall.functions.code_store import CodeStore
 from squall.functions.layer_trees import OptTrees, opt_key
+from squall.functions.s3_code import S3Code
 from squall.store.layers import LayerRepository, StoredLayerVersion
 
 LAYERS_MAX = 5
@@ -54,9 +55,11 @@ def _runtimes_of_the_model() -> frozenset[str]:
 
 class LayerService:
     def __init__(self, repo: LayerRepository, code: CodeStore, opt_trees: OptTrees, arns: Arns,
-                 code_limits: CodeLimits = CodeLimits(), clock: Any = time.time, mountable: bool = True) -> None:
+                 code_limits: CodeLimits = CodeLimits(), clock: Any = time.time, mountable: bool = True,
+                 s3_code: S3Code | None = None) -> None:
         self.repo = repo
         self.mountable = mountable  # the sandbox backend can show layers at /opt
+        self.s3_code = s3_code  # reads Content.S3Bucket/S3Key (None: refused)
         self.code = code
         self.opt_trees = opt_trees
         self.arns = arns
@@ -100,16 +103,23 @@ class LayerService:
     async def publish(self, params: dict[str, Any]) -> dict[str, Any]:
         name = self._name(params["LayerName"])
         content = params.get("Content") or {}
-        if content.get("S3Bucket") or content.get("S3Key"):
-            raise InvalidParameterValue(
-                "Squall does not read layer content from S3 yet: upload the zip itself (Content.ZipFile).")
-        if not content.get("ZipFile"):
-            raise InvalidParameterValue("Please provide a source for the layer content (Content.ZipFile).")
+        from_s3 = content.get("S3Bucket") or content.get("S3Key")
+        if from_s3 and content.get("ZipFile"):
+            raise InvalidParameterValue("Please provide only one source for the layer content: ZipFile or S3Bucket/S3Key.")
+        if from_s3 and self.s3_code is None:
+            raise InvalidParameterValue("This server reads no layer content from S3: upload the zip (Content.ZipFile).")
+        if not from_s3 and not content.get("ZipFile"):
+            raise InvalidParameterValue("Please provide a source for the layer content (ZipFile, or S3Bucket and S3Key).")
         runtimes = list(params.get("CompatibleRuntimes") or [])
         unknown = [r for r in runtimes if r not in self._runtimes]
         if unknown:
             raise InvalidParameterValue(f"Unknown runtime {unknown[0]} in CompatibleRuntimes.")
-        package: CodePackage = await asyncio.to_thread(inspect_zip, content["ZipFile"], self.code_limits)
+        if from_s3:
+            assert self.s3_code is not None
+            package = await self.s3_code.package(content.get("S3Bucket"), content.get("S3Key"),
+                                                 content.get("S3ObjectVersion"))
+        else:
+            package = await asyncio.to_thread(inspect_zip, content["ZipFile"], self.code_limits)
         document: dict[str, Any] = {"Description": params.get("Description") or "", "CreatedDate": lambda_timestamp(),
                                     "CodeSha256": package.sha256}
         for key in ("CompatibleRuntimes", "CompatibleArchitectures", "LicenseInfo"):

@@ -25,6 +25,7 @@ from squall.errors import InvalidParameterValue, LambdaError, PreconditionFailed
 from squall.function import Code, FunctionVersion, LayerUse, State, UpdateStatus, merged_logging, validate_settings
 from squall.functions.code_store import CodeHold, CodeStore
 from squall.functions.layers import LayerService
+from squall.functions.s3_code import S3Code
 from squall.functions.tags import Tags
 from squall.functions.versions import Versions, published_copy
 from squall.runtimes.bytecode import Precompiler
@@ -52,6 +53,7 @@ class FunctionService:
         code_limits: CodeLimits = CodeLimits(),
         role_usable: Callable[[str], bool] = lambda role: True,
         layers: LayerService | None = None,
+        s3_code: S3Code | None = None,
     ) -> None:
         self.repo = repo
         self.aliases = aliases
@@ -64,6 +66,7 @@ class FunctionService:
         self.code_limits = code_limits
         self.role_usable = role_usable  # the role exists and trusts Lambda (squall/auth)
         self.layers = layers
+        self.s3_code = s3_code  # reads Code.S3Bucket/S3Key (None: refused)
         self._invocable: dict[str, FunctionVersion] = {}
         self._invocable_holds: dict[str, CodeHold] = {}  # the cache holds the code it can serve
         self._missing_code: dict[str, str] = {}  # "name" or "name:version" → what was found missing
@@ -232,6 +235,8 @@ class FunctionService:
             if not params.get(required):
                 raise InvalidParameterValue(f"{required} is required for the Zip package type.")
         runtime = self.runtimes.get(params["Runtime"])
+        if runtime.warning:
+            log.warning("function %s: %s", ref.name, runtime.warning)
         fields = self._settings(params, None)
         if "logging_config" in fields:
             fields["logging_config"] = merged_logging({}, fields["logging_config"])
@@ -379,15 +384,18 @@ class FunctionService:
             ) from None
 
     async def _package(self, code: dict[str, Any]) -> CodePackage:
-        if code.get("S3Bucket") or code.get("S3Key"):
-            raise InvalidParameterValue(
-                "Squall does not read code from S3 yet: upload the zip itself (Code.ZipFile, or `squall deploy`)."
-            )
         if code.get("ImageUri"):
             raise InvalidParameterValue("Squall runs Zip packages; ImageUri is not supported.")
         data = code.get("ZipFile")
+        from_s3 = code.get("S3Bucket") or code.get("S3Key")
+        if data and from_s3:
+            raise InvalidParameterValue("Please provide only one source for function code: ZipFile or S3Bucket/S3Key.")
+        if from_s3:
+            if self.s3_code is None:
+                raise InvalidParameterValue("This server reads no code from S3: upload the zip itself (Code.ZipFile).")
+            return await self.s3_code.package(code.get("S3Bucket"), code.get("S3Key"), code.get("S3ObjectVersion"))
         if not data:
-            raise InvalidParameterValue("Please provide a source for function code (ZipFile).")
+            raise InvalidParameterValue("Please provide a source for function code (ZipFile, or S3Bucket and S3Key).")
         return await asyncio.to_thread(inspect_zip, data, self.code_limits)
 
     async def _settle(

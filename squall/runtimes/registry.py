@@ -10,6 +10,13 @@
   language's runtime client ships in ``squall/runtimes/<family>`` and speaks the Runtime API.
 * ``provided.al2023`` / ``provided.al2`` / ``provided``: the function's own executable
   ``bootstrap`` (Go, Rust, C++, shell…), always offered.
+
+An interpreter is offered only once it passed a test run at discovery: a tiny program that
+must exit 0 and report its version (a Python's must be the 3.X of its name). A pyenv shim that
+answers "command not found", or one that starts another Python, is not offered, and
+``unavailable`` says why. The test run also reports the real executable behind a shim or
+symlink, which is what the registry records. :meth:`RuntimeRegistry.warning` says when an
+identifier is served by an interpreter older than the one its label names on Lambda.
 """
 
 from __future__ import annotations
@@ -42,20 +49,30 @@ class Family:
 
     name: str  # Lambda's family name, as in "INIT_START Runtime Version: nodejs:20..."
     identifiers: tuple[str, ...]
-    executables: tuple[str, ...]  # looked up on PATH, first found wins
-    version_args: tuple[str, ...]
-    version_pattern: str
+    executables: tuple[str, ...]  # looked up on PATH, first that passes its test run wins
+    version_args: tuple[str, ...]  # the test run: prints the version (and the real executable)
+    version_pattern: str  # group 1 (or 2): the version, in the test run's stdout + stderr
     install_hint: str
+    label: str = ""  # "Node.js": the interpreter's name in warnings
+    path_pattern: str = ""  # group 1: the real executable (or home, see path_suffix) the test run printed
+    path_suffix: str = ""
 
 
 FAMILIES = (
-    Family("nodejs", ("nodejs22.x", "nodejs20.x", "nodejs18.x"), ("node", "nodejs"), ("--version",),
-           r"v?(\d+\.\d+\.\d+)", "Node.js (`node`): apt install nodejs"),
-    Family("ruby", ("ruby3.4", "ruby3.3", "ruby3.2"), ("ruby",), ("-e", "print RUBY_VERSION"),
-           r"(\d+\.\d+\.\d+)", "Ruby (`ruby`): apt install ruby"),
-    Family("java", ("java21", "java17"), ("java",), ("-version",),
-           r'version "(\d+(?:\.\d+)*)', "a JDK (`java` and `javac`): apt install default-jdk-headless"),
+    Family("nodejs", ("nodejs22.x", "nodejs20.x", "nodejs18.x"), ("node", "nodejs"),
+           ("-e", "process.stdout.write(process.version + '\\n' + process.execPath)"),
+           r"\bv(\d+\.\d+\.\d+)", "Node.js (`node`): apt install nodejs", "Node.js", r"^(/.+)$"),
+    Family("ruby", ("ruby3.4", "ruby3.3", "ruby3.2"), ("ruby",),
+           ("--disable-gems", "-e", 'require "rbconfig"; print RUBY_VERSION, "\\n", RbConfig.ruby'),
+           r"^(\d+\.\d+\.\d+)", "Ruby (`ruby`): apt install ruby", "Ruby", r"^(/.+)$"),
+    Family("java", ("java21", "java17"), ("java",), ("-XshowSettings:properties", "-version"),
+           r'java\.version = (\d+(?:\.\d+)*)|version "(\d+(?:\.\d+)*)',
+           "a JDK (`java` and `javac`): apt install default-jdk-headless", "JDK",
+           r"^\s*java\.home = (/.+?)\s*$", "/bin/java"),
 )
+PYTHON_DIRS = ("/usr/bin", "/usr/local/bin")  # looked in after PATH for python3.X
+PROBE_TIMEOUT_S = 10.0  # for one test run
+_PYTHON_PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3]); print(sys.executable)"
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,24 @@ class Runtime:
 
     def describe(self) -> str:
         return self.interpreter or "the function's bootstrap"
+
+    @property
+    def warning(self) -> str | None:
+        """Why code written for this identifier may fail here: its interpreter is older than the label."""
+        label = _label_version(self.identifier)
+        family = next((f for f in FAMILIES if f.name == self.family), None)
+        if label is None or family is None:
+            return None
+        served = _version_tuple(self.version, self.family)[:len(label)]
+        if not served or served >= label:
+            return None
+        wanted = ".".join(map(str, label))
+        if self.family == "java":
+            return (f"{self.identifier} is served by JDK {self.version}, older than Lambda's Java {wanted}: classes "
+                    f"compiled for Java {wanted} fail with UnsupportedClassVersionError (compile with --release "
+                    f"{served[0]})")
+        return (f"{self.identifier} is served by {family.label} {self.version}, older than Lambda's {family.label} "
+                f"{wanted}: code that needs {wanted} may fail")
 
     def command(self) -> list[str]:
         """argv of the built-in Python runtime's worker (kept for the Python-only callers)."""
@@ -148,31 +183,44 @@ class RuntimeBuilds:
 @dataclass(frozen=True)
 class RuntimeRegistry:
     runtimes: tuple[Runtime, ...]
-    missing: dict[str, str] = field(default_factory=dict)  # identifier -> what to install
+    missing: dict[str, str] = field(default_factory=dict)  # identifier -> why it is not offered (what to install)
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """identifier -> why it is not offered: not installed (and what to install), or its test run failed."""
+        return self.missing
 
     @classmethod
     def discover(cls, cache_dir: Path | None = None) -> "RuntimeRegistry":
-        builds = RuntimeBuilds(cache_dir or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "squall",
-                               shutil.which("javac"), shutil.which("jar"))
         found: list[Runtime] = []
         missing: dict[str, str] = {}
-        with ThreadPoolExecutor(max_workers=4) as pool:  # interpreters answer --version in ~50 ms each
-            pythons = pool.map(_find_python, PYTHON_MINORS)
-            others = list(pool.map(_find_family, FAMILIES))
-        found.extend(r for r in pythons if r is not None)
-        for family, probe in zip(FAMILIES, others):
-            if family.name == "java" and probe is not None and builds.javac is None:
-                probe = None  # a JRE alone cannot build Squall's Java library
-            for identifier in family.identifiers:
-                if probe is None:
-                    missing[identifier] = family.install_hint
-                else:
-                    found.append(Runtime(identifier, family.name, probe[0], probe[1], builds))
+        # Every candidate is test-run (a shim may start nothing, or another version): all at once,
+        # so discovery takes about as long as the slowest interpreter start (~0.1-0.3 s).
+        with ThreadPoolExecutor(max_workers=len(PYTHON_MINORS) + len(FAMILIES)) as pool:
+            others = [pool.submit(_find_family, family) for family in FAMILIES]
+            pythons = list(pool.map(_find_python, PYTHON_MINORS))
+            probes = [future.result() for future in others]
+        for minor, (runtime, reason) in zip(PYTHON_MINORS, pythons):
+            if runtime is None:
+                missing[f"python3.{minor}"] = reason
+            else:
+                found.append(runtime)
+        javac = jar = None
+        for family, (probe, reason) in zip(FAMILIES, probes):
+            if family.name == "java" and probe is not None:
+                home = Path(probe[0]).parent
+                javac = _tool(home, "javac")
+                jar = _tool(home, "jar")
+                if javac is None:  # a JRE alone cannot build Squall's Java library
+                    probe, reason = None, f"{probe[0]} has no `javac` (a JRE, not a JDK): {family.install_hint}"
+            if probe is None:
+                missing.update((identifier, reason) for identifier in family.identifiers)
+        builds = RuntimeBuilds(cache_dir or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "squall",
+                               javac, jar)
+        for family, (probe, _) in zip(FAMILIES, probes):
+            if probe is not None and not (family.name == "java" and javac is None):
+                found.extend(Runtime(identifier, family.name, probe[0], probe[1], builds) for identifier in family.identifiers)
         found.extend(Runtime(identifier, "provided", "", "al2023" if identifier != "provided" else "al1") for identifier in PROVIDED)
-        for minor in PYTHON_MINORS:
-            identifier = f"python3.{minor}"
-            if not any(r.identifier == identifier for r in found):
-                missing[identifier] = f"the {identifier} interpreter (e.g. the Debian package {identifier})"
         return cls(tuple(found), missing)
 
     def identifiers(self) -> list[str]:
@@ -189,46 +237,124 @@ class RuntimeRegistry:
                 f"[{known}] or be a valid ARN"
             )
         offered = ", ".join(self.identifiers()) or "none"
-        hint = ""
-        if identifier in self.missing:
-            hint = f" It needs {self.missing[identifier]}; install it and restart squall server."
         raise InvalidParameterValue(
-            f"The runtime parameter of {identifier} is not supported by this Squall server.{hint} "
-            f"Runtimes offered: {offered}."
+            f"The runtime parameter of {identifier} is not supported by this Squall server: {self.missing[identifier]}. "
+            f"Install a working interpreter and restart squall server. Runtimes offered: {offered}."
         )
+
+    def warning(self, identifier: str) -> str | None:
+        """Why code for ``identifier`` may fail on this server although it is offered (its interpreter is
+        older than the label: nodejs22.x served by Node.js 20), or None."""
+        for runtime in self.runtimes:
+            if runtime.identifier == identifier:
+                return runtime.warning
+        return None
+
+    def warnings(self) -> dict[str, str]:
+        """identifier -> its warning, for the offered identifiers that have one."""
+        return {r.identifier: w for r in self.runtimes if (w := r.warning)}
 
     def describe(self) -> dict[str, str]:
         """identifier -> the interpreter serving it (for /health and the CLI)."""
         return {r.identifier: r.describe() for r in self.runtimes}
 
 
-def _find_family(family: Family) -> tuple[str, str] | None:
+def _label_version(identifier: str) -> tuple[int, ...] | None:
+    """The version an identifier names: nodejs22.x -> (22,), ruby3.4 -> (3, 4), java21 -> (21,)."""
+    match = re.fullmatch(r"nodejs(\d+)\.x|ruby(\d+)\.(\d+)|java(\d+)", identifier)
+    return tuple(int(g) for g in match.groups() if g is not None) if match else None
+
+
+def _version_tuple(version: str, family: str) -> tuple[int, ...]:
+    numbers = tuple(int(n) for n in re.findall(r"\d+", version))
+    if family == "java" and numbers[:1] == (1,):  # "1.8.0_392" is Java 8
+        numbers = numbers[1:]
+    return numbers
+
+
+def _tool(java_home: Path, name: str) -> str | None:
+    """The JDK's own ``javac``/``jar`` next to the ``java`` found, else the one on PATH."""
+    own = java_home / name
+    return str(own) if os.access(own, os.X_OK) else shutil.which(name)
+
+
+def _test_run(executable: str, args: tuple[str, ...]) -> tuple[str | None, str]:
+    """(stdout + stderr, "") of a run of ``executable`` that exited 0 in time, else (None, why not)."""
+    try:
+        out = subprocess.run([executable, *args], capture_output=True, text=True, errors="replace",
+                             stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return None, f"{executable} failed its test run (no answer within {PROBE_TIMEOUT_S:.0f} s)"
+    except OSError as e:
+        return None, f"{executable} failed its test run ({e.strerror or e})"
+    if out.returncode != 0:
+        first = next((line.strip() for line in (out.stderr + "\n" + out.stdout).splitlines() if line.strip()), "")
+        status = f"exit {out.returncode}" if out.returncode > 0 else f"killed by signal {-out.returncode}"
+        return None, f"{executable} failed its test run ({status}{': ' + first[:200] if first else ''})"
+    return out.stdout + "\n" + out.stderr, ""
+
+
+def _find_family(family: Family) -> tuple[tuple[str, str] | None, str]:
+    """((real executable, version), "") of the first of the family's executables that passes its
+    test run, else (None, why none is offered)."""
+    problems: list[str] = []
     for name in family.executables:
         path = shutil.which(name)
-        if path and os.access(path, os.X_OK):
-            version = _probe(path, family.version_args, family.version_pattern)
-            if version:
-                return os.path.realpath(path), version
-    return None
+        if not path or not os.access(path, os.X_OK):
+            continue
+        text, problem = _test_run(path, family.version_args)
+        if text is None:
+            problems.append(problem)
+            continue
+        version = re.search(family.version_pattern, text, re.MULTILINE)
+        if version is None:
+            problems.append(f"{path} failed its test run (no {family.label or family.name} version in its output)")
+            continue
+        return (_real_path(path, text, family), next(g for g in version.groups() if g is not None)), ""
+    if not problems:
+        return None, f"not installed: {family.install_hint}"
+    return None, "; ".join(problems) + f" (install: {family.install_hint})"
 
 
-def _probe(executable: str, args: tuple[str, ...], pattern: str) -> str | None:
-    try:
-        out = subprocess.run([executable, *args], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.search(pattern, out.stdout + out.stderr)
-    return match.group(1) if match else None
+def _real_path(path: str, text: str, family: Family) -> str:
+    """The executable the test run says it is (behind a shim), else ``path`` with symlinks resolved."""
+    reported = re.search(family.path_pattern, text, re.MULTILINE) if family.path_pattern else None
+    if reported:
+        candidate = reported.group(1) + family.path_suffix
+        if os.path.isabs(candidate) and os.access(candidate, os.X_OK):
+            return os.path.realpath(candidate)
+    return os.path.realpath(path)
 
 
-def _find_python(minor: int) -> Runtime | None:
+def _find_python(minor: int) -> tuple[Runtime | None, str]:
+    """(the python3.X runtime, "") if a Python 3.X passes its test run, else (None, why not)."""
     identifier = f"python3.{minor}"
     if sys.version_info[:2] == (3, minor):
-        return Runtime(identifier, "python", sys.executable, ".".join(map(str, sys.version_info[:3])))
-    candidates = [shutil.which(identifier), f"/usr/bin/{identifier}", f"/usr/local/bin/{identifier}"]
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            version = _probe(candidate, ("-S", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"), r"(\d+\.\d+\.\d+)")
-            if version and version.startswith(f"3.{minor}."):
-                return Runtime(identifier, "python", os.path.realpath(candidate), version)
-    return None
+        return Runtime(identifier, "python", sys.executable, ".".join(map(str, sys.version_info[:3]))), ""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for candidate in [shutil.which(identifier), *(f"{d}/{identifier}" for d in PYTHON_DIRS)]:
+        if not candidate or not os.access(candidate, os.X_OK) or os.path.realpath(candidate) in seen:
+            continue
+        seen.add(os.path.realpath(candidate))
+        text, problem = _test_run(candidate, ("-S", "-c", _PYTHON_PROBE))
+        if text is None:
+            problems.append(problem)
+            continue
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        version = lines[0] if lines and re.fullmatch(r"\d+\.\d+\.\d+", lines[0]) else ""
+        if not version.startswith(f"3.{minor}."):
+            problems.append(f"{candidate} failed its test run (it is Python {version or 'of unknown version'}, not 3.{minor})")
+            continue
+        executable = lines[1] if len(lines) > 1 and os.path.isabs(lines[1]) and os.access(lines[1], os.X_OK) else candidate
+        return Runtime(identifier, "python", _real_python(executable), version), ""
+    if not problems:
+        return None, f"not installed: apt install {identifier} (or put a Python 3.{minor} on PATH as {identifier})"
+    return None, "; ".join(problems)
+
+
+def _real_python(executable: str) -> str:
+    """``executable`` with symlinks resolved, unless it is a virtual environment's (its symlink makes it one)."""
+    if (Path(executable).parent.parent / "pyvenv.cfg").exists():
+        return executable
+    return os.path.realpath(executable)

@@ -7,11 +7,12 @@ removed is ``squall.functions.code_store``'s business, not this file's.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from pathlib import Path
 
-from squall.code import CodePackage, extract_zip, inspect_zip
+from squall.code import CodeLimits, CodePackage, extract_zip, inspect_zip
 
 
 class BlobStore:
@@ -46,8 +47,10 @@ class BlobStore:
         """Extract the package once; later calls return the existing tree."""
         tree = self.tree_path(package.sha256_hex)
         if not tree.exists():
+            # the zipped limit was the upload's business (50 MB direct, 250 MB from S3): not checked again
+            limits = dataclasses.replace(CodeLimits(), max_zipped=max(CodeLimits().max_zipped, package.size))
             try:
-                extract_zip(package, tree)
+                extract_zip(package, tree, limits)
             except FileExistsError:
                 pass  # another upload of the same package got there first: same content
         return tree
@@ -55,5 +58,7 @@ class BlobStore:
     def ensure_tree(self, sha256_hex: str) -> Path:
         tree = self.tree_path(sha256_hex)
         if not tree.exists():
-            return self.extract(inspect_zip(self.read(sha256_hex)))
+            data = self.read(sha256_hex)
+            limits = dataclasses.replace(CodeLimits(), max_zipped=max(CodeLimits().max_zipped, len(data)))
+            return self.extract(inspect_zip(data, limits))
         return tree

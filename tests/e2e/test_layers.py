@@ -1,7 +1,8 @@
-"""Layers end to end through boto3 and the AWS CLI against a real ``squall server`` on the linux
-sandbox: publishing and reading layer versions, a Python package and a Node module from a layer,
-a custom runtime's /opt/bootstrap, order and overrides, /opt/bin on PATH, the size and count
-limits, a deleted layer version that keeps working for its functions, and layer permissions."""
+"""Layers and code from S3 end to end through boto3 and the AWS CLI against a real ``squall server``
+on the linux sandbox: publishing and reading layer versions, a Python package and a Node module
+from a layer, a custom runtime's /opt/bootstrap, order and overrides, /opt/bin on PATH, the size
+and count limits, a deleted layer version that keeps working for its functions, layer permissions;
+function code and layer content read from moto's S3 (server mode)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import zipfile
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import create_function, make_zip, require, start_server, unique_name
+from tests.conftest import ROLE, create_function, make_zip, require, start_server, unique_name
 from tests.contract import linux_unavailable
+from tests.e2e.test_async import aws as moto_client
+from tests.e2e.test_async import moto_endpoint  # noqa: F401  (a fixture)
 from tests.e2e.test_aws_cli import aws
 from tests.e2e.test_control_plane import error_of
 from tests.e2e.test_custom_runtime import SHELL_BOOTSTRAP
@@ -22,10 +25,11 @@ pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, moto_endpoint):  # noqa: F811
     reason = linux_unavailable()
     require(reason is None, f"layers are mounted at /opt by the linux sandbox: {reason}")
-    running = start_server(tmp_path_factory.mktemp("squall-layers"), "--isolation", "linux")
+    running = start_server(tmp_path_factory.mktemp("squall-layers"), "--isolation", "linux", env={
+        "SQUALL_AWS_ENDPOINT": moto_endpoint, "SQUALL_AWS_ACCESS_KEY_ID": "test", "SQUALL_AWS_SECRET_ACCESS_KEY": "test"})
     yield running
     running.stop()
 
@@ -270,3 +274,65 @@ def test_layers_survive_a_restart_and_unused_merged_trees_are_swept(tmp_path_fac
         assert not stale.exists() and len(list((data / "opt").iterdir())) == 1
     finally:
         second.stop()
+
+
+# ---------------------------------------------------------------- code from S3
+@pytest.fixture(scope="module")
+def bucket(moto_endpoint):  # noqa: F811
+    s3 = moto_client("s3", moto_endpoint)
+    name = unique_name("code").lower()
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return s3, name
+
+
+def test_function_code_and_layer_content_from_s3(lam, bucket):
+    s3, name = bucket
+    first = s3.put_object(Bucket=name, Key="fn.zip", Body=make_zip({"app.py": "def handler(e, c):\n    return 'v1 from s3'\n"}))
+    s3.put_object(Bucket=name, Key="fn.zip", Body=make_zip({"app.py": "def handler(e, c):\n    return 'v2 from s3'\n"}))
+    fn = unique_name("s3")
+    created = lam.create_function(FunctionName=fn, Runtime="python3.11", Role=ROLE,
+                                  Handler="app.handler", Code={"S3Bucket": name, "S3Key": "fn.zip",
+                                                               "S3ObjectVersion": first["VersionId"]})
+    lam.get_waiter("function_active_v2").wait(FunctionName=fn, WaiterConfig={"Delay": 0.05, "MaxAttempts": 200})
+    assert created["CodeSize"] > 0 and invoke(lam, fn) == "v1 from s3"  # the version asked for
+    lam.update_function_code(FunctionName=fn, S3Bucket=name, S3Key="fn.zip")  # the latest version
+    lam.get_waiter("function_updated_v2").wait(FunctionName=fn, WaiterConfig={"Delay": 0.05, "MaxAttempts": 200})
+    assert invoke(lam, fn) == "v2 from s3"
+    s3.put_object(Bucket=name, Key="layer.zip", Body=make_zip({"python/from_s3.py": "WHERE = 'layer from s3'\n"}))
+    layer = lam.publish_layer_version(LayerName=unique_name("s3layer"), Content={"S3Bucket": name, "S3Key": "layer.zip"})
+    user = create_function(lam, "import from_s3\ndef handler(e, c):\n    return from_s3.WHERE\n",
+                           Layers=[layer["LayerVersionArn"]])
+    assert invoke(lam, user) == "layer from s3"
+
+
+def test_a_package_over_50_mb_zipped_goes_through_s3(lam, bucket):
+    s3, name = bucket
+    noise = __import__("os").urandom(55 * 1024 * 1024)  # incompressible: the zip is over 50 MB
+    body = make_zip({"app.py": "def handler(e, c):\n    return 'big'\n", "blob.bin": noise})
+    assert len(body) > 52_428_800
+    s3.put_object(Bucket=name, Key="big.zip", Body=body)
+    fn = unique_name("big")
+    lam.create_function(FunctionName=fn, Runtime="python3.11", Role=ROLE,
+                        Handler="app.handler", Code={"S3Bucket": name, "S3Key": "big.zip"})
+    lam.get_waiter("function_active_v2").wait(FunctionName=fn, WaiterConfig={"Delay": 0.1, "MaxAttempts": 300})
+    assert invoke(lam, fn) == "big"
+    assert lam.get_function_configuration(FunctionName=fn)["CodeSize"] == len(body)
+    lam.delete_function(FunctionName=fn)
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    ({"S3Bucket": "no-such-bucket-here", "S3Key": "fn.zip"}, "S3 Error Code: NoSuchBucket"),
+    ({"S3Key": "fn.zip", "S3Bucket": "{bucket}", "S3ObjectVersion": "nope"}, "Error occurred while GetObject"),
+    ({"S3Bucket": "{bucket}", "S3Key": "missing.zip"}, "S3 Error Code: NoSuchKey"),
+    ({"S3Bucket": "{bucket}", "S3Key": "notazip.txt"}, "Could not unzip uploaded file"),
+])
+def test_s3_errors_are_lambda_errors(lam, bucket, code, expected):
+    s3, name = bucket
+    s3.put_object(Bucket=name, Key="notazip.txt", Body=b"plain text")
+    code = {k: v.replace("{bucket}", name) for k, v in code.items()}
+    with pytest.raises(ClientError) as caught:
+        lam.create_function(FunctionName=unique_name("bad"), Runtime="python3.11",
+                            Role=ROLE, Handler="app.handler", Code=code)
+    error, status, message = error_of(caught)[:3]
+    assert (error, status) == ("InvalidParameterValueException", 400) and expected in message, message

@@ -109,7 +109,6 @@ def test_logging_config_merges_and_levels_exist_only_in_json() -> None:
 @pytest.mark.parametrize(
     ("params", "needle"),
     [
-        ({"Layers": ["arn:aws:lambda:us-east-1:123456789012:layer:l:1"]}, "Layers are not supported"),
         (
             {"FileSystemConfigs": [{"Arn": "arn:aws:elasticfilesystem:x", "LocalMountPath": "/mnt/x"}]},
             "FileSystemConfigs are not supported",
@@ -512,7 +511,8 @@ def test_record_round_trip_through_json(version: FunctionVersion) -> None:
 
 def test_record_is_plain_data() -> None:
     record = make_version(environment={"A1": "x"}).to_record()
-    assert record["code"] == {"sha256": CODE.sha256, "sha256_hex": CODE.sha256_hex, "size": 1234}
+    assert record["code"] == {"sha256": CODE.sha256, "sha256_hex": CODE.sha256_hex, "size": 1234, "unzipped_size": 0}
+    assert record["layers"] == []
     assert record["environment"] == {"A1": "x"} and type(record["environment"]) is dict
     assert record["architectures"] == ["x86_64"]
     assert record["last_update_status"] is None

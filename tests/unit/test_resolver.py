@@ -48,6 +48,9 @@ class Functions:
     def network_of(self, config: FunctionVersion) -> str | None:
         return "default"
 
+    def opt_path(self, config: FunctionVersion) -> Path | None:
+        return None
+
 
 @pytest.fixture
 def world(tmp_path):

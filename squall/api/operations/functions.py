@@ -9,14 +9,22 @@ from squall.api.operations.base import Operations, Params
 
 
 class FunctionOperations(Operations):
+    def _noted(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A runtime served by an interpreter older than its label says so in RuntimeVersionConfig."""
+        warning = self.engine.runtimes.warning(config.get("Runtime", ""))
+        if warning and "RuntimeVersionConfig" in config:
+            config["RuntimeVersionConfig"] = {**config["RuntimeVersionConfig"],
+                                              "Error": {"ErrorCode": "OlderInterpreter", "Message": warning}}
+        return config
+
     async def CreateFunction(self, p: Params, request: Request) -> dict[str, Any]:
         created = await self.engine.create_function(p)
-        return created.to_api(self.arns, arn_qualifier=None)  # with Publish: version 1, unqualified ARN
+        return self._noted(created.to_api(self.arns, arn_qualifier=None))  # with Publish: version 1, unqualified ARN
 
     async def GetFunction(self, p: Params, request: Request) -> dict[str, Any]:
         details = await self.engine.get_function(self.ref(p))
         result: dict[str, Any] = {
-            "Configuration": details.config.to_api(self.arns, details.arn_qualifier),
+            "Configuration": self._noted(details.config.to_api(self.arns, details.arn_qualifier)),
             "Code": {"RepositoryType": "S3", "Location": self.links.url(request.base_url, details.config.code.sha256_hex)},
         }
         if details.tags:
@@ -27,7 +35,7 @@ class FunctionOperations(Operations):
 
     async def GetFunctionConfiguration(self, p: Params, request: Request) -> dict[str, Any]:
         details = await self.engine.get_function(self.ref(p))
-        return details.config.to_api(self.arns, details.arn_qualifier)
+        return self._noted(details.config.to_api(self.arns, details.arn_qualifier))
 
     async def UpdateFunctionCode(self, p: Params, request: Request) -> dict[str, Any]:
         ref = self.arns.parse(p["FunctionName"])
@@ -37,7 +45,7 @@ class FunctionOperations(Operations):
         return (await self.engine.update_function_code(ref, p)).to_api(self.arns)
 
     async def UpdateFunctionConfiguration(self, p: Params, request: Request) -> dict[str, Any]:
-        return (await self.engine.update_function_configuration(self.arns.parse(p["FunctionName"]), p)).to_api(self.arns)
+        return self._noted((await self.engine.update_function_configuration(self.arns.parse(p["FunctionName"]), p)).to_api(self.arns))
 
     async def DeleteFunction(self, p: Params, request: Request) -> dict[str, Any]:
         await self.engine.delete_function(self.ref(p))

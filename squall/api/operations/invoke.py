@@ -27,7 +27,7 @@ class InvokeOperations(Operations):
     async def Invoke(self, p: Params, request: Request) -> dict[str, Any]:
         ref = self.ref(p)
         invocation_type = p.get("InvocationType", "RequestResponse")
-        payload: bytes = p.get("Payload") or b""
+        payload: bytes = p.get("Payload") or b"{}"  # no payload: the function gets {} (every runtime parses it)
         if invocation_type == "Event":
             if len(payload) > MAX_EVENT_PAYLOAD:
                 raise RequestEntityTooLarge(

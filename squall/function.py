@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import platform
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -75,6 +76,11 @@ UPDATE_TRANSITIONS: dict[UpdateStatus, frozenset[UpdateStatus]] = {
 }
 
 
+# Lambda's name for this host's architecture: the one Architectures functions may name
+HOST_ARCHITECTURE = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(
+    platform.machine().lower(), platform.machine().lower())
+
+
 def lambda_timestamp(moment: datetime | None = None) -> str:
     """Lambda's LastModified format: ``2020-04-10T19:06:32.563+0000``."""
     moment = moment or datetime.now(timezone.utc)
@@ -122,7 +128,7 @@ class FunctionVersion:
     memory_size: int = 128
     environment: Mapping[str, str] = field(default_factory=dict)
     ephemeral_storage: int = 512
-    architectures: tuple[str, ...] = ("x86_64",)
+    architectures: tuple[str, ...] = (HOST_ARCHITECTURE,)
     tracing_mode: str = "PassThrough"
     dead_letter_target: str | None = None
     logging_config: Mapping[str, str] = field(default_factory=lambda: {"LogFormat": "Text"})
@@ -131,6 +137,7 @@ class FunctionVersion:
     # set): it names the function's network (functions/network.py)
     vpc_config: Mapping[str, Any] | None = None
     layers: tuple[LayerUse, ...] = ()  # merged in this order at /opt
+    snap_start: str = "None"  # SnapStart.ApplyOn as set: recorded, not applied yet (OptimizationStatus Off)
     published_from: str | None = None  # a published version: the fingerprint of the $LATEST it copies
     revision_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     last_modified: str = field(default_factory=lambda: lambda_timestamp())
@@ -206,7 +213,7 @@ class FunctionVersion:
             "Architectures": list(self.architectures),
             "EphemeralStorage": {"Size": self.ephemeral_storage},
             "LoggingConfig": self.logging_api(),
-            "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+            "SnapStart": {"ApplyOn": self.snap_start, "OptimizationStatus": "Off"},  # not applied: says Off
         }
         if self.environment or self.environment_given:
             config["Environment"] = {"Variables": dict(self.environment)}
@@ -259,6 +266,8 @@ class FunctionVersion:
         }
         if self.layers:  # absent when there are none: fingerprints of older versions stay the same
             settings["layers"] = [use.arn for use in self.layers]
+        if self.snap_start != "None":
+            settings["snap_start"] = self.snap_start
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
     def to_record(self) -> dict[str, Any]:
@@ -304,6 +313,20 @@ def validate_settings(params: Mapping[str, Any]) -> dict[str, Any]:
         fields["architectures"] = tuple(params["Architectures"])
     if "TracingConfig" in params and params["TracingConfig"].get("Mode"):
         fields["tracing_mode"] = params["TracingConfig"]["Mode"]
+    if "SnapStart" in params:
+        fields["snap_start"] = (params["SnapStart"] or {}).get("ApplyOn") or "None"
+    if "Architectures" in params and list(params["Architectures"]) != [HOST_ARCHITECTURE]:
+        raise InvalidParameterValue(
+            f"This server runs {HOST_ARCHITECTURE} functions only (its host is {platform.machine()}): "
+            f"Architectures {list(params['Architectures'])} needs a Squall server on such a host.")
+    if params.get("KMSKeyArn"):
+        raise InvalidParameterValue(
+            "KMSKeyArn is not supported: Squall does not encrypt environment variables with a KMS key. "
+            "Leave KMSKeyArn out (the variables are kept in the server's own store).")
+    if params.get("CodeSigningConfigArn"):
+        raise InvalidParameterValue("Code signing is not supported by this Squall server: leave CodeSigningConfigArn out.")
+    if params.get("ImageConfig"):
+        raise InvalidParameterValue("ImageConfig applies to container images, which Squall does not run (Zip only).")
     if "DeadLetterConfig" in params:
         fields["dead_letter_target"] = params["DeadLetterConfig"].get("TargetArn") or None
     if "LoggingConfig" in params:

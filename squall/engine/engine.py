@@ -82,6 +82,19 @@ class FunctionDetails:
     reserved: int | None
 
 
+def _python_sdk() -> dict[str, str]:
+    """The SDK versions Python functions on the server's own interpreter find (bootstrap.RUNTIME_SDK)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
 class Engine:
     def __init__(
         self,
@@ -422,6 +435,7 @@ class Engine:
             "runtimes": self.runtimes.describe(),
             "runtimes_unavailable": dict(self.runtimes.missing),
             "runtimes_warnings": self.runtimes.warnings(),  # served by an interpreter older than the label
+            "python_runtime_sdk": _python_sdk(),  # what Python functions on the server's interpreter can import
             "functions": self.functions.count(),
             "environments": self.executor.counts(),
             "concurrency": {

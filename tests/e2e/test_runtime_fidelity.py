@@ -32,3 +32,84 @@ def test_an_older_interpreter_behind_a_label_is_said_at_create_and_get(server, l
             assert runtime.startswith(f"nodejs{major}") is False  # it does run, on the older Node.js
         else:
             assert error is None
+
+
+def test_python_functions_run_on_a_clean_interpreter_with_the_sdk(server, lam):
+    """As on Lambda: the standard library, the function's own code, and boto3 (with what it
+    imports); none of the server's packages."""
+    code = {
+        "app.py": """
+import os, sys
+def handler(event, context):
+    found = {}
+    for name in ("squall", "sqlalchemy", "uvicorn", "orjson", "boto3", "botocore", "six"):
+        try:
+            module = __import__(name)
+            found[name] = getattr(module, "__file__", "") or "builtin"
+        except ImportError:
+            found[name] = None
+    import boto3
+    from botocore.exceptions import ClientError
+    client = boto3.client("lambda")  # the server's API, with the execution role's credentials
+    try:
+        found["me"] = client.get_function_configuration(FunctionName=context.function_name)["FunctionName"]
+    except ClientError as exc:  # the role may not read functions: the server answered, as the role
+        found["me"] = exc.response["Error"]["Code"]
+    found["site_on_path"] = [p for p in sys.path if "site-packages" in p]
+    return found
+""",
+    }
+    name = create_function(lam, code, Timeout=60, MemorySize=512)
+    answer = lam.invoke(FunctionName=name)
+    body = json.loads(answer["Payload"].read())
+    assert "FunctionError" not in answer, body
+    assert body["squall"] is None and body["sqlalchemy"] is None and body["uvicorn"] is None and body["orjson"] is None
+    assert body["boto3"] and body["botocore"] and body["me"] in (name, "AccessDeniedException")
+    assert body["six"] and body["site_on_path"] == []
+    # a function's own copy of an SDK module wins over the runtime's
+    vendored = create_function(lam, {"app.py": "import six\ndef handler(e, c):\n    return six.__file__\n",
+                                     "six.py": "VENDORED = True\n"})
+    assert json.loads(lam.invoke(FunctionName=vendored)["Payload"].read()) == "/var/task/six.py"
+    sdk = health(server)["python_runtime_sdk"]
+    assert sdk["boto3"] and sdk["botocore"]
+
+
+MEMORY_CODE = """
+def handler(event, context):
+    block = bytearray(event["mb"] << 20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    return len(block)
+"""
+
+PLAIN = """
+import json, sys
+block = bytearray(int(sys.argv[1]) << 20)
+for i in range(0, len(block), 4096):
+    block[i] = 1
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        print(int(line.split()[1]) // 1024)
+"""
+
+
+def test_max_memory_used_counts_what_the_environment_really_holds(strongest_server):
+    """REPORT's Max Memory Used: the environment's own pages plus those it maps from the zygote,
+    compared with the peak resident memory of a plain process doing the same (VmHWM)."""
+    import base64
+    import re
+    import subprocess
+    import sys
+
+    require(strongest_server.isolation == "linux", "the linux sandbox measures memory with a cgroup")
+    lam = strongest_server.client("lambda")
+    name = create_function(lam, MEMORY_CODE, MemorySize=512, Timeout=30)
+    reported = {}
+    for mb in (0, 100):
+        answer = lam.invoke(FunctionName=name, Payload=json.dumps({"mb": mb}).encode(), LogType="Tail")
+        tail = base64.b64decode(answer["LogResult"]).decode()
+        reported[mb] = int(re.search(r"Max Memory Used: (\d+) MB", tail).group(1))
+    plain = {mb: int(subprocess.run([sys.executable, "-s", "-c", PLAIN, str(mb)], capture_output=True, text=True,
+                                    check=True, timeout=60).stdout) for mb in (0, 100)}
+    assert abs(reported[100] - plain[100]) <= 0.1 * plain[100], (reported, plain)
+    assert reported[0] >= plain[0] // 2, (reported, plain)  # the interpreter counts, not 1 MB

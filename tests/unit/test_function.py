@@ -13,6 +13,7 @@ import pytest
 from squall.arn import LATEST, Arns
 from squall.errors import InvalidParameterValue, ResourceConflict
 from squall.function import (
+    HOST_ARCHITECTURE,
     ENV_MAX_BYTES,
     RESERVED_ENV,
     STATE_TRANSITIONS,
@@ -59,7 +60,7 @@ def test_validate_settings_maps_members_to_fields() -> None:
             "Description": "d",
             "Environment": {"Variables": {"A1": "x"}},
             "EphemeralStorage": {"Size": 1024},
-            "Architectures": ["arm64"],
+            "Architectures": [HOST_ARCHITECTURE],
             "TracingConfig": {"Mode": "Active"},
             "DeadLetterConfig": {"TargetArn": "arn:aws:sqs:us-east-1:123456789012:dlq"},
             "LoggingConfig": {"LogFormat": "JSON", "LogGroup": "/custom/group"},
@@ -75,7 +76,7 @@ def test_validate_settings_maps_members_to_fields() -> None:
         "environment": {"A1": "x"},
         "environment_given": True,
         "ephemeral_storage": 1024,
-        "architectures": ("arm64",),
+        "architectures": (HOST_ARCHITECTURE,),
         "tracing_mode": "Active",
         "dead_letter_target": "arn:aws:sqs:us-east-1:123456789012:dlq",
         "logging_config": {"LogFormat": "JSON", "LogGroup": "/custom/group"},
@@ -547,3 +548,18 @@ def test_ensure_updatable_pending() -> None:
 def test_ensure_updatable_ok(state: State, status: UpdateStatus | None) -> None:
     version = dataclasses.replace(make_version(), state=state, last_update_status=status)
     assert version.ensure_updatable(ARN) is None
+
+
+def test_settings_squall_cannot_honour_are_refused_or_shown_as_not_applied() -> None:
+    other = "arm64" if HOST_ARCHITECTURE == "x86_64" else "x86_64"
+    for params, needle in (({"Architectures": [other]}, f"runs {HOST_ARCHITECTURE} functions only"),
+                           ({"KMSKeyArn": "arn:aws:kms:us-east-1:123456789012:key/k"}, "KMSKeyArn is not supported"),
+                           ({"CodeSigningConfigArn": "arn:aws:lambda:us-east-1:123456789012:code-signing-config:csc-1"},
+                            "Code signing is not supported"),
+                           ({"ImageConfig": {"Command": ["x"]}}, "container images")):
+        with pytest.raises(InvalidParameterValue) as info:
+            validate_settings({"Handler": "app.handler", **params})
+        assert needle in message_of(info)
+    fields = validate_settings({"SnapStart": {"ApplyOn": "PublishedVersions"}})
+    api = make_version(**fields).to_api(Arns("us-east-1", "123456789012"))
+    assert api["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "Off"}

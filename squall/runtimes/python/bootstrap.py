@@ -561,10 +561,66 @@ def setup_streams():
         setattr(sys, name, _AutoFlushStream(stream))
 
 
+# What Lambda's Python runtimes provide beyond the standard library: the AWS SDK and what it
+# imports (top-level names). Of the interpreter's own site-packages, a function sees these and
+# nothing else: the rest there is the server's (Squall, its web server, its database driver…).
+RUNTIME_SDK = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
+
+
+def _is_site_dir(path):
+    return path.rstrip("/").endswith(("site-packages", "dist-packages"))
+
+
+class RuntimeSdkFinder(object):
+    """Finds the SDK's top-level modules in the interpreter's site directories (taken off
+    ``sys.path``), after the function's own directories: a function that ships its own boto3
+    in /var/task or a layer gets that one, as on Lambda."""
+
+    def __init__(self, directories):
+        self.directories = list(directories)
+
+    def find_spec(self, fullname, path=None, target=None):
+        if path is not None or fullname not in RUNTIME_SDK or not self.directories:
+            return None
+        import importlib.machinery
+        return importlib.machinery.PathFinder.find_spec(fullname, self.directories)
+
+    def invalidate_caches(self):
+        pass
+
+
+def _hide_server_site(entries):
+    """``entries`` without the interpreter's site directories and the import hooks installed
+    from them (an editable install's finder, setuptools' shim); the SDK finder put last."""
+    hidden = [p for p in entries if p and _is_site_dir(p)]
+    finder = None
+    for existing in sys.meta_path:
+        if isinstance(existing, RuntimeSdkFinder) or type(existing).__name__ == "RuntimeSdkFinder":
+            finder = existing
+    if finder is None:
+        finder = RuntimeSdkFinder(hidden)
+    elif hidden:
+        finder.directories = hidden
+    roots = tuple(os.path.join(p, "") for p in finder.directories)
+    for name, module in list(sys.modules.items()):
+        location = getattr(module, "__file__", None) or ""
+        if roots and location.startswith(roots) and name.split(".")[0] not in RUNTIME_SDK:
+            del sys.modules[name]
+    sys.meta_path[:] = [f for f in sys.meta_path if f is not finder and not _from_server_site(f, roots)] + [finder]
+    return [p for p in entries if not (p and (_is_site_dir(p) or p.startswith("__editable__")))]
+
+
+def _from_server_site(finder, roots):
+    module = sys.modules.get(type(finder).__module__)
+    location = getattr(module, "__file__", None) or ""
+    return type(finder).__module__.startswith("__editable__") or bool(roots and location.startswith(roots))
+
+
 def setup_sys_path(task_root):
-    """Task root first, then the layer directories, as Lambda orders them."""
+    """Task root first, then the layer directories, as Lambda orders them; then the standard
+    library. The interpreter's site-packages are off the path: only the SDK is found there."""
     here = os.path.dirname(os.path.abspath(__file__))
-    kept = [p for p in sys.path if not (p and os.path.abspath(p) == here)]
+    kept = _hide_server_site([p for p in sys.path if not (p and os.path.abspath(p) == here)])
     front = [task_root]
     layer_site = "/opt/python/lib/python%d.%d/site-packages" % sys.version_info[:2]
     for path in (layer_site, "/opt/python"):

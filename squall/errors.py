@@ -204,6 +204,10 @@ class UnknownOperation(LambdaError):
     code = "UnknownOperationException"
 
 
+class RecursiveInvocation(LambdaError):
+    code = "RecursiveInvocationException"
+
+
 class TooManyRequests(LambdaError):
     code = "TooManyRequestsException"
 

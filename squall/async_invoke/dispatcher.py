@@ -28,15 +28,15 @@ from squall.arn import FunctionRef
 from squall.async_invoke.configs import EventInvokeConfigs
 from squall.async_invoke.queue import LEASE_SECONDS, EventQueue, Lease
 from squall.async_invoke.retries import Condition, Outcome, RetryPolicy
-from squall.errors import LambdaError, ResourceNotFound, TooManyRequests
+from squall.errors import LambdaError, RecursiveInvocation, ResourceNotFound, TooManyRequests
 from squall.invoke.admission import Admission
 from squall.invoke.invocation import InvocationResult, error_payload
 from squall.store.events import QueuedEvent
 
 log = logging.getLogger("squall.dispatcher")
 
-# invoke(ref, payload, request_id, log line before START) → result
-Invoke = Callable[[FunctionRef, bytes, str, str], Awaitable[InvocationResult | None]]
+# invoke(ref, payload, request_id, log line before START, the caller's trace header) → result
+Invoke = Callable[[FunctionRef, bytes, str, str, "str | None"], Awaitable[InvocationResult | None]]
 # finish(lease, condition, status, result or None): settle a final outcome (records, DLQ)
 Finish = Callable[[Lease, Condition, int, "InvocationResult | None"], Awaitable[None]]
 
@@ -280,11 +280,18 @@ class Dispatcher:
             )
             result: InvocationResult | None = None
             try:
-                result = await self.invoke(FunctionRef(name, event.qualifier), event.payload, event.request_id, prelude)
+                result = await self.invoke(FunctionRef(name, event.qualifier), event.payload, event.request_id, prelude,
+                                           event.trace)
                 outcome = Outcome.FUNCTION_ERROR if result is not None and result.function_error else Outcome.SUCCESS
                 status, error = 200, (result.payload if result is not None and result.function_error else None)
             except TooManyRequests as exc:
                 outcome, status, error = Outcome.THROTTLED, 429, error_payload(exc.code, exc.message)
+            except RecursiveInvocation as exc:  # a loop, stopped (RecursiveLoop Terminate): not retried
+                log.warning("async event %s of %s: %s", event.request_id, name, exc.message)
+                invoked()
+                lease.event = replace(event, last_status=400, last_error=error_payload(exc.code, exc.message))
+                await self._final(lease, Condition.RECURSIVE_LOOP, 400, None)
+                return
             except ResourceNotFound:
                 log.warning("dropping async event %s: function %s no longer exists", event.request_id, name)
                 await lease.finish(None)

@@ -45,7 +45,7 @@ MAX_EVENT_PAYLOAD = 1048576  # 1 MB: Lambda's limit for InvocationType Event
 MAX_INVOKE_ASYNC_PAYLOAD = 262144  # 256 KB: the deprecated InvokeAsync operation
 
 # (function, payload, request id, log line written before START) → result
-InvokeEvent = Callable[[FunctionRef, bytes, str, str], Awaitable[InvocationResult | None]]
+InvokeEvent = Callable[[FunctionRef, bytes, str, str, "str | None"], Awaitable[InvocationResult | None]]
 
 
 class AsyncInvocations:
@@ -118,11 +118,12 @@ class AsyncInvocations:
         task.add_done_callback(self._tasks.discard)
 
     # ---- accepting -----------------------------------------------------------------------
-    async def accept(self, ref: FunctionRef, payload: bytes, request_id: str) -> None:
-        """Queue an event durably; returns once it is committed (then the API answers 202)."""
+    async def accept(self, ref: FunctionRef, payload: bytes, request_id: str, trace: str | None = None) -> None:
+        """Queue an event durably; returns once it is committed (then the API answers 202).
+        ``trace``: the caller's X-Amzn-Trace-Id (its lineage counts recursive hops)."""
         target = await self.resolver.resolve(ref)  # unknown → 404, Pending → 409, at once
         now = self.clock()
-        event = QueuedEvent(request_id, target.name, ref.qualifier, payload, now, not_before=now)
+        event = QueuedEvent(request_id, target.name, ref.qualifier, payload, now, not_before=now, trace=trace)
         claimed = self.dispatcher.claim(target.name)
         future = self.queue.submit_accept(event, leased=claimed)
         future.add_done_callback(functools.partial(self._accepted, event, claimed))

@@ -36,6 +36,7 @@ class Condition(StrEnum):
     SUCCESS = "Success"
     RETRIES_EXHAUSTED = "RetriesExhausted"
     EVENT_AGE_EXCEEDED = "EventAgeExceeded"
+    RECURSIVE_LOOP = "RecursiveInvocationDetected"  # stopped: a recursive loop (RecursiveLoop Terminate)
 
     @property
     def counter(self) -> str:
@@ -43,6 +44,7 @@ class Condition(StrEnum):
             Condition.SUCCESS: "succeeded",
             Condition.RETRIES_EXHAUSTED: "retries_exhausted",
             Condition.EVENT_AGE_EXCEEDED: "age_exceeded",
+            Condition.RECURSIVE_LOOP: "recursive_loops",
         }[self]
 
 

@@ -34,6 +34,8 @@ from squall.functions.layer_trees import OptTrees
 from squall.functions.layers import LayerService
 from squall.functions.network import NetworkNames
 from squall.functions.permissions import Permissions
+from squall.functions.recursion import RecursionConfigs
+from squall.functions.runtime_management import RuntimeManagement
 from squall.functions.s3_code import S3Code
 from squall.functions.service import FunctionService
 from squall.functions.tags import Tags
@@ -69,6 +71,7 @@ class InvokeOptions:
     dry_run: bool = False
     # A platform line for the environment's log stream just before START (async attempts).
     prelude: str | None = None
+    trace: str | None = None  # X-Amzn-Trace-Id: the runtime's _X_AMZN_TRACE_ID for this invocation
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,8 @@ class Engine:
             stores.provisioned, stores.functions, stores.aliases, self.admission, self.arns, bus, executor.provisioned_status
         )
         self.permissions = Permissions(stores.iam, stores.functions, stores.aliases, self.arns, bus)
+        self.recursion = RecursionConfigs(stores.function_settings, stores.functions, self.arns, bus)
+        self.runtime_management = RuntimeManagement(stores.function_settings, stores.functions, self.arns)
         self.aliases = Aliases(stores.aliases, stores.functions, self.arns, bus, on_deleted=self._alias_deleted)
         self.async_invocations = AsyncInvocations(
             settings, self.resolver, self.admission, self._invoke_event, self._exists, self.arns, bus, clock
@@ -189,6 +194,7 @@ class Engine:
         await self.functions.load()
         await self.permissions.load()
         await self.layers.load()
+        await self.recursion.load()
         await self.function_urls.load()
         await self.http_apis.load()
         await self.provisioned.load()
@@ -217,7 +223,8 @@ class Engine:
         target = await self.resolver.resolve(ref)
         if options.dry_run:
             return None
-        request = InvocationRequest(options.request_id, payload, target.invoked_arn, options.client_context)
+        request = InvocationRequest(options.request_id, payload, target.invoked_arn, options.client_context,
+                                    trace_id=options.trace)
         if stream is not None:
             stream.executed_version = target.version or LATEST
             request.streaming_to(stream)
@@ -239,12 +246,15 @@ class Engine:
         stream = ResponseStream()
         return StreamedInvocation(stream, asyncio.ensure_future(self.invoke(ref, payload, options, stream)))
 
-    async def accept_event(self, ref: FunctionRef, payload: bytes, request_id: str) -> None:
+    async def accept_event(self, ref: FunctionRef, payload: bytes, request_id: str, trace: str | None = None) -> None:
         """An asynchronous invocation: returns once the event is durably queued."""
-        await self.async_invocations.accept(ref, payload, request_id)
+        await self.async_invocations.accept(ref, payload, request_id, trace)
 
-    async def _invoke_event(self, ref: FunctionRef, payload: bytes, request_id: str, prelude: str) -> InvocationResult | None:
-        return await self.invoke(ref, payload, InvokeOptions(request_id, prelude=prelude))
+    async def _invoke_event(self, ref: FunctionRef, payload: bytes, request_id: str, prelude: str,
+                            trace: str | None = None) -> InvocationResult | None:
+        """An attempt of an asynchronous invocation: counted as a hop of its chain (recursion)."""
+        header = self.recursion.admit(ref.name, trace, request_id, self.clock())
+        return await self.invoke(ref, payload, InvokeOptions(request_id, prelude=prelude, trace=header))
 
     async def _invoke_batch(self, ref: FunctionRef, payload: bytes, request_id: str) -> InvocationResult | None:
         return await self.invoke(ref, payload, InvokeOptions(request_id))

@@ -16,11 +16,12 @@ from squall.functions.code_store import CodeStore
 from squall.observe.logs import LogStore
 from squall.settings import Settings
 from squall.store.aliases import AliasRepository
-from squall.store.blobs import BlobStore
+from squall.store.blobs import BlobStore, S3CodeBucket
 from squall.store.db import create_engine
 from squall.store.event_rules import EventRuleRepository
 from squall.store.event_sources import EventSourceRepository
 from squall.store.function_urls import FunctionUrlRepository
+from squall.store.function_settings import FunctionSettingsRepository
 from squall.store.functions import FunctionRepository
 from squall.store.http_apis import HttpApiRepository
 from squall.store.iam import IamRepository
@@ -60,11 +61,17 @@ class Stores:
     schedules: ScheduleRepository  # EventBridge Scheduler schedules
     triggers: TriggerRepository  # SNS subscriptions and object-store webhooks
     layers: LayerRepository  # layers and their versions
+    function_settings: FunctionSettingsRepository  # recursion and runtime management configurations
     server_key: bytes  # signs code links, derives access keys' secrets (<data dir>/secret, 0600)
 
     @classmethod
     def open(cls, settings: Settings) -> Stores:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        bucket = None
+        if settings.code_bucket:  # checked before anything else opens: CodeBucketError fails the start
+            bucket = S3CodeBucket.connect(settings.code_bucket, settings.code_bucket_prefix, settings.aws_endpoint,
+                                          settings.aws_access_key_id, settings.aws_secret_access_key, settings.region)
+            bucket.check()
         db = create_engine(settings.database)
         functions = FunctionRepository(db)
         layers = LayerRepository(db)
@@ -77,8 +84,9 @@ class Stores:
             functions=functions,
             aliases=AliasRepository(db),
             provisioned=ProvisionedRepository(db),
-            code=CodeStore(BlobStore(settings.data_dir), code_in_use, settings.code_storage_limit_bytes),
+            code=CodeStore(BlobStore(settings.data_dir, bucket), code_in_use, settings.code_storage_limit_bytes),
             layers=layers,
+            function_settings=FunctionSettingsRepository(db),
             logs=LogStore(settings.data_dir / "logs"),
             iam=IamRepository(db),
             event_sources=EventSourceRepository(db),
@@ -92,5 +100,6 @@ class Stores:
 
     async def close(self) -> None:
         await self.code.close()
+        await asyncio.to_thread(self.code.blobs.close)  # removals from the code bucket under way
         await self.logs.stop()
         await asyncio.to_thread(self.db.dispose)

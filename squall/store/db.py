@@ -53,6 +53,7 @@ async_events = sa.Table(
     sa.Column("lease_until", sa.Float, nullable=True),
     sa.Column("last_status", sa.Integer, nullable=True),  # 200 function error, 429 throttle, 500 system
     sa.Column("last_error", sa.LargeBinary, nullable=True),  # the last error document
+    sa.Column("trace", sa.String(512), nullable=True),  # the caller's X-Amzn-Trace-Id (recursion detection)
     sa.Index("ix_async_events_due", "function_name", "lease_owner", "not_before"),
     sa.Index("ix_async_events_age", "function_name", "enqueued_at"),
 )
@@ -83,6 +84,7 @@ async_stats = sa.Table(
     sa.Column("age_exceeded", sa.Integer, nullable=False, default=0),
     sa.Column("dead_lettered", sa.Integer, nullable=False, default=0),
     sa.Column("destination_failures", sa.Integer, nullable=False, default=0),
+    sa.Column("recursive_loops", sa.Integer, nullable=False, default=0),
 )
 
 event_invoke_configs = sa.Table(
@@ -280,6 +282,17 @@ triggers = sa.Table(
     sa.Column("token", sa.String(128), nullable=True),  # an object-store webhook's secret
     sa.Column("document", sa.JSON, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+# ---- per-function settings documents (recursion config, runtime management) ---------------------
+function_settings = sa.Table(
+    "function_settings",
+    metadata,
+    sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),  # "recursion", "runtime-management"
+    sa.Column("qualifier", sa.String(128), primary_key=True),  # "" for the function itself
+    sa.Column("document", sa.JSON, nullable=False),
 )
 
 

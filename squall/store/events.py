@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from squall.store.db import async_deliveries, async_events, async_stats, functions
 
-COUNTERS = ("succeeded", "retries_exhausted", "age_exceeded", "dead_lettered", "destination_failures")
+COUNTERS = ("succeeded", "retries_exhausted", "age_exceeded", "dead_lettered", "destination_failures", "recursive_loops")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class QueuedEvent:
     not_before: float = 0.0
     last_status: int | None = None
     last_error: bytes | None = None
+    trace: str | None = None  # the caller's X-Amzn-Trace-Id (its Lineage counts recursive hops)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class EventRepository:
             "lease_until": lease_until,
             "last_status": event.last_status,
             "last_error": event.last_error,
+            "trace": event.trace,
         }
 
     def lease_due(
@@ -323,4 +325,5 @@ def _event(row: Any) -> QueuedEvent:
         not_before=row.not_before,
         last_status=row.last_status,
         last_error=bytes(row.last_error) if row.last_error is not None else None,
+        trace=row.trace,
     )

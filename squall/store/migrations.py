@@ -343,6 +343,26 @@ def _v12_layers(conn: sa.Connection) -> None:
     m.create_all(conn)
 
 
+def _v13_trace_and_function_settings(conn: sa.Connection) -> None:
+    """Async events keep their caller's X-Amzn-Trace-Id (recursive loop detection); a counter of
+    events stopped as recursive loops; per-function settings documents (recursion, runtime
+    management)."""
+    _add_column(conn, "async_events", "trace", "VARCHAR(512)")
+    _add_column(conn, "async_stats", "recursive_loops", "INTEGER NOT NULL DEFAULT 0")
+    m = sa.MetaData()
+    sa.Table("functions", m, sa.Column("name", sa.String(64), primary_key=True))
+    sa.Table(
+        "function_settings",
+        m,
+        sa.Column("function_name", sa.String(64), sa.ForeignKey("functions.name", ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("kind", sa.String(32), primary_key=True),
+        sa.Column("qualifier", sa.String(128), primary_key=True),
+        sa.Column("document", sa.JSON, nullable=False),
+    )
+    m.tables["function_settings"].create(conn)
+
+
 def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> None:
     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
@@ -361,4 +381,5 @@ MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
     _v10_schedules,
     _v11_triggers,
     _v12_layers,
+    _v13_trace_and_function_settings,
 )

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from urllib.request import urlopen
 
+import pytest
+from botocore.exceptions import ClientError
+
 from tests.conftest import create_function, require
 
 
@@ -113,3 +116,76 @@ def test_max_memory_used_counts_what_the_environment_really_holds(strongest_serv
                                     check=True, timeout=60).stdout) for mb in (0, 100)}
     assert abs(reported[100] - plain[100]) <= 0.1 * plain[100], (reported, plain)
     assert reported[0] >= plain[0] // 2, (reported, plain)  # the interpreter counts, not 1 MB
+
+
+LOOP_CODE = """
+import json
+import boto3
+
+client = boto3.client("lambda")
+
+def handler(event, context):
+    n = event.get("n", 0)
+    if n < event.get("stop", 20):
+        client.invoke(FunctionName=context.function_name, InvocationType="Event",
+                      Payload=json.dumps({**event, "n": n + 1}))
+    return n
+"""
+
+
+def test_a_recursive_loop_of_async_invocations_is_stopped_unless_allowed(server, lam):
+    """A function that invokes itself asynchronously (boto3 sends its _X_AMZN_TRACE_ID): the 17th
+    time the chain reaches it, Squall stops it and the on-failure destination says why."""
+    from tests.e2e.test_async import Webhook
+
+    iam = server.client("iam")
+    role = iam.create_role(RoleName="loop-invoker", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+    iam.put_role_policy(RoleName="loop-invoker", PolicyName="invoke", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "*"}]}))
+    hook = Webhook()
+    try:
+        name = create_function(lam, LOOP_CODE, Role=role["Role"]["Arn"], MemorySize=512, Timeout=30)
+        assert lam.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == "Terminate"
+        lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0, DestinationConfig={
+            "OnSuccess": {"Destination": hook.url("ok")}, "OnFailure": {"Destination": hook.url("stopped")}})
+        lam.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"n": 0, "stop": 40}')
+        (stopped,) = hook.wait("stopped", 1, timeout=120)
+        assert stopped["requestContext"]["condition"] == "RecursiveInvocationDetected"
+        assert stopped["requestPayload"]["n"] == 16  # 16 hops ran (n = 0…15), the 17th was stopped
+        assert sorted(r["responsePayload"] for r in hook.wait("ok", 16, timeout=30)) == list(range(16))
+        # Allow: the loop runs on (this one ends by itself at n = 20)
+        assert lam.put_function_recursion_config(FunctionName=name, RecursiveLoop="Allow")["RecursiveLoop"] == "Allow"
+        assert lam.get_function_recursion_config(FunctionName=name)["RecursiveLoop"] == "Allow"
+        lam.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"n": 0, "stop": 20, "round": 2}')
+        records = hook.wait("ok", 16 + 21, timeout=120)
+        assert sorted(r["responsePayload"] for r in records[16:]) == list(range(21))
+        assert len(hook.wait("stopped", 1, timeout=1)) == 1  # nothing more was stopped
+    finally:
+        hook.server.shutdown()
+
+
+def test_runtime_management_and_scaling_configurations(lam):
+    name = create_function(lam, "def handler(e, c):\n    return 1\n")
+    got = lam.get_runtime_management_config(FunctionName=name)
+    assert got["UpdateRuntimeOn"] == "Auto" and got["FunctionArn"].endswith(f":function:{name}")
+    served = lam.get_function_configuration(FunctionName=name)["RuntimeVersionConfig"]["RuntimeVersionArn"]
+    put = lam.put_runtime_management_config(FunctionName=name, UpdateRuntimeOn="Manual", RuntimeVersionArn=served)
+    assert (put["UpdateRuntimeOn"], put["RuntimeVersionArn"]) == ("Manual", served)
+    assert lam.get_runtime_management_config(FunctionName=name)["RuntimeVersionArn"] == served
+    for bad in ({"UpdateRuntimeOn": "Manual"},
+                {"UpdateRuntimeOn": "Manual", "RuntimeVersionArn": served[:-4] + "0000"},
+                {"UpdateRuntimeOn": "Auto", "RuntimeVersionArn": served}):
+        with pytest.raises(ClientError) as caught:
+            lam.put_runtime_management_config(FunctionName=name, **bad)
+        assert caught.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    with pytest.raises(ClientError) as caught:
+        lam.get_runtime_management_config(FunctionName=name, Qualifier="7")
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as caught:
+        lam.get_function_scaling_config(FunctionName=name, Qualifier="1")
+    assert caught.value.response["Error"]["Code"] in ("InvalidParameterValueException", "ValidationException")
+    with pytest.raises(ClientError) as caught:
+        lam.get_function_recursion_config(FunctionName="nosuch-function")
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"

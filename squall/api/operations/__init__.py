@@ -20,6 +20,7 @@ from squall.api.operations.base import CodeLinks, Operation
 from squall.api.operations.concurrency import ConcurrencyOperations
 from squall.api.operations.event_sources import EventSourceMappingOperations
 from squall.api.operations.function_urls import FunctionUrlOperations
+from squall.api.operations.function_settings import FunctionSettingsOperations
 from squall.api.operations.functions import FunctionOperations
 from squall.api.operations.invoke import InvokeOperations
 from squall.api.operations.layers import LayerOperations
@@ -44,6 +45,7 @@ GROUPS = (
     EventSourceMappingOperations,
     FunctionUrlOperations,
     LayerOperations,
+    FunctionSettingsOperations,
 )
 
 __all__ = ["CodeLinks", "LambdaRoute", "service_model"]

@@ -28,6 +28,7 @@ class InvokeOperations(Operations):
         ref = self.ref(p)
         invocation_type = p.get("InvocationType", "RequestResponse")
         payload: bytes = p.get("Payload") or b"{}"  # no payload: the function gets {} (every runtime parses it)
+        trace = request.headers.get("x-amzn-trace-id") or None  # an SDK inside a function sends its own
         if invocation_type == "Event":
             if len(payload) > MAX_EVENT_PAYLOAD:
                 raise RequestEntityTooLarge(
@@ -35,7 +36,7 @@ class InvokeOperations(Operations):
                 )
             check_json(payload)
             # 202 only once the event is committed; the request id is the event's.
-            await self.engine.accept_event(ref, payload, request.request_id)
+            await self.engine.accept_event(ref, payload, request.request_id, trace)
             return {"StatusCode": 202}
         if len(payload) > MAX_SYNC_PAYLOAD:
             raise RequestEntityTooLarge(f"Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation")
@@ -44,6 +45,7 @@ class InvokeOperations(Operations):
             request_id=request.request_id,
             client_context=client_context(p.get("ClientContext")),
             dry_run=invocation_type == "DryRun",
+            trace=trace,
         )
         result = await self.engine.invoke(ref, payload, options)
         if result is None:

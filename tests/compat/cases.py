@@ -269,6 +269,11 @@ CASES: list[Case] = [
          "1 validation error detected: Value 'Sometimes' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"),
     Case("invoke-version-executed", "invoke", {"FunctionName": "{fn}", "Qualifier": "live"}, 200, expect={"ExecutedVersion": "1"}),
     # ---- operations Squall does not serve yet: never a "not found"
-    Case("unimplemented-is-not-404", "list_layers", {}, 501, "NotImplementedException",
-         "Squall does not implement the ListLayers operation yet.", match="prefix"),
+    Case("unimplemented-is-not-404", "list_capacity_providers", {}, 501, "NotImplementedException",
+         "Squall does not implement the ListCapacityProviders operation: ", match="prefix"),
+    Case("code-signing-refused", "create_code_signing_config",
+         {"AllowedPublishers": {"SigningProfileVersionArns": ["arn:aws:signer:us-east-1:123456789012:/signing-profiles/p/v"]}},
+         501, "NotImplementedException", "Squall does not implement the CreateCodeSigningConfig operation. Squall does not verify code signatures", match="prefix"),
+    Case("code-signing-of-a-function", "get_function_code_signing_config", {"FunctionName": "{fn}"}, 200,
+         expect={"CodeSigningConfigArn": ""}),
 ]

@@ -17,6 +17,7 @@ from botocore.model import ServiceModel
 from squall.api.middleware import Request
 from squall.api.operations.async_config import EventInvokeConfigOperations
 from squall.api.operations.base import CodeLinks, Operation
+from squall.api.operations.code_signing import NO_SIGNING, CodeSigningOperations
 from squall.api.operations.concurrency import ConcurrencyOperations
 from squall.api.operations.event_sources import EventSourceMappingOperations
 from squall.api.operations.function_urls import FunctionUrlOperations
@@ -46,6 +47,7 @@ GROUPS = (
     FunctionUrlOperations,
     LayerOperations,
     FunctionSettingsOperations,
+    CodeSigningOperations,
 )
 
 __all__ = ["CodeLinks", "LambdaRoute", "service_model"]
@@ -67,6 +69,20 @@ def service_model() -> ServiceModel:
     runtime.pop("enum", None)  # an unknown runtime is Lambda's own check (InvalidParameterValue)
     shapes["Runtime"] = runtime
     return ServiceModel({**description, "shapes": shapes}, service_name="lambda")
+
+
+def _not_served(operation: str) -> str:
+    """Why an operation of the model answers 501 (docs/lambda-operations.md lists them)."""
+    if "CapacityProvider" in operation:
+        reason = ("capacity providers (Lambda Managed Instances) are EC2 capacity that Squall does not have; "
+                  "functions scale with reserved and provisioned concurrency")
+    elif "CodeSigningConfig" in operation:
+        return f"Squall does not implement the {operation} operation. {NO_SIGNING}"
+    elif "DurableExecution" in operation:
+        reason = "durable executions (checkpointed, resumable functions) are not built in Squall yet"
+    else:
+        reason = "it is not built yet"
+    return f"Squall does not implement the {operation} operation: {reason}. See docs/lambda-operations.md."
 
 
 class LambdaRoute:
@@ -96,9 +112,7 @@ class LambdaRoute:
         op, path_params = self.protocol.match(request.method, request.path, request.query)
         operation = self.operations.get(op.name)
         if operation is None:
-            raise NotImplementedOperation(
-                f"Squall does not implement the {op.name} operation yet. See the README for what it serves."
-            )
+            raise NotImplementedOperation(_not_served(op.name))
         params = self.protocol.parse(op, path_params, request.query, request.headers, request.body)
         self.authorize(request, op.name, params)
         output = await operation(params, request)

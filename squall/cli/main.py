@@ -11,7 +11,7 @@ import click
 
 from squall import __version__
 from squall.cli.client import CliError, Connection, api_command
-from squall.cli.deploy import DEFAULT_ROLE, DeployOptions, deploy_function, parse_env
+from squall.cli.deploy import DEFAULT_ROLE, DEFAULT_S3_PREFIX, DeployOptions, S3Upload, deploy_function, parse_env
 from squall.cli.invoke import check_payload, invoke_function
 from squall.cli.logs import Follower, function_log_group, parse_duration, print_logs
 from squall.cli.names import check_runtime, function_name, unqualified_function_name
@@ -64,6 +64,15 @@ def _env_pairs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
         raise click.BadParameter(f"{exc}; write it as KEY=VALUE", ctx, param) from exc
 
 
+def _url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if not value:
+        return None
+    value = value.strip().rstrip("/")
+    if "://" not in value:
+        raise click.BadParameter(f"{value!r} is not a URL; write it as http(s)://HOST[:PORT]", ctx, param)
+    return value
+
+
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", callback=unqualified_function_name,
@@ -79,18 +88,33 @@ def _env_pairs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
 @click.option("--publish", is_flag=True, help="Then publish a version of what was deployed.")
 @click.option("--url", "with_url", is_flag=True,
               help="Then give the function a URL (public: auth none) if it has none, and print it.")
+@click.option("--s3-bucket", metavar="BUCKET",
+              help="Upload the package to this bucket and deploy it from there (needed over 50 MB zipped).")
+@click.option("--s3-prefix", default=DEFAULT_S3_PREFIX, show_default=True,
+              help="Key prefix for the upload: the key is PREFIX<sha256 of the zip>.zip.")
+@click.option("--s3-endpoint", metavar="URL", envvar=["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"], show_envvar=True,
+              callback=_url, help="S3-compatible endpoint for the upload [default: AWS].")
 @api_command
-def deploy(connection: Connection, path: Path, publish: bool, with_url: bool, **options: Any) -> None:
+def deploy(connection: Connection, path: Path, publish: bool, with_url: bool, s3_bucket: str | None, s3_prefix: str,
+           s3_endpoint: str | None, **options: Any) -> None:
     """Create or update a function from a directory or a .zip file.
 
     A new function gets the defaults for anything not given. An existing one gets the
     new code, then only the settings given here. Waits until the function is ready.
     With --publish, publishes a version of it (point an alias at it with `squall alias`).
+
+    A package over 50 MB zipped goes through S3: --s3-bucket uploads it there (with boto3's
+    own credentials: AWS_ACCESS_KEY_ID, AWS_PROFILE, ...) and the Squall server reads it from
+    its configured S3 endpoint (its aws_endpoint setting), which must be the same store.
     """
     from squall.cli.versions import publish as publish_version
 
+    ctx = click.get_current_context()
+    if s3_bucket is None and ctx.get_parameter_source("s3_prefix") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--s3-prefix needs --s3-bucket.")
     check_runtime(connection.endpoint, options.get("runtime"))
-    config = deploy_function(connection.lam, path, DeployOptions(**options))
+    s3 = None if not s3_bucket else S3Upload(s3_bucket, s3_prefix, s3_endpoint, region=connection.region)
+    config = deploy_function(connection.lam, path, DeployOptions(**options), s3=s3)
     if publish:
         config = publish_version(connection.lam, config["FunctionName"])
     url: list[tuple[str, Any]] = []

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     max_connections: int = Field(4096, ge=1)
     # Stored code (zips and their extracted trees) for the whole server: Lambda's 75 GB.
     code_storage_limit_bytes: int = Field(80530636800, ge=0)
+    # An S3-compatible bucket (at aws_endpoint, with the aws_* credentials) that holds every
+    # stored zip as <code_bucket_prefix><sha256>.zip: the durable copy every node can read;
+    # <data_dir>/blobs is then a cache. Empty: zips live on this node's disk only.
+    code_bucket: str = ""
+    code_bucket_prefix: str = "squall-code/"
 
     # auto: the strongest backend this machine supports; or force one.
     isolation: Literal["auto", "process", "linux"] = "auto"

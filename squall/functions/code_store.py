@@ -101,7 +101,7 @@ class CodeStore:
         return self.blobs.tree_path(sha256_hex)
 
     def has_zip(self, sha256_hex: str) -> bool:
-        return self.blobs.blob_path(sha256_hex).exists()
+        return self.blobs.has_zip(sha256_hex)  # here or in the code bucket: blocking
 
     async def put(self, package: CodePackage) -> None:
         """Store the zip (the caller holds it: see the module's docstring), within the quota."""
@@ -140,11 +140,12 @@ class CodeStore:
                 await asyncio.to_thread(shutil.rmtree, trash, True)
 
     def _move_out(self, sha: str) -> Path | None:
-        """Take the zip and the tree away from their places (fast, on the loop); the moved
-        tree (or None) is the caller's to delete."""
+        """Take the zip and the tree away from their places (fast, on the loop: the code
+        bucket's copy, if any, is deleted in the background); the moved tree (or None) is the
+        caller's to delete."""
         self.used_bytes -= self._charged.pop(sha, 0)
         try:
-            self.blobs.blob_path(sha).unlink(missing_ok=True)
+            self.blobs.remove_zip(sha)
         except OSError as e:
             log.warning("cannot remove the zip of code %s: %s", sha, e)
         tree = self.blobs.tree_path(sha)

@@ -86,4 +86,5 @@ def test_condition_counters():
         "Success": "succeeded",
         "RetriesExhausted": "retries_exhausted",
         "EventAgeExceeded": "age_exceeded",
+        "RecursiveInvocationDetected": "recursive_loops",
     }

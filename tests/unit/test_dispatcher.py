@@ -15,7 +15,7 @@ from squall.async_invoke.configs import EventInvokeConfig, EventInvokeConfigs
 from squall.async_invoke.queue import Lease
 from squall.invoke.invocation import InvocationResult
 from squall.async_invoke.retries import Condition, RetryPolicy
-from squall.errors import ResourceNotFound, TooManyRequests
+from squall.errors import RecursiveInvocation, ResourceNotFound, TooManyRequests
 from squall.arn import Arns
 from squall.store.event_invoke_configs import EventInvokeConfigRepository
 from squall.store.events import Delivery
@@ -35,13 +35,15 @@ class Harness:
         self.configs = EventInvokeConfigs(EventInvokeConfigRepository(self.repo.engine), Arns("us-east-1", "1" * 12), None)
         self.script = script or {}  # request id → list of "ok" | "error" | "throttle" | "gone" | asyncio.Event
         self.calls: list[tuple[str, str]] = []
+        self.traces: list[str | None] = []
         self.finished: list[tuple[str, Condition, int, int]] = []
         self.dispatcher = Dispatcher(
             self.queue, self.invoke, self.finish, self.concurrency, self.configs, RetryPolicy(60.0), self.clock, max_concurrency
         )
 
-    async def invoke(self, ref, payload, request_id, prelude):
+    async def invoke(self, ref, payload, request_id, prelude, trace=None):
         self.calls.append((request_id, prelude))
+        self.traces.append(trace)
         steps = self.script.get(request_id) or ["ok"]
         step = steps.pop(0) if len(steps) > 1 else steps[0]
         with self.concurrency.try_acquire(ref.name):
@@ -52,6 +54,8 @@ class Harness:
                 raise TooManyRequests("Rate Exceeded.", "ConcurrentInvocationLimitExceeded")
             if step == "gone":
                 raise ResourceNotFound("Function not found")
+            if step == "loop":
+                raise RecursiveInvocation("a recursive loop")
             failed = step == "error"
             body = orjson.dumps({"errorMessage": "boom", "errorType": "ValueError"}) if failed else b'"fine"'
             return InvocationResult(request_id, body, "$LATEST", "Unhandled" if failed else None)
@@ -198,6 +202,21 @@ def test_events_of_a_deleted_function_are_dropped(tmp_path):
 
     h = asyncio.run(scenario())
     assert h.finished == [] and h.repo.count() == 0
+
+
+def test_a_recursive_loop_ends_at_once_and_is_not_retried(tmp_path):
+    async def scenario():
+        h = Harness(tmp_path, script={"r1": ["loop"]})
+        await h.start()
+        await h.accept("r1")
+        await h.steps()
+        await h.dispatcher.wait_running()
+        await h.stop()
+        return h
+
+    h = asyncio.run(scenario())
+    assert h.finished == [("r1", Condition.RECURSIVE_LOOP, 400, 0)] and len(h.calls) == 1
+    assert h.repo.count() == 0
 
 
 class FlakySenders:

@@ -132,7 +132,7 @@ def test_a_sandbox_that_cannot_be_built_says_why(linux, tmp_path, caplog):
         assert error["errorType"] == "Runtime.ExitError"
         assert error["errorMessage"] == (
             "Runtime exited with error: exit status 125 (sandbox setup failed: "
-            "expected the code's (and the runtime's) mount fds, got 0)"
+            "expected the code's (the runtime's, the layers') mount fds: 1, got 0)"
         )
         lines = [r.getMessage() for r in caplog.records if r.name == "squall.environment"]
         assert any(result.request_id in line and "expected the code's" in line for line in lines), lines

@@ -110,7 +110,9 @@ class LinuxHandle:
                 peak = self._peak
             if self._initialised and not self._shared_measured:  # the background measure is late: now
                 self._measure_shared()
-        return None if peak is None else peak + self._shared
+        if peak is None:
+            return None
+        return min(peak + self._shared, max(peak, self.spec.memory_mb << 20))  # never above MemorySize
 
     def oom_killed(self) -> bool:
         if self._removed:

@@ -159,9 +159,12 @@ def main() -> None:
 
             report.latency("health_floor", "GET /health (HTTP + ASGI, no invoke)", common.timed_loop(health_once, n_aside))
             check = signature_cost(report, server, name, n)
+            recording = metrics_cost(report, n)
             if cpu and cpu.get("server_cpu_us"):
                 report.ratio("signature_check_vs_server_cpu", "signature check median / server CPU per warm invoke",
                              common.ratio(check.get("median_ms"), cpu["server_cpu_us"] / 1000))
+                report.ratio("metrics_recording_vs_server_cpu", "metrics recording median / server CPU per warm invoke",
+                             common.ratio(recording.get("median_ms"), cpu["server_cpu_us"] / 1000))
             report.line(f"  environments after the run: {environments}")
             if args.profile:
                 profile(server, one, args.profile, args.profile_seconds, report)
@@ -222,6 +225,32 @@ def signature_cost(report: common.Report, report_server: common.Server, name: st
         check()
     return report.latency("signature_check", "SigV4 check of a warm invoke, in process (read, time, verify)",
                           common.timed_loop(check, n))
+
+
+def metrics_cost(report: common.Report, n: int) -> dict:
+    """What recording one finished invocation costs (squall/observe/metrics.py), in process: the
+    engine's InvocationFinished published on the bus to the same subscriber the engine uses
+    (Prometheus counters and histogram, CloudWatch's per-minute series). It runs after the
+    result exists, on the event loop, once per invoke."""
+    from squall.engine.bus import EventBus, InvocationFinished
+    from squall.observe.metrics import Metrics
+
+    bus, metrics = EventBus(), Metrics()
+
+    def finished(e: InvocationFinished) -> None:
+        metrics.record_invocation(e.function, e.qualifier, e.version, e.runtime, e.duration_ms, e.init_duration_ms,
+                                  e.error_type)
+        metrics.record_concurrency(e.function, e.concurrency, lambda: 1)
+
+    bus.subscribe(InvocationFinished, finished)
+
+    def record() -> None:
+        bus.publish(InvocationFinished("bench-fn", "$LATEST", "r", 0.42, None, None, None, "python3.11", 1))
+
+    for _ in range(1000):
+        record()
+    return report.latency("metrics_recording", "recording one invocation's metrics, in process (bus + Prometheus + "
+                          "CloudWatch series)", common.timed_loop(record, max(n, 10000)))
 
 
 # ------------------------------------------------------------------ versions and aliases

@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     destination_sns_endpoint: str = ""
     aws_access_key_id: str = ""
     aws_secret_access_key: str = Field("", repr=False)
+    # GET /metrics: a scraper may send ``Authorization: Bearer <metrics_token>`` instead of a
+    # SigV4 signature (Prometheus' ``authorization: {credentials: …}``). Empty: signed requests only.
+    metrics_token: str = Field("", repr=False)
     # Execution roles whose functions call an upstream AWS-compatible endpoint (aws_endpoint):
     # role name → that service's key. Environments of such a role get this key (and
     # AWS_ENDPOINT_URL = aws_endpoint) instead of a Squall session; Squall accepts the same key

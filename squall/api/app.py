@@ -16,18 +16,28 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from squall.api.apigateway_api import ApiGatewayRoute
-from squall.api.scheduler_api import SchedulerRoute
 from squall.api.authentication import authentication
+from squall.api.cloudwatch_api import CloudWatchRoute
+from squall.api.events_api import EventsRoute
 from squall.api.guard import browser_guard
 from squall.api.http_protocol import send_chunks
 from squall.api.iam_api import QueryRoute
-from squall.api.events_api import EventsRoute
 from squall.api.logs_api import LogsApi, LogsRoute
-from squall.api.middleware import Handler, Middleware, PathRoute, Request, Router, chain, error_middleware
+from squall.api.middleware import (
+    Handler,
+    Middleware,
+    PathRoute,
+    Request,
+    Router,
+    chain,
+    error_middleware,
+)
 from squall.api.operations import CodeLinks, LambdaRoute
 from squall.api.protocol import HttpResponse, parse_query
+from squall.api.scheduler_api import SchedulerRoute
 from squall.engine.engine import Engine
 from squall.errors import LambdaError, RequestEntityTooLarge
+from squall.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from squall.triggers.api_gateway import ApiGateway
 from squall.triggers.url_gateway import UrlGateway
 
@@ -58,7 +68,9 @@ class SquallApp:
             [
                 self.logs_route,
                 self.events_route,
+                CloudWatchRoute(engine.metrics.series, identity.access, engine.clock),  # CloudWatch metrics (AWS/Lambda)
                 PathRoute("GET", "/health", self._health),
+                PathRoute("GET", "/metrics", self._metrics),  # Prometheus (signed, or the metrics token)
                 PathRoute("GET", "/squall/code/", self._code_download, prefix=True),
                 PathRoute("GET", "/squall/queue", self._queue),
                 PathRoute("POST", "/squall/triggers/", self._triggers, prefix=True),  # SNS and S3 webhooks
@@ -75,7 +87,7 @@ class SquallApp:
         gateways = getattr(engine.executor.pool.backend, "gateways", list)()  # environments call the API there
         guard = browser_guard(settings.host, [*settings.allowed_hosts, *gateways], settings.allowed_origins)
         auth = authentication(identity.directory if identity.enabled else None, settings.region, router.service_of,
-                              engine.clock)
+                              engine.clock, settings.metrics_token)
         self.handler: Handler = chain((errors, guard, auth, *middlewares), router)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -143,6 +155,11 @@ class SquallApp:
         return self.lambda_route.protocol.serialize_error(error)
 
     # ---- Squall's own endpoints ------------------------------------------------------
+    async def _metrics(self, request: Request) -> HttpResponse:
+        """Prometheus' text format; built in a thread (the async queue's counts are a database read)."""
+        body = await asyncio.to_thread(self.engine.metrics.exposition)
+        return HttpResponse(200, [("Content-Type", METRICS_CONTENT_TYPE)], body)
+
     async def _health(self, request: Request) -> HttpResponse:
         return _json(200, self.engine.health())
 

@@ -6,12 +6,13 @@ but for IAM and STS, the server's region), finds the access key or session token
 :class:`~squall.auth.directory.Directory` and checks the signature with the key's secret.
 The request then carries its principal (``request.state["principal"]``) for the
 authorization each operation asks for. Only ``/health`` and the self-signed code download
-links are served unsigned. With authentication off, the principal is ``None`` (allowed
-everything).
+links are served unsigned, and ``/metrics`` to a scraper that sends the configured metrics token
+as a bearer token. With authentication off, the principal is ``None`` (allowed everything).
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Callable
 
 from squall.api.middleware import Handler, Middleware, Request
@@ -31,13 +32,20 @@ def is_public(request: Request) -> bool:
     )
 
 
+def _bearer_for_metrics(request: Request, token: str) -> bool:
+    if not token or request.method != "GET" or request.path != "/metrics":
+        return False
+    header = request.headers.get("authorization", "")
+    return header[:7].lower() == "bearer " and hmac.compare_digest(header[7:].strip().encode(), token.encode())
+
+
 def authentication(directory: Directory | None, region: str, service_of: Callable[[Request], str],
-                   clock: Callable[[], float]) -> Middleware:
+                   clock: Callable[[], float], metrics_token: str = "") -> Middleware:
     """``directory`` None: authentication is off."""
 
     async def authenticate(request: Request, following: Handler) -> object:
         request.state["principal"] = None
-        if directory is None or is_public(request):
+        if directory is None or is_public(request) or _bearer_for_metrics(request, metrics_token):
             return await following(request)
         signed = sigv4.read(request.method, request.headers, request.query)
         sigv4.check_time(signed, clock())

@@ -19,6 +19,7 @@ from typing import Callable
 from squall import tasks as background
 from squall.async_invoke.destinations import DeliveryError, Senders
 from squall.async_invoke.queue import LEASE_SECONDS, EventQueue
+from squall.engine.bus import DeliveryFinished, EventBus
 from squall.store.events import Delivery
 
 log = logging.getLogger("squall.destinations")
@@ -37,8 +38,10 @@ class DeliveryWorker:
         concurrency: int = 16,
         attempts: int = ATTEMPTS,
         base_delay: float = BASE_DELAY,
+        bus: EventBus | None = None,
     ) -> None:
         self.queue = queue
+        self.bus = bus  # told each delivery's outcome (metrics)
         self.senders = senders
         self.clock = clock
         self.concurrency = concurrency
@@ -133,6 +136,8 @@ class DeliveryWorker:
                 repo.bump(conn, delivery.function_name, "destination_failures")
 
             await self.queue.run(give_up)
+            if self.bus is not None:
+                self.bus.publish(DeliveryFinished(delivery.function_name, delivery.kind, False))
             return
         self.sent += 1
 
@@ -142,3 +147,5 @@ class DeliveryWorker:
                 repo.bump(conn, delivery.function_name, "dead_lettered")
 
         await self.queue.run(done)
+        if self.bus is not None:
+            self.bus.publish(DeliveryFinished(delivery.function_name, delivery.kind, True))

@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable
 from sqlalchemy.exc import IntegrityError
 
 from squall.arn import LATEST, Arns, FunctionRef
-from squall.engine.bus import EventBus, FunctionDeleted
+from squall.engine.bus import AsyncEventSettled, EventBus, FunctionDeleted
 from squall.invoke.admission import Admission
 from squall.invoke.resolver import Resolver
 from squall.async_invoke.deliveries import DeliveryWorker
@@ -76,7 +76,7 @@ class AsyncInvocations:
             secret_access_key=settings.aws_secret_access_key or None,
         )
         self.senders = Senders(endpoints, self._enqueue_for_destination)
-        self.deliveries = DeliveryWorker(self.queue, self.senders, clock)
+        self.deliveries = DeliveryWorker(self.queue, self.senders, clock, bus=bus)
         self.dispatcher = Dispatcher(
             self.queue,
             invoke,
@@ -88,6 +88,7 @@ class AsyncInvocations:
             settings.async_max_concurrency,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.bus = bus
         bus.subscribe(FunctionDeleted, lambda event: self.function_changed(event.name))
 
     # ---- life cycle --------------------------------------------------------------------
@@ -184,6 +185,8 @@ class AsyncInvocations:
                 event.attempts,
             )
         await lease.finish(condition.counter, deliveries)
+        self.bus.publish(AsyncEventSettled(event.function_name, condition.value,
+                                           max(0.0, (now - event.enqueued_at) * 1000)))
         if deliveries:
             self.deliveries.wake()
 

@@ -91,7 +91,7 @@ class EnvironmentStopped:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built once per invocation: not frozen (a frozen __init__ costs µs)
 class InvocationFinished:
     function: str
     version: str
@@ -99,6 +99,35 @@ class InvocationFinished:
     duration_ms: float
     init_duration_ms: float | None
     error_type: str | None
+    qualifier: str | None = None  # what the caller named (an alias, a version), None: nothing
+    runtime: str = ""
+    concurrency: int = 0  # the function's invocations in flight as it ended (itself included)
+
+
+@dataclass(frozen=True)
+class InvocationThrottled:
+    function: str
+    qualifier: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class AsyncEventAccepted:
+    function: str
+
+
+@dataclass(frozen=True)
+class AsyncEventSettled:
+    function: str
+    condition: str  # Lambda's condition (Success, RetriesExhausted, EventAgeExceeded, …)
+    age_ms: float
+
+
+@dataclass(frozen=True)
+class DeliveryFinished:
+    function: str
+    kind: str  # "destination" or "dlq"
+    ok: bool
 
 
 E = TypeVar("E")

@@ -23,10 +23,18 @@ from squall.auth import credentials_file
 from squall.auth.identity import Identity
 from squall.auth.policy import Policy
 from squall.code import CodeLimits
-from squall.engine.bus import EventBus, InvocationFinished
+from squall.engine.bus import (
+    AsyncEventAccepted,
+    AsyncEventSettled,
+    DeliveryFinished,
+    EventBus,
+    FunctionDeleted,
+    InvocationFinished,
+    InvocationThrottled,
+)
 from squall.engine.stores import Stores
 from squall.environments.executor import LocalExecutor
-from squall.errors import ResourceNotFound
+from squall.errors import ResourceNotFound, TooManyRequests
 from squall.function import FunctionVersion
 from squall.functions.aliases import Aliases
 from squall.functions.concurrency import ProvisionedConcurrency, ReservedConcurrency
@@ -45,6 +53,7 @@ from squall.invoke.invocation import InvocationRequest, InvocationResult
 from squall.invoke.resolver import Resolver
 from squall.invoke.streaming import ResponseStream, StreamedInvocation
 from squall.observe.logs import LogReader
+from squall.observe.metrics import Gauges, Metrics
 from squall.runtimes.registry import RuntimeRegistry
 from squall.settings import Settings
 from squall.sources.aws import AwsClients
@@ -52,11 +61,11 @@ from squall.sources.brokers import Brokers
 from squall.sources.invoker import BatchInvoker
 from squall.sources.service import EventSources
 from squall.store.aliases import AliasRecord
+from squall.triggers.deliveries import Deliveries
 from squall.triggers.event_rules import EventRules
 from squall.triggers.function_urls import FunctionUrls
 from squall.triggers.http_apis import HttpApi, HttpApis
 from squall.triggers.notifications import Notifications
-from squall.triggers.deliveries import Deliveries
 from squall.triggers.pubsub import PubSub
 from squall.triggers.scheduler import schedule_clock
 from squall.triggers.schedules import Schedules
@@ -183,7 +192,37 @@ class Engine:
         # MQTT / NATS / Redis pub/sub subjects: one asynchronous invocation per message
         self.pubsub = PubSub(stores.triggers, self.event_sources.brokers, settings.region, settings.account_id,
                              self.accept_event, self._exists)
+        # what /metrics and the CloudWatch metrics subset show, fed from the bus
+        self.metrics = Metrics(clock)
+        self._observe(bus)
         self.started_at = time.time()
+
+    def _observe(self, bus: EventBus) -> None:
+        metrics, admission = self.metrics, self.admission
+
+        def finished(e: InvocationFinished) -> None:
+            metrics.record_invocation(e.function, e.qualifier, e.version, e.runtime, e.duration_ms,
+                                      e.init_duration_ms, e.error_type)
+            metrics.record_concurrency(e.function, e.concurrency, lambda: admission.in_flight)
+
+        def settled(e: AsyncEventSettled) -> None:
+            if e.condition != "Success":  # Lambda's AsyncEventsDropped: ended without a successful run
+                metrics.record_async_dropped(e.function)
+
+        bus.subscribe(InvocationFinished, finished)
+        bus.subscribe(InvocationThrottled, lambda e: metrics.record_throttle(e.function, e.qualifier, e.reason))
+        bus.subscribe(AsyncEventAccepted, lambda e: metrics.record_async_accepted(e.function))
+        bus.subscribe(AsyncEventSettled, settled)
+        bus.subscribe(DeliveryFinished, lambda e: metrics.record_delivery(e.function, e.kind, e.ok))
+        bus.subscribe(FunctionDeleted, lambda e: metrics.forget(e.name))
+        pool = self.executor.pool
+
+        def environments() -> dict[str, int]:
+            counts = pool.counts()
+            return {state: counts[state] for state in ("busy", "idle", "provisioned")}
+
+        metrics.connect(Gauges(admission.in_flight_by_function, environments, self.async_invocations.repo.stats,
+                               self.event_sources_report))
 
     # ---- life cycle ------------------------------------------------------------------
     async def start(self) -> None:
@@ -229,13 +268,20 @@ class Engine:
             stream.executed_version = target.version or LATEST
             request.streaming_to(stream)
         # No suspension from the resolution to the lease's new environment (see resolver.py).
-        with self.admission.try_acquire(target.name, target.qualifier) as slot:
+        try:
+            slot = self.admission.try_acquire(target.name, target.qualifier)
+        except TooManyRequests as exc:
+            self.bus.publish(InvocationThrottled(target.name, target.qualifier, exc.reason))
+            raise
+        with slot:
             async with self.executor.lease(target, slot) as lease:
                 result = await lease.invoke(request, options.prelude)
+            concurrency = self.admission.in_flight_of(target.name)
         if self.bus.wants(InvocationFinished):
             self.bus.publish(
                 InvocationFinished(target.name, result.executed_version, result.request_id, result.duration_ms,
-                                   result.init_duration_ms, result.error_type)
+                                   result.init_duration_ms, result.error_type, target.qualifier,
+                                   target.runtime.identifier, concurrency)
             )
         return result
 
@@ -249,6 +295,7 @@ class Engine:
     async def accept_event(self, ref: FunctionRef, payload: bytes, request_id: str, trace: str | None = None) -> None:
         """An asynchronous invocation: returns once the event is durably queued."""
         await self.async_invocations.accept(ref, payload, request_id, trace)
+        self.bus.publish(AsyncEventAccepted(ref.name))
 
     async def _invoke_event(self, ref: FunctionRef, payload: bytes, request_id: str, prelude: str,
                             trace: str | None = None) -> InvocationResult | None:

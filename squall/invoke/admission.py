@@ -100,6 +100,9 @@ class Admission:
     def in_flight(self) -> int:
         return sum(self._in_flight.values())
 
+    def in_flight_by_function(self) -> dict[str, int]:
+        return dict(self._in_flight)
+
     def in_flight_of(self, function: str) -> int:
         return self._in_flight.get(function, 0)
 

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     # GET /metrics: a scraper may send ``Authorization: Bearer <metrics_token>`` instead of a
     # SigV4 signature (Prometheus' ``authorization: {credentials: …}``). Empty: signed requests only.
     metrics_token: str = Field("", repr=False)
+    # Spans of invocations go to this OTLP/HTTP collector (http://host:4318; empty: the standard
+    # OTEL_EXPORTER_OTLP_ENDPOINT, and without it no export). docs/metrics.md, "Traces".
+    otlp_endpoint: str = ""
     # Execution roles whose functions call an upstream AWS-compatible endpoint (aws_endpoint):
     # role name → that service's key. Environments of such a role get this key (and
     # AWS_ENDPOINT_URL = aws_endpoint) instead of a Squall session; Squall accepts the same key

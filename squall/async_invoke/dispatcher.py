@@ -35,8 +35,8 @@ from squall.store.events import QueuedEvent
 
 log = logging.getLogger("squall.dispatcher")
 
-# invoke(ref, payload, request_id, log line before START, the caller's trace header) → result
-Invoke = Callable[[FunctionRef, bytes, str, str, "str | None"], Awaitable[InvocationResult | None]]
+# invoke(ref, payload, request_id, log line before START, the caller's trace header, when it was accepted)
+Invoke = Callable[[FunctionRef, bytes, str, str, "str | None", float], Awaitable[InvocationResult | None]]
 # finish(lease, condition, status, result or None): settle a final outcome (records, DLQ)
 Finish = Callable[[Lease, Condition, int, "InvocationResult | None"], Awaitable[None]]
 
@@ -281,7 +281,7 @@ class Dispatcher:
             result: InvocationResult | None = None
             try:
                 result = await self.invoke(FunctionRef(name, event.qualifier), event.payload, event.request_id, prelude,
-                                           event.trace)
+                                           event.trace, event.enqueued_at)
                 outcome = Outcome.FUNCTION_ERROR if result is not None and result.function_error else Outcome.SUCCESS
                 status, error = 200, (result.payload if result is not None and result.function_error else None)
             except TooManyRequests as exc:

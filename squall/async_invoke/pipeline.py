@@ -45,7 +45,7 @@ MAX_EVENT_PAYLOAD = 1048576  # 1 MB: Lambda's limit for InvocationType Event
 MAX_INVOKE_ASYNC_PAYLOAD = 262144  # 256 KB: the deprecated InvokeAsync operation
 
 # (function, payload, request id, log line written before START) → result
-InvokeEvent = Callable[[FunctionRef, bytes, str, str, "str | None"], Awaitable[InvocationResult | None]]
+InvokeEvent = Callable[[FunctionRef, bytes, str, str, "str | None", float], Awaitable[InvocationResult | None]]
 
 
 class AsyncInvocations:

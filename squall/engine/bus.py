@@ -102,6 +102,10 @@ class InvocationFinished:
     qualifier: str | None = None  # what the caller named (an alias, a version), None: nothing
     runtime: str = ""
     concurrency: int = 0  # the function's invocations in flight as it ended (itself included)
+    trace: str | None = None  # the X-Amzn-Trace-Id it ran with
+    started_at: float = 0.0  # epoch seconds: the request reached the engine …
+    finished_at: float = 0.0  # … and its result was there
+    queued_at: float | None = None  # an asynchronous event: when it was accepted
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,10 @@ from squall.invoke.admission import Admission
 from squall.invoke.invocation import InvocationRequest, InvocationResult
 from squall.invoke.resolver import Resolver
 from squall.invoke.streaming import ResponseStream, StreamedInvocation
+from squall.invoke.trace import for_invocation
 from squall.observe.logs import LogReader
 from squall.observe.metrics import Gauges, Metrics
+from squall.observe.tracing import Tracing
 from squall.runtimes.registry import RuntimeRegistry
 from squall.settings import Settings
 from squall.sources.aws import AwsClients
@@ -81,6 +83,7 @@ class InvokeOptions:
     # A platform line for the environment's log stream just before START (async attempts).
     prelude: str | None = None
     trace: str | None = None  # X-Amzn-Trace-Id: the runtime's _X_AMZN_TRACE_ID for this invocation
+    queued_at: float | None = None  # an asynchronous event: when it was accepted (its span's queue time)
 
 
 @dataclass(frozen=True)
@@ -192,8 +195,9 @@ class Engine:
         # MQTT / NATS / Redis pub/sub subjects: one asynchronous invocation per message
         self.pubsub = PubSub(stores.triggers, self.event_sources.brokers, settings.region, settings.account_id,
                              self.accept_event, self._exists)
-        # what /metrics and the CloudWatch metrics subset show, fed from the bus
+        # what /metrics and the CloudWatch metrics subset show, fed from the bus; spans over OTLP
         self.metrics = Metrics(clock)
+        self.tracing = Tracing(settings.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
         self._observe(bus)
         self.started_at = time.time()
 
@@ -210,6 +214,9 @@ class Engine:
                 metrics.record_async_dropped(e.function)
 
         bus.subscribe(InvocationFinished, finished)
+        if self.tracing.enabled:
+            tracing, arns = self.tracing, self.arns
+            bus.subscribe(InvocationFinished, lambda e: tracing.record(e, arns.function(e.function, e.version)))
         bus.subscribe(InvocationThrottled, lambda e: metrics.record_throttle(e.function, e.qualifier, e.reason))
         bus.subscribe(AsyncEventAccepted, lambda e: metrics.record_async_accepted(e.function))
         bus.subscribe(AsyncEventSettled, settled)
@@ -253,17 +260,20 @@ class Engine:
         await self.async_invocations.stop(self.settings.shutdown_grace_seconds)
         await self.executor.shutdown(self.settings.shutdown_grace_seconds)
         await self.functions.close()
+        await asyncio.to_thread(self.tracing.shutdown)
         await self.stores.close()
 
     # ---- invoking ----------------------------------------------------------------------
     async def invoke(self, ref: FunctionRef, payload: bytes, options: InvokeOptions,
                      stream: ResponseStream | None = None) -> InvocationResult | None:
         """``stream``: where a response-streaming runtime's bytes go as they come (``invoke_stream``)."""
+        started_at = time.time()
         target = await self.resolver.resolve(ref)
         if options.dry_run:
             return None
+        trace = for_invocation(options.trace, target.config.tracing_mode == "Active", options.request_id, started_at)
         request = InvocationRequest(options.request_id, payload, target.invoked_arn, options.client_context,
-                                    trace_id=options.trace)
+                                    trace_id=trace)
         if stream is not None:
             stream.executed_version = target.version or LATEST
             request.streaming_to(stream)
@@ -281,7 +291,8 @@ class Engine:
             self.bus.publish(
                 InvocationFinished(target.name, result.executed_version, result.request_id, result.duration_ms,
                                    result.init_duration_ms, result.error_type, target.qualifier,
-                                   target.runtime.identifier, concurrency)
+                                   target.runtime.identifier, concurrency, trace, started_at, time.time(),
+                                   options.queued_at)
             )
         return result
 
@@ -298,10 +309,11 @@ class Engine:
         self.bus.publish(AsyncEventAccepted(ref.name))
 
     async def _invoke_event(self, ref: FunctionRef, payload: bytes, request_id: str, prelude: str,
-                            trace: str | None = None) -> InvocationResult | None:
+                            trace: str | None = None, queued_at: float | None = None) -> InvocationResult | None:
         """An attempt of an asynchronous invocation: counted as a hop of its chain (recursion)."""
         header = self.recursion.admit(ref.name, trace, request_id, self.clock())
-        return await self.invoke(ref, payload, InvokeOptions(request_id, prelude=prelude, trace=header))
+        return await self.invoke(ref, payload, InvokeOptions(request_id, prelude=prelude, trace=header,
+                                                             queued_at=queued_at))
 
     async def _invoke_batch(self, ref: FunctionRef, payload: bytes, request_id: str) -> InvocationResult | None:
         return await self.invoke(ref, payload, InvokeOptions(request_id))

@@ -26,6 +26,16 @@ def new_trace(request_id: str, now: float) -> str:
     return f"Root=1-{int(now):08x}-{hexid[:24]};Parent={hexid[-16:]};Sampled=0"
 
 
+def for_invocation(header: str | None, active: bool, request_id: str, now: float) -> str:
+    """The header an invocation runs with: the caller's, or a new one; a function with Active
+    tracing samples a trace whose sampling is not decided yet (PassThrough follows the caller)."""
+    if not header:
+        return new_trace(request_id, now).replace("Sampled=0", "Sampled=1") if active else new_trace(request_id, now)
+    if active and "Sampled=" not in header:
+        return header + ";Sampled=1"
+    return header
+
+
 def parse(header: str) -> dict[str, str]:
     fields: dict[str, str] = {}
     for part in header.split(";"):

@@ -41,7 +41,7 @@ class Harness:
             self.queue, self.invoke, self.finish, self.concurrency, self.configs, RetryPolicy(60.0), self.clock, max_concurrency
         )
 
-    async def invoke(self, ref, payload, request_id, prelude, trace=None):
+    async def invoke(self, ref, payload, request_id, prelude, trace=None, queued_at=None):
         self.calls.append((request_id, prelude))
         self.traces.append(trace)
         steps = self.script.get(request_id) or ["ok"]

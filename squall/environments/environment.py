@@ -28,12 +28,12 @@ import orjson
 
 from squall.arn import LATEST
 from squall.environments.capture import InvocationLog, OutputCapture
+from squall.environments.platform_log import PlatformLog
 from squall.invoke.invocation import (
     InvocationRequest,
     InvocationResult,
     error_payload,
     exit_error,
-    report_line,
     response_too_large,
     timeout_error,
 )
@@ -93,7 +93,8 @@ class Environment:
         self.clock = clock
         self.network = network
         self.opt_dir = opt_dir  # the function's layers, merged: mounted at /opt (None: no layers)
-        self.extra_env = dict(extra_env or {})  # its role's credentials, the API's endpoints (engine)
+        self.extra_env = dict(extra_env or {})
+        self.platform_log = PlatformLog(function.logging_config)  # START/REPORT… in the function's LogFormat  # its role's credentials, the API's endpoints (engine)
         self.provisioned = provisioned  # started ahead for provisioned concurrency: no Init Duration
         self.retired = False  # set while busy when its function changed: stop instead of reuse
         self.state = EnvironmentState.CREATED
@@ -155,8 +156,8 @@ class Environment:
         }
         if runtime.execution_env:
             env["AWS_EXECUTION_ENV"] = runtime.execution_env
-        if fn.logging_config.get("ApplicationLogLevel"):
-            env["AWS_LAMBDA_LOG_LEVEL"] = fn.logging_config["ApplicationLogLevel"]
+        if fn.logging_config.get("LogFormat") == "JSON":  # levels exist in JSON format only (INFO by default)
+            env["AWS_LAMBDA_LOG_LEVEL"] = fn.logging_config.get("ApplicationLogLevel") or "INFO"
         env.update(self.extra_env)
         env.update(fn.environment)
         return env
@@ -173,10 +174,9 @@ class Environment:
             self._capture = OutputCapture(log_read, self.logs, self.group, self.stream)
             self._init_log = InvocationLog(self.max_log_bytes)
             self._capture.current = self._init_log
-            self._capture.emit(
-                f"INIT_START Runtime Version: {runtime.family}:{runtime.version}\t"
-                f"Runtime Version ARN: arn:aws:lambda:{self.region}::runtime:{runtime.identifier}"
-            )
+            self._platform(self.platform_log.init_start(
+                runtime.family, runtime.version, f"arn:aws:lambda:{self.region}::runtime:{runtime.identifier}",
+                "provisioned-concurrency" if self.provisioned else "on-demand"))
             try:
                 if not runtime.prepared:  # e.g. the Java library's first build: seconds, off the loop
                     launch = await asyncio.to_thread(runtime.launch, self.code_dir, self.function.memory_size, self.function.environment)
@@ -258,15 +258,19 @@ class Environment:
         why = f" (sandbox setup failed: {self.setup_failure})" if self.setup_failure else ""
         return error_payload("Runtime.ExitError", f"Runtime exited with error: {exit_description(returncode)}{why}")
 
+    def _platform(self, line: str | None) -> None:
+        """A platform line (None: filtered out by SystemLogLevel)."""
+        if line is not None:
+            assert self._capture is not None
+            self._capture.emit(line)
+
     def _init_failed(self, error: bytes) -> None:
         self.init_error = error
         error_type = _error_type(error)
         capture = self._capture
         assert capture is not None
         capture.drain()
-        capture.emit(
-            f"INIT_REPORT Init Duration: {self.init_duration_ms:.2f} ms\tPhase: init\tStatus: error\tError Type: {error_type}"
-        )
+        self._platform(self.platform_log.init_report(self.init_duration_ms or 0.0, error_type))
         # The environment is discarded; the error is served to the invoke that started it.
         capture.current = None
         self.kill("init error")
@@ -284,9 +288,10 @@ class Environment:
         if cold_ms is not None and self._init_log is not None:
             log = self._init_log  # the cold invoke's tail includes the init phase
         capture.current = log
+        platform = self.platform_log
         if prelude:
-            capture.emit(prelude)
-        capture.emit(f"START RequestId: {request.request_id} Version: {fn.version}")
+            self._platform(platform.async_event(prelude, request.request_id))
+        self._platform(platform.start(request.request_id, fn.version))
         if self.init_error is not None:
             if self.setup_failure is not None:  # Squall's fault, not the function's: the operator must see it
                 logger.error(
@@ -309,7 +314,8 @@ class Environment:
             self.kill("timeout")
             capture.drain()
             stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-            capture.emit(f"{stamp} {request.request_id} Task timed out after {fn.timeout:.2f} seconds")
+            self._platform(self.platform_log.failure(
+                f"{stamp} {request.request_id} Task timed out after {fn.timeout:.2f} seconds", request.request_id))
             return self._complete(
                 request, log, duration, cold_ms, timeout_error(request.request_id, fn.timeout), True, "timeout", peak_kb
             )
@@ -324,8 +330,9 @@ class Environment:
             capture.drain()
             how = exit_description(returncode)
             oom = f" (out of memory: the function used more than its {fn.memory_size} MB)" if handle.oom_killed() else ""
-            capture.emit(f"RequestId: {request.request_id} Error: Runtime exited with error: {how}{oom}")
-            capture.emit("Runtime.ExitError")
+            self._platform(self.platform_log.failure(
+                f"RequestId: {request.request_id} Error: Runtime exited with error: {how}{oom}", request.request_id))
+            self._platform(self.platform_log.failure("Runtime.ExitError", request.request_id))
             peak_kb = self._peak_kb(handle)  # an out-of-memory kill: what it had reached
             return self._complete(
                 request, log, duration, cold_ms, exit_error(request.request_id, how), True, "error", peak_kb
@@ -371,18 +378,11 @@ class Environment:
         if log.dropped:
             log.cap += 1 << 20  # room for the platform lines
             capture.emit(f"[squall] {log.dropped} bytes of log output from this invocation were dropped (limit {self.max_log_bytes} bytes)")
-        capture.emit(f"END RequestId: {request.request_id}")
-        capture.emit(
-            report_line(
-                request.request_id,
-                duration_ms,
-                self.function.memory_size,
-                max(1, round((peak_kb or self._init_peak_kb) / 1024)),
-                init_ms,
-                status=report_status,
-                error_type=error_type if report_status else None,
-            )
-        )
+        self._platform(self.platform_log.end(request.request_id))
+        self._platform(self.platform_log.report(
+            request.request_id, duration_ms, self.function.memory_size,
+            max(1, round((peak_kb or self._init_peak_kb) / 1024)), init_ms, report_status,
+            error_type if report_status else None))
         capture.current = None
         self.last_used = self.clock()
         return InvocationResult(

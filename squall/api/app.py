@@ -161,7 +161,7 @@ class SquallApp:
         return HttpResponse(200, [("Content-Type", METRICS_CONTENT_TYPE)], body)
 
     async def _health(self, request: Request) -> HttpResponse:
-        return _json(200, self.engine.health())
+        return _json(200, await asyncio.to_thread(self.engine.health))  # it asks the database
 
     async def _queue(self, request: Request) -> HttpResponse:
         name = request.query.get("function", [None])[0]

@@ -495,10 +495,30 @@ class Engine:
         }
 
     def health(self) -> dict[str, Any]:
+        """What /health shows (blocking: it asks the database; run it in a thread). ``status`` is
+        ``degraded`` with a reason under ``problems`` when something Squall needs does not work:
+        the database, the sandbox's networks, a trigger's or event source's broker, stored code."""
+        problems: dict[str, Any] = {}
         missing_code = self.functions.problems()
+        if missing_code:
+            problems["functions_missing_code"] = missing_code
+        database = self.stores.check_database()
+        if database:
+            problems["database"] = database
+        backend = self.executor.pool.backend.describe()
+        networks = backend.get("networks") if isinstance(backend, dict) else None
+        if isinstance(networks, dict) and networks.get("available") is False:
+            problems["sandbox_networks"] = networks.get("problem") or "unavailable"
+        brokers = {f"trigger {trigger_id}": stats.get("last_error") or stats.get("state")
+                   for trigger_id, listener in self.pubsub.listeners.items()
+                   if (stats := listener.stats).get("state") not in ("listening", "stopped", "starting")}
+        brokers.update({f"event source mapping {m['uuid']}": m["last_result"] for m in self.event_sources_report()
+                        if m.get("state") == "Enabled" and str(m.get("last_result") or "").startswith("PROBLEM")})
+        if brokers:
+            problems["brokers"] = brokers
         return {
-            "status": "degraded" if missing_code else "ok",
-            "problems": {"functions_missing_code": missing_code},
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
             "version": __version__,
             "isolation": self.executor.pool.backend.describe(),
             "runtimes": self.runtimes.describe(),

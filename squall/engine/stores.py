@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine as Database
 
 from squall.functions.code_store import CodeStore
@@ -97,6 +98,15 @@ class Stores:
             triggers=TriggerRepository(db),
             schedules=ScheduleRepository(db),
         )
+
+    def check_database(self) -> str | None:
+        """None when the database answers a query now; else why not (blocking)."""
+        try:
+            with self.db.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:  # any failure is the answer
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return None
 
     async def close(self) -> None:
         await self.code.close()

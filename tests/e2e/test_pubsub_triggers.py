@@ -286,7 +286,14 @@ def test_a_listener_whose_broker_is_down_reconnects_and_says_so(squall, lam, tmp
     row = wait_row(squall, made["TriggerId"], lambda r: r["reconnects"] >= 2)
     assert row["state"] in ("reconnecting", "connecting") and row["last_error"]
     with urlopen(f"{squall.endpoint}/health", timeout=10) as response:
-        assert json.loads(response.read())["pubsub"]["reconnects"] >= 2
+        health = json.loads(response.read())
+    assert health["pubsub"]["reconnects"] >= 2
+    assert health["status"] == "degraded"  # /health tells the truth: a broker is away, and why
+    assert health["problems"]["brokers"][f"trigger {made['TriggerId']}"]
+    status, _ = call(squall, "DELETE", f"/squall/triggers/{made['TriggerId']}")  # the problem goes with it
+    assert status in (200, 204)
+    with urlopen(f"{squall.endpoint}/health", timeout=10) as response:
+        assert "brokers" not in json.loads(response.read())["problems"]
 
 
 # ---------------------------------------------------------------- squall triggers

@@ -18,7 +18,7 @@ carries the query-protocol code (``InvalidParameterValue;Sender``), which botoco
 error's ``Code`` (so ``client.exceptions.InvalidParameterValueException`` catches it).
 
 Operations, each authorized as ``cloudwatch:<Operation>`` on ``*`` (signed as ``monitoring``):
-GetMetricStatistics, GetMetricData (MetricStat queries; metric math expressions and percentiles are
+GetMetricStatistics, GetMetricData (MetricStat queries, percentiles of Duration; metric math expressions are
 refused), ListMetrics. Squall keeps one-minute resolution for 24 hours: periods are multiples of 60
 seconds, and a start time is rounded down to its minute (as CloudWatch does for recent data).
 """
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -176,8 +177,29 @@ def _dimension_list(dims: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
 
 
 _NO_PERCENTILES = ("{what} is not supported by Squall: it keeps Lambda's metrics as per-minute statistic sets "
-                   "(SampleCount, Sum, Minimum, Maximum), from which percentiles and other extended statistics "
-                   "cannot be computed. Use one of SampleCount, Average, Sum, Minimum, Maximum.")
+                   "(SampleCount, Sum, Minimum, Maximum), and a histogram for Duration only, from which its "
+                   "percentiles (p50, p99, p99.9…) are estimated. Use one of SampleCount, Average, Sum, Minimum, "
+                   "Maximum, or a percentile of Duration.")
+_PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d{1,2})?|100)")
+
+
+def percentile_of(name: Any, metric: str) -> float | None:
+    """The p of a percentile statistic ("p99" → 99.0) Squall can answer for ``metric``, else None."""
+    if not isinstance(name, str) or metric != "Duration":
+        return None
+    match = _PERCENTILE.fullmatch(name)
+    if match is None:
+        return None
+    p = float(match.group(1))
+    return p if 0 < p <= 100 else None
+
+
+def _value(point: Datapoint, name: str, metric: str) -> float:
+    p = percentile_of(name, metric)
+    if p is not None:
+        found = point.percentile(p)
+        return float(found if found is not None else point.maximum)
+    return point.statistic(name)
 
 
 class CloudWatchApi:
@@ -206,9 +228,10 @@ class CloudWatchApi:
         period = _period(params.get("Period"))
         statistics = params.get("Statistics") or []
         extended = params.get("ExtendedStatistics") or []
-        if extended:
-            raise invalid(_NO_PERCENTILES.format(what="ExtendedStatistics (" + ", ".join(map(str, extended)) + ")"))
-        if not statistics:
+        unanswerable = [e for e in extended if percentile_of(e, metric) is None]
+        if unanswerable:
+            raise invalid(_NO_PERCENTILES.format(what="ExtendedStatistics (" + ", ".join(map(str, unanswerable)) + ")"))
+        if not statistics and not extended:
             raise combination("Must specify either Statistics or ExtendedStatistics.")
         if not isinstance(statistics, list):
             raise invalid("The parameter Statistics must be a list.")
@@ -227,6 +250,8 @@ class CloudWatchApi:
             entry: dict[str, Any] = {"Timestamp": _stamp(point.timestamp)}
             for name in dict.fromkeys(statistics):
                 entry[name] = point.statistic(name)
+            if extended:
+                entry["ExtendedStatistics"] = {name: _value(point, name, metric) for name in dict.fromkeys(extended)}
             entry["Unit"] = point.unit
             datapoints.append(entry)
         return {"Label": metric, "Datapoints": datapoints}
@@ -282,12 +307,12 @@ class CloudWatchApi:
             dims = _dimensions(metric_doc.get("Dimensions"), f"MetricDataQueries.member.{i}.MetricStat.Metric.Dimensions")
             period = _period(stat.get("Period"), f"MetricDataQueries.member.{i}.MetricStat.Period")
             name = _string(stat, "Stat")
-            if name not in STATISTICS:
+            if name not in STATISTICS and percentile_of(name, metric) is None:
                 raise invalid(_NO_PERCENTILES.format(what=f"The statistic {name!r} (MetricDataQueries.member.{i})"))
             if query.get("ReturnData") is False:
                 continue
             points = self._points(namespace, metric, dims, start, end, period, stat.get("Unit"))
-            values = [(_stamp(p.timestamp), p.statistic(name)) for p in points]
+            values = [(_stamp(p.timestamp), _value(p, name, metric)) for p in points]
             if descending:
                 values.reverse()
             label = query.get("Label") if isinstance(query.get("Label"), str) else metric

@@ -7,6 +7,9 @@ minima and maxima of those. A series keeps ``retention`` seconds (default 24 hou
 minutes are dropped as new ones come, and at most ``max_series`` series exist (new ones beyond
 that are not kept: the count of refused series is reported).
 
+Durations also go into a logarithmic histogram per minute (``bucket_of``), from which a period's
+percentiles are estimated (``Datapoint.percentile``) within about 5 %.
+
 Invocations, Errors and Duration, recorded once per invocation, have a faster path
 (``record_invocation``): one cell per (function, qualifier, executed version) and minute; the
 dimension sets CloudWatch offers for them (all functions, ``FunctionName``, ``FunctionName`` +
@@ -18,11 +21,28 @@ readers run on the event loop, so there is no lock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 NAMESPACE = "AWS/Lambda"
 Dimensions = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
+
+
+# Durations are also counted in logarithmic buckets (each 10 % wider than the last, from 0.01 ms),
+# so that percentiles (p50, p99…) can be estimated per period within about 5 %.
+_BUCKET_BASE, _BUCKET_GROWTH = 0.01, 1.1
+_LOG_GROWTH = math.log(_BUCKET_GROWTH)
+
+
+def bucket_of(value: float) -> int:
+    return 0 if value <= _BUCKET_BASE else int(math.log(value / _BUCKET_BASE) / _LOG_GROWTH) + 1
+
+
+def bucket_bounds(index: int) -> tuple[float, float]:
+    if index == 0:
+        return 0.0, _BUCKET_BASE
+    return _BUCKET_BASE * _BUCKET_GROWTH ** (index - 1), _BUCKET_BASE * _BUCKET_GROWTH ** index
 
 
 @dataclass
@@ -31,6 +51,7 @@ class Aggregate:
     count: int = 0
     minimum: float = float("inf")
     maximum: float = float("-inf")
+    buckets: dict[int, int] | None = None  # the values' histogram, where one is kept (Duration)
 
     def add(self, value: float, count: int = 1) -> None:
         self.sum += value
@@ -45,6 +66,26 @@ class Aggregate:
         self.count += other.count
         self.minimum = min(self.minimum, other.minimum)
         self.maximum = max(self.maximum, other.maximum)
+        if other.buckets:
+            if self.buckets is None:
+                self.buckets = {}
+            for index, count in other.buckets.items():
+                self.buckets[index] = self.buckets.get(index, 0) + count
+
+    def percentile(self, p: float) -> float | None:
+        """An estimate of the p-th percentile (0 < p <= 100) of the values; None without a histogram."""
+        if not self.buckets or not self.count:
+            return None
+        rank = p / 100 * self.count
+        seen = 0
+        for index in sorted(self.buckets):
+            count = self.buckets[index]
+            if seen + count >= rank:
+                low, high = bucket_bounds(index)
+                value = low + (high - low) * ((rank - seen) / count if count else 0.5)
+                return min(max(value, self.minimum), self.maximum)
+            seen += count
+        return self.maximum
 
 
 @dataclass(frozen=True)
@@ -55,6 +96,10 @@ class Datapoint:
     minimum: float
     maximum: float
     unit: str
+    aggregate: Aggregate | None = field(default=None, compare=False, repr=False)
+
+    def percentile(self, p: float) -> float | None:
+        return None if self.aggregate is None else self.aggregate.percentile(p)
 
     @property
     def average(self) -> float:
@@ -79,7 +124,7 @@ InvocationKey = tuple[str, "str | None", str]  # function, qualifier it was invo
 class _Cell:
     """One minute of one (function, qualifier, executed version): count, errors, durations."""
 
-    __slots__ = ("count", "errors", "total", "shortest", "longest")
+    __slots__ = ("count", "errors", "total", "shortest", "longest", "buckets")
 
     def __init__(self) -> None:
         self.count = 0
@@ -87,6 +132,7 @@ class _Cell:
         self.total = 0.0
         self.shortest = float("inf")
         self.longest = 0.0
+        self.buckets: dict[int, int] = {}
 
     def aggregate(self, metric: str) -> Aggregate:
         if metric == "Invocations":
@@ -94,7 +140,7 @@ class _Cell:
         if metric == "Errors":
             return Aggregate(float(self.errors), self.count, 0.0 if self.errors < self.count else 1.0,
                              1.0 if self.errors else 0.0)
-        return Aggregate(self.total, self.count, self.shortest, self.longest)
+        return Aggregate(self.total, self.count, self.shortest, self.longest, dict(self.buckets))
 
 
 def _invocation_dimensions(key: InvocationKey) -> list[Dimensions]:
@@ -140,6 +186,8 @@ class MetricSeries:
             cell.shortest = duration_ms
         if duration_ms > cell.longest:
             cell.longest = duration_ms
+        index = 0 if duration_ms <= _BUCKET_BASE else int(math.log(duration_ms / _BUCKET_BASE) / _LOG_GROWTH) + 1
+        cell.buckets[index] = cell.buckets.get(index, 0) + 1
 
     def _invocation_minutes(self, metric: str, dims: Dimensions) -> dict[int, Aggregate]:
         merged: dict[int, Aggregate] = {}
@@ -192,7 +240,7 @@ class MetricSeries:
                 slot = int(start + ((moment - start) // period) * period)
                 buckets.setdefault(slot, Aggregate()).merge(aggregate)
         unit = self._units.get(metric, "None")
-        return [Datapoint(float(slot), a.count, a.sum, a.minimum, a.maximum, unit) for slot, a in sorted(buckets.items())]
+        return [Datapoint(float(slot), a.count, a.sum, a.minimum, a.maximum, unit, a) for slot, a in sorted(buckets.items())]
 
     def list(self, metric: str | None = None, wanted: Iterable[tuple[str, str | None]] = ()) -> list[tuple[str, Dimensions]]:
         """The series (metric name, dimensions) matching ``metric`` and every (name, value or

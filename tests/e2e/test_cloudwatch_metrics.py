@@ -107,7 +107,7 @@ def test_errors_reach_boto3_as_modelled_exceptions(setup):
     server, _ = setup
     cloudwatch = server.client("cloudwatch")
     with pytest.raises(cloudwatch.exceptions.InvalidParameterValueException, match="not supported by Squall"):
-        cloudwatch.get_metric_statistics(Namespace="AWS/Lambda", MetricName="Duration", Period=60,
+        cloudwatch.get_metric_statistics(Namespace="AWS/Lambda", MetricName="Invocations", Period=60,
                                          ExtendedStatistics=["p99"], **_window())
     key_id, _ = server.credentials
     forged = server.client("cloudwatch", credentials=(key_id, "not-the-secret"))
@@ -152,3 +152,19 @@ def test_json_protocol(setup):
         out = json.loads(response.read())
     assert sum(p["Sum"] for p in out["Datapoints"]) == N
     assert all(isinstance(p["Timestamp"], (int, float)) for p in out["Datapoints"])
+
+
+def test_percentiles_of_duration(setup):
+    server, name = setup
+    cloudwatch = server.client("cloudwatch")
+    dims = [{"Name": "FunctionName", "Value": name}]
+    out = cloudwatch.get_metric_statistics(Namespace="AWS/Lambda", MetricName="Duration", Dimensions=dims,
+                                           Period=3600, ExtendedStatistics=["p50", "p99"], Statistics=["Maximum"],
+                                           **_window())
+    (point,) = out["Datapoints"]
+    p50, p99 = point["ExtendedStatistics"]["p50"], point["ExtendedStatistics"]["p99"]
+    assert 0 < p50 <= p99 <= point["Maximum"]
+    data = cloudwatch.get_metric_data(MetricDataQueries=[
+        {"Id": "p99", "MetricStat": {"Metric": {"Namespace": "AWS/Lambda", "MetricName": "Duration", "Dimensions": dims},
+                                     "Period": 3600, "Stat": "p99"}}], **_window())
+    assert data["MetricDataResults"][0]["Values"] == [p99]

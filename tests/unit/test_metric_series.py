@@ -49,3 +49,20 @@ def test_old_minutes_are_dropped_and_series_are_bounded():
     assert s.refused == 1 and s.list("AsyncEventsReceived") == []
     s.forget("fn")
     assert s.list(wanted=[("FunctionName", "fn")]) == []
+
+
+def test_duration_percentiles_are_estimated_within_a_few_per_cent():
+    import random
+
+    rng = random.Random(7)
+    s = MetricSeries()
+    values = sorted(rng.lognormvariate(2, 1) for _ in range(4000))
+    for i, v in enumerate(values):
+        s.record_invocation("fn", None, "$LATEST", v, False, T0 + (i % 120))
+    (point,) = s.statistics("Duration", FN, T0, T0 + 180, 180)  # two minutes' histograms merged
+    for p in (50, 90, 99):
+        truth = values[int(p / 100 * len(values)) - 1]
+        assert abs(point.percentile(p) - truth) <= 0.06 * truth, (p, point.percentile(p), truth)
+    assert point.percentile(100) == point.maximum
+    (throttles,) = [s.record("Throttles", FN, 1.0, T0)] or [None]
+    assert s.statistics("Throttles", FN, T0, T0 + 60, 60)[0].percentile(99) is None  # no histogram: no percentile

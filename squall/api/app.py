@@ -35,6 +35,7 @@ from squall.api.middleware import (
 from squall.api.operations import CodeLinks, LambdaRoute
 from squall.api.protocol import HttpResponse, parse_query
 from squall.api.scheduler_api import SchedulerRoute
+from squall.console import ConsoleRoute
 from squall.engine.engine import Engine
 from squall.errors import LambdaError, RequestEntityTooLarge
 from squall.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -70,6 +71,7 @@ class SquallApp:
                 self.events_route,
                 CloudWatchRoute(engine.metrics.series, identity.access, engine.clock),  # CloudWatch metrics (AWS/Lambda)
                 PathRoute("GET", "/health", self._health),
+                ConsoleRoute(identity, settings.region, engine.clock),  # the web console: /console/ (docs/console.md)
                 PathRoute("GET", "/metrics", self._metrics),  # Prometheus (signed, or the metrics token)
                 PathRoute("GET", "/squall/code/", self._code_download, prefix=True),
                 PathRoute("GET", "/squall/queue", self._queue),

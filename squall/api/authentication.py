@@ -6,7 +6,8 @@ but for IAM and STS, the server's region), finds the access key or session token
 :class:`~squall.auth.directory.Directory` and checks the signature with the key's secret.
 The request then carries its principal (``request.state["principal"]``) for the
 authorization each operation asks for. Only ``/health`` and the self-signed code download
-links are served unsigned, and ``/metrics`` to a scraper that sends the configured metrics token
+links are served unsigned (and the web console's files and its code-for-credentials exchange,
+``squall/console``), and ``/metrics`` to a scraper that sends the configured metrics token
 as a bearer token. With authentication off, the principal is ``None`` (allowed everything).
 """
 
@@ -20,9 +21,11 @@ from squall.auth import sigv4
 from squall.auth.directory import Directory
 from squall.errors import InvalidSignature
 
-PUBLIC = (("GET", "/health"),)
+PUBLIC = (("GET", "/health"),
+          ("GET", "/console"), ("POST", "/console/session"))  # the console's page; its one-time codes
 PUBLIC_PREFIXES = (("GET", "/squall/code/"),  # carry their own signature (CodeLinks)
-                   ("POST", "/squall/triggers/sns/"), ("POST", "/squall/triggers/s3/"))  # their own secret ids/tokens
+                   ("POST", "/squall/triggers/sns/"), ("POST", "/squall/triggers/s3/"),  # their own secret ids/tokens
+                   ("GET", "/console/"))  # the console's static files and config.json (squall/console)
 GLOBAL_SERVICES = ("iam", "sts")
 
 

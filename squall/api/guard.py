@@ -7,7 +7,9 @@ anything else runs:
 
 * a ``Host`` that is not a loopback name (``localhost`` and its subdomains, ``127.0.0.1``,
   ``::1``), the configured listen address, or one of ``allowed_hosts`` (DNS rebinding);
-* any ``Origin`` header that is not one of ``allowed_origins`` (SDKs and the CLI send none);
+* any ``Origin`` header that is not one of ``allowed_origins`` (SDKs and the CLI send none), or
+  the request's own origin: the scheme and the ``Host`` (checked above) it was sent to — a page
+  Squall served itself (the web console, ``squall/console``), whose calls are signed requests;
 * a body whose ``Content-Type`` the protocol does not use — in particular the three a form or
   a "simple" cross-site request may send without a preflight. The one exception is the query
   protocol of IAM and STS (a form, to ``/`` only): such requests must be signed, and a
@@ -62,7 +64,8 @@ def browser_guard(listen_host: str, allowed_hosts: Iterable[str], allowed_origin
                     "add other names to the allowed_hosts setting (SQUALL_ALLOWED_HOSTS)."
                 )
         origin = headers.get("origin")
-        if origin is not None and origin.rstrip("/").lower() not in origins:
+        if origin is not None and origin.rstrip("/").lower() not in origins and (
+                host is None or origin.rstrip("/").lower() != request.base_url.lower()):
             raise AccessDenied(
                 f"Requests from web pages (Origin '{origin}') are refused. To allow a page, add its origin to the "
                 "allowed_origins setting (SQUALL_ALLOWED_ORIGINS)."

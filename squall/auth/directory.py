@@ -133,7 +133,7 @@ class Directory:
         assert signed.token is not None
         opened = self.keys.open_session(signed.access_key, signed.token)
         if opened is None:
-            raise UnrecognizedClient("The security token included in the request is invalid.")
+            return self._user_session(signed, verify)
         role_name, session_name, expires, secret = opened
         role = self.roles.get(role_name)
         if role is None:
@@ -146,6 +146,26 @@ class Directory:
                 "Access Key and signing method. Consult the service documentation for details."
             )
         return self.role_principal(role.record, session_name, signed.access_key)
+
+    def _user_session(self, signed: Signed, verify: Callable[[str], bool]) -> Principal:
+        """A user's temporary credentials (``Keys.user_session``): the user as they are now
+        (their policies today; a deleted user's sessions end with them)."""
+        assert signed.token is not None
+        opened = self.keys.open_user_session(signed.access_key, signed.token)
+        if opened is None:
+            raise UnrecognizedClient("The security token included in the request is invalid.")
+        user_name, _session_name, expires, secret = opened
+        user = self.users.get(user_name)
+        if user is None:
+            raise UnrecognizedClient("The security token included in the request is invalid.")
+        if self.clock() >= expires:
+            raise ExpiredToken("The security token included in the request is expired")
+        if not verify(secret):
+            raise InvalidSignature(
+                "The request signature we calculated does not match the signature you provided. Check your AWS Secret "
+                "Access Key and signing method. Consult the service documentation for details."
+            )
+        return self.user_principal(user.record, signed.access_key)
 
     def role_principal(self, record: RoleRecord, session_name: str, key_id: str = "") -> Principal:
         role = self.roles[record.name]
@@ -169,3 +189,9 @@ class Directory:
         if name is None:
             return None
         return self.keys.session(name, session_name, lifetime_s, now=self.clock())
+
+    def user_session(self, user_name: str, session_name: str, lifetime_s: float) -> Session | None:
+        """Temporary credentials for a user (None: the user is gone)."""
+        if user_name not in self.users:
+            return None
+        return self.keys.user_session(user_name, session_name, lifetime_s, now=self.clock())

@@ -13,14 +13,16 @@ import time
 from typing import Callable, Mapping
 
 from squall.auth.access import Access
-from squall.auth.directory import Directory
+from squall.auth.directory import Directory, Principal
 from squall.auth.iam import Iam
-from squall.auth.keys import Keys
+from squall.auth.keys import Keys, Session
 from squall.store.iam import IamRepository
 
 # An environment's credentials for its role outlive it: the pool replaces environments after
 # 11 hours (PoolLimits.max_age_seconds), as Lambda recycles its own.
 SESSION_LIFETIME_S = 12 * 3600
+# The console's sessions (a `squall console` link): a working day.
+CONSOLE_SESSION_LIFETIME_S = 12 * 3600
 
 
 class Identity:
@@ -66,3 +68,18 @@ class Identity:
             "AWS_SECRET_ACCESS_KEY": session.secret_access_key,
             "AWS_SESSION_TOKEN": session.session_token,
         }
+
+    def session_like(self, principal: Principal, session_name: str,
+                     lifetime_s: float = CONSOLE_SESSION_LIFETIME_S) -> Session | None:
+        """Temporary credentials of the same identity as ``principal`` (a user: a user session
+        named ``session_name``; a role session: another session of that role, of the same name),
+        or None when it is gone."""
+        if principal.caller.kind == "user":
+            return self.directory.user_session(principal.name, session_name, lifetime_s)
+        if principal.caller.kind == "assumed-role":
+            role = self.directory.roles.get(principal.name)
+            if role is None:
+                return None
+            same_session = principal.user_id.partition(":")[2] or session_name  # AROA…:<session name>
+            return self.directory.session(self.directory.role_arn(role.record), same_session, lifetime_s)
+        return None

@@ -36,6 +36,7 @@ class Session:
     role_name: str
     session_name: str
     expires: float  # epoch seconds
+    user_name: str = ""  # a user's session (the console's sign-in link): role_name is then ""
 
 
 class Keys:
@@ -76,6 +77,31 @@ class Keys:
             if claims["k"] != key_id:
                 return None
             return str(claims["r"]), str(claims["s"]), float(claims["e"]), self._session_secret(token)
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    # ---- user sessions (the console's one-time sign-in links) -----------------------------------
+    def user_session(self, user_name: str, session_name: str, lifetime_s: float, now: float | None = None) -> Session:
+        """Temporary credentials of a user: sealed as a role session is, but with a ``u`` claim
+        (the user) instead of ``r``, so that neither kind opens as the other."""
+        key_id = new_id("ASIA")
+        expires = (time.time() if now is None else now) + lifetime_s
+        claims = json.dumps({"k": key_id, "u": user_name, "s": session_name, "e": int(expires)}, separators=(",", ":"))
+        payload = base64.urlsafe_b64encode(claims.encode()).decode().rstrip("=")
+        token = f"{payload}.{self._seal(payload)}"
+        return Session(key_id, self._session_secret(token), token, "", session_name, float(int(expires)), user_name)
+
+    def open_user_session(self, key_id: str, token: str) -> tuple[str, str, float, str] | None:
+        """(user name, session name, expiry, secret) of a user session token we issued for
+        ``key_id``, or None (forged, altered, a role's, or for another key). Expiry is not checked here."""
+        payload, dot, seal = token.partition(".")
+        if not dot or not hmac.compare_digest(self._seal(payload), seal):
+            return None
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            if claims["k"] != key_id or "r" in claims:
+                return None
+            return str(claims["u"]), str(claims["s"]), float(claims["e"]), self._session_secret(token)
         except (ValueError, KeyError, TypeError):
             return None
 

@@ -74,7 +74,14 @@ def _url(ctx: click.Context, param: click.Parameter, value: str | None) -> str |
 
 
 @cli.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+@click.option("--template", "template", type=click.Path(path_type=Path, dir_okay=False),
+              help="Deploy an AWS SAM template (functions, layers, events) instead of PATH; see docs/sam.md.")
+@click.option("--stack-name", help="With --template: the stack's name [default: the template's directory name].")
+@click.option("--parameter-overrides", "parameter_overrides", multiple=True, metavar="KEY=VALUE",
+              help="With --template: a template parameter's value; repeat (or separate with spaces) for more.")
+@click.option("--yes", is_flag=True, help="With --template: apply the change set without asking.")
+@click.option("--dry-run", is_flag=True, help="With --template: show the change set, change nothing.")
 @click.option("--name", callback=unqualified_function_name,
               help="Function name: letters, digits, - and _, up to 64 [default: the directory or zip name].")
 @click.option("--runtime", help="Runtime (`squall runtimes` lists them) [default for a new function: python3.11].")
@@ -95,9 +102,11 @@ def _url(ctx: click.Context, param: click.Parameter, value: str | None) -> str |
 @click.option("--s3-endpoint", metavar="URL", envvar=["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"], show_envvar=True,
               callback=_url, help="S3-compatible endpoint for the upload [default: AWS].")
 @api_command
-def deploy(connection: Connection, path: Path, publish: bool, with_url: bool, s3_bucket: str | None, s3_prefix: str,
-           s3_endpoint: str | None, **options: Any) -> None:
-    """Create or update a function from a directory or a .zip file.
+def deploy(connection: Connection, path: Path | None, publish: bool, with_url: bool, s3_bucket: str | None, s3_prefix: str,
+           s3_endpoint: str | None, template: Path | None = None, stack_name: str | None = None,
+           parameter_overrides: tuple[str, ...] = (), yes: bool = False, dry_run: bool = False,
+           **options: Any) -> None:
+    """Create or update a function from a directory or a .zip file (or a stack from a SAM template).
 
     A new function gets the defaults for anything not given. An existing one gets the
     new code, then only the settings given here. Waits until the function is ready.
@@ -106,10 +115,32 @@ def deploy(connection: Connection, path: Path, publish: bool, with_url: bool, s3
     A package over 50 MB zipped goes through S3: --s3-bucket uploads it there (with boto3's
     own credentials: AWS_ACCESS_KEY_ID, AWS_PROFILE, ...) and the Squall server reads it from
     its configured S3 endpoint (its aws_endpoint setting), which must be the same store.
+
+    With --template template.yaml, deploys an AWS SAM template instead: shows the change set,
+    asks (unless --yes), applies it. Running it again with the same template changes nothing.
     """
     from squall.cli.versions import publish as publish_version
 
     ctx = click.get_current_context()
+    sam_only = {"stack_name": stack_name, "parameter_overrides": parameter_overrides, "yes": yes, "dry_run": dry_run}
+    if template is not None:
+        given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
+        given += [flag for flag, on in (("--publish", publish), ("--url", with_url), ("--s3-bucket", s3_bucket)) if on]
+        if path is not None or given:
+            raise click.UsageError(f"--template deploys what the template says; drop {path or ', '.join(given)}.")
+        from squall.cli.sam import deploy_template, parse_overrides
+
+        try:
+            overrides = parse_overrides(parameter_overrides)
+        except ValueError as exc:
+            raise click.BadParameter(f"{exc}; write it as KEY=VALUE", param_hint="--parameter-overrides") from exc
+        deploy_template(connection, template, stack_name, overrides, yes, dry_run)
+        return
+    if path is None:
+        raise click.UsageError("Give the PATH of a directory or .zip to deploy (or --template template.yaml).")
+    unused = [f"--{k.replace('_', '-')}" for k, v in sam_only.items() if v]
+    if unused:
+        raise click.UsageError(f"{', '.join(unused)} only appl{'y' if len(unused) > 1 else 'ies'} with --template.")
     if s3_bucket is None and ctx.get_parameter_source("s3_prefix") == click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--s3-prefix needs --s3-bucket.")
     check_runtime(connection.endpoint, options.get("runtime"))
@@ -572,6 +603,62 @@ def credentials(data_dir: str | None, endpoint: str | None, profile: str, shape:
     click.echo(f"export AWS_DEFAULT_REGION={region}")
     click.echo(f"export AWS_ENDPOINT_URL={url}")
     click.echo(f"# or as an AWS CLI profile: squall credentials --format profile --profile {profile}")
+
+
+@cli.command("console")
+@click.option("--endpoint", envvar="SQUALL_ENDPOINT", show_envvar=True, default="http://127.0.0.1:9000",
+              show_default=True, help="URL of the Squall server.")
+@click.option("--region", envvar=["AWS_REGION", "AWS_DEFAULT_REGION"], default="us-east-1", show_default=True,
+              help="Region for request signing.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the link in a web browser too.")
+def console_command(endpoint: str, region: str, open_browser: bool) -> None:
+    """Print a one-time sign-in link to the web console (docs/console.md).
+
+    The link signs its first visitor in as you (the identity the CLI signs with: the
+    administrator's key from the data dir, or AWS_ACCESS_KEY_ID/AWS_PROFILE) for 12 hours. It
+    works once, within 5 minutes. With authentication off, the console's plain URL."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    from squall.cli.client import _session, normalise_endpoint
+
+    base = normalise_endpoint(endpoint)
+    url = f"{base}/console/link"
+    request = AWSRequest(method="POST", url=url, data=b"{}", headers={"Content-Type": "application/json"})
+    credentials = _session(region).get_credentials()
+    if credentials is not None:
+        SigV4Auth(credentials.get_frozen_credentials(), "lambda", region).add_auth(request)
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=b"{}", headers=dict(request.headers.items()),
+                                                           method="POST"), timeout=10) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            body = json.loads(exc.read())
+            message = body.get("Message") or body.get("message") or str(exc)
+        except ValueError:
+            message = str(exc)
+        raise CliError(f"The server refused a sign-in link: {message}",
+                       "The CLI signs with the administrator's key from <data dir>/credentials; see "
+                       "`squall credentials`.") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise CliError(f"Cannot reach Squall at {base}.",
+                       "Start it with `squall server` or set --endpoint/SQUALL_ENDPOINT.") from exc
+    link = base + str(answer.get("path") or "/console/")
+    click.echo(link)
+    if answer.get("authentication"):
+        click.echo(f"One-time sign-in link for {answer.get('identity')}: it works once, until {answer.get('expires')}.",
+                   err=True)
+    else:
+        click.echo("Authentication is off: the console needs no sign-in.", err=True)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(link)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ readers run on the event loop, so there is no lock.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 NAMESPACE = "AWS/Lambda"

@@ -161,6 +161,18 @@ def lam(server: RunningServer):
     return server.client("lambda")
 
 
+@pytest.fixture(scope="module")
+def moto_endpoint():
+    """moto in server mode (S3, SQS, SNS, …) on an ephemeral port of 127.0.0.1, for one module."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
 def make_zip(files: dict[str, str | bytes], modes: dict[str, int] | None = None) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:

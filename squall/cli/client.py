@@ -240,25 +240,38 @@ def fetch_json(endpoint: str, path: str, timeout: float = 10.0, not_found_hint: 
                region: str | None = None) -> dict[str, Any]:
     """GET one of Squall's own endpoints (``/health``, ``/squall/...``) as JSON; signed
     (SigV4, as the Lambda API) when ``region`` is given."""
+    return call_json(endpoint, "GET", path, timeout=timeout, region=region, not_found_hint=not_found_hint)
+
+
+def call_json(endpoint: str, method: str, path: str, document: Any = None, timeout: float = 10.0,
+              region: str | None = None, not_found_hint: str | None = None, refused: str = "",
+              refused_hint: str | None = None) -> dict[str, Any]:
+    """One request to Squall's own endpoints with a JSON body (``document``) and answer; signed
+    (SigV4, as the Lambda API, with the CLI's credentials) when ``region`` is given. A refusal is a
+    CliError: ``refused`` + the server's message, with ``refused_hint`` (a 404: ``not_found_hint``)."""
     url = f"{endpoint}{path}"
-    headers: dict[str, str] = {}
+    body = None if document is None else json.dumps(document).encode()
+    headers: dict[str, str] = {"Content-Type": "application/json"} if body is not None else {}
     if region is not None:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
-        signed = AWSRequest(method="GET", url=url)
-        SigV4Auth(_session(region).get_credentials().get_frozen_credentials(), "lambda", region).add_auth(signed)
+        signed = AWSRequest(method=method, url=url, data=body, headers=headers)
+        credentials = _session(region).get_credentials()
+        if credentials is not None:
+            SigV4Auth(credentials.get_frozen_credentials(), "lambda", region).add_auth(signed)
         headers = dict(signed.headers.items())
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
-            return json.loads(response.read())
+        request = urllib.request.Request(url, data=body, headers=headers, method=method)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         try:
-            body = json.loads(exc.read())
-            message = body.get("Message") or body.get("message") or str(exc)
+            answer = json.loads(exc.read())
+            message = answer.get("Message") or answer.get("message") or str(exc)
         except ValueError:
             message = str(exc)
-        raise CliError(message, not_found_hint if exc.code == 404 else None) from None
+        raise CliError(refused + message, not_found_hint if exc.code == 404 else refused_hint) from None
     except (urllib.error.URLError, OSError) as exc:
         raise CliError(
             f"Cannot reach Squall at {endpoint}.", "Start it with `squall server` or set --endpoint/SQUALL_ENDPOINT."

@@ -377,14 +377,8 @@ def subscribe(connection: Connection, name: str, topic: str | None, bucket_webho
     squall subscribe hello --redis-channel cache:invalidations
     """
     import hashlib
-    import json
-    import urllib.error
-    import urllib.request
 
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
-    from squall.cli.client import _session
+    from squall.cli.client import call_json
 
     pubsub = [(kind, value) for kind, value in (("mqtt", mqtt), ("nats", nats_subject), ("redis-pubsub", redis_channel))
               if value]
@@ -407,22 +401,8 @@ def subscribe(connection: Connection, name: str, topic: str | None, bucket_webho
         except connection.lam.exceptions.ResourceConflictException:
             note(f"{name}'s resource policy already lets sns.amazonaws.com invoke it for {topic}.")
     document.update({**({"TopicArn": topic} if topic else {}), **({"BaseUrl": base_url} if base_url else {})})
-    url = f"{connection.endpoint}/squall/triggers/{kind}"
-    signed = AWSRequest(method="POST", url=url, data=json.dumps(document).encode(),
-                        headers={"Content-Type": "application/json"})
-    SigV4Auth(_session(connection.region).get_credentials().get_frozen_credentials(), "lambda",
-              connection.region).add_auth(signed)
-    request = urllib.request.Request(url, data=signed.body, headers=dict(signed.headers.items()), method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            made = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        body = exc.read()
-        try:
-            message = json.loads(body).get("message") or json.loads(body).get("Message") or str(exc)
-        except ValueError:
-            message = str(exc)
-        raise CliError(message) from None
+    made = call_json(connection.endpoint, "POST", f"/squall/triggers/{kind}", document, timeout=30,
+                     region=connection.region)
     if pubsub:
         note(f"Each message on {made['Broker']}:{made['Topic']} now invokes {name} asynchronously "
              f"(trigger {made['TriggerId']}).")
@@ -448,29 +428,11 @@ def unsubscribe(connection: Connection, trigger_id: str) -> None:
     `squall triggers --json` shows the ids (each trigger's "id"). The function's resource-policy statements stay; remove them
     with `aws lambda remove-permission` if nothing else needs them.
     """
-    import json
-    import urllib.error
-    import urllib.request
+    from squall.cli.client import call_json
 
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
-    from squall.cli.client import _session
-
-    url = f"{connection.endpoint}/squall/triggers/{trigger_id}"
-    signed = AWSRequest(method="DELETE", url=url)
-    SigV4Auth(_session(connection.region).get_credentials().get_frozen_credentials(), "lambda",
-              connection.region).add_auth(signed)
-    request = urllib.request.Request(url, headers=dict(signed.headers.items()), method="DELETE")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            gone = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        try:
-            message = json.loads(error.read()).get("Message") or str(error)
-        except ValueError:
-            message = str(error)
-        raise CliError(message, "See the triggers and their ids with `squall triggers`.") from None
+    hint = "See the triggers and their ids with `squall triggers --json`."
+    gone = call_json(connection.endpoint, "DELETE", f"/squall/triggers/{trigger_id}", timeout=30,
+                     region=connection.region, refused_hint=hint, not_found_hint=hint)
     note(f"Deleted {gone['Kind']} trigger {trigger_id} of {gone['FunctionArn']}.")
 
 
@@ -617,37 +579,12 @@ def console_command(endpoint: str, region: str, open_browser: bool) -> None:
     The link signs its first visitor in as you (the identity the CLI signs with: the
     administrator's key from the data dir, or AWS_ACCESS_KEY_ID/AWS_PROFILE) for 12 hours. It
     works once, within 5 minutes. With authentication off, the console's plain URL."""
-    import json
-    import urllib.error
-    import urllib.request
-
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
-    from squall.cli.client import _session, normalise_endpoint
+    from squall.cli.client import call_json, normalise_endpoint
 
     base = normalise_endpoint(endpoint)
-    url = f"{base}/console/link"
-    request = AWSRequest(method="POST", url=url, data=b"{}", headers={"Content-Type": "application/json"})
-    credentials = _session(region).get_credentials()
-    if credentials is not None:
-        SigV4Auth(credentials.get_frozen_credentials(), "lambda", region).add_auth(request)
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=b"{}", headers=dict(request.headers.items()),
-                                                           method="POST"), timeout=10) as response:
-            answer = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            body = json.loads(exc.read())
-            message = body.get("Message") or body.get("message") or str(exc)
-        except ValueError:
-            message = str(exc)
-        raise CliError(f"The server refused a sign-in link: {message}",
-                       "The CLI signs with the administrator's key from <data dir>/credentials; see "
-                       "`squall credentials`.") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise CliError(f"Cannot reach Squall at {base}.",
-                       "Start it with `squall server` or set --endpoint/SQUALL_ENDPOINT.") from exc
+    answer = call_json(base, "POST", "/console/link", {}, region=region, refused="The server refused a sign-in link: ",
+                       refused_hint="The CLI signs with the administrator's key from <data dir>/credentials; see "
+                                    "`squall credentials`.")
     link = base + str(answer.get("path") or "/console/")
     click.echo(link)
     if answer.get("authentication"):

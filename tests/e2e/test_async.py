@@ -82,17 +82,6 @@ def hook():
 
 
 @pytest.fixture(scope="module")
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def async_server(tmp_path_factory, moto_endpoint):
     running = start_server(
         tmp_path_factory.mktemp("squall-async"),

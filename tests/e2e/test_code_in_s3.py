@@ -8,30 +8,18 @@ import base64
 import shutil
 import time
 
-import boto3
 import pytest
 
 from tests.conftest import create_function, start_server
+from tests.e2e.test_async import aws as moto_client
 
 BUCKET = "squall-code-e2e"
 PREFIX = "squall-code/"
 
 
 @pytest.fixture(scope="module")
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def s3(moto_endpoint):
-    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")
+    client = moto_client("s3", moto_endpoint)
     client.create_bucket(Bucket=BUCKET)
     return client
 

@@ -20,14 +20,13 @@ import pytest
 
 from squall.cli.deploy import DIRECT_UPLOAD_LIMIT
 from tests.conftest import start_server, unique_name
-from tests.e2e.test_async import moto_endpoint  # noqa: F401  (a module-scoped fixture)
 
 APP = "def handler(event, context):\n    return {'answer': %d, 'event': event}\n"
 BIG_FILE_BYTES = 55 * 1024 * 1024  # random, so the zip stays over 50 MB
 
 
 @pytest.fixture(scope="module")
-def squall(tmp_path_factory, moto_endpoint):  # noqa: F811
+def squall(tmp_path_factory, moto_endpoint):
     running = start_server(
         tmp_path_factory.mktemp("squall-s3-deploy"),
         env={"SQUALL_AWS_ENDPOINT": moto_endpoint, "SQUALL_AWS_ACCESS_KEY_ID": "test",
@@ -48,7 +47,7 @@ def big_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def s3(moto_endpoint):  # noqa: F811
+def s3(moto_endpoint):
     return boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="test",
                         aws_secret_access_key="test")
 
@@ -70,7 +69,7 @@ def invoke(lam, name: str) -> dict:
     return json.loads(response["Payload"].read())
 
 
-def test_a_big_package_goes_through_the_bucket_with_a_progress_bar(squall, moto_endpoint, s3, big_dir, tmp_path):  # noqa: F811
+def test_a_big_package_goes_through_the_bucket_with_a_progress_bar(squall, moto_endpoint, s3, big_dir, tmp_path):
     bucket = unique_name("code").lower()
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -90,7 +89,7 @@ def test_a_big_package_goes_through_the_bucket_with_a_progress_bar(squall, moto_
     assert invoke(lam, name) == {"answer": 55, "event": {"n": 1}}
 
 
-def test_a_big_package_without_a_bucket_is_refused_before_uploading(squall, moto_endpoint, big_dir, tmp_path):  # noqa: F811
+def test_a_big_package_without_a_bucket_is_refused_before_uploading(squall, moto_endpoint, big_dir, tmp_path):
     name = unique_name("big")
     done = run_cli(squall, moto_endpoint, tmp_path, "deploy", str(big_dir), "--name", name)
     assert done.returncode == 1, done.stderr
@@ -101,7 +100,7 @@ def test_a_big_package_without_a_bucket_is_refused_before_uploading(squall, moto
         lam.get_function_configuration(FunctionName=name)
 
 
-def test_a_small_package_through_the_bucket_then_an_update(squall, moto_endpoint, s3, tmp_path):  # noqa: F811
+def test_a_small_package_through_the_bucket_then_an_update(squall, moto_endpoint, s3, tmp_path):
     bucket = unique_name("code").lower()
     s3.create_bucket(Bucket=bucket)
     code = tmp_path / "fn"
@@ -120,7 +119,7 @@ def test_a_small_package_through_the_bucket_then_an_update(squall, moto_endpoint
     assert invoke(squall.client("lambda"), name)["answer"] == 2
 
 
-def test_a_missing_bucket_or_an_unreachable_store_says_what_to_do(squall, moto_endpoint, tmp_path):  # noqa: F811
+def test_a_missing_bucket_or_an_unreachable_store_says_what_to_do(squall, moto_endpoint, tmp_path):
     code = tmp_path / "fn"
     code.mkdir()
     (code / "app.py").write_text(APP % 1)

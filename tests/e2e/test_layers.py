@@ -16,7 +16,6 @@ from botocore.exceptions import ClientError
 from tests.conftest import ROLE, create_function, make_zip, require, start_server, unique_name
 from tests.contract import linux_unavailable
 from tests.e2e.test_async import aws as moto_client
-from tests.e2e.test_async import moto_endpoint  # noqa: F401  (a fixture)
 from tests.e2e.test_aws_cli import aws
 from tests.e2e.test_control_plane import error_of
 from tests.e2e.test_custom_runtime import SHELL_BOOTSTRAP
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, moto_endpoint):  # noqa: F811
+def server(tmp_path_factory, moto_endpoint):
     reason = linux_unavailable()
     require(reason is None, f"layers are mounted at /opt by the linux sandbox: {reason}")
     running = start_server(tmp_path_factory.mktemp("squall-layers"), "--isolation", "linux", env={
@@ -278,7 +277,7 @@ def test_layers_survive_a_restart_and_unused_merged_trees_are_swept(tmp_path_fac
 
 # ---------------------------------------------------------------- code from S3
 @pytest.fixture(scope="module")
-def bucket(moto_endpoint):  # noqa: F811
+def bucket(moto_endpoint):
     s3 = moto_client("s3", moto_endpoint)
     name = unique_name("code").lower()
     s3.create_bucket(Bucket=name)

@@ -16,7 +16,6 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import create_function, start_server, unique_name
 from tests.e2e.test_async import Webhook, aws, make_queue, receive
-from tests.e2e.test_async import moto_endpoint  # noqa: F401  (a fixture)
 from tests.e2e.test_control_plane import error_of
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
@@ -40,7 +39,7 @@ def hook():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, moto_endpoint):  # noqa: F811
+def server(tmp_path_factory, moto_endpoint):
     running = start_server(tmp_path_factory.mktemp("squall-scheduler"), env={
         "SQUALL_TEST_SCHEDULE_CLOCK": f"{ANCHOR:.3f},{SPEED}",
         "SQUALL_AWS_ENDPOINT": moto_endpoint, "SQUALL_AWS_ACCESS_KEY_ID": "test", "SQUALL_AWS_SECRET_ACCESS_KEY": "test",
@@ -170,7 +169,7 @@ def test_a_disabled_schedule_does_not_fire(scheduler, lam, hook, roles):
 
 
 def test_a_role_without_permission_is_refused_and_the_dead_letter_queue_gets_the_input(server, scheduler, lam, hook, roles,
-                                                                                       moto_endpoint):  # noqa: F811
+                                                                                       moto_endpoint):
     sqs = aws("sqs", moto_endpoint)
     dlq_url, dlq_arn = make_queue(sqs)
     name, arn = observed(lam, hook)

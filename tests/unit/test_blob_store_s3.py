@@ -7,33 +7,21 @@ import asyncio
 import hashlib
 import time
 
-import boto3
 import pytest
 
 from squall.code import inspect_zip
 from squall.functions.code_store import CodeStore
 from squall.store.blobs import BlobStore, CodeBucketError, S3CodeBucket
 from tests.conftest import make_zip
+from tests.e2e.test_async import aws as moto_client
 
 BUCKET = "squall-code-unit"
 PREFIX = "code/"
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def s3(moto_endpoint):
-    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")
+    client = moto_client("s3", moto_endpoint)
     client.create_bucket(Bucket=BUCKET)
     yield client
     for obj in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):

@@ -263,32 +263,12 @@ class Applier:
 
     def _squall(self, method: str, path: str, document: dict[str, Any] | None = None) -> dict[str, Any]:
         """A signed request to one of Squall's own endpoints (as `squall subscribe` makes)."""
-        import urllib.error
-        import urllib.request
-
-        from botocore.auth import SigV4Auth
-        from botocore.awsrequest import AWSRequest
-
-        from squall.cli.client import _session
+        from squall.cli.client import call_json
 
         connection = self.clients.connection
-        url = f"{connection.endpoint}{path}"
-        body = None if document is None else json.dumps(document).encode()
-        signed = AWSRequest(method=method, url=url, data=body, headers={"Content-Type": "application/json"})
-        SigV4Auth(_session(connection.region).get_credentials().get_frozen_credentials(), "lambda",
-                  connection.region).add_auth(signed)
-        request = urllib.request.Request(url, data=signed.body, headers=dict(signed.headers.items()), method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            try:
-                answer = json.loads(exc.read())
-                message = answer.get("message") or answer.get("Message") or str(exc)
-            except ValueError:
-                message = str(exc)
-            raise CliError(message, "SNS events need the Squall server to reach SNS (its aws_endpoint setting); "
-                                    "see docs/event-triggers.md.") from None
+        return call_json(connection.endpoint, method, path, document, timeout=30, region=connection.region,
+                         refused_hint="SNS events need the Squall server to reach SNS (its aws_endpoint setting); "
+                                      "see docs/event-triggers.md.")
 
     def _sns(self, spec: FunctionSpec, change: Change) -> None:
         lam, topic = self.clients.lam, change.data["wanted"]["Topic"]

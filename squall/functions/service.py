@@ -434,10 +434,14 @@ class FunctionService:
     async def _prepare(self, version: FunctionVersion, package: CodePackage | None) -> tuple[bool, str | None]:
         try:
             tree = await self.code.tree(version.code.sha256_hex, package)
+            opt = None
             if version.layers and self.layers is not None:
-                await self.layers.opt_tree(version.layers)  # /opt, merged once, before it is Active
+                opt = await self.layers.opt_tree(version.layers)  # /opt, merged once, before it is Active
             if version.runtime in self.runtimes.identifiers():  # else its invokes say what is missing
-                await self._bytecode.ensure(self.runtimes.get(version.runtime), tree)
+                runtime = self.runtimes.get(version.runtime)
+                await self._bytecode.ensure(runtime, tree)
+                if opt is not None:  # the layers' modules too: /opt is read-only in the sandbox
+                    await self._bytecode.ensure(runtime, opt)
             return True, None
         except LambdaError as exc:
             return False, exc.message

@@ -589,10 +589,18 @@ class RuntimeSdkFinder(object):
         pass
 
 
+def hide_server_site():
+    """Take the interpreter's site directories off ``sys.path`` now (a zygote does it once, before
+    it forks; ``setup_sys_path`` then finds nothing left to do)."""
+    sys.path[:] = _hide_server_site(sys.path)
+
+
 def _hide_server_site(entries):
     """``entries`` without the interpreter's site directories and the import hooks installed
     from them (an editable install's finder, setuptools' shim); the SDK finder put last."""
     hidden = [p for p in entries if p and _is_site_dir(p)]
+    if not hidden and any(type(f).__name__ == "RuntimeSdkFinder" for f in sys.meta_path):
+        return [p for p in entries if not (p and p.startswith("__editable__"))]  # done before (in the zygote)
     finder = None
     for existing in sys.meta_path:
         if isinstance(existing, RuntimeSdkFinder) or type(existing).__name__ == "RuntimeSdkFinder":

@@ -35,6 +35,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from squall.sandbox.base import SandboxSpec
 from squall.sandbox.linux.cgroup_removal import CgroupRemovals
 from squall.sandbox.linux.cgroups import Cgroup, CgroupLimits, Cgroups, CgroupsUnavailable
 from squall.sandbox.linux.ephemeral import EphemeralDisks, EphemeralUnavailable
-from squall.sandbox.linux.handle import LinuxHandle
+from squall.sandbox.linux.handle import LinuxHandle, shared_resident_bytes
 from squall.sandbox.linux.network import DEFAULT, NetworkFull, Networks, NetworkSpec, NetworkUnavailable, Plumbing
 from squall.sandbox.linux.trees import open_tree
 from squall.sandbox.linux.zygote_client import ZYGOTE_SCRIPT, Spare, Zygote, ZygoteError
@@ -113,6 +114,8 @@ class LinuxBackend:
         self.jail_dir = prepare_jail_dir(data_dir)
         self.removals = CgroupRemovals()
         self._zygotes: dict[str, Zygote] = {}
+        self._zygote_shares: dict[str, int] = {}  # interpreter → bytes an environment maps from its zygote
+        self._measuring: set[str] = set()
         # spares build their jail before a request, the code arriving as a mount fd (where the
         # kernel has open_tree/move_mount); False: each sandbox builds it after its request
         self.mount_fds = _can_open_tree(data_dir)
@@ -173,6 +176,25 @@ class LinuxBackend:
         if spec.runtime_api:  # Lambda's address: the sandbox has a loopback of its own
             request["runtime_api_port"] = 9001
         return interpreter, request
+
+    def _share_of(self, zygote: Zygote, handle: LinuxHandle) -> None:
+        """What an environment forked from ``zygote`` maps from it (for Max Memory Used): measured
+        once per zygote, off the event loop, on its first environment (``shared_resident_bytes``);
+        until then the zygote's own resident size stands in for it."""
+        known = self._zygote_shares.get(zygote.interpreter)
+        handle.shared_bytes = known if known is not None else zygote.rss_kb * 1024
+        if known is not None or zygote.interpreter in self._measuring:
+            return
+        self._measuring.add(zygote.interpreter)
+
+        def measure() -> None:
+            time.sleep(0.05)  # its runtime has started by then
+            shared = shared_resident_bytes(handle.cgroup.pids())
+            if shared:
+                self._zygote_shares[zygote.interpreter] = handle.shared_bytes = shared
+            self._measuring.discard(zygote.interpreter)
+
+        asyncio.get_running_loop().run_in_executor(None, measure)
 
     # ---- networks ----------------------------------------------------------------------
     def _plumb_spare(self, spare: Spare) -> None:
@@ -270,6 +292,8 @@ class LinuxBackend:
         if cgroup is None:
             cgroup = self.cgroups.create(f"env-{spec.environment_id}", limits)
         handle = LinuxHandle(spec, cgroup, self.removals.remove, lambda: self.replenish(zygote))
+        if request["mode"] == "python":  # forked from the zygote: what it maps from it is not in its cgroup
+            self._share_of(zygote, handle)
         payload = os.memfd_create("squall-request", os.MFD_CLOEXEC)
         trees: list[int] = []
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import threading
 from typing import Callable
 
 from squall.sandbox.base import SandboxSpec
@@ -19,7 +18,7 @@ _KILLED = -9
 def shared_resident_bytes(pids: list[int]) -> int:
     """The resident memory the largest of ``pids`` shares with other processes (its Rss minus
     its private pages, from /proc/<pid>/smaps_rollup): for a runtime forked from a zygote, the
-    interpreter and modules it got from the zygote, copy-on-write."""
+    interpreter and modules it got from the zygote, copy-on-write. About 0.3 ms: not for a hot path."""
     best_rss, shared = 0, 0
     for pid in pids:
         fields: dict[str, int] = {}
@@ -58,10 +57,9 @@ class LinuxHandle:
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._oom = False
         self._peak: int | None = None
-        self._shared = 0  # resident memory mapped from the zygote (measured after init)
-        self._shared_measured = False
-        self._shared_lock = threading.Lock()
-        self._initialised = False
+        # resident memory the runtime maps from the zygote it was forked from (the backend sets
+        # it): not in the environment's cgroup, charged to the zygote's
+        self.shared_bytes = 0
         self._removed = False
         self.on_ended: list[Callable[[], None]] = []  # what it held beyond its cgroup (its address)
 
@@ -100,7 +98,7 @@ class LinuxHandle:
         """The cgroup's peak (what the environment's processes wrote: private pages, its /tmp's
         page cache…) plus what its runtime maps from the zygote it was forked from, which the
         cgroup does not see (those pages are charged to the zygote): together, what a plain
-        process would show as its resident memory. See ``shared_resident_bytes``."""
+        process would show as its resident memory (never above MemorySize)."""
         if self._removed:
             peak = self._peak
         else:
@@ -108,11 +106,9 @@ class LinuxHandle:
                 peak = self.cgroup.peak_bytes()
             except OSError:
                 peak = self._peak
-            if self._initialised and not self._shared_measured:  # the background measure is late: now
-                self._measure_shared()
         if peak is None:
             return None
-        return min(peak + self._shared, max(peak, self.spec.memory_mb << 20))  # never above MemorySize
+        return min(peak + self.shared_bytes, max(peak, self.spec.memory_mb << 20))
 
     def oom_killed(self) -> bool:
         if self._removed:
@@ -123,9 +119,6 @@ class LinuxHandle:
             return self._oom
 
     def init_done(self) -> None:
-        self._initialised = True
-        if not self._removed:  # measured off the loop, while the first invocation is on its way
-            asyncio.get_running_loop().run_in_executor(None, self._measure_shared)
         if self.on_started is not None:  # our start is over: prepare the next one, right after
             asyncio.get_running_loop().call_later(0.005, self.on_started)
             self.on_started = None
@@ -134,16 +127,6 @@ class LinuxHandle:
                 self.cgroup.set_cpu(self.spec.cpu_cores)  # capped at the host's cores
             except OSError as e:
                 log.warning("cannot set the CPU quota of %s: %s", self.spec.environment_id, e)
-
-    def _measure_shared(self) -> None:
-        with self._shared_lock:  # the background measure, or the first REPORT waiting for it
-            if self._shared_measured:
-                return
-            try:
-                self._shared = shared_resident_bytes(self.cgroup.pids())
-            except OSError:
-                pass
-            self._shared_measured = True
 
     def on_exit(self, status: int | None, reason: str | None = None) -> None:
         """Called by the zygote client when the environment's main process has ended

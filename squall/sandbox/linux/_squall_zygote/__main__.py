@@ -166,6 +166,8 @@ def main(argv):
     sock = socket.socket(fileno=fd)
     sock.setblocking(True)
     bootstrap = load_bootstrap(config["bootstrap"])
+    if hasattr(bootstrap, "hide_server_site"):  # once here: every sandbox forked from us inherits it
+        bootstrap.hide_server_site()
     for name in _PRELOAD:
         try:
             __import__(name)

@@ -216,3 +216,61 @@ def test_deploy_converge_update_and_delete_a_sam_stack(server, tmp_path):
 
     last = run_cli(server, "deploy", "--template", str(template), "--yes")
     assert last.returncode == 0 and "No changes." in last.stdout, last.stdout + last.stderr
+
+
+QUEUE_TEMPLATE = """\
+AWSTemplateFormatVersion: '2010-09-09'
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  QueueArn:
+    Type: String
+  TopicArn:
+    Type: String
+Resources:
+  Worker:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: worker/
+      Runtime: python3.11
+      Handler: app.handler
+      Events:
+        Jobs:
+          Type: SQS
+          Properties:
+            Queue: !Ref QueueArn
+            BatchSize: 5
+        News:
+          Type: SNS
+          Properties:
+            Topic: !Ref TopicArn
+"""
+
+
+def test_sqs_and_sns_events_become_a_mapping_and_a_subscription(tmp_path_factory, tmp_path, moto_endpoint):
+    from tests.e2e.test_async import aws as moto_client
+
+    sqs, sns = moto_client("sqs", moto_endpoint), moto_client("sns", moto_endpoint)
+    queue_url = sqs.create_queue(QueueName="sam-jobs")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    topic_arn = sns.create_topic(Name="sam-news")["TopicArn"]
+    server = start_server(tmp_path_factory.mktemp("squall-sam-queues"), env={
+        "SQUALL_AWS_ENDPOINT": moto_endpoint, "SQUALL_AWS_ACCESS_KEY_ID": "test", "SQUALL_AWS_SECRET_ACCESS_KEY": "test"})
+    try:
+        stack = tmp_path / "queues"
+        (stack / "worker").mkdir(parents=True)
+        (stack / "worker" / "app.py").write_text("def handler(event, context):\n    return len(event['Records'])\n")
+        (stack / "template.yaml").write_text(QUEUE_TEMPLATE)
+        overrides = f"QueueArn={queue_arn} TopicArn={topic_arn}"
+        done = run_cli(server, "deploy", "--template", str(stack / "template.yaml"), "--yes",
+                       "--parameter-overrides", overrides)
+        assert done.returncode == 0, done.stderr
+        lam = server.client("lambda")
+        (mapping,) = lam.list_event_source_mappings(EventSourceArn=queue_arn)["EventSourceMappings"]
+        assert mapping["BatchSize"] == 5 and mapping["FunctionArn"].split(":function:")[1].startswith("queues-Worker")
+        subscriptions = sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+        assert len(subscriptions) == 1 and subscriptions[0]["Protocol"] in ("http", "https")
+        again = run_cli(server, "deploy", "--template", str(stack / "template.yaml"), "--yes",
+                        "--parameter-overrides", overrides)
+        assert again.returncode == 0 and "No changes." in again.stdout + again.stderr, again.stdout + again.stderr
+    finally:
+        server.stop()

@@ -1,7 +1,7 @@
 """Runtimes: warm and cold invokes of an echo function in every language Squall serves.
 
 For each runtime the machine has (Python built-in, a Go ``bootstrap`` on provided.al2023,
-Node.js, Ruby, Java), the same echo handler is invoked:
+Node.js, Ruby, Java, C# on Mono as dotnet8), the same echo handler is invoked:
 
 * warm: sequential invokes of one warm environment over one keep-alive HTTP connection;
 * cold: invokes that each need a NEW environment (an environment variable is changed with
@@ -11,7 +11,7 @@ Baseline, same run: the built-in Python runtime, which talks to Squall over its 
 channel; every other runtime goes through the Lambda Runtime API over HTTP. The figure of
 interest is the Runtime API's warm overhead: (custom runtime median) - (Python median).
 
-    python bench/runtimes.py [--quick] [-n N] [--cold N] [--only nodejs,ruby,...] [--isolation ...] [--json [FILE]]
+    python bench/runtimes.py [--quick] [-n N] [--cold N] [--only nodejs,ruby,java,dotnet,...] [--isolation ...] [--json [FILE]]
 """
 
 from __future__ import annotations
@@ -99,9 +99,36 @@ def java_package(workdir: Path) -> dict[str, bytes] | None:
     return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*.class")}
 
 
+CSHARP_SOURCE = """\
+using System.IO;
+using Amazon.Lambda.Core;
+
+namespace Bench {
+    public class Echo {
+        public Stream Handle(Stream input, ILambdaContext context) {
+            var copy = new MemoryStream();
+            input.CopyTo(copy);
+            copy.Position = 0;
+            return copy;
+        }
+    }
+}
+"""
+
+
+def dotnet_package(workdir: Path) -> dict[str, bytes] | None:
+    if shutil.which("mcs") is None or shutil.which("mono") is None:
+        return None
+    from squall.runtimes import dotnet
+
+    runtime_dir = dotnet.build_runtime(workdir / "dotnet-runtime")
+    out = dotnet.compile_handler({"Echo.cs": CSHARP_SOURCE}, runtime_dir, workdir / "dotnet" / "Function.dll")
+    return {"Function.dll": out.read_bytes()}
+
+
 def candidates(workdir: Path, offered: dict[str, Any], wanted: set[str]) -> list[tuple[str, str, str, dict[str, Any], dict[str, int]]]:
     """(label, runtime, handler, files, modes) for each runtime this machine and server have
-    (and ``wanted`` names, when given: go, nodejs, ruby, java)."""
+    (and ``wanted`` names, when given: go, nodejs, ruby, java, dotnet)."""
     found = [("python (built-in, frames)", common.pick_runtime(offered), "app.handler", PYTHON, {})]
     runtimes = offered.get("runtimes") or {}
 
@@ -119,6 +146,10 @@ def candidates(workdir: Path, offered: dict[str, Any], wanted: set[str]) -> list
         classes = java_package(workdir)
         if classes:
             found.append(("java17", "java17", "bench.Echo::handleRequest", classes, {}))
+    if want("dotnet", "dotnet8"):
+        assembly = dotnet_package(workdir)
+        if assembly:
+            found.append(("dotnet8 (C# on Mono)", "dotnet8", "Function::Bench.Echo::Handle", assembly, {}))
     return found
 
 
@@ -176,7 +207,7 @@ def main() -> None:
     p = common.parser(__doc__.split("\n\n")[0], memory_mb=512)
     p.add_argument("-n", type=int, help="warm invokes per runtime (default 2000; quick 30)")
     p.add_argument("--cold", type=int, help="cold invokes per runtime (default 30; quick 2)")
-    p.add_argument("--only", help="comma-separated runtimes to run: go,nodejs,ruby,java (the Python baseline always runs)")
+    p.add_argument("--only", help="comma-separated runtimes to run: go,nodejs,ruby,java,dotnet (the Python baseline always runs)")
     args = p.parse_args()
     n = args.n or (30 if args.quick else 2000)
     n_cold = args.cold or (2 if args.quick else 30)

@@ -5,7 +5,8 @@
   boto3 as on Lambda). Talks to Squall over the frames channel (the fastest path).
 * ``nodejs18.x`` / ``nodejs20.x`` / ``nodejs22.x``: the machine's ``node``;
   ``ruby3.2`` / ``ruby3.3`` / ``ruby3.4``: the machine's ``ruby``; ``java17`` / ``java21``:
-  the machine's JDK (``java`` and ``javac``). Every identifier of a family is served by
+  the machine's JDK (``java`` and ``javac``); ``dotnet8`` / ``dotnet6``: Mono (``mono`` and
+  ``mcs``), with a warning saying which assemblies work there. Every identifier of a family is served by
   the one interpreter installed (``/health`` and ``squall runtimes`` show which); each
   language's runtime client ships in ``squall/runtimes/<family>`` and speaks the Runtime API.
 * ``provided.al2023`` / ``provided.al2`` / ``provided``: the function's own executable
@@ -69,7 +70,13 @@ FAMILIES = (
            r'java\.version = (\d+(?:\.\d+)*)|version "(\d+(?:\.\d+)*)',
            "a JDK (`java` and `javac`): apt install default-jdk-headless", "JDK",
            r"^\s*java\.home = (/.+?)\s*$", "/bin/java"),
+    Family("dotnet", ("dotnet8", "dotnet6"), ("mono",), ("--version",),
+           r"Mono JIT compiler version (\d+(?:\.\d+)+)", "Mono (`mono` and `mcs`): apt install mono-runtime mono-mcs",
+           "Mono"),
 )
+MONO_NOTE = ("{identifier} is served by Mono {version}, not .NET: assemblies built for netstandard2.0 (or earlier) or "
+             "the .NET Framework with mcs or a .NET SDK work; ones that need .NET 6+ APIs (net6.0/net8.0 targets) or a "
+             "Native AOT build do not: deploy a self-contained bootstrap on provided.al2023 for those")
 PYTHON_DIRS = ("/usr/bin", "/usr/local/bin")  # looked in after PATH for python3.X
 PROBE_TIMEOUT_S = 10.0  # for one test run
 _PYTHON_PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3]); print(sys.executable)"
@@ -87,7 +94,7 @@ class Launch:
 @dataclass(frozen=True, eq=False)
 class Runtime:
     identifier: str  # e.g. "python3.11"
-    family: str  # "python", "nodejs", "ruby", "java", "provided"
+    family: str  # "python", "nodejs", "ruby", "java", "dotnet", "provided"
     interpreter: str  # absolute path of the executable ("" for provided: the function's bootstrap)
     version: str  # e.g. "3.11.7"
     builds: "RuntimeBuilds | None" = None
@@ -103,7 +110,11 @@ class Runtime:
     @property
     def prepared(self) -> bool:
         """False while something must be built before the first start (it may take seconds)."""
-        return self.family != "java" or (self.builds is not None and self.builds.java_ready())
+        if self.family == "java":
+            return self.builds is not None and self.builds.java_ready()
+        if self.family == "dotnet":
+            return self.builds is not None and self.builds.dotnet_ready()
+        return True
 
     def describe(self) -> str:
         return self.interpreter or "the function's bootstrap"
@@ -111,6 +122,8 @@ class Runtime:
     @property
     def warning(self) -> str | None:
         """Why code written for this identifier may fail here: its interpreter is older than the label."""
+        if self.family == "dotnet":
+            return MONO_NOTE.format(identifier=self.identifier, version=self.version)
         label = _label_version(self.identifier)
         family = next((f for f in FAMILIES if f.name == self.family), None)
         if label is None or family is None:
@@ -155,18 +168,39 @@ class Runtime:
             argv = java.command(self.interpreter, str(runtime_dir))
             heap = max(64, memory_mb * 85 // 100)  # the JVM cannot see the sandbox's cgroup: say it
             return Launch((argv[0], f"-Xmx{heap}m", *argv[1:]), runtime_dir)
+        if self.family == "dotnet":
+            assert self.builds is not None
+            runtime_dir = self.builds.dotnet()
+            from squall.runtimes import dotnet
+
+            heap = max(32, memory_mb * 85 // 100)  # Mono's GC cannot see the sandbox's cgroup: say it
+            return Launch(tuple(dotnet.command(self.interpreter, str(runtime_dir))), runtime_dir,
+                          {"MONO_GC_PARAMS": f"max-heap-size={heap}m"})
         raise ValueError(f"unknown runtime family {self.family}")
 
 
 class RuntimeBuilds:
-    """Runtime parts built on first use (the Java library), cached under ``cache_dir``."""
+    """Runtime parts built on first use (the Java library, the C# runtime), cached under ``cache_dir``."""
 
-    def __init__(self, cache_dir: Path, javac: str | None, jar: str | None) -> None:
+    def __init__(self, cache_dir: Path, javac: str | None, jar: str | None, mcs: str | None = None) -> None:
         self.cache_dir = cache_dir
         self.javac = javac
         self.jar = jar
+        self.mcs = mcs
         self._lock = threading.Lock()
         self._java: Path | None = None
+        self._dotnet: Path | None = None
+
+    def dotnet_ready(self) -> bool:
+        return self._dotnet is not None
+
+    def dotnet(self) -> Path:
+        with self._lock:
+            if self._dotnet is None:
+                from squall.runtimes import dotnet
+
+                self._dotnet = dotnet.build_runtime(self.cache_dir / "dotnet", self.mcs or "mcs")
+            return self._dotnet
 
     def java_ready(self) -> bool:
         return self._java is not None
@@ -205,8 +239,13 @@ class RuntimeRegistry:
                 missing[f"python3.{minor}"] = reason
             else:
                 found.append(runtime)
-        javac = jar = None
-        for family, (probe, reason) in zip(FAMILIES, probes):
+        javac = jar = mcs = None
+        for index, (family, (probe, reason)) in enumerate(zip(FAMILIES, probes)):
+            if family.name == "dotnet" and probe is not None:
+                mcs = _tool(Path(probe[0]).parent, "mcs")
+                if mcs is None:  # mono-runtime alone cannot build Squall's C# runtime
+                    probe, reason = None, f"{probe[0]} has no `mcs` (the C# compiler): {family.install_hint}"
+                    probes[index] = (None, reason)
             if family.name == "java" and probe is not None:
                 home = Path(probe[0]).parent
                 javac = _tool(home, "javac")
@@ -216,7 +255,7 @@ class RuntimeRegistry:
             if probe is None:
                 missing.update((identifier, reason) for identifier in family.identifiers)
         builds = RuntimeBuilds(cache_dir or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "squall",
-                               javac, jar)
+                               javac, jar, mcs)
         for family, (probe, _) in zip(FAMILIES, probes):
             if probe is not None and not (family.name == "java" and javac is None):
                 found.extend(Runtime(identifier, family.name, probe[0], probe[1], builds) for identifier in family.identifiers)
@@ -273,7 +312,7 @@ def _version_tuple(version: str, family: str) -> tuple[int, ...]:
 
 
 def _tool(java_home: Path, name: str) -> str | None:
-    """The JDK's own ``javac``/``jar`` next to the ``java`` found, else the one on PATH."""
+    """The JDK's own ``javac``/``jar`` next to the ``java`` found (Mono's ``mcs`` next to ``mono``), else the one on PATH."""
     own = java_home / name
     return str(own) if os.access(own, os.X_OK) else shutil.which(name)
 

@@ -119,3 +119,24 @@ def test_warnings_follow_the_label():
     assert Runtime("java17", "java", "/usr/bin/java", "21.0.2").warning is None
     assert Runtime("python3.12", "python", "/usr/bin/python3.12", "3.12.1").warning is None
     assert Runtime("provided.al2023", "provided", "", "al2023").warning is None
+
+
+def test_no_mono_means_no_dotnet_and_says_what_to_install(fake_path):
+    found = RuntimeRegistry.discover(Path("/nonexistent"))
+    assert "dotnet8" not in found.identifiers() and "dotnet6" not in found.identifiers()
+    assert "apt install mono-runtime mono-mcs" in found.unavailable["dotnet8"]
+    with pytest.raises(InvalidParameterValue, match="apt install mono-runtime mono-mcs"):
+        found.get("dotnet8")
+
+
+def test_mono_without_mcs_is_not_offered(fake_path):
+    _script(fake_path, "mono", 'echo "Mono JIT compiler version 6.8.0.105 (Debian)"')
+    found = RuntimeRegistry.discover(Path("/nonexistent"))
+    assert "dotnet8" not in found.identifiers()
+    assert "has no `mcs`" in found.unavailable["dotnet8"] and "mono-mcs" in found.unavailable["dotnet8"]
+    _script(fake_path, "mcs", "exit 0")
+    found = RuntimeRegistry.discover(Path("/nonexistent"))
+    assert {"dotnet8", "dotnet6"} <= set(found.identifiers())
+    assert "served by Mono 6.8.0.105" in found.warning("dotnet8") and "netstandard2.0" in found.warning("dotnet8")
+    launch = next(r for r in found.runtimes if r.identifier == "dotnet8")
+    assert launch.family == "dotnet" and not launch.prepared

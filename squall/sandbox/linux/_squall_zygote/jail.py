@@ -63,7 +63,7 @@ class Jail(object):
         "mime.types", "ld.so.cache", "ld.so.conf", "timezone", "os-release", "localtime",
         "resolv.conf",
     )
-    ETC_DIRS = ("ssl", "alternatives", "pki", "crypto-policies", "ca-certificates", "ld.so.conf.d")  # and /etc/java-*
+    ETC_DIRS = ("ssl", "alternatives", "pki", "crypto-policies", "ca-certificates", "ld.so.conf.d", "mono")  # and /etc/java-*
     DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0))
 
     def __init__(self, config):

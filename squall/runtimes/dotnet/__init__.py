@@ -1,0 +1,155 @@
+"""Squall's C# runtime (dotnet6 / dotnet8 served on Mono), built from source with ``mcs``.
+
+``src/core`` is ``Amazon.Lambda.Core.dll``: the handler API under the names AWS users compile
+against (``ILambdaContext``, ``ILambdaLogger``, ``LambdaLogger``, ``LambdaSerializerAttribute``…)
+plus a Runtime API client (``Squall.Lambda.LambdaBootstrap.Run(...)``, usable from a program of
+one's own on provided.al2023). ``src/bootstrap`` is ``bootstrap.exe``: the managed runtime,
+which loads ``/var/task/<Assembly>.dll`` by the handler ``Assembly::Namespace.Type::Method``
+and calls the method via reflection.
+
+:func:`build_runtime` compiles both once per source and ``mcs`` version into
+``<cache>/<hash>/`` (world-readable: shown read-only at ``/var/runtime``); :func:`command` is
+the argv that starts the runtime from that directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Iterable, Mapping
+
+SOURCES: Path = Path(__file__).resolve().parent / "src"
+CORE_DLL = "Amazon.Lambda.Core.dll"
+BOOTSTRAP_EXE = "bootstrap.exe"
+INSTALL_HINT = "install Mono (mono and mcs), e.g. `apt install mono-runtime mono-mcs`"
+_BUILD_FORMAT = "1"  # part of the cache key: change it when the way the runtime is built changes
+_MCS_FLAGS = ("-nologo", "-optimize+", "-debug:portable", "-nowarn:1591")
+
+_versions: dict[tuple[str, float], str] = {}
+_versions_lock = threading.Lock()
+
+
+class DotnetBuildError(RuntimeError):
+    """The C# runtime (or a handler) could not be compiled."""
+
+
+def _tool(name: str, what: str) -> str:
+    found = shutil.which(name) if not os.path.isabs(name) else (name if os.access(name, os.X_OK) else None)
+    if not found:
+        raise DotnetBuildError(f"{what}: `{name}` was not found; {INSTALL_HINT}")
+    return found
+
+
+def _mcs_version(mcs: str) -> str:
+    real = os.path.realpath(mcs)
+    key = (real, os.stat(real).st_mtime)
+    with _versions_lock:
+        if key in _versions:
+            return _versions[key]
+    try:
+        done = subprocess.run([mcs, "--version"], capture_output=True, text=True, timeout=120)
+    except OSError as exc:
+        raise DotnetBuildError(f"cannot run `{mcs} --version`: {exc}; {INSTALL_HINT}") from exc
+    version = (done.stdout + done.stderr).strip()
+    if done.returncode != 0 or not version:
+        raise DotnetBuildError(f"`{mcs} --version` failed (exit {done.returncode}): {version}; {INSTALL_HINT}")
+    with _versions_lock:
+        _versions[key] = version
+    return version
+
+
+def _sources(part: str) -> list[Path]:
+    return sorted(p for p in (SOURCES / part).rglob("*.cs") if p.is_file())
+
+
+def source_hash(mcs_version: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"format={_BUILD_FORMAT}\nmcs={mcs_version}\nflags={' '.join(_MCS_FLAGS)}\n".encode())
+    for path in _sources("core") + _sources("bootstrap"):
+        data = path.read_bytes()
+        digest.update(f"{path.relative_to(SOURCES).as_posix()}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()[:20]
+
+
+def _run(argv: list[str], what: str) -> None:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    except OSError as exc:
+        raise DotnetBuildError(f"{what}: cannot run {argv[0]}: {exc}; {INSTALL_HINT}") from exc
+    if done.returncode != 0:
+        raise DotnetBuildError(f"{what} failed (exit {done.returncode}):\n{(done.stdout + done.stderr).strip()}")
+
+
+def _publish_modes(root: Path) -> None:
+    os.chmod(root, 0o755)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o755)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+
+
+def build_runtime(cache_dir: Path, mcs: str = "mcs") -> Path:
+    """Compile the runtime into ``cache_dir/<hash>/`` (once) and return that directory.
+
+    It holds ``Amazon.Lambda.Core.dll`` (compile handlers with ``mcs -r:<dir>/Amazon.Lambda.Core.dll``)
+    and ``bootstrap.exe``. Safe when several processes build at once (build aside, rename into
+    place). Raises :class:`DotnetBuildError` when mcs is missing or fails.
+    """
+    mcs_path = _tool(mcs, "cannot build Squall's C# runtime")
+    cache_dir = Path(cache_dir).resolve()
+    final = cache_dir / source_hash(_mcs_version(mcs_path))
+    if (final / BOOTSTRAP_EXE).is_file() and (final / CORE_DLL).is_file():
+        return final
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir))
+    try:
+        _run([mcs_path, *_MCS_FLAGS, "-target:library", f"-out:{work / CORE_DLL}", "-r:System.Web.Extensions.dll",
+              *map(str, _sources("core"))], "compiling Squall's C# runtime (Amazon.Lambda.Core.dll)")
+        _run([mcs_path, *_MCS_FLAGS, "-target:exe", f"-out:{work / BOOTSTRAP_EXE}", f"-r:{work / CORE_DLL}",
+              "-r:System.Core.dll", *map(str, _sources("bootstrap"))], "compiling Squall's C# runtime (bootstrap.exe)")
+        _publish_modes(work)
+        try:
+            os.rename(work, final)
+        except OSError:
+            if (final / BOOTSTRAP_EXE).is_file():
+                shutil.rmtree(work, ignore_errors=True)  # another process won the race
+            else:
+                trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=cache_dir))
+                os.rename(final, trash / "old")
+                os.rename(work, final)
+                shutil.rmtree(trash, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return final
+
+
+def command(mono: str, runtime_dir: str) -> list[str]:
+    """argv starting the managed runtime from ``runtime_dir`` (where the built directory is visible)."""
+    return [mono, "--gc=sgen", f"{runtime_dir.rstrip('/')}/{BOOTSTRAP_EXE}"]
+
+
+def compile_handler(sources: Mapping[str, str], runtime_dir: Path, out: Path, mcs: str = "mcs",
+                    target: str = "library", references: Iterable[str] = ()) -> Path:
+    """Compile C# sources ({file name: text}) against the runtime's Amazon.Lambda.Core.dll into ``out``
+    (``Function.dll``; ``target="exe"`` for a program with a Main). Returns ``out``."""
+    mcs_path = _tool(mcs, "cannot compile the handler")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="squall-mcs-") as scratch:
+        files = []
+        for name, text in sources.items():
+            path = Path(scratch) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            files.append(str(path))
+        _run([mcs_path, *_MCS_FLAGS, f"-target:{target}", f"-out:{out}", f"-r:{Path(runtime_dir) / CORE_DLL}",
+              "-r:System.Core.dll", *(f"-r:{r}" for r in references), *files], "compiling the handler")
+    return out

@@ -1,0 +1,511 @@
+// Squall's Lambda Runtime API client for C#: the loop, the context, the logger, JSON in and out.
+// Usable on its own from a program deployed on provided.al2023:
+//     Squall.Lambda.LambdaBootstrap.Run((string input, ILambdaContext context) => ...);
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Net;
+using System.Reflection;
+using System.Text;
+using System.Threading;
+using System.Threading.Tasks;
+using System.Web.Script.Serialization;
+using Amazon.Lambda.Core;
+
+namespace Squall.Lambda
+{
+    /// <summary>Lambda's log format: "time\trequestId\tlevel\tmessage", or JSON (AWS_LAMBDA_LOG_FORMAT=JSON).</summary>
+    public static class RuntimeLog
+    {
+        static readonly object Gate = new object();
+        static readonly TextWriter Out = new StreamWriter(Console.OpenStandardOutput(), new UTF8Encoding(false)) { AutoFlush = true };
+        static readonly bool Json = string.Equals(Environment.GetEnvironmentVariable("AWS_LAMBDA_LOG_FORMAT"), "JSON", StringComparison.OrdinalIgnoreCase);
+        static readonly int Minimum = LevelRank(Environment.GetEnvironmentVariable("AWS_LAMBDA_LOG_LEVEL") ?? "");
+        public static string RequestId = "";
+
+        public static TextWriter RawOut { get { return Out; } }
+
+        static int LevelRank(string level)
+        {
+            switch ((level ?? "").ToLowerInvariant())
+            {
+                case "trace": case "trce": return 0;
+                case "debug": case "dbug": return 1;
+                case "information": case "info": return 2;
+                case "warning": case "warn": return 3;
+                case "error": case "fail": return 4;
+                case "critical": case "fatal": case "crit": return 5;
+                default: return -1;
+            }
+        }
+
+        static string ShortName(string level)
+        {
+            switch (LevelRank(level))
+            {
+                case 0: return "trce";
+                case 1: return "dbug";
+                case 2: return "info";
+                case 3: return "warn";
+                case 4: return "fail";
+                case 5: return "crit";
+                default: return level;
+            }
+        }
+
+        static string JsonName(string level)
+        {
+            switch (LevelRank(level))
+            {
+                case 0: return "TRACE";
+                case 1: return "DEBUG";
+                case 2: return "INFO";
+                case 3: return "WARN";
+                case 4: return "ERROR";
+                case 5: return "FATAL";
+                default: return "INFO";
+            }
+        }
+
+        /// <summary>One log record; level null: a message without a level (always written).</summary>
+        public static void Write(string level, string message)
+        {
+            if (level != null && Minimum >= 0 && LevelRank(level) >= 0 && LevelRank(level) < Minimum) return;
+            string time = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ss.fffZ");
+            string line;
+            if (Json)
+            {
+                var record = new Dictionary<string, object>();
+                record["timestamp"] = time;
+                record["level"] = JsonName(level ?? "info");
+                record["requestId"] = RequestId;
+                record["message"] = message ?? "";
+                line = new JavaScriptSerializer().Serialize(record);
+            }
+            else
+            {
+                line = time + "\t" + RequestId + "\t" + ShortName(level ?? "info") + "\t" + (message ?? "");
+            }
+            lock (Gate) { Out.WriteLine(line); }
+        }
+    }
+
+    sealed class Logger : ILambdaLogger
+    {
+        public void Log(string message) { RuntimeLog.Write(null, message); }
+        public void LogLine(string message) { RuntimeLog.Write(null, message); }
+        public void Log(string level, string message) { RuntimeLog.Write(level, message); }
+        public void LogTrace(string message) { RuntimeLog.Write("trace", message); }
+        public void LogDebug(string message) { RuntimeLog.Write("debug", message); }
+        public void LogInformation(string message) { RuntimeLog.Write("information", message); }
+        public void LogWarning(string message) { RuntimeLog.Write("warning", message); }
+        public void LogError(string message) { RuntimeLog.Write("error", message); }
+        public void LogCritical(string message) { RuntimeLog.Write("critical", message); }
+    }
+
+    /// <summary>Console.Out / Console.Error: each line becomes a log record of the current request.</summary>
+    sealed class LineWriter : TextWriter
+    {
+        readonly string level;
+        readonly StringBuilder pending = new StringBuilder();
+        public LineWriter(string level) { this.level = level; }
+        public override Encoding Encoding { get { return Encoding.UTF8; } }
+        public override void Write(char value)
+        {
+            lock (pending)
+            {
+                if (value == '\n')
+                {
+                    string text = pending.ToString().TrimEnd('\r');
+                    pending.Clear();
+                    RuntimeLog.Write(level, text);
+                }
+                else pending.Append(value);
+            }
+        }
+        public override void Write(string value)
+        {
+            if (value == null) return;
+            foreach (char c in value) Write(c);
+        }
+        public override void Flush()
+        {
+            lock (pending)
+            {
+                if (pending.Length > 0) { RuntimeLog.Write(level, pending.ToString()); pending.Clear(); }
+            }
+        }
+    }
+
+    sealed class CognitoIdentity : ICognitoIdentity
+    {
+        public string IdentityId { get; set; }
+        public string IdentityPoolId { get; set; }
+    }
+
+    sealed class ClientApplication : IClientApplication
+    {
+        public string AppPackageName { get; set; }
+        public string AppTitle { get; set; }
+        public string AppVersionCode { get; set; }
+        public string AppVersionName { get; set; }
+        public string InstallationId { get; set; }
+    }
+
+    sealed class ClientContext : IClientContext
+    {
+        public IDictionary<string, string> Environment { get; set; }
+        public IClientApplication Client { get; set; }
+        public IDictionary<string, string> Custom { get; set; }
+    }
+
+    /// <summary>The ILambdaContext of one invocation.</summary>
+    public sealed class LambdaContext : ILambdaContext
+    {
+        readonly long deadlineMs;
+        internal LambdaContext(string requestId, string arn, long deadlineMs, IClientContext client, ICognitoIdentity identity)
+        {
+            AwsRequestId = requestId;
+            InvokedFunctionArn = arn;
+            this.deadlineMs = deadlineMs;
+            ClientContext = client;
+            Identity = identity;
+            FunctionName = Environment.GetEnvironmentVariable("AWS_LAMBDA_FUNCTION_NAME") ?? "";
+            FunctionVersion = Environment.GetEnvironmentVariable("AWS_LAMBDA_FUNCTION_VERSION") ?? "$LATEST";
+            LogGroupName = Environment.GetEnvironmentVariable("AWS_LAMBDA_LOG_GROUP_NAME") ?? "";
+            LogStreamName = Environment.GetEnvironmentVariable("AWS_LAMBDA_LOG_STREAM_NAME") ?? "";
+            int memory;
+            MemoryLimitInMB = int.TryParse(Environment.GetEnvironmentVariable("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), out memory) ? memory : 128;
+            Logger = new Logger();
+        }
+        public string AwsRequestId { get; private set; }
+        public IClientContext ClientContext { get; private set; }
+        public string FunctionName { get; private set; }
+        public string FunctionVersion { get; private set; }
+        public ICognitoIdentity Identity { get; private set; }
+        public string InvokedFunctionArn { get; private set; }
+        public ILambdaLogger Logger { get; private set; }
+        public string LogGroupName { get; private set; }
+        public string LogStreamName { get; private set; }
+        public int MemoryLimitInMB { get; private set; }
+        public TimeSpan RemainingTime
+        {
+            get
+            {
+                long now = (long)(DateTime.UtcNow - new DateTime(1970, 1, 1, 0, 0, 0, DateTimeKind.Utc)).TotalMilliseconds;
+                return TimeSpan.FromMilliseconds(Math.Max(0, deadlineMs - now));
+            }
+        }
+    }
+
+    /// <summary>An error reported in Lambda's shape with an errorType of its own (e.g. Runtime.HandlerNotFound).</summary>
+    public sealed class LambdaRuntimeException : Exception
+    {
+        public LambdaRuntimeException(string type, string message) : base(message) { ErrorType = type; }
+        public string ErrorType { get; private set; }
+    }
+
+    /// <summary>JSON in and out (System.Web.Extensions' JavaScriptSerializer).</summary>
+    public static class Json
+    {
+        static JavaScriptSerializer Serializer()
+        {
+            return new JavaScriptSerializer { MaxJsonLength = int.MaxValue, RecursionLimit = 1000 };
+        }
+
+        public static object Deserialize(string text, Type type)
+        {
+            if (type == typeof(object)) return Serializer().DeserializeObject(text);
+            if (type == typeof(string))
+            {
+                string trimmed = text.Trim();
+                if (trimmed.StartsWith("\"")) return Serializer().Deserialize<string>(trimmed);
+                if (trimmed == "null") return null;
+                return text;  // lenient: a payload that is not a JSON string is passed as it is
+            }
+            return Serializer().Deserialize(text, type);
+        }
+
+        public static string Serialize(object value)
+        {
+            return Serializer().Serialize(value);
+        }
+    }
+
+    /// <summary>The Runtime API client: GET next, POST response / error, init/error.</summary>
+    public sealed class RuntimeApiClient
+    {
+        readonly string baseUrl;
+
+        public RuntimeApiClient() : this(Environment.GetEnvironmentVariable("AWS_LAMBDA_RUNTIME_API")) { }
+
+        public RuntimeApiClient(string api)
+        {
+            if (string.IsNullOrEmpty(api)) throw new InvalidOperationException("AWS_LAMBDA_RUNTIME_API is not set");
+            baseUrl = "http://" + api + "/2018-06-01/runtime/";
+            ServicePointManager.Expect100Continue = false;
+            ServicePointManager.UseNagleAlgorithm = false;
+            ServicePointManager.DefaultConnectionLimit = 16;
+        }
+
+        HttpWebRequest Request(string method, string path)
+        {
+            var request = (HttpWebRequest)WebRequest.Create(baseUrl + path);
+            request.Method = method;
+            request.Proxy = null;  // the Runtime API is local: never through an http_proxy
+            request.Timeout = Timeout.Infinite;
+            request.ReadWriteTimeout = Timeout.Infinite;
+            request.KeepAlive = true;
+            return request;
+        }
+
+        public sealed class Invocation
+        {
+            public string RequestId;
+            public string FunctionArn;
+            public long DeadlineMs;
+            public string TraceId;
+            public string ClientContext;
+            public string CognitoIdentity;
+            public byte[] Body;
+        }
+
+        public Invocation Next()
+        {
+            var request = Request("GET", "invocation/next");
+            using (var response = (HttpWebResponse)request.GetResponse())
+            using (var stream = response.GetResponseStream())
+            {
+                var body = new MemoryStream();
+                stream.CopyTo(body);
+                long deadline;
+                long.TryParse(response.Headers["Lambda-Runtime-Deadline-Ms"], out deadline);
+                return new Invocation
+                {
+                    RequestId = response.Headers["Lambda-Runtime-Aws-Request-Id"] ?? "",
+                    FunctionArn = response.Headers["Lambda-Runtime-Invoked-Function-Arn"] ?? "",
+                    DeadlineMs = deadline,
+                    TraceId = response.Headers["Lambda-Runtime-Trace-Id"],
+                    ClientContext = response.Headers["Lambda-Runtime-Client-Context"],
+                    CognitoIdentity = response.Headers["Lambda-Runtime-Cognito-Identity"],
+                    Body = body.ToArray(),
+                };
+            }
+        }
+
+        void Post(string path, byte[] body, string errorType)
+        {
+            var request = Request("POST", path);
+            request.ContentType = errorType == null ? "application/octet-stream" : "application/json";
+            if (errorType != null) request.Headers["Lambda-Runtime-Function-Error-Type"] = errorType;
+            request.ContentLength = body.Length;
+            using (var stream = request.GetRequestStream()) stream.Write(body, 0, body.Length);
+            try
+            {
+                using (var response = (HttpWebResponse)request.GetResponse()) { }
+            }
+            catch (WebException e)
+            {
+                var response = e.Response as HttpWebResponse;
+                if (response == null) throw;
+                using (response)
+                {
+                    // 413 (payload too large) and the like: the invoke already failed on the other side.
+                    Console.Error.WriteLine("Runtime API " + path + ": HTTP " + (int)response.StatusCode);
+                }
+            }
+        }
+
+        public void Respond(string requestId, byte[] body) { Post("invocation/" + requestId + "/response", body, null); }
+        public void Fail(string requestId, string errorType, byte[] document) { Post("invocation/" + requestId + "/error", document, errorType); }
+        public void InitError(string errorType, byte[] document) { Post("init/error", document, errorType); }
+    }
+
+    /// <summary>Runs handlers against the Runtime API, as Amazon.Lambda.RuntimeSupport's LambdaBootstrap does.</summary>
+    public static class LambdaBootstrap
+    {
+        public delegate Stream StreamHandler(Stream input, ILambdaContext context);
+
+        public static void Run(Func<string, ILambdaContext, string> handler)
+        {
+            RunStream((Stream input, ILambdaContext context) =>
+            {
+                string text = new StreamReader(input, Encoding.UTF8).ReadToEnd();
+                string result = handler((string)Json.Deserialize(text, typeof(string)), context);
+                return new MemoryStream(Encoding.UTF8.GetBytes(Json.Serialize(result)));
+            });
+        }
+
+        public static void Run<TIn, TOut>(Func<TIn, ILambdaContext, TOut> handler)
+        {
+            RunStream((Stream input, ILambdaContext context) =>
+            {
+                string text = new StreamReader(input, Encoding.UTF8).ReadToEnd();
+                TOut result = handler((TIn)Json.Deserialize(text, typeof(TIn)), context);
+                return new MemoryStream(Encoding.UTF8.GetBytes(Json.Serialize(result)));
+            });
+        }
+
+        public static void Run(Func<Stream, ILambdaContext, Stream> handler)
+        {
+            RunStream(handler);
+        }
+
+        /// <summary>The loop itself, for a handler of streams (no overload ambiguity with Run&lt;TIn, TOut&gt;).</summary>
+        public static void RunStream(Func<Stream, ILambdaContext, Stream> handler)
+        {
+            var client = new RuntimeApiClient();
+            InstallConsole();
+            Loop(client, (input, context) => handler(input, context));
+        }
+
+        public static void InstallConsole()
+        {
+            Console.SetOut(new LineWriter("info"));
+            Console.SetError(new LineWriter("error"));
+        }
+
+        public static void Loop(RuntimeApiClient client, Func<Stream, ILambdaContext, Stream> handler)
+        {
+            while (true)
+            {
+                RuntimeApiClient.Invocation invocation = client.Next();
+                RuntimeLog.RequestId = invocation.RequestId;
+                if (invocation.TraceId != null) Environment.SetEnvironmentVariable("_X_AMZN_TRACE_ID", invocation.TraceId);
+                byte[] result = null;
+                Exception failure = null;
+                try
+                {
+                    var context = new LambdaContext(invocation.RequestId, invocation.FunctionArn, invocation.DeadlineMs,
+                                                    ParseClientContext(invocation.ClientContext), ParseIdentity(invocation.CognitoIdentity));
+                    using (Stream output = handler(new MemoryStream(invocation.Body, false), context))
+                    {
+                        if (output == null) result = new byte[0];
+                        else
+                        {
+                            var buffer = new MemoryStream();
+                            output.CopyTo(buffer);
+                            result = buffer.ToArray();
+                        }
+                    }
+                }
+                catch (Exception e)
+                {
+                    failure = Unwrap(e);
+                }
+                Console.Out.Flush();
+                Console.Error.Flush();
+                if (failure == null)
+                {
+                    client.Respond(invocation.RequestId, result);
+                }
+                else
+                {
+                    string type = ErrorType(failure);
+                    RuntimeLog.Write("error", failure.ToString());
+                    client.Fail(invocation.RequestId, type, ErrorDocument(failure));
+                }
+            }
+        }
+
+        static IClientContext ParseClientContext(string text)
+        {
+            if (string.IsNullOrEmpty(text)) return null;
+            try
+            {
+                var map = Json.Deserialize(text, typeof(object)) as IDictionary<string, object>;
+                if (map == null) return null;
+                var context = new ClientContext { Environment = Strings(map, "env"), Custom = Strings(map, "custom") };
+                object client;
+                var app = map.TryGetValue("client", out client) ? client as IDictionary<string, object> : null;
+                if (app != null)
+                {
+                    context.Client = new ClientApplication
+                    {
+                        InstallationId = Field(app, "installation_id"), AppTitle = Field(app, "app_title"),
+                        AppVersionName = Field(app, "app_version_name"), AppVersionCode = Field(app, "app_version_code"),
+                        AppPackageName = Field(app, "app_package_name"),
+                    };
+                }
+                return context;
+            }
+            catch (Exception) { return null; }
+        }
+
+        static ICognitoIdentity ParseIdentity(string text)
+        {
+            if (string.IsNullOrEmpty(text)) return null;
+            try
+            {
+                var map = Json.Deserialize(text, typeof(object)) as IDictionary<string, object>;
+                if (map == null) return null;
+                return new CognitoIdentity { IdentityId = Field(map, "cognitoIdentityId"), IdentityPoolId = Field(map, "cognitoIdentityPoolId") };
+            }
+            catch (Exception) { return null; }
+        }
+
+        static string Field(IDictionary<string, object> map, string key)
+        {
+            object value;
+            return map.TryGetValue(key, out value) && value != null ? Convert.ToString(value) : null;
+        }
+
+        static IDictionary<string, string> Strings(IDictionary<string, object> map, string key)
+        {
+            object value;
+            var inner = map.TryGetValue(key, out value) ? value as IDictionary<string, object> : null;
+            if (inner == null) return null;
+            var result = new Dictionary<string, string>();
+            foreach (var pair in inner) result[pair.Key] = pair.Value == null ? null : Convert.ToString(pair.Value);
+            return result;
+        }
+
+        public static Exception Unwrap(Exception e)
+        {
+            while (true)
+            {
+                if (e is TargetInvocationException && e.InnerException != null) { e = e.InnerException; continue; }
+                var aggregate = e as AggregateException;
+                if (aggregate != null && aggregate.InnerExceptions.Count == 1) { e = aggregate.InnerExceptions[0]; continue; }
+                return e;
+            }
+        }
+
+        public static string ErrorType(Exception e)
+        {
+            var runtime = e as LambdaRuntimeException;
+            return runtime != null ? runtime.ErrorType : e.GetType().Name;
+        }
+
+        /// <summary>Lambda's error object: {errorType, errorMessage, stackTrace[]} (and the cause's, if any).</summary>
+        public static byte[] ErrorDocument(Exception e)
+        {
+            return Encoding.UTF8.GetBytes(Json.Serialize(ErrorObject(e, 0)));
+        }
+
+        static Dictionary<string, object> ErrorObject(Exception e, int depth)
+        {
+            var document = new Dictionary<string, object>();
+            document["errorType"] = ErrorType(e);
+            document["errorMessage"] = e.Message;
+            var trace = new List<string>();
+            if (e.StackTrace != null && !(e is LambdaRuntimeException))
+            {
+                foreach (string line in e.StackTrace.Split('\n'))
+                    if (line.Trim().Length > 0) trace.Add(line.Trim());
+            }
+            document["stackTrace"] = trace;
+            if (e.InnerException != null && depth < 5) document["cause"] = ErrorObject(e.InnerException, depth + 1);
+            return document;
+        }
+
+        public static void ReportInitError(RuntimeApiClient client, Exception e)
+        {
+            e = Unwrap(e);
+            RuntimeLog.Write("error", e.ToString());
+            try { client.InitError(ErrorType(e), ErrorDocument(e)); } catch (Exception) { }
+        }
+    }
+}

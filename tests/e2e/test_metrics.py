@@ -83,7 +83,9 @@ def test_throttles_and_async_events_are_counted(server):
     deadline = time.time() + 30
     while time.time() < deadline:
         samples = scrape(server, {"Authorization": f"Bearer {TOKEN}"})
-        if value(samples, "squall_async_events_total", function=name, outcome="succeeded") == 3:
+        # the depth and the outcome counters are two reads: wait until both show the events settled
+        if (value(samples, "squall_async_events_total", function=name, outcome="succeeded") == 3
+                and value(samples, "squall_async_queue_depth", function=name) == 0):
             break
         time.sleep(0.2)
     assert value(samples, "squall_throttles_total", function=name,

@@ -26,14 +26,9 @@ def handler(event, context):
 
 
 @pytest.fixture(scope="module")
-def moto():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def moto(moto_endpoint):
+    """moto's server for this module (tests/conftest.py's moto_endpoint)."""
+    return moto_endpoint
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,10 @@
   boto3 as on Lambda). Talks to Squall over the frames channel (the fastest path).
 * ``nodejs18.x`` / ``nodejs20.x`` / ``nodejs22.x``: the machine's ``node``;
   ``ruby3.2`` / ``ruby3.3`` / ``ruby3.4``: the machine's ``ruby``; ``java17`` / ``java21``:
-  the machine's JDK (``java`` and ``javac``); ``dotnet8`` / ``dotnet6``: Mono (``mono`` and
-  ``mcs``), with a warning saying which assemblies work there. Every identifier of a family is served by
+  the machine's JDK (``java`` and ``javac``); ``dotnet10`` / ``dotnet8`` / ``dotnet6``: the machine's
+  .NET of that major version where a .NET SDK is there to build Squall's C# runtime (``dotnet``
+  under /usr), else Mono (``mono`` and ``mcs``), with a warning saying which assemblies work there.
+  Every other identifier of a family is served by
   the one interpreter installed (``/health`` and ``squall runtimes`` show which); each
   language's runtime client ships in ``squall/runtimes/<family>`` and speaks the Runtime API.
 * ``provided.al2023`` / ``provided.al2`` / ``provided``: the function's own executable
@@ -70,7 +72,7 @@ FAMILIES = (
            r'java\.version = (\d+(?:\.\d+)*)|version "(\d+(?:\.\d+)*)',
            "a JDK (`java` and `javac`): apt install default-jdk-headless", "JDK",
            r"^\s*java\.home = (/.+?)\s*$", "/bin/java"),
-    Family("dotnet", ("dotnet8", "dotnet6"), ("mono",), ("--version",),
+    Family("dotnet", ("dotnet10", "dotnet8", "dotnet6"), ("mono",), ("--version",),
            r"Mono JIT compiler version (\d+(?:\.\d+)+)", "Mono (`mono` and `mcs`): apt install mono-runtime mono-mcs",
            "Mono"),
 )
@@ -78,6 +80,8 @@ MONO_NOTE = ("{identifier} is served by Mono {version}, not .NET: assemblies bui
              "the .NET Framework with mcs or a .NET SDK work; ones that need .NET 6+ APIs (net6.0/net8.0 targets) or a "
              "Native AOT build do not: deploy a self-contained bootstrap on provided.al2023 for those")
 PYTHON_DIRS = ("/usr/bin", "/usr/local/bin")  # looked in after PATH for python3.X
+# where a .NET host must live for sandboxed environments to see it (the jail shows these)
+JAIL_VISIBLE = ("/usr/", "/bin/", "/lib/", "/lib64/", "/sbin/")
 PROBE_TIMEOUT_S = 10.0  # for one test run
 _PYTHON_PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3]); print(sys.executable)"
 
@@ -98,6 +102,7 @@ class Runtime:
     interpreter: str  # absolute path of the executable ("" for provided: the function's bootstrap)
     version: str  # e.g. "3.11.7"
     builds: "RuntimeBuilds | None" = None
+    engine: str = ""  # dotnet family: "dotnet" (a .NET host; interpreter is its `dotnet`) or "mono"
 
     @property
     def link(self) -> str:
@@ -113,8 +118,11 @@ class Runtime:
         if self.family == "java":
             return self.builds is not None and self.builds.java_ready()
         if self.family == "dotnet":
-            return self.builds is not None and self.builds.dotnet_ready()
+            return self.builds is not None and self.builds.dotnet_ready(self._dotnet_key())
         return True
+
+    def _dotnet_key(self) -> str:
+        return f"net{self.identifier.removeprefix('dotnet')}.0" if self.engine == "dotnet" else "mono"
 
     def describe(self) -> str:
         return self.interpreter or "the function's bootstrap"
@@ -123,7 +131,7 @@ class Runtime:
     def warning(self) -> str | None:
         """Why code written for this identifier may fail here: its interpreter is older than the label."""
         if self.family == "dotnet":
-            return MONO_NOTE.format(identifier=self.identifier, version=self.version)
+            return None if self.engine == "dotnet" else MONO_NOTE.format(identifier=self.identifier, version=self.version)
         label = _label_version(self.identifier)
         family = next((f for f in FAMILIES if f.name == self.family), None)
         if label is None or family is None:
@@ -168,6 +176,15 @@ class Runtime:
             argv = java.command(self.interpreter, str(runtime_dir))
             heap = max(64, memory_mb * 85 // 100)  # the JVM cannot see the sandbox's cgroup: say it
             return Launch((argv[0], f"-Xmx{heap}m", *argv[1:]), runtime_dir)
+        if self.family == "dotnet" and self.engine == "dotnet":
+            assert self.builds is not None
+            runtime_dir = self.builds.dotnet(self._dotnet_key(), self.interpreter)
+            from squall.runtimes import dotnet
+
+            heap = max(32, memory_mb * 85 // 100) << 20  # as for Mono; .NET also reads the cgroup
+            return Launch(tuple(dotnet.sdk_command(self.interpreter, str(runtime_dir))), runtime_dir,
+                          {"DOTNET_GCHeapHardLimit": f"{heap:x}", "DOTNET_TieredPGO": "0",
+                           "DOTNET_CLI_TELEMETRY_OPTOUT": "1", "DOTNET_gcServer": "0"})
         if self.family == "dotnet":
             assert self.builds is not None
             runtime_dir = self.builds.dotnet()
@@ -189,18 +206,24 @@ class RuntimeBuilds:
         self.mcs = mcs
         self._lock = threading.Lock()
         self._java: Path | None = None
-        self._dotnet: Path | None = None
+        self._dotnet: dict[str, Path] = {}  # "mono" or a target framework ("net8.0") -> built runtime
 
-    def dotnet_ready(self) -> bool:
-        return self._dotnet is not None
+    def dotnet_ready(self, key: str = "mono") -> bool:
+        return key in self._dotnet
 
-    def dotnet(self) -> Path:
+    def dotnet(self, key: str = "mono", sdk: str | None = None) -> Path:
+        """The C# runtime built with mcs (``key`` "mono"), or with the .NET SDK ``sdk`` for the target
+        framework ``key``."""
         with self._lock:
-            if self._dotnet is None:
+            if key not in self._dotnet:
                 from squall.runtimes import dotnet
 
-                self._dotnet = dotnet.build_runtime(self.cache_dir / "dotnet", self.mcs or "mcs")
-            return self._dotnet
+                if key == "mono":
+                    self._dotnet[key] = dotnet.build_runtime(self.cache_dir / "dotnet", self.mcs or "mcs")
+                else:
+                    assert sdk is not None
+                    self._dotnet[key] = dotnet.build_runtime_sdk(self.cache_dir / "dotnet", sdk, key)
+            return self._dotnet[key]
 
     def java_ready(self) -> bool:
         return self._java is not None
@@ -230,10 +253,12 @@ class RuntimeRegistry:
         missing: dict[str, str] = {}
         # Every candidate is test-run (a shim may start nothing, or another version): all at once,
         # so discovery takes about as long as the slowest interpreter start (~0.1-0.3 s).
-        with ThreadPoolExecutor(max_workers=len(PYTHON_MINORS) + len(FAMILIES)) as pool:
+        with ThreadPoolExecutor(max_workers=len(PYTHON_MINORS) + len(FAMILIES) + 1) as pool:
             others = [pool.submit(_find_family, family) for family in FAMILIES]
+            dotnet_host = pool.submit(find_dotnet_host)
             pythons = list(pool.map(_find_python, PYTHON_MINORS))
             probes = [future.result() for future in others]
+            host = dotnet_host.result()
         for minor, (runtime, reason) in zip(PYTHON_MINORS, pythons):
             if runtime is None:
                 missing[f"python3.{minor}"] = reason
@@ -257,8 +282,16 @@ class RuntimeRegistry:
         builds = RuntimeBuilds(cache_dir or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "squall",
                                javac, jar, mcs)
         for family, (probe, _) in zip(FAMILIES, probes):
-            if probe is not None and not (family.name == "java" and javac is None):
-                found.extend(Runtime(identifier, family.name, probe[0], probe[1], builds) for identifier in family.identifiers)
+            for identifier in family.identifiers:
+                on_dotnet = host.serves(identifier) if family.name == "dotnet" else None
+                if on_dotnet is not None:  # a real .NET host with its SDK: preferred to Mono
+                    found.append(Runtime(identifier, "dotnet", host.dotnet, on_dotnet, builds, engine="dotnet"))
+                    missing.pop(identifier, None)
+                elif probe is not None and not (family.name == "java" and javac is None):
+                    found.append(Runtime(identifier, family.name, probe[0], probe[1], builds,
+                                         engine="mono" if family.name == "dotnet" else ""))
+                elif family.name == "dotnet" and host.why_not(identifier):
+                    missing[identifier] = f"{host.why_not(identifier)}; {missing.get(identifier, '')}".rstrip("; ")
         found.extend(Runtime(identifier, "provided", "", "al2023" if identifier != "provided" else "al1") for identifier in PROVIDED)
         return cls(tuple(found), missing)
 
@@ -296,6 +329,80 @@ class RuntimeRegistry:
     def describe(self) -> dict[str, str]:
         """identifier -> the interpreter serving it (for /health and the CLI)."""
         return {r.identifier: r.describe() for r in self.runtimes}
+
+
+@dataclass(frozen=True)
+class DotnetHost:
+    """What ``dotnet --list-runtimes`` / ``--list-sdks`` said: the .NET host that may serve dotnetN."""
+
+    dotnet: str = ""  # the muxer, symlinks resolved ("" when there is none)
+    runtimes: dict[int, str] = field(default_factory=dict)  # major -> newest Microsoft.NETCore.App version
+    sdks: tuple[str, ...] = ()
+    problem: str = ""  # why this host serves nothing (no SDK, not visible in the sandbox, failed test run)
+
+    def serves(self, identifier: str) -> str | None:
+        """The .NET version serving ``identifier`` (dotnet8 -> "8.0.11") on this host, or None."""
+        major = _dotnet_major(identifier)
+        if not self.dotnet or self.problem or major is None or major not in self.runtimes:
+            return None
+        return self.runtimes[major]
+
+    def why_not(self, identifier: str) -> str:
+        major = _dotnet_major(identifier)
+        if not self.dotnet or major is None:
+            return ""
+        if self.problem:
+            return self.problem
+        if major not in self.runtimes:
+            have = ", ".join(f"{m}.x" for m in sorted(self.runtimes)) or "none"
+            return f"{self.dotnet} has no .NET {major} runtime (Microsoft.NETCore.App {major}.x; it has: {have})"
+        return ""
+
+
+def _dotnet_major(identifier: str) -> int | None:
+    match = re.fullmatch(r"dotnet(\d+)", identifier)
+    return int(match.group(1)) if match else None
+
+
+def parse_dotnet_lists(runtimes_text: str, sdks_text: str) -> tuple[dict[int, str], tuple[str, ...]]:
+    """({major: newest Microsoft.NETCore.App version}, SDK versions) from ``dotnet --list-runtimes``
+    and ``dotnet --list-sdks`` output (lines like ``Microsoft.NETCore.App 8.0.11 [/usr/lib/dotnet/shared/…]``)."""
+    runtimes: dict[int, str] = {}
+    for match in re.finditer(r"^Microsoft\.NETCore\.App (\d+)\.(\d+)\.(\d+)(\S*) \[", runtimes_text, re.MULTILINE):
+        major = int(match.group(1))
+        version = ".".join(match.group(i) for i in (1, 2, 3)) + match.group(4)
+        current = runtimes.get(major)
+        if current is None or _version_tuple(version, "dotnet") > _version_tuple(current, "dotnet"):
+            runtimes[major] = version
+    sdks = tuple(m.group(1) for m in re.finditer(r"^(\d+\.\d+\.\d+\S*) \[", sdks_text, re.MULTILINE))
+    return runtimes, sdks
+
+
+def find_dotnet_host() -> DotnetHost:
+    """The machine's .NET host (``dotnet`` on PATH, or in $DOTNET_ROOT), test-run; an empty host when none."""
+    candidates = [shutil.which("dotnet")]
+    if os.environ.get("DOTNET_ROOT"):
+        candidates.append(os.path.join(os.environ["DOTNET_ROOT"], "dotnet"))
+    path = next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+    if path is None:
+        return DotnetHost()
+    real = os.path.realpath(path)
+    listed, problem = _test_run(real, ("--list-runtimes",))
+    if listed is None:
+        return DotnetHost(real, problem=problem)
+    sdks_text, problem = _test_run(real, ("--list-sdks",))
+    runtimes, sdks = parse_dotnet_lists(listed, sdks_text or "")
+    if not runtimes:
+        return DotnetHost(real, problem=f"{real} lists no Microsoft.NETCore.App runtime")
+    if not sdks:
+        return DotnetHost(real, runtimes, problem=(
+            f"{real} has .NET runtimes but no .NET SDK to build Squall's C# runtime with (install the SDK, e.g. "
+            f"dotnet-sdk-{max(runtimes)}.0)"))
+    if not any(real.startswith(prefix) for prefix in JAIL_VISIBLE):
+        return DotnetHost(real, runtimes, sdks, problem=(
+            f"{real} is outside /usr, where sandboxed environments cannot see it: install .NET under /usr "
+            f"(e.g. /usr/share/dotnet or /usr/lib/dotnet, as Microsoft's and the distributions' packages do)"))
+    return DotnetHost(real, runtimes, sdks)
 
 
 def _label_version(identifier: str) -> tuple[int, ...] | None:

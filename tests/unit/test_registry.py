@@ -140,3 +140,42 @@ def test_mono_without_mcs_is_not_offered(fake_path):
     assert "served by Mono 6.8.0.105" in found.warning("dotnet8") and "netstandard2.0" in found.warning("dotnet8")
     launch = next(r for r in found.runtimes if r.identifier == "dotnet8")
     assert launch.family == "dotnet" and not launch.prepared
+
+
+def test_dotnet_lists_parse_the_newest_runtime_of_each_major():
+    from squall.runtimes.registry import parse_dotnet_lists
+
+    runtimes, sdks = parse_dotnet_lists(
+        "Microsoft.AspNetCore.App 8.0.11 [/usr/lib/dotnet/shared/Microsoft.AspNetCore.App]\n"
+        "Microsoft.NETCore.App 8.0.2 [/usr/lib/dotnet/shared/Microsoft.NETCore.App]\n"
+        "Microsoft.NETCore.App 8.0.11 [/usr/lib/dotnet/shared/Microsoft.NETCore.App]\n"
+        "Microsoft.NETCore.App 10.0.0-rc.2.25502.107 [/usr/lib/dotnet/shared/Microsoft.NETCore.App]\n",
+        "8.0.404 [/usr/lib/dotnet/sdk]\n10.0.100-rc.2 [/usr/lib/dotnet/sdk]\n")
+    assert runtimes == {8: "8.0.11", 10: "10.0.0-rc.2.25502.107"}
+    assert sdks == ("8.0.404", "10.0.100-rc.2")
+
+
+def test_a_dotnet_host_serves_only_the_majors_it_has_and_says_why_not():
+    from squall.runtimes.registry import DotnetHost
+
+    host = DotnetHost("/usr/lib/dotnet/dotnet", {8: "8.0.11"}, ("8.0.404",))
+    assert host.serves("dotnet8") == "8.0.11" and host.serves("dotnet10") is None and host.serves("python3.11") is None
+    assert "has no .NET 10 runtime" in host.why_not("dotnet10") and "8.x" in host.why_not("dotnet10")
+    assert host.why_not("dotnet8") == ""
+    without_sdk = DotnetHost("/usr/lib/dotnet/dotnet", {8: "8.0.11"}, problem="no .NET SDK")
+    assert without_sdk.serves("dotnet8") is None and without_sdk.why_not("dotnet8") == "no .NET SDK"
+    assert DotnetHost().serves("dotnet8") is None and DotnetHost().why_not("dotnet8") == ""
+
+
+def test_a_dotnet_host_outside_usr_or_without_an_sdk_is_not_used(tmp_path, monkeypatch):
+    from squall.runtimes import registry
+
+    script = tmp_path / "dotnet"
+    script.write_text('#!/bin/sh\ncase "$1" in --list-runtimes) echo "Microsoft.NETCore.App 8.0.1 [/x]";;\n'
+                      '--list-sdks) [ -n "$NO_SDK" ] || echo "8.0.100 [/x]";; esac\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    host = registry.find_dotnet_host()
+    assert host.runtimes == {8: "8.0.1"} and "outside /usr" in host.problem and host.serves("dotnet8") is None
+    monkeypatch.setenv("NO_SDK", "1")
+    assert "no .NET SDK" in registry.find_dotnet_host().problem

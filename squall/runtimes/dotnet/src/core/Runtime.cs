@@ -12,7 +12,11 @@ using System.Reflection;
 using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
+#if SQUALL_NETCORE
+using System.Text.Json;
+#else
 using System.Web.Script.Serialization;
+#endif
 using Amazon.Lambda.Core;
 
 namespace Squall.Lambda
@@ -83,7 +87,7 @@ namespace Squall.Lambda
                 record["level"] = JsonName(level ?? "info");
                 record["requestId"] = RequestId;
                 record["message"] = message ?? "";
-                line = new JavaScriptSerializer().Serialize(record);
+                line = Squall.Lambda.Json.Serialize(record);
             }
             else
             {
@@ -208,9 +212,65 @@ namespace Squall.Lambda
         public string ErrorType { get; private set; }
     }
 
-    /// <summary>JSON in and out (System.Web.Extensions' JavaScriptSerializer).</summary>
+    /// <summary>JSON in and out: System.Web.Extensions' JavaScriptSerializer on Mono, System.Text.Json
+    /// on .NET (built with SQUALL_NETCORE). Either way a payload read as <c>object</c> is made of
+    /// Dictionary&lt;string, object&gt;, List&lt;object&gt;, strings, numbers, booleans and null.</summary>
     public static class Json
     {
+#if SQUALL_NETCORE
+        static readonly JsonSerializerOptions Options = new JsonSerializerOptions
+        {
+            PropertyNameCaseInsensitive = true,
+            MaxDepth = 1000,
+        };
+
+        static object Plain(JsonElement element)
+        {
+            switch (element.ValueKind)
+            {
+                case JsonValueKind.Object:
+                    var map = new Dictionary<string, object>();
+                    foreach (var property in element.EnumerateObject()) map[property.Name] = Plain(property.Value);
+                    return map;
+                case JsonValueKind.Array:
+                    var list = new List<object>();
+                    foreach (var item in element.EnumerateArray()) list.Add(Plain(item));
+                    return list.ToArray();
+                case JsonValueKind.String: return element.GetString();
+                case JsonValueKind.Number:
+                    int small; long big; decimal exact;
+                    if (element.TryGetInt32(out small)) return small;
+                    if (element.TryGetInt64(out big)) return big;
+                    if (element.TryGetDecimal(out exact)) return exact;
+                    return element.GetDouble();
+                case JsonValueKind.True: return true;
+                case JsonValueKind.False: return false;
+                default: return null;
+            }
+        }
+
+        public static object Deserialize(string text, Type type)
+        {
+            if (type == typeof(string))
+            {
+                string trimmed = text.Trim();
+                if (trimmed.StartsWith("\"")) return JsonSerializer.Deserialize<string>(trimmed, Options);
+                if (trimmed == "null") return null;
+                return text;  // lenient: a payload that is not a JSON string is passed as it is
+            }
+            if (type == typeof(object) || type == typeof(Dictionary<string, object>) || type == typeof(IDictionary<string, object>))
+            {
+                using (var document = JsonDocument.Parse(text, new JsonDocumentOptions { MaxDepth = 1000 }))
+                    return Plain(document.RootElement);
+            }
+            return JsonSerializer.Deserialize(text, type, Options);
+        }
+
+        public static string Serialize(object value)
+        {
+            return JsonSerializer.Serialize(value, value == null ? typeof(object) : value.GetType(), Options);
+        }
+#else
         static JavaScriptSerializer Serializer()
         {
             return new JavaScriptSerializer { MaxJsonLength = int.MaxValue, RecursionLimit = 1000 };
@@ -233,6 +293,7 @@ namespace Squall.Lambda
         {
             return Serializer().Serialize(value);
         }
+#endif
     }
 
     /// <summary>The Runtime API client: GET next, POST response / error, init/error.</summary>

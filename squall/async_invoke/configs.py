@@ -5,7 +5,9 @@ Put replaces the whole config (omitted settings are removed), Update merges into
 existing one, Get without a config is ResourceNotFoundException; the messages are AWS's
 (which differ between a missing function and a function without a config). An event uses
 the config of the qualifier it was sent to. The dispatcher reads configs from an in-memory
-map kept in step with the store.
+map kept in step with the store. Several front ends may share the database: a change is
+published as ``StateChanged("event_invoke_configs", function)`` once committed, and the other
+front ends re-read that function's configs.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from typing import Any, Awaitable, Callable
 from squall.arn import LATEST, Arns, FunctionRef
 from squall.async_invoke.destinations import Destination, DestinationKind
 from squall.async_invoke.retries import Limits
+from squall.engine.bus import EventBus, StateChanged
 from squall.errors import InvalidParameterValue, ResourceNotFound
 from squall.store.event_invoke_configs import EventInvokeConfigRepository
 
+KIND = "event_invoke_configs"  # the StateChanged kind of this cache
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_AGE = 21600
 RETRIES_RANGE = (0, 2)
@@ -126,16 +130,34 @@ PAGE_MAX = 50
 class EventInvokeConfigs:
     """The configs, stored and cached; reads on the dispatch path do no I/O."""
 
-    def __init__(self, repo: EventInvokeConfigRepository, arns: Arns, exists: Exists, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, repo: EventInvokeConfigRepository, arns: Arns, exists: Exists, clock: Callable[[], float] = time.time,
+                 bus: EventBus | None = None) -> None:
         self.repo = repo
         self.arns = arns
         self.exists = exists
         self.clock = clock
         self._cache: dict[tuple[str, str], EventInvokeConfig] = {}  # (function, qualifier) → config
+        self._changes = 0  # counts changes to _cache: a reload that one overtook reads again
+        self.bus = bus or EventBus()  # none: a bus of its own (nobody else hears of its changes)
+        self.bus.mirror(KIND, lambda name: self.reload(name), "EventInvokeConfig of")
 
     async def load(self) -> None:
         for name, qualifier, record, modified in await asyncio.to_thread(self.repo.all):
             self._cache[(name, qualifier)] = EventInvokeConfig.from_record(name, qualifier, record, modified)
+
+    # ---- other front ends' changes (one database, several front ends) --------------------
+    async def reload(self, name: str) -> None:
+        """Re-read the configs of function ``name`` ("": of every function) from the database."""
+        seen = -1
+        while seen != self._changes:  # changed meanwhile (here): what was read may be older
+            seen = self._changes
+            rows = await asyncio.to_thread(self.repo.all)
+        fresh = {(n, q): EventInvokeConfig.from_record(n, q, record, modified)
+                 for n, q, record, modified in rows if not name or n == name}
+        for key in [k for k in self._cache if (not name or k[0] == name) and k not in fresh]:
+            del self._cache[key]
+        self._cache.update(fresh)
+        self._changes += 1
 
     def for_event(self, name: str, qualifier: str | None) -> EventInvokeConfig:
         """The config an event sent to ``name:qualifier`` is handled with (defaults if none)."""
@@ -146,6 +168,7 @@ class EventInvokeConfigs:
         """Forget a deleted function's configs (the store's cascade removed them)."""
         for key in [k for k in self._cache if k[0] == name]:
             del self._cache[key]
+        self._changes += 1
 
     # ---- the API -------------------------------------------------------------------
     async def store(self, ref: FunctionRef, params: dict[str, Any], merge: bool) -> EventInvokeConfig:
@@ -168,6 +191,8 @@ class EventInvokeConfigs:
         if not await asyncio.to_thread(self.repo.put, name, qualifier, config.to_record(), config.last_modified):
             raise ResourceNotFound("The function doesn't exist.")
         self._cache[(name, qualifier)] = config
+        self._changes += 1
+        self.bus.publish(StateChanged(KIND, name))
         return config
 
     async def get(self, ref: FunctionRef) -> EventInvokeConfig:
@@ -182,6 +207,8 @@ class EventInvokeConfigs:
         if not await asyncio.to_thread(self.repo.delete, name, qualifier):
             raise self._missing(name, qualifier)
         self._cache.pop((name, qualifier), None)
+        self._changes += 1
+        self.bus.publish(StateChanged(KIND, name))
 
     async def page(self, ref: FunctionRef, marker: str | None, max_items: int | None) -> tuple[list[EventInvokeConfig], str | None]:
         if not await self.exists(FunctionRef(ref.name)):

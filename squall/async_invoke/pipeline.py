@@ -68,7 +68,7 @@ class AsyncInvocations:
         self.db = create_engine(settings.database, synchronous="FULL")
         self.repo = EventRepository(self.db)
         self.queue = EventQueue(self.repo, uuid.uuid4().hex, clock, settings.async_commit_batch)
-        self.configs = EventInvokeConfigs(EventInvokeConfigRepository(self.db), arns, exists, clock)
+        self.configs = EventInvokeConfigs(EventInvokeConfigRepository(self.db), arns, exists, clock, bus)
         endpoints = Endpoints(
             sqs=settings.destination_sqs_endpoint or settings.aws_endpoint or None,
             sns=settings.destination_sns_endpoint or settings.aws_endpoint or None,

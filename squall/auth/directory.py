@@ -1,24 +1,34 @@
 """Who is who: the users, keys and roles of the account, held in memory, and authentication.
 
 The :class:`Directory` is loaded from the database at start and kept current by the IAM
-service (``iam.py``) as it writes. Authenticating a request reads it only: an access key's
+service (``iam.py``) as it writes; another front end's writes reach it as a remote
+``StateChanged("iam")`` (or ``CachesReset``) on the event bus, on which it reads everything
+again off the event loop and swaps its maps in one step. Authenticating a request reads it only: an access key's
 user and policies are dictionary lookups, its secret an HMAC (``keys.py``); a session
 token names its role. The result is a :class:`Principal`: what policies are evaluated for.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 from squall.auth.keys import Keys, Session
 from squall.auth.policy import Caller, Policy, evaluate
 from squall.auth.sigv4 import Signed
+from squall.engine.bus import CachesReset, EventBus, StateChanged
 from squall.errors import ExpiredToken, InvalidSignature, UnrecognizedClient
 from squall.store.iam import AccessKeyRecord, IamRepository, RoleRecord, UserRecord
 
 LAMBDA_SERVICE = "lambda.amazonaws.com"
+IAM_STATE = "iam"  # the StateChanged kind of users, keys, roles and their policies
+RELOAD_ATTEMPTS = 50  # reads discarded because local writes ran meanwhile, before giving up
+
+log = logging.getLogger("squall.auth")
 
 
 @dataclass(frozen=True)
@@ -64,9 +74,19 @@ class Directory:
         self.users: dict[str, _User] = {}
         self.access_keys: dict[str, AccessKeyRecord] = {}
         self.roles: dict[str, _Role] = {}
+        self.bus: EventBus | None = None
+        # local writes (iam.py) in flight, and a counter bumped as each starts and ends: a reload
+        # whose read overlapped one is read again (its maps could lack what that write made)
+        self._writes = 0
+        self._generation = 0
+        self._stale = False  # another front end changed something since the last reload began
+        self._reloading = False
 
     def load(self) -> None:
         """Everything, from the database (blocking: call it off the event loop)."""
+        self._swap(*self._read())
+
+    def _read(self) -> tuple[dict[str, _User], dict[str, _Role], dict[str, AccessKeyRecord]]:
         users = {u.name: _User(u) for u in self.repo.users()}
         for owner, name, document in self.repo.policies("user"):
             if owner in users:
@@ -75,8 +95,73 @@ class Directory:
         for owner, name, document in self.repo.policies("role"):
             if owner in roles:
                 roles[owner].policies[name] = Policy.parse(document)
-        self.users, self.roles = users, roles
-        self.access_keys = {k.key_id: k for k in self.repo.keys()}
+        return users, roles, {k.key_id: k for k in self.repo.keys()}
+
+    def _swap(self, users: dict[str, _User], roles: dict[str, _Role], access_keys: dict[str, AccessKeyRecord]) -> None:
+        self.users, self.roles, self.access_keys = users, roles, access_keys
+
+    async def reload(self) -> bool:
+        """Read everything again (off the event loop) and swap the maps in at once; a read that
+        overlapped a local write is read again. False when writes kept overlapping (maps unchanged)."""
+        for attempt in range(RELOAD_ATTEMPTS):
+            generation = self._generation
+            if self._writes == 0:
+                read = await asyncio.to_thread(self._read)
+                if self._writes == 0 and generation == self._generation:
+                    self._swap(*read)
+                    return True
+            await asyncio.sleep(0.01 * (attempt + 1))
+        log.warning("the IAM directory was not reloaded: local writes kept overlapping its reads")
+        return False
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around a local write and its update of the maps (``iam.py``): no reload swaps meanwhile."""
+        self._writes += 1
+        self._generation += 1
+        try:
+            yield
+        finally:
+            self._writes -= 1
+            self._generation += 1
+
+    # ---- other front ends' changes ----------------------------------------------------------
+    def attach(self, bus: EventBus) -> None:
+        """Reload on another front end's IAM change, or when caches are reset (remote events only:
+        this front end's own writes keep the maps current)."""
+        self.bus = bus
+        bus.subscribe(StateChanged, self._state_changed)
+        bus.subscribe(CachesReset, self._caches_reset)
+
+    def _state_changed(self, event: StateChanged) -> None:
+        if event.kind == IAM_STATE:
+            self._remote_change()
+
+    def _caches_reset(self, event: CachesReset) -> None:
+        self._remote_change()
+
+    def _remote_change(self) -> None:
+        assert self.bus is not None
+        if not self.bus.from_remote:
+            return
+        self._stale = True
+        if self._reloading:  # the reload under way reads again when it is done
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop (shutdown): bus.defer would run nothing
+            return
+        self._reloading = True
+
+        async def refresh() -> None:
+            try:
+                while self._stale:
+                    self._stale = False
+                    await self.reload()
+            finally:
+                self._reloading = False
+
+        self.bus.defer(refresh, "the IAM directory")
 
     # ---- ARNs -----------------------------------------------------------------------------
     def user_arn(self, record: UserRecord) -> str:

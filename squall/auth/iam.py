@@ -2,7 +2,8 @@
 
 Each operation takes the parameters as boto3's ``iam`` client sends them (parsed and
 shape-checked by the query protocol) and returns the output shape of botocore's IAM model.
-Writes go to the database first, then to the :class:`Directory` authentication reads.
+Writes go to the database first, then to the :class:`Directory` authentication reads, and
+are told on the event bus (``StateChanged("iam")``) for the directories of other front ends.
 IAM's own rules and messages: a user's two access keys, policy size limits (2,048
 characters for a user's inline policies together, 10,240 for a role's, whitespace not
 counted), no deleting what still has keys or policies, ``MalformedPolicyDocument``.
@@ -16,10 +17,13 @@ import re
 import urllib.parse
 from typing import Any, Callable
 
-from squall.auth.directory import Directory, Principal
+from sqlalchemy.exc import IntegrityError
+
+from squall.auth.directory import IAM_STATE, Directory, Principal
 from squall.auth.keys import new_id
 from squall.auth.policy import Policy
 from squall.auth.directory import _Role, _User
+from squall.engine.bus import EventBus, StateChanged
 from squall.errors import (
     DeleteConflict,
     EntityAlreadyExists,
@@ -55,12 +59,44 @@ def _chars(document: str) -> int:
 
 
 class Iam:
-    def __init__(self, directory: Directory) -> None:
+    def __init__(self, directory: Directory, bus: EventBus | None = None) -> None:
         self.directory = directory
         self.repo = directory.repo
+        self.bus = bus
 
     async def _io(self, call: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(call, *args)
+
+    def _changed(self, name: str = "") -> None:
+        """A write committed: the other front ends' directories read again."""
+        if self.bus is not None:
+            self.bus.publish(StateChanged(IAM_STATE, name))
+
+    async def _reread_user(self, name: str) -> None:
+        """The user as the database has it now (another front end wrote it), into the directory."""
+        with self.directory.writing():
+            await self._reread_user_now(name)
+
+    async def _reread_user_now(self, name: str) -> None:
+        record = await self._io(self.repo.user, name)
+        policies = await self._io(self.repo.policies, "user", name)
+        if record is None:
+            self.directory.users.pop(name, None)
+            return
+        self.directory.users[name] = _User(record, {n: Policy.parse(d) for _, n, d in policies})
+
+    async def _reread_role(self, name: str) -> None:
+        with self.directory.writing():
+            await self._reread_role_now(name)
+
+    async def _reread_role_now(self, name: str) -> None:
+        record = await self._io(self.repo.role, name)
+        policies = await self._io(self.repo.policies, "role", name)
+        if record is None:
+            self.directory.roles.pop(name, None)
+            return
+        self.directory.roles[name] = _Role(record, Policy.parse(record.trust_policy, resource_policy=True),
+                                           {n: Policy.parse(d) for _, n, d in policies})
 
     # ---- shapes ---------------------------------------------------------------------------
     def _user(self, record: UserRecord) -> dict[str, Any]:
@@ -104,11 +140,13 @@ class Iam:
         return {"User": self._user(record)}
 
     async def create_user(self, record: UserRecord) -> None:
-        try:
-            await self._io(self.repo.create_user, record)
-        except Exists:
-            raise EntityAlreadyExists(f"User with name {record.name} already exists.") from None
-        self.directory.users[record.name] = _User(record)
+        with self.directory.writing():
+            try:
+                await self._io(self.repo.create_user, record)
+            except Exists:
+                raise EntityAlreadyExists(f"User with name {record.name} already exists.") from None
+            self.directory.users[record.name] = _User(record)
+        self._changed(record.name)
 
     async def GetUser(self, p: dict[str, Any], caller: Principal) -> dict[str, Any]:
         return {"User": self._user(self._user_record(self._caller_user(caller, p.get("UserName"))))}
@@ -121,14 +159,17 @@ class Iam:
     async def DeleteUser(self, p: dict[str, Any], caller: Principal) -> dict[str, Any]:
         name = p["UserName"]
         self._user_record(name)
-        blocked = await self._io(self.repo.delete_user, name)
-        if blocked == "missing":
-            raise NoSuchEntity(f"The user with name {name} cannot be found.")
-        if blocked == "keys":
-            raise DeleteConflict("Cannot delete entity, must delete access keys first.")
-        if blocked == "policies":
-            raise DeleteConflict("Cannot delete entity, must delete policies first.")
-        self.directory.users.pop(name, None)
+        with self.directory.writing():
+            blocked = await self._io(self.repo.delete_user, name)
+            if blocked == "missing":  # another front end deleted it
+                self.directory.users.pop(name, None)
+                raise NoSuchEntity(f"The user with name {name} cannot be found.")
+            if blocked == "keys":
+                raise DeleteConflict("Cannot delete entity, must delete access keys first.")
+            if blocked == "policies":
+                raise DeleteConflict("Cannot delete entity, must delete policies first.")
+            self.directory.users.pop(name, None)
+        self._changed(name)
         return {}
 
     # ---- access keys ------------------------------------------------------------------------
@@ -137,22 +178,43 @@ class Iam:
         return {"AccessKey": {"UserName": record.user_name, "AccessKeyId": record.key_id, "Status": record.status,
                               "SecretAccessKey": secret, "CreateDate": _timestamp(record.created)}}
 
-    async def create_access_key(self, user_name: str) -> tuple[AccessKeyRecord, str]:
+    async def create_access_key(self, user_name: str, key_id: str | None = None) -> tuple[AccessKeyRecord, str]:
+        """A new key (``key_id``: an id every front end derives alike; when another front end
+        stored it first, that key is the result)."""
         self._user_record(user_name)
         keys = self.directory.keys
-        record = AccessKeyRecord(new_id("AKIA"), user_name, keys.new_salt(), "Active", now_iso(self.directory.clock))
-        if not await self._io(self.repo.add_key, record, KEYS_PER_USER):
-            raise LimitExceeded(f"Cannot exceed quota for AccessKeysPerUser: {KEYS_PER_USER}")
-        self.directory.access_keys[record.key_id] = record
+        record = AccessKeyRecord(key_id or new_id("AKIA"), user_name, keys.new_salt(), "Active",
+                                 now_iso(self.directory.clock))
+        with self.directory.writing():
+            try:
+                added = await self._io(self.repo.add_key, record, KEYS_PER_USER)
+            except IntegrityError:  # the id is taken (a racing front end's), or the user is gone
+                stored = await self._io(self.repo.key, record.key_id)
+                if key_id is None or stored is None or stored.user_name != user_name:
+                    if await self._io(self.repo.user, user_name) is None:
+                        self.directory.users.pop(user_name, None)
+                        raise NoSuchEntity(f"The user with name {user_name} cannot be found.") from None
+                    raise
+                self.directory.access_keys[stored.key_id] = stored
+                return stored, keys.secret(stored.key_id, stored.salt)
+            if not added:
+                raise LimitExceeded(f"Cannot exceed quota for AccessKeysPerUser: {KEYS_PER_USER}")
+            self.directory.access_keys[record.key_id] = record
+        self._changed(user_name)
         return record, keys.secret(record.key_id, record.salt)
 
     async def DeleteAccessKey(self, p: dict[str, Any], caller: Principal) -> dict[str, Any]:
         user = self._caller_user(caller, p.get("UserName"))
         self._user_record(user)
         key_id = p["AccessKeyId"]
-        if not await self._io(self.repo.delete_key, user, key_id):
-            raise NoSuchEntity(f"The Access Key with id {key_id} cannot be found")
-        self.directory.access_keys.pop(key_id, None)
+        with self.directory.writing():
+            if not await self._io(self.repo.delete_key, user, key_id):
+                known = self.directory.access_keys.get(key_id)
+                if known is not None and known.user_name == user:  # another front end deleted it
+                    self.directory.access_keys.pop(key_id, None)
+                raise NoSuchEntity(f"The Access Key with id {key_id} cannot be found")
+            self.directory.access_keys.pop(key_id, None)
+        self._changed(user)
         return {}
 
     async def ListAccessKeys(self, p: dict[str, Any], caller: Principal) -> dict[str, Any]:
@@ -180,8 +242,20 @@ class Iam:
         total = _chars(document) + sum(_chars(p.source) for n, p in holder.policies.items() if n != name)
         if total > limit:
             raise LimitExceeded(f"Maximum policy size of {limit} bytes exceeded for {kind} {owner}")
-        await self._io(self.repo.put_policy, kind, owner, name, document)
-        holder.policies[name] = policy
+        with self.directory.writing():
+            for attempt in range(3):
+                try:
+                    await self._io(self.repo.put_policy, kind, owner, name, document)
+                    break
+                except IntegrityError:  # another front end put it meanwhile (again), or the owner is gone
+                    exists = self.repo.user if kind == "user" else self.repo.role
+                    if await self._io(exists, owner) is None:
+                        (self.directory.users if kind == "user" else self.directory.roles).pop(owner, None)
+                        raise NoSuchEntity(f"The {kind} with name {owner} cannot be found.") from None
+                    if attempt == 2:
+                        raise
+            holder.policies[name] = policy
+        self._changed(owner)
 
     async def GetUserPolicy(self, p: dict[str, Any], caller: Principal) -> dict[str, Any]:
         return self._get_policy("user", p["UserName"], p["PolicyName"])
@@ -211,9 +285,12 @@ class Iam:
         holder = self.directory.users.get(owner) if kind == "user" else self.directory.roles.get(owner)
         if holder is None:
             raise NoSuchEntity(f"The {kind} with name {owner} cannot be found.")
-        if not await self._io(self.repo.delete_policy, kind, owner, name):
-            raise NoSuchEntity(f"The {kind} policy with name {name} cannot be found.")
-        holder.policies.pop(name, None)
+        with self.directory.writing():
+            if not await self._io(self.repo.delete_policy, kind, owner, name):
+                holder.policies.pop(name, None)  # another front end deleted it, if it was here
+                raise NoSuchEntity(f"The {kind} policy with name {name} cannot be found.")
+            holder.policies.pop(name, None)
+        self._changed(owner)
 
     async def ListUserPolicies(self, p: dict[str, Any], caller: Principal) -> dict[str, Any]:
         user = self.directory.users.get(p["UserName"])
@@ -245,11 +322,13 @@ class Iam:
                 raise MalformedPolicyDocument("AssumeRolepolicy contained an invalid principal element.")
         record = RoleRecord(name, new_id("AROA"), path, trust, description, max_session_duration,
                             now_iso(self.directory.clock))
-        try:
-            await self._io(self.repo.create_role, record)
-        except Exists:
-            raise EntityAlreadyExists(f"Role with name {name} already exists.") from None
-        self.directory.roles[name] = _Role(record, trust_policy)
+        with self.directory.writing():
+            try:
+                await self._io(self.repo.create_role, record)
+            except Exists:
+                raise EntityAlreadyExists(f"Role with name {name} already exists.") from None
+            self.directory.roles[name] = _Role(record, trust_policy)
+        self._changed(name)
         return record
 
     async def GetRole(self, p: dict[str, Any], caller: Principal) -> dict[str, Any]:
@@ -263,12 +342,15 @@ class Iam:
     async def DeleteRole(self, p: dict[str, Any], caller: Principal) -> dict[str, Any]:
         name = p["RoleName"]
         self._role_record(name)
-        blocked = await self._io(self.repo.delete_role, name)
-        if blocked == "missing":
-            raise NoSuchEntity(f"The role with name {name} cannot be found.")
-        if blocked == "policies":
-            raise DeleteConflict("Cannot delete entity, must delete policies first.")
-        self.directory.roles.pop(name, None)
+        with self.directory.writing():
+            blocked = await self._io(self.repo.delete_role, name)
+            if blocked == "missing":  # another front end deleted it
+                self.directory.roles.pop(name, None)
+                raise NoSuchEntity(f"The role with name {name} cannot be found.")
+            if blocked == "policies":
+                raise DeleteConflict("Cannot delete entity, must delete policies first.")
+            self.directory.roles.pop(name, None)
+        self._changed(name)
         return {}
 
     # ---- STS --------------------------------------------------------------------------------
@@ -279,13 +361,24 @@ class Iam:
     async def ensure_admin(self, known_key_id: str | None) -> tuple[str, str]:
         """The administrator's access key (id, secret): ``known_key_id`` when it still
         exists, else a new one; the admin user (allowed everything) and the default
-        execution role are created on the first start."""
+        execution role are created on the first start.
+
+        Front ends of one database starting together race here: whichever creates the user,
+        the role, the key first wins and the others take what it made (the first key's id is
+        derived from the server's key, the admin's id and its keys so far, alike on each)."""
         if ADMIN_USER not in self.directory.users:
-            await self.create_user(UserRecord(ADMIN_USER, new_id("AIDA"), "/", now_iso(self.directory.clock)))
-            await self.put_policy("user", ADMIN_USER, ADMIN_POLICY, ADMIN_DOCUMENT)
+            try:
+                await self.create_user(UserRecord(ADMIN_USER, new_id("AIDA"), "/", now_iso(self.directory.clock)))
+            except EntityAlreadyExists:  # another front end's first start
+                await self._reread_user(ADMIN_USER)
+            if ADMIN_POLICY not in self.directory.users[ADMIN_USER].policies:
+                await self.put_policy("user", ADMIN_USER, ADMIN_POLICY, ADMIN_DOCUMENT)
             if DEFAULT_ROLE not in self.directory.roles:
-                await self.create_role(DEFAULT_ROLE, LAMBDA_TRUST, description="Squall's default execution role: "
-                                       "Lambda may assume it; it grants nothing.")
+                try:
+                    await self.create_role(DEFAULT_ROLE, LAMBDA_TRUST, description="Squall's default execution role: "
+                                           "Lambda may assume it; it grants nothing.")
+                except EntityAlreadyExists:
+                    await self._reread_role(DEFAULT_ROLE)
         key = self.directory.access_keys.get(known_key_id or "")
         if key is not None and key.user_name == ADMIN_USER and key.status == "Active":
             return key.key_id, self.directory.keys.secret(key.key_id, key.salt)
@@ -293,5 +386,13 @@ class Iam:
         if existing:  # the file was lost: the secret can be derived again
             key = min(existing, key=lambda k: k.created)
             return key.key_id, self.directory.keys.secret(key.key_id, key.salt)
-        record, secret = await self.create_access_key(ADMIN_USER)
+        admin = self.directory.users[ADMIN_USER].record
+        held = await self._io(self.repo.keys, ADMIN_USER)  # the database's: the directory may lag
+        stored = [k for k in held if k.status == "Active"]
+        if stored:  # another front end made it since this one loaded
+            key = min(stored, key=lambda k: (k.created, k.key_id))
+            self.directory.access_keys[key.key_id] = key
+            return key.key_id, self.directory.keys.secret(key.key_id, key.salt)
+        key_id = self.directory.keys.derived_id("AKIA", f"admin key:{admin.user_id}:{','.join(sorted(k.key_id for k in held))}")
+        record, secret = await self.create_access_key(ADMIN_USER, key_id)
         return record.key_id, secret

@@ -16,6 +16,7 @@ from squall.auth.access import Access
 from squall.auth.directory import Directory, Principal
 from squall.auth.iam import Iam
 from squall.auth.keys import Keys, Session
+from squall.engine.bus import EventBus
 from squall.store.iam import IamRepository
 
 # An environment's credentials for its role outlive it: the pool replaces environments after
@@ -28,13 +29,15 @@ CONSOLE_SESSION_LIFETIME_S = 12 * 3600
 class Identity:
     def __init__(self, repo: IamRepository, server_key: bytes, account_id: str, region: str, enabled: bool,
                  clock: Callable[[], float] = time.time, upstream: Mapping[str, tuple[str, str]] | None = None,
-                 upstream_endpoint: str = "") -> None:
+                 upstream_endpoint: str = "", bus: EventBus | None = None) -> None:
         self.enabled = enabled
         self.keys = Keys(server_key)
         self.directory = Directory(repo, self.keys, account_id, clock, upstream)
         self.upstream = dict(upstream or {})  # role name → (access key id, secret) of the upstream service
         self.upstream_endpoint = upstream_endpoint
-        self.iam = Iam(self.directory)
+        if bus is not None:  # another front end's IAM changes: the directory reads everything again
+            self.directory.attach(bus)
+        self.iam = Iam(self.directory, bus)  # publishes StateChanged("iam") for the other front ends
         self.access = Access(region, clock)
         self.admin_key: tuple[str, str] | None = None
 

@@ -1,11 +1,12 @@
 """Access keys and session credentials, from one server key.
 
-Nothing secret is stored in the database. A long-term key's secret is an HMAC of its id and
-a random salt under the server's key (``<data dir>/secret``, mode 0600): the database holds
-the id and the salt only. Temporary credentials for execution roles are self-contained: the
-session token carries the role, the session name and the expiry, sealed with an HMAC; their
-secret is derived from the token. Verifying either needs no lookup of a secret, and a stolen
-database copy yields none.
+A long-term key's secret is an HMAC of its id and a random salt under the server's key: the
+IAM tables hold the id and the salt only. The server's key is in the database
+(``server_secrets``), so that every front end of one database derives the same secrets, and
+copied to ``<data dir>/secret`` (mode 0600). Temporary credentials for execution roles are
+self-contained: the session token carries the role, the session name and the expiry, sealed
+with an HMAC; their secret is derived from the token. Verifying either needs no lookup of a
+secret.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Keys:
     def __init__(self, server_key: bytes) -> None:
         self._secrets = hmac.new(server_key, b"squall access key secrets", hashlib.sha256).digest()
         self._sessions = hmac.new(server_key, b"squall session tokens", hashlib.sha256).digest()
+        self._ids = hmac.new(server_key, b"squall derived ids", hashlib.sha256).digest()
         self._derived: dict[tuple[str, str], str] = {}  # (key id, salt) → secret, computed once
 
     def secret(self, key_id: str, salt: str) -> str:
@@ -52,6 +54,12 @@ class Keys:
             digest = hmac.new(self._secrets, f"{key_id}:{salt}".encode(), hashlib.sha256).digest()
             found = self._derived[(key_id, salt)] = base64.b64encode(digest).decode()[:40]
         return found
+
+    def derived_id(self, prefix: str, label: str) -> str:
+        """An IAM-style id every front end (same server key) derives alike from ``label``: what
+        front ends racing to create the same thing insert, so that one insert wins."""
+        digest = hmac.new(self._ids, label.encode(), hashlib.sha256).digest()
+        return prefix + "".join(_B32[b % 32] for b in digest[:16])
 
     @staticmethod
     def new_salt() -> str:

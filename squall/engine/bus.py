@@ -12,10 +12,12 @@ that raises is logged and skipped; the publisher never sees it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 log = logging.getLogger("squall.bus")
 
@@ -73,6 +75,25 @@ class ProvisionedConcurrencyChanged:
     name: str
     qualifier: str
     requested: int | None
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    """Something a cache mirrors changed in the database: ``kind`` names the cache (``"permissions"``,
+    ``"iam"``, ``"function_urls"``, …), ``name`` what changed in it ("" : anything of that kind).
+
+    Published by the code that made the change (after it committed), for the caches of the other
+    front ends: a front end's own cache is kept current by that code already."""
+
+    kind: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class CachesReset:
+    """Every cache drops everything it holds (a front end may have missed other front ends' changes)."""
+
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,6 +161,53 @@ E = TypeVar("E")
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: defaultdict[type, list[Callable[[Any], None]]] = defaultdict(list)
+        # True while an event another front end sent is being published (squall/cluster/relay.py), or
+        # while a cache publishes what it re-read because of one: such events are not sent on again,
+        # and caches reload only for them (their own front end's changes kept them current).
+        self.from_remote = False
+        self._deferred: set[asyncio.Task[None]] = set()
+
+    @contextmanager
+    def remote(self) -> Iterator[None]:
+        """Publish (synchronously, inside the block) as the echo of another front end's change."""
+        before, self.from_remote = self.from_remote, True
+        try:
+            yield
+        finally:
+            self.from_remote = before
+
+    def mirror(self, kind: str, reload: Callable[[str], Awaitable[None]], what: str) -> None:
+        """A cache of the database's ``kind`` rows: ``reload(name)`` runs (deferred) when another front
+        end changed ``name`` (``StateChanged(kind, name)``), ``reload("")`` when caches are reset."""
+
+        def changed(event: StateChanged) -> None:
+            if event.kind == kind and self.from_remote:
+                self.defer(lambda: reload(event.name), f"{what} {event.name}".rstrip())
+
+        def reset(event: CachesReset) -> None:
+            if self.from_remote:
+                self.defer(lambda: reload(""), f"every {what}")
+
+        self.subscribe(StateChanged, changed)
+        self.subscribe(CachesReset, reset)
+
+    def defer(self, work: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run ``work()`` as a task of the running loop (a subscriber that must read the database);
+        failures are logged with ``what``. Without a running loop (tests, shutdown) nothing runs."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        async def run() -> None:
+            try:
+                await work()
+            except Exception:
+                log.exception("refreshing %s failed", what)
+
+        task = loop.create_task(run())
+        self._deferred.add(task)
+        task.add_done_callback(self._deferred.discard)
 
     def subscribe(self, kind: type[E], handler: Callable[[E], None]) -> None:
         self._subscribers[kind].append(handler)

@@ -23,6 +23,8 @@ from squall.auth import credentials_file
 from squall.auth.identity import Identity
 from squall.auth.policy import Policy
 from squall.code import CodeLimits
+from squall.cluster.leadership import Leadership
+from squall.cluster.relay import ChangeRelay
 from squall.engine.bus import (
     AsyncEventAccepted,
     AsyncEventSettled,
@@ -128,10 +130,14 @@ class Engine:
         self.code_limits = CodeLimits()
         self.bus = bus = EventBus()
         self.admission = Admission(settings.account_concurrency, bus)
+        # several front ends on one PostgreSQL database: changes relayed, one leader (squall/cluster)
+        shared_database = settings.database.startswith("postgresql")
+        self.relay = ChangeRelay(bus, settings.database) if shared_database else None
+        self.leadership = Leadership(settings.database, self._lead, self._follow)
         self.identity = Identity(
             stores.iam, stores.server_key, settings.account_id, settings.region, settings.auth, clock,
             upstream={role: (c.access_key_id, c.secret_access_key) for role, c in settings.upstream_roles.items()},
-            upstream_endpoint=settings.aws_endpoint,
+            upstream_endpoint=settings.aws_endpoint, bus=bus,
         )
         self.api_port: int | None = None  # where the server listens (environments call it there)
         self._function_arn_prefix = f"arn:aws:lambda:{settings.region}:{settings.account_id}:function:"
@@ -142,13 +148,14 @@ class Engine:
                                  settings.aws_secret_access_key or None)
         s3_code = S3Code(aws_clients, settings.region, self.code_limits)
         # layers: stored like code; merged per function into the tree its environments see at /opt
-        self.layers = LayerService(stores.layers, stores.code, OptTrees(settings.data_dir / "opt"), self.arns,
+        self.layers = LayerService(stores.layers, stores.code, OptTrees(settings.data_dir / "opt"), self.arns, bus,
                                    self.code_limits, mountable=getattr(executor.pool.backend, "layers", False),
                                    s3_code=s3_code)
         self.functions = FunctionService(
             stores.functions, stores.aliases, stores.code, self.versions, self.tags, runtimes, self.arns, bus, self.code_limits,
             role_usable=self.identity.role_usable, layers=self.layers, s3_code=s3_code,
         )
+        self.functions.shared_database = shared_database
         self.resolver = Resolver(self.functions, stores.functions, stores.aliases, runtimes, self.arns, bus)
         executor.connect(bus, self.resolver, self._environment_env)
         self.reserved = ReservedConcurrency(stores.functions, self.admission, self.arns, bus)
@@ -174,10 +181,11 @@ class Engine:
             self._role_of,
             self._timeout_of,
             clock,
+            bus=bus,
         )
         self.function_urls = FunctionUrls(stores.function_urls, self.arns, bus, self._exists, self._exists,
                                           lambda: self.api_port)
-        self.http_apis = HttpApis(stores.http_apis, self.arns, lambda: self.api_port)
+        self.http_apis = HttpApis(stores.http_apis, self.arns, lambda: self.api_port, bus)
         # per-trigger delivery counts of rules, schedules and notifications (``squall triggers``)
         self.trigger_deliveries = Deliveries()
         # EventBridge rules: deliveries go through the async queue; schedules tick on their own clock
@@ -194,7 +202,7 @@ class Engine:
                                            settings.aws_endpoint, deliveries=self.trigger_deliveries)
         # MQTT / NATS / Redis pub/sub subjects: one asynchronous invocation per message
         self.pubsub = PubSub(stores.triggers, self.event_sources.brokers, settings.region, settings.account_id,
-                             self.accept_event, self._exists)
+                             self.accept_event, self._exists, bus)
         # what /metrics and the CloudWatch metrics subset show, fed from the bus; spans over OTLP
         self.metrics = Metrics(clock)
         self.tracing = Tracing(settings.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
@@ -247,13 +255,25 @@ class Engine:
         await self.async_invocations.start()
         self.stores.logs.start()
         self.executor.start()
-        await self.event_sources.start()
+        if self.relay is not None:  # other front ends' changes reach this one's caches
+            self.relay.start()
+        await self.event_sources.load()
         self.event_rules.start()
         self.schedules.start()
+        await self.leadership.start()  # the leader (the only front end, on SQLite) polls and subscribes
+
+    async def _lead(self) -> None:
+        await self.event_sources.run_pollers()
         await self.pubsub.start()
 
-    async def stop(self) -> None:
+    async def _follow(self) -> None:
         await self.pubsub.stop()
+        await self.event_sources.stop_pollers()
+
+    async def stop(self) -> None:
+        await self.leadership.stop()
+        if self.relay is not None:
+            await self.relay.stop()
         await self.schedules.stop()
         await self.event_rules.stop()
         await self.event_sources.stop()
@@ -537,6 +557,7 @@ class Engine:
             "scheduler": self.schedules.report(),
             "notifications": self.notifications.report(),
             "pubsub": self.pubsub.report(),
+            "cluster": {**self.leadership.health(), **({"relay": self.relay.health()} if self.relay else {})},
             "uptime_seconds": round(time.time() - self.started_at, 3),
         }
 

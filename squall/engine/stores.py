@@ -5,6 +5,7 @@ fsynced) in ``async_invoke/pipeline.py``."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -12,13 +13,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine as Database
+from sqlalchemy.exc import IntegrityError
 
 from squall.functions.code_store import CodeStore
 from squall.observe.logs import LogStore
 from squall.settings import Settings
 from squall.store.aliases import AliasRepository
 from squall.store.blobs import BlobStore, S3CodeBucket
-from squall.store.db import create_engine
+from squall.store.db import create_engine, iam_access_keys, server_secrets
 from squall.store.event_rules import EventRuleRepository
 from squall.store.event_sources import EventSourceRepository
 from squall.store.function_urls import FunctionUrlRepository
@@ -30,6 +32,10 @@ from squall.store.layers import LayerRepository
 from squall.store.provisioned import ProvisionedRepository
 from squall.store.triggers import TriggerRepository
 from squall.store.schedules import ScheduleRepository
+
+log = logging.getLogger("squall.stores")
+
+SERVER_KEY = "server_key"  # its row in server_secrets
 
 
 def load_server_key(data_dir: Path) -> bytes:
@@ -44,6 +50,63 @@ def load_server_key(data_dir: Path) -> bytes:
         with os.fdopen(fd, "wb") as fh:
             fh.write(secrets.token_bytes(32))
     return path.read_bytes()
+
+
+def shared_server_key(db: Database, data_dir: Path) -> bytes:
+    """The server's key, one for every front end of the database (blocking; the schema must be
+    migrated already): the database's ``server_key`` when it has one; else this data dir's
+    secret file (an upgraded installation keeps its keys) or 32 fresh random bytes, stored.
+    Front ends starting together race to store theirs: the first insert wins and the others read
+    it. ``<data dir>/secret`` is rewritten (0600) to hold the database's key."""
+    key = _stored_key(db)
+    if key is None:
+        had_file = (data_dir / "secret").exists()
+        candidate = load_server_key(data_dir)
+        if not had_file and _has_access_keys(db):
+            log.warning("the database holds access keys but no server key, and %s has no secret file: a new server "
+                        "key is made, and the existing access keys' secrets no longer match (start the front end "
+                        "whose data directory holds the old secret first to keep them)", data_dir)
+        try:
+            with db.begin() as conn:
+                conn.execute(server_secrets.insert().values(name=SERVER_KEY, value=candidate))
+            key = candidate
+        except IntegrityError:  # another front end stored its key first
+            key = _stored_key(db)
+            if key is None:
+                raise
+    _write_secret_file(data_dir, key)
+    return key
+
+
+def _stored_key(db: Database) -> bytes | None:
+    with db.connect() as conn:
+        value = conn.execute(sa.select(server_secrets.c.value).where(server_secrets.c.name == SERVER_KEY)).scalar()
+    return None if value is None else bytes(value)
+
+
+def _has_access_keys(db: Database) -> bool:
+    with db.connect() as conn:
+        return conn.execute(sa.select(iam_access_keys.c.key_id).limit(1)).first() is not None
+
+
+def _write_secret_file(data_dir: Path, key: bytes) -> None:
+    """``<data dir>/secret`` holds ``key`` (0600), replaced atomically when it held another."""
+    path = data_dir / "secret"
+    try:
+        if path.read_bytes() == key:
+            return
+    except OSError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".secret.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 @dataclass
@@ -63,7 +126,7 @@ class Stores:
     triggers: TriggerRepository  # SNS subscriptions and object-store webhooks
     layers: LayerRepository  # layers and their versions
     function_settings: FunctionSettingsRepository  # recursion and runtime management configurations
-    server_key: bytes  # signs code links, derives access keys' secrets (<data dir>/secret, 0600)
+    server_key: bytes  # signs code links, derives access keys' secrets (the database's, copied to <data dir>/secret)
 
     @classmethod
     def open(cls, settings: Settings) -> Stores:
@@ -73,7 +136,8 @@ class Stores:
             bucket = S3CodeBucket.connect(settings.code_bucket, settings.code_bucket_prefix, settings.aws_endpoint,
                                           settings.aws_access_key_id, settings.aws_secret_access_key, settings.region)
             bucket.check()
-        db = create_engine(settings.database)
+        db = create_engine(settings.database)  # migrated: server_secrets exists
+        server_key = shared_server_key(db, settings.data_dir)
         functions = FunctionRepository(db)
         layers = LayerRepository(db)
 
@@ -92,7 +156,7 @@ class Stores:
             iam=IamRepository(db),
             event_sources=EventSourceRepository(db),
             function_urls=FunctionUrlRepository(db),
-            server_key=load_server_key(settings.data_dir),
+            server_key=server_key,
             http_apis=HttpApiRepository(db),
             event_rules=EventRuleRepository(db),
             triggers=TriggerRepository(db),

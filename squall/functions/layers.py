@@ -9,7 +9,10 @@ it keep it (its row stays, marked deleted, until no function version refers to i
 
 Layer version permissions (Add/Get/RemoveLayerVersionPermission) are a resource-based policy
 with ``lambda:GetLayerVersion`` statements. The authorizer reads it (``policy_for``) when a
-caller asks for the layer version or creates a function that uses it.
+caller asks for the layer version or creates a function that uses it. Several front ends may
+share the database: a change to a policy (or a deleted version) is published as
+``StateChanged("layer_policies", "<layer>:<version>")`` once committed, and the other front ends
+re-read that version's policy.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from botocore.loaders import Loader
 from squall.arn import Arns
 from squall.auth.policy import Policy
 from squall.code import CodeLimits, inspect_zip
+from squall.engine.bus import EventBus, StateChanged
 from squall.errors import (
     InvalidParameterValue,
     PreconditionFailed,
@@ -40,6 +44,7 @@ from squall.functions.layer_trees import OptTrees, opt_key
 from squall.functions.s3_code import S3Code
 from squall.store.layers import LayerRepository, StoredLayerVersion
 
+KIND = "layer_policies"  # the StateChanged kind of this cache
 LAYERS_MAX = 5
 PAGE_MAX = 50
 _LAYER_ARN = re.compile(r"arn:aws[a-zA-Z-]*:lambda:([a-z0-9-]+):(\d{12}):layer:([a-zA-Z0-9-_]+)(?::(\d+))?")
@@ -54,7 +59,7 @@ def _runtimes_of_the_model() -> frozenset[str]:
 
 
 class LayerService:
-    def __init__(self, repo: LayerRepository, code: CodeStore, opt_trees: OptTrees, arns: Arns,
+    def __init__(self, repo: LayerRepository, code: CodeStore, opt_trees: OptTrees, arns: Arns, bus: EventBus,
                  code_limits: CodeLimits = CodeLimits(), clock: Any = time.time, mountable: bool = True,
                  s3_code: S3Code | None = None) -> None:
         self.repo = repo
@@ -67,7 +72,10 @@ class LayerService:
         self.clock = clock
         self._runtimes = _runtimes_of_the_model()
         self._policies: dict[tuple[str, int], Policy] = {}
+        self._changes = 0  # counts changes to _policies: a reload that one overtook reads again
         self._opt_paths: dict[tuple[str, ...], Path] = {}
+        self.bus = bus
+        bus.mirror(KIND, lambda name: self.reload(name), "layer version policy")
 
     # ---- names and ARNs ------------------------------------------------------------------
     def layer_arn(self, name: str) -> str:
@@ -178,7 +186,8 @@ class LayerService:
         """Hide the version (idempotent, as on Lambda); its code goes once no function uses it."""
         name, number = self._name(params["LayerName"]), int(params["VersionNumber"])
         if await asyncio.to_thread(self.repo.mark_deleted, name, number):
-            self._policies.pop((name, number), None)
+            self._set_policy((name, number), None)
+            self.bus.publish(StateChanged(KIND, f"{name}:{number}"))
             await self.purge()
 
     async def purge(self) -> None:
@@ -244,12 +253,16 @@ class LayerService:
         if not await asyncio.to_thread(self.repo.set_policy, stored.name, stored.version, policy,
                                        stored.policy.get("revision")):
             raise PreconditionFailed(REVISION_MISMATCH)  # changed meanwhile
-        key = (stored.name, stored.version)
+        self._set_policy((stored.name, stored.version), statements)
+        self.bus.publish(StateChanged(KIND, f"{stored.name}:{stored.version}"))
+        return revision
+
+    def _set_policy(self, key: tuple[str, int], statements: list[dict[str, Any]] | None) -> None:
         if statements:
             self._policies[key] = Policy.parse(self._document(statements), resource_policy=True)
         else:
             self._policies.pop(key, None)
-        return revision
+        self._changes += 1
 
     async def load(self) -> None:
         """The layer versions' policies, for the authorizer (at start)."""
@@ -263,6 +276,25 @@ class LayerService:
         if match is None or match.group(4) is None:
             return None
         return self._policies.get((match.group(3), int(match.group(4))))
+
+    # ---- other front ends' changes (one database, several front ends) --------------------
+    async def reload(self, what: str) -> None:
+        """Re-read the policy of ``what`` ("<layer>:<version>"; "<layer>": its every version; "":
+        every layer's) from the database."""
+        name, _, number = what.partition(":")
+        seen = -1
+        while seen != self._changes:  # changed meanwhile (here): what was read may be older
+            seen = self._changes
+            if number:
+                stored = await asyncio.to_thread(self.repo.get, name, int(number))
+                found = [] if stored is None else [stored]
+            else:
+                found = await asyncio.to_thread(self.repo.versions, name or None)
+        statements = {(s.name, s.version): s.policy.get("statements") for s in found}
+        for key in [k for k in self._policies if (not name or k[0] == name) and (not number or k[1] == int(number))]:
+            statements.setdefault(key, None)  # gone (or deleted) since
+        for key, listed in statements.items():
+            self._set_policy(key, listed)
 
     # ---- functions' layers ---------------------------------------------------------------------
     async def resolve(self, arns: Sequence[str]) -> tuple[LayerUse, ...]:

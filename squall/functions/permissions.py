@@ -6,6 +6,9 @@ GetResourcePolicy and DeleteResourcePolicy set, show and drop a whole document a
 Each qualifier has a policy of its own (the function, each version, each alias; never
 ``$LATEST`` by name), with a revision id of its own. Policies are held in memory for the
 authorizer, which evaluates them with the caller's identity policies (``squall/auth``).
+
+Several front ends may share the database: each change is published as ``StateChanged("permissions",
+function)`` once committed, and the other front ends re-read that function's policies.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from squall.arn import LATEST, Arns, FunctionRef, is_version
 from squall.auth.policy import Policy
-from squall.engine.bus import EventBus, FunctionDeleted, VersionDeleted
+from squall.engine.bus import EventBus, FunctionDeleted, StateChanged, VersionDeleted
 from squall.errors import (
     InvalidParameterValue,
     MalformedPolicyDocument,
@@ -32,6 +35,7 @@ from squall.store.aliases import AliasRepository
 from squall.store.functions import FunctionRepository
 from squall.store.iam import FunctionPolicyRecord, IamRepository
 
+KIND = "permissions"  # the StateChanged kind of this cache
 POLICY_MAX = 20480
 REVISION_MISMATCH = ("The Revision Id provided does not match the latest Revision Id. "
                      "Call the GetPolicy API to retrieve the latest Revision Id")
@@ -52,14 +56,31 @@ class Permissions:
         self.functions = functions
         self.aliases = aliases
         self.arns = arns
+        self.bus = bus
         self._policies: dict[tuple[str, str], tuple[Policy, str]] = {}  # (function, qualifier or "") → policy, revision
+        self._changes = 0  # counts changes to _policies: a reload that one overtook reads again
         bus.subscribe(FunctionDeleted, lambda e: self._forget(e.name))
         bus.subscribe(VersionDeleted, lambda e: self._forget(e.name, e.version))
+        bus.mirror(KIND, lambda name: self.reload(name), "resource policy of")
 
     async def load(self) -> None:
         for record in await asyncio.to_thread(self.repo.function_policies):
             self._policies[(record.function_name, record.qualifier)] = (
                 Policy.parse(record.document, resource_policy=True), record.revision_id)
+
+    # ---- other front ends' changes (one database, several front ends) --------------------
+    async def reload(self, name: str) -> None:
+        """Re-read the policies of function ``name`` ("": of every function) from the database."""
+        seen = -1
+        while seen != self._changes:  # changed meanwhile (here): what was read may be older
+            seen = self._changes
+            records = await asyncio.to_thread(self.repo.function_policies)
+        fresh = {(r.function_name, r.qualifier): (Policy.parse(r.document, resource_policy=True), r.revision_id)
+                 for r in records if not name or r.function_name == name}
+        for key in [k for k in self._policies if (not name or k[0] == name) and k not in fresh]:
+            del self._policies[key]
+        self._policies.update(fresh)
+        self._changes += 1
 
     def policy_for(self, name: str, qualifier: str | None) -> Policy | None:
         """The policy of a function (``qualifier`` None), a version or an alias, for the authorizer."""
@@ -69,11 +90,13 @@ class Permissions:
     def _forget(self, name: str, qualifier: str | None = None) -> None:
         for key in [k for k in self._policies if k[0] == name and (qualifier is None or k[1] == qualifier)]:
             del self._policies[key]
+        self._changes += 1
 
     async def drop_qualifier(self, name: str, qualifier: str) -> None:
         """An alias (or version) went: its policy goes with it."""
         self._forget(name, qualifier)
         await asyncio.to_thread(self.repo.delete_function_policies, name, qualifier)
+        self.bus.publish(StateChanged(KIND, name))
 
     # ---- AddPermission / RemovePermission / GetPolicy -----------------------------------------
     async def add(self, ref: FunctionRef, params: dict[str, Any]) -> str:
@@ -165,6 +188,8 @@ class Permissions:
             self._policies[key] = (Policy.parse(document, resource_policy=True), revision)
         else:
             self._policies.pop(key, None)
+        self._changes += 1
+        self.bus.publish(StateChanged(KIND, ref.name))
         return revision
 
     async def _target_revision(self, ref: FunctionRef, missing: str) -> str:

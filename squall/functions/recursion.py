@@ -3,7 +3,10 @@ and the check an asynchronous invocation passes before it runs (``squall/invoke/
 the hops). ``Terminate`` (Lambda's default): the 17th time one chain of asynchronous invocations
 reaches the same function, it is not invoked; the event ends with the condition
 ``RecursiveInvocationDetected`` (its on-failure destination and dead-letter queue get it).
-``Allow``: Squall lets the loop run."""
+``Allow``: Squall lets the loop run.
+
+Several front ends may share the database: a change is published as ``StateChanged("recursion",
+function)`` once committed, and the other front ends re-read that function's setting."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import asyncio
 from typing import Any
 
 from squall.arn import Arns, FunctionRef
-from squall.engine.bus import EventBus, FunctionDeleted
+from squall.engine.bus import EventBus, FunctionDeleted, StateChanged
 from squall.errors import RecursiveInvocation, ResourceNotFound
 from squall.invoke.trace import MAX_HOPS, hop
 from squall.store.function_settings import FunctionSettingsRepository
@@ -27,18 +30,46 @@ class RecursionConfigs:
         self.repo = repo
         self.functions = functions
         self.arns = arns
+        self.bus = bus
         self._loops: dict[str, str] = {}  # function → RecursiveLoop, where it is not the default
-        bus.subscribe(FunctionDeleted, lambda e: self._loops.pop(e.name, None))
+        self._changes = 0  # counts changes to _loops: a reload that one overtook reads again
+        bus.subscribe(FunctionDeleted, lambda e: self._set(e.name, None))
+        bus.mirror(KIND, lambda name: self.reload(name), "recursion config of")
 
     async def load(self) -> None:
         for (name, _), document in (await asyncio.to_thread(self.repo.all, KIND)).items():
             self._loops[name] = document.get("RecursiveLoop", DEFAULT)
 
+    def _set(self, name: str, value: str | None) -> None:
+        if value is None:
+            self._loops.pop(name, None)
+        else:
+            self._loops[name] = value
+        self._changes += 1
+
+    # ---- other front ends' changes (one database, several front ends) --------------------
+    async def reload(self, name: str) -> None:
+        """Re-read the setting of function ``name`` ("": of every function) from the database."""
+        seen = -1
+        while seen != self._changes:  # changed meanwhile (here): what was read may be older
+            seen = self._changes
+            if name:
+                document = await asyncio.to_thread(self.repo.get, name, KIND)
+                fresh = {} if document is None else {name: document.get("RecursiveLoop", DEFAULT)}
+            else:
+                fresh = {n: d.get("RecursiveLoop", DEFAULT)
+                         for (n, _), d in (await asyncio.to_thread(self.repo.all, KIND)).items()}
+        for gone in [n for n in self._loops if (not name or n == name) and n not in fresh]:
+            del self._loops[gone]
+        self._loops.update(fresh)
+        self._changes += 1
+
     async def put(self, ref: FunctionRef, params: dict[str, Any]) -> dict[str, Any]:
         value = params["RecursiveLoop"]
         if not await asyncio.to_thread(self.repo.put, ref.name, KIND, "", {"RecursiveLoop": value}):
             raise ResourceNotFound(f"Function not found: {self.arns.function(ref.name)}")
-        self._loops[ref.name] = value
+        self._set(ref.name, value)
+        self.bus.publish(StateChanged(KIND, ref.name))
         return {"RecursiveLoop": value}
 
     async def get(self, ref: FunctionRef) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from squall.arn import LATEST, Arns, FunctionRef, is_version
 from squall.code import CodeLimits, CodePackage, inspect_zip
-from squall.engine.bus import EventBus, FunctionDeleted, FunctionUpdated, ReservedConcurrencyChanged
+from squall.engine.bus import CachesReset, EventBus, FunctionDeleted, FunctionUpdated, ReservedConcurrencyChanged
 from squall.errors import InvalidParameterValue, LambdaError, PreconditionFailed, ResourceConflict, ResourceNotFound
 from squall.function import Code, FunctionVersion, LayerUse, State, UpdateStatus, merged_logging, validate_settings
 from squall.functions.code_store import CodeHold, CodeStore
@@ -73,6 +73,12 @@ class FunctionService:
         self._code_paths: dict[str, Path] = {}  # code hash → extracted tree (saves pathlib on a miss)
         self._tasks: set[asyncio.Task[None]] = set()
         self._bytecode = Precompiler()
+        self._local_code: set[str] = set()  # code hashes whose trees are known to be here
+        self.shared_database = False  # other front ends may use the database (PostgreSQL): set by the engine
+        # another front end's changes (squall/cluster/relay.py): serve what it committed
+        bus.subscribe(FunctionUpdated, self._remote_update)
+        bus.subscribe(FunctionDeleted, self._remote_delete)
+        bus.subscribe(CachesReset, self._remote_reset)
 
     # ---- start-up ----------------------------------------------------------------
     async def load(self) -> None:
@@ -122,6 +128,15 @@ class FunctionService:
 
     async def _fail_missing_code(self, version: FunctionVersion) -> None:
         path = self.code.blobs.blob_path(version.code.sha256_hex)
+        if self.shared_database and self.code.blobs.remote is None:
+            # another front end may hold the zip: say so here, but do not fail the shared row
+            key = version.name if version.version == LATEST else f"{version.name}:{version.version}"
+            self._missing_code[key] = (
+                f"The function's code (CodeSha256 {version.code.sha256}) is not on this front end ({path}) and "
+                "there is no code bucket: front ends that share a database must share the code bucket "
+                "(the code_bucket setting)")
+            log.error("function %s: %s", key, self._missing_code[key])
+            return
         reason = (
             f"The function's code (CodeSha256 {version.code.sha256}) is missing from this server's code store "
             f"({path}). Upload it again with UpdateFunctionCode."
@@ -131,6 +146,80 @@ class FunctionService:
         self._missing_code[key] = reason
         failed = dataclasses.replace(version.with_state(State.FAILED, reason, "InternalError"), revision_id=str(uuid.uuid4()))
         await asyncio.to_thread(self.repo.save, failed, version.revision_id)
+
+    # ---- other front ends' changes (one database, several front ends) --------------------
+    def _remote_update(self, event: FunctionUpdated) -> None:
+        if not self.bus.from_remote:
+            return
+        served = self._invocable.get(event.name)
+        if event.revision is None:
+            self._remote_delete(FunctionDeleted(event.name))
+        elif served is None or served.revision_id != event.revision:
+            self.bus.defer(lambda: self.refresh(event.name), f"function {event.name}")
+
+    def _remote_delete(self, event: FunctionDeleted) -> None:
+        if not self.bus.from_remote:
+            return
+        self._missing_code.pop(event.name, None)
+        if event.name in self._invocable:
+            self._unserve(event.name)
+
+    def _remote_reset(self, event: CachesReset) -> None:
+        if not self.bus.from_remote:
+            return
+
+        async def reload_all() -> None:
+            latest = {v.name: v for v in await asyncio.to_thread(self.repo.all_latest)}
+            for name in list(self._invocable):
+                if name not in latest:
+                    with self.bus.remote():
+                        self._unserve(name)
+                        self.bus.publish(FunctionDeleted(name))
+            for name in latest:
+                await self.refresh(name)
+
+        self.bus.defer(reload_all, "every function")
+
+    async def refresh(self, name: str) -> None:
+        """Serve what the database holds for ``name``'s ``$LATEST`` (another front end changed it):
+        its code and layers extracted here first (from the code bucket), then served; gone or no
+        longer Active: not served."""
+        version = await asyncio.to_thread(self.repo.get, name)
+        await self.tags.reload(name)
+        served = self._invocable.get(name)
+        if version is None:
+            if served is not None:
+                with self.bus.remote():
+                    self._unserve(name)
+                    self.bus.publish(FunctionDeleted(name))
+            return
+        self._missing_code.pop(name, None)
+        if version.state != State.ACTIVE or (served is not None and served.revision_id == version.revision_id):
+            return  # settling elsewhere (its front end tells when it is served), or current already
+        if not await self.ensure_local(version):
+            return
+        with self.bus.remote():
+            self._serve(version)
+
+    async def ensure_local(self, version: FunctionVersion) -> bool:
+        """The version's code tree (and /opt) extracted on this front end: from the local zip or
+        the code bucket. False (logged, in /health) when this front end cannot read the code."""
+        sha = version.code.sha256_hex
+        if sha in self._local_code and not version.layers:
+            return True
+        key = version.name if version.version == LATEST else f"{version.name}:{version.version}"
+        reason = None
+        if not await asyncio.to_thread(self.code.has_zip, sha):
+            reason = (f"The function's code (CodeSha256 {version.code.sha256}) is not readable by this front end: "
+                      "front ends that share a database must share the code bucket (the code_bucket setting)")
+        else:
+            ok, reason = await self._prepare(version, None)
+        if reason is not None:
+            self._missing_code[key] = reason
+            log.error("function %s: %s", key, reason)
+            return False
+        self._local_code.add(sha)
+        return True
 
     def problems(self) -> dict[str, str]:
         """Functions (or versions) found broken at start (their code was missing), and why."""

@@ -36,9 +36,31 @@ class Tags:
         self.networks = networks
         self._network: dict[str, str] = {}  # the squall:network tag of the functions that have one
         bus.subscribe(FunctionDeleted, lambda event: self._network.pop(event.name, None))
+        bus.subscribe(SandboxSettingsChanged, self._remote_change)
 
     def load(self, tags: dict[str, dict[str, str]]) -> None:
         self._network = {name: t[NETWORK_TAG] for name, t in tags.items() if NETWORK_TAG in t}
+
+    async def reload(self, name: str) -> None:
+        """Re-read one function's network tag (another front end may have changed it)."""
+        tags = await asyncio.to_thread(self.repo.tags, name)
+        if tags and NETWORK_TAG in tags:
+            self._network[name] = tags[NETWORK_TAG]
+        else:
+            self._network.pop(name, None)
+
+    def _remote_change(self, event: SandboxSettingsChanged) -> None:
+        if not self.bus.from_remote:
+            return
+
+        async def refresh() -> None:
+            before = self._network.get(event.name)
+            await self.reload(event.name)
+            if self._network.get(event.name) != before:  # caches that rebuilt meanwhile: once more
+                with self.bus.remote():
+                    self.bus.publish(SandboxSettingsChanged(event.name))
+
+        self.bus.defer(refresh, f"the tags of function {event.name}")
 
     def validate(self, tags: dict[str, str]) -> None:
         validate_tags(tags, self.networks)

@@ -162,6 +162,7 @@ class Resolver:
                 "The operation cannot be performed at this time. "
                 f"The function is currently in the following state: {found.state}"
             )
+        await self.functions.ensure_local(found)  # published on another front end: its code, here too
         return found
 
     def _target(self, config: FunctionVersion, invoked: str, qualifier: str | None) -> Target:

@@ -319,6 +319,15 @@ layer_versions = sa.Table(
 )
 
 
+# ---- the server's secrets (one key for every front end of the database) ---------------------------
+server_secrets = sa.Table(
+    "server_secrets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),  # "server_key"
+    sa.Column("value", sa.LargeBinary, nullable=False),
+)
+
+
 def create_engine(url: str, synchronous: str = "NORMAL") -> Engine:
     """``synchronous="FULL"`` (SQLite): every commit is fsynced (the async event queue uses it)."""
     if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):

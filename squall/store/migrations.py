@@ -363,6 +363,19 @@ def _v13_trace_and_function_settings(conn: sa.Connection) -> None:
     m.tables["function_settings"].create(conn)
 
 
+def _v14_server_secrets(conn: sa.Connection) -> None:
+    """The server's secrets, shared by every front end of the database: ``server_key`` (from which
+    access keys' secrets, session tokens and code links derive)."""
+    m = sa.MetaData()
+    sa.Table(
+        "server_secrets",
+        m,
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.LargeBinary, nullable=False),
+    )
+    m.tables["server_secrets"].create(conn)
+
+
 def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> None:
     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
@@ -382,4 +395,5 @@ MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
     _v11_triggers,
     _v12_layers,
     _v13_trace_and_function_settings,
+    _v14_server_secrets,
 )

@@ -19,11 +19,12 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from squall.arn import LATEST, Arns, FunctionRef, is_version
-from squall.engine.bus import EventBus, FunctionDeleted
+from squall.engine.bus import CachesReset, EventBus, FunctionDeleted, StateChanged
 from squall.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
 from squall.paging import decode_marker, encode_marker
 from squall.store.function_urls import FunctionUrlRecord, FunctionUrlRepository
 
+STATE_KIND = "function_urls"  # the bus's StateChanged kind of this cache (name: the function)
 URL_ID_ALPHABET = string.ascii_lowercase + string.digits
 URL_ID_LENGTH = 32
 METHODS = frozenset({"GET", "PUT", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS", "*"})
@@ -80,13 +81,58 @@ class FunctionUrls:
         self.alias_exists = alias_exists
         self.function_exists = function_exists
         self.port = port
+        self.bus = bus
         self._by_id: dict[str, FunctionUrl] = {}
         self._by_target: dict[tuple[str, str | None], FunctionUrl] = {}
+        self._writes = 0  # this front end's changes so far: a re-read that overlapped one reads again
         bus.subscribe(FunctionDeleted, lambda event: self._forget_function(event.name))
+        bus.subscribe(StateChanged, self._state_changed)
+        bus.subscribe(CachesReset, self._caches_reset)
 
     async def load(self) -> None:
         for record in await asyncio.to_thread(self.repo.all):
             self._keep(FunctionUrl(record))
+
+    # ---- other front ends' changes (squall/cluster/relay.py) ------------------------------------
+    def _state_changed(self, event: StateChanged) -> None:
+        if event.kind != STATE_KIND or not self.bus.from_remote:  # our own changes are in memory already
+            return
+        name = event.name
+        if name:
+            self.bus.defer(lambda: self._reread(name), f"the function URLs of {name}")
+        else:
+            self.bus.defer(lambda: self._reread(None), "the function URLs")
+
+    def _caches_reset(self, _event: CachesReset) -> None:
+        if self.bus.from_remote:
+            self.bus.defer(lambda: self._reread(None), "the function URLs")
+
+    async def _reread(self, name: str | None) -> None:
+        """Replace what memory holds of one function's URLs (``name``), or of all, with the database's."""
+        for _ in range(5):  # a change of ours committed during the read may be missing from it: read again
+            writes = self._writes
+            records = await asyncio.to_thread(self.repo.all)
+            if writes == self._writes:
+                break
+        if name is None:
+            by_id: dict[str, FunctionUrl] = {}
+            by_target: dict[tuple[str, str | None], FunctionUrl] = {}
+            for record in records:
+                url = FunctionUrl(record)
+                by_id[record.url_id] = url
+                by_target[(record.function_name, record.qualifier)] = url
+            self._by_id, self._by_target = by_id, by_target
+            return
+        for url in [u for (n, _), u in self._by_target.items() if n == name]:
+            self._drop(url)
+        for record in records:
+            if record.function_name == name:
+                self._keep(FunctionUrl(record))
+
+    def _changed(self, name: str) -> None:
+        """Tell the other front ends (after the commit): their caches of ``name``'s URLs are stale."""
+        self._writes += 1
+        self.bus.publish(StateChanged(STATE_KIND, name))
 
     def lookup(self, url_id: str) -> FunctionUrl | None:
         """The URL an id names (the request path's hot lookup: a dictionary read)."""
@@ -112,6 +158,7 @@ class FunctionUrls:
                 f"Failed to create function url config for [functionArn = {self.arns.function(ref.name, ref.qualifier)}]."
                 " Error message:  FunctionUrlConfig exists for this Lambda function")
         url = self._keep(FunctionUrl(record))
+        self._changed(ref.name)
         out = self._api(url)
         out.pop("LastModifiedTime")
         return out
@@ -132,12 +179,15 @@ class FunctionUrls:
         updated = replace(record, **changes)
         if not await asyncio.to_thread(self.repo.update, updated):
             raise ResourceNotFound("The resource you requested does not exist.")
-        return self._api(self._keep(FunctionUrl(updated)))
+        url = self._keep(FunctionUrl(updated))
+        self._changed(record.function_name)
+        return self._api(url)
 
     async def delete(self, ref: FunctionRef) -> None:
         url = await self._existing(ref)
         await asyncio.to_thread(self.repo.delete, url.record.function_name, url.record.qualifier)
         self._drop(url)
+        self._changed(url.record.function_name)
 
     async def list(self, ref: FunctionRef, marker: str | None, max_items: int | None) -> tuple[list[dict[str, Any]], str | None]:
         if not await self.function_exists(FunctionRef(ref.name, None)):
@@ -153,11 +203,13 @@ class FunctionUrls:
         return [self._api(u) for u in page], following
 
     async def drop_alias(self, name: str, alias: str) -> None:
-        """An alias was deleted: its URL goes with it."""
+        """An alias was deleted: its URL goes with it (the row, whether or not this front end knew of it)."""
+        deleted = await asyncio.to_thread(self.repo.delete, name, alias)
         url = self._by_target.get((name, alias))
         if url is not None:
-            await asyncio.to_thread(self.repo.delete, name, alias)
             self._drop(url)
+        if deleted or url is not None:
+            self._changed(name)
 
     # ---- helpers -----------------------------------------------------------------------------------
     async def _target(self, ref: FunctionRef) -> FunctionRef:
@@ -194,6 +246,7 @@ class FunctionUrls:
         self._by_target.pop((url.record.function_name, url.record.qualifier), None)
 
     def _forget_function(self, name: str) -> None:
+        self._writes += 1
         for url in [u for (n, _), u in self._by_target.items() if n == name]:
             self._drop(url)  # the rows went with the function (foreign key)
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 from urllib.parse import unquote
 
 from squall.arn import Arns
+from squall.engine.bus import CachesReset, EventBus, StateChanged
 from squall.errors import LambdaError
 from squall.store.http_apis import HttpApiRepository, StoredApi
 
@@ -37,6 +38,7 @@ DEFAULT = "$default"
 ROUTE_SELECTION = "$request.method $request.path"
 PAYLOAD_FORMATS = ("1.0", "2.0")
 TIMEOUT_DEFAULT_MS = 30_000  # the most an HTTP API waits for an integration (and its default)
+STATE_KIND = "http_apis"  # the bus's StateChanged kind of this cache (name: the API id)
 _ALPHABET = string.ascii_lowercase + string.digits
 # The check AWS reports in its message ("One or more path parts appear to be invalid. …").
 _PART_SOURCE = r"^(\{[\w.:-]+\+?\}|[a-zA-Z0-9.:_-]+)$"
@@ -284,19 +286,54 @@ class HttpApis:
         "CreateStage", "GetStage", "GetStages", "UpdateStage", "DeleteStage",
     })
 
-    def __init__(self, repo: HttpApiRepository, arns: Arns, port: Callable[[], int | None]) -> None:
+    def __init__(self, repo: HttpApiRepository, arns: Arns, port: Callable[[], int | None],
+                 bus: EventBus | None = None) -> None:
         self.repo = repo
         self.arns = arns
         self.port = port
+        self.bus = bus
         self._apis: dict[str, HttpApi] = {}
         self._lock = asyncio.Lock()
+        if bus is not None:
+            bus.subscribe(StateChanged, self._state_changed)
+            bus.subscribe(CachesReset, self._caches_reset)
 
     async def load(self) -> None:
         stored: dict[str, StoredApi] = await asyncio.to_thread(self.repo.all)
         for api_id, found in stored.items():
-            api = HttpApi(found.document, found.resources["integration"], found.resources["route"], found.resources["stage"])
-            api.compile()
-            self._apis[api_id] = api
+            self._apis[api_id] = self._built(found)
+
+    @staticmethod
+    def _built(found: StoredApi) -> HttpApi:
+        api = HttpApi(found.document, found.resources["integration"], found.resources["route"], found.resources["stage"])
+        api.compile()
+        return api
+
+    # ---- other front ends' changes (squall/cluster/relay.py) ----------------------------------------
+    def _state_changed(self, event: StateChanged) -> None:
+        assert self.bus is not None
+        if event.kind != STATE_KIND or not self.bus.from_remote:  # our own changes are in memory already
+            return
+        api_id = event.name or None
+        self.bus.defer(lambda: self._reread(api_id), f"the HTTP API {api_id}" if api_id else "the HTTP APIs")
+
+    def _caches_reset(self, _event: CachesReset) -> None:
+        assert self.bus is not None
+        if self.bus.from_remote:
+            self.bus.defer(lambda: self._reread(None), "the HTTP APIs")
+
+    async def _reread(self, api_id: str | None) -> None:
+        """Replace what memory holds of one API (``api_id``; dropped when gone), or of all, with the database's."""
+        async with self._lock:  # not in the middle of one of our operations
+            stored: dict[str, StoredApi] = await asyncio.to_thread(self.repo.all)
+            if api_id is None:
+                self._apis = {found_id: self._built(found) for found_id, found in stored.items()}
+                return
+            found = stored.get(api_id)
+            if found is None:
+                self._apis.pop(api_id, None)
+            else:
+                self._apis[api_id] = self._built(found)
 
     def lookup(self, api_id: str) -> HttpApi | None:
         return self._apis.get(api_id)
@@ -313,7 +350,12 @@ class HttpApis:
         boto3's result out (None for the operations without output)."""
         handler = getattr(self, f"_op_{operation}")
         async with self._lock:  # the checks (unique keys, references) and the writes, together
-            return await handler(params)  # type: ignore[no-any-return]
+            out: Doc | None = await handler(params)
+        if self.bus is not None and not operation.startswith("Get"):  # a change, committed: tell the others
+            api_id = params.get("ApiId") or (out or {}).get("ApiId")
+            if api_id:
+                self.bus.publish(StateChanged(STATE_KIND, str(api_id)))
+        return out
 
     # ---- helpers -------------------------------------------------------------------------------------
     def _api(self, api_id: str) -> HttpApi:

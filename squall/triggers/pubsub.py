@@ -4,10 +4,12 @@
 ``POST /squall/triggers/mqtt|nats|redis-pubsub`` (signed; ``{"FunctionName", "Broker", "Topic"}``)
 stores a trigger (the ``triggers`` table: kind ``mqtt``/``nats``/``redis-pubsub``, source
 ``<broker>:<topic>``) and starts its listener; the server starts a listener for every stored one
-at start-up and stops them at shutdown. ``Broker`` is a name of the ``event_source_brokers``
-setting (``mqtt://host:port``, ``nats://host:port``, ``redis://host:port/db``). The creator needs
-``lambda:AddPermission`` on the function (making a trigger is granting a caller the right to
-invoke it); no resource-policy check is made per message, as there is no AWS principal for these.
+at start-up and stops them at shutdown (with several front ends on one database, only the leader
+listens: the others tell it of the triggers they make and delete over the bus). ``Broker`` is a
+name of the ``event_source_brokers`` setting (``mqtt://host:port``, ``nats://host:port``,
+``redis://host:port/db``). The creator needs ``lambda:AddPermission`` on the function (making a
+trigger is granting a caller the right to invoke it); no resource-policy check is made per
+message, as there is no AWS principal for these.
 
 Every message becomes ONE asynchronous invocation (``accept_event``: retries, event age and
 destinations apply) with the event::
@@ -45,6 +47,7 @@ import orjson
 
 from squall.api.protocol import HttpResponse
 from squall.arn import FunctionRef
+from squall.engine.bus import CachesReset, EventBus, StateChanged
 from squall.errors import InvalidParameterValue, LambdaError, ResourceNotFound
 from squall.sources.brokers import Brokers
 from squall.store.triggers import StoredTrigger, TriggerRepository
@@ -55,6 +58,7 @@ KINDS = {"mqtt": ("mqtt", "topic", ("mqtt", "tcp")),
          "nats": ("nats", "subject", ("nats", "tls")),
          "redis-pubsub": ("redis", "channel", ("redis", "rediss", "unix"))}
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
+STATE_KIND = "triggers"  # the bus's StateChanged kind of the triggers table (name: the trigger id)
 
 
 def iso(moment: float) -> str:
@@ -217,35 +221,92 @@ class Listener:
 
 
 class PubSub:
+    """The pub/sub triggers' listeners. Only a started PubSub listens (with several front ends on one
+    database, the leader's): ``start`` and ``stop`` may alternate any number of times; after ``stop``
+    no listener is left, and ``start`` starts one for every stored trigger again. A started PubSub
+    follows the triggers other front ends make and delete (``StateChanged("triggers", id)`` from them)."""
+
     def __init__(self, repo: TriggerRepository, brokers: Brokers, region: str, account_id: str,
                  accept: Callable[[FunctionRef, bytes, str], Awaitable[None]],
-                 exists: Callable[[FunctionRef], Awaitable[bool]]) -> None:
+                 exists: Callable[[FunctionRef], Awaitable[bool]], bus: EventBus | None = None) -> None:
         self.repo = repo
         self.brokers = brokers
         self.region = region
         self.account_id = account_id
         self.accept = accept
         self.exists = exists
+        self.bus = bus
         self.listeners: dict[str, Listener] = {}
         self._running = False
+        # start, stop, forget and the re-reads one at a time: a re-read never revives what is being stopped
+        self._lock = asyncio.Lock()
+        if bus is not None:
+            bus.subscribe(StateChanged, self._state_changed)
+            bus.subscribe(CachesReset, self._caches_reset)
 
     # ---- life cycle ------------------------------------------------------------------
     async def start(self) -> None:
-        self._running = True
-        for trigger in await asyncio.to_thread(self.repo.list):
-            if trigger.kind in KINDS:
-                self._listen(trigger)
+        async with self._lock:
+            self._running = True
+            await self._sync(None)
 
     async def stop(self) -> None:
-        self._running = False
-        listeners, self.listeners = list(self.listeners.values()), {}
-        await asyncio.gather(*(listener.stop() for listener in listeners))
+        async with self._lock:
+            self._running = False
+            listeners, self.listeners = list(self.listeners.values()), {}
+            await asyncio.gather(*(listener.stop() for listener in listeners))
 
     async def forget(self, trigger_id: str) -> None:
-        """A trigger was deleted: its listener stops."""
-        listener = self.listeners.pop(trigger_id, None)
-        if listener is not None:
-            await listener.stop()
+        """A trigger is being deleted: its listener stops and its row goes (committed before the other
+        front ends are told, so that the one listening finds it gone)."""
+        async with self._lock:
+            listener = self.listeners.pop(trigger_id, None)
+            if listener is not None:
+                await listener.stop()
+            await asyncio.to_thread(self.repo.delete, trigger_id)
+        self._changed(trigger_id)
+
+    # ---- other front ends' triggers (squall/cluster/relay.py) --------------------------------------
+    def _changed(self, trigger_id: str) -> None:
+        if self.bus is not None:
+            self.bus.publish(StateChanged(STATE_KIND, trigger_id))
+
+    def _state_changed(self, event: StateChanged) -> None:
+        assert self.bus is not None
+        if event.kind != STATE_KIND or not self.bus.from_remote or not self._running:
+            return
+        trigger_id = event.name or None
+        self.bus.defer(lambda: self._resync(trigger_id), f"the pub/sub trigger {trigger_id or '(all)'}")
+
+    def _caches_reset(self, _event: CachesReset) -> None:
+        assert self.bus is not None
+        if self.bus.from_remote and self._running:
+            self.bus.defer(lambda: self._resync(None), "the pub/sub triggers")
+
+    async def _resync(self, trigger_id: str | None) -> None:
+        async with self._lock:
+            if self._running:
+                await self._sync(trigger_id)
+
+    async def _sync(self, trigger_id: str | None) -> None:
+        """Listen to what the database holds (one trigger, or all), and to nothing else (lock held)."""
+        if trigger_id is not None:
+            found = await asyncio.to_thread(self.repo.get, trigger_id)
+            wanted = {trigger_id: found} if found is not None and found.kind in KINDS else {}
+            names = {trigger_id}
+        else:
+            wanted = {t.trigger_id: t for t in await asyncio.to_thread(self.repo.list) if t.kind in KINDS}
+            names = set(self.listeners) | set(wanted)
+        if not self._running:
+            return
+        for name in sorted(names):
+            trigger, listener = wanted.get(name), self.listeners.get(name)
+            if listener is not None and (trigger is None or (trigger.function_arn, trigger.document)
+                                         != (listener.trigger.function_arn, listener.trigger.document)):
+                del self.listeners[name]  # gone, or pointed elsewhere since
+                await listener.stop()
+            if trigger is not None:
+                self._listen(trigger)
 
     def _listen(self, trigger: StoredTrigger) -> None:
         if trigger.trigger_id in self.listeners or not self._running:
@@ -304,6 +365,7 @@ class PubSub:
             trigger = StoredTrigger(secrets.token_urlsafe(18), kind, arn, source, None,
                                     {"Broker": broker, "Topic": topic}, time.time())
             await asyncio.to_thread(self.repo.put, trigger)
+            self._changed(trigger.trigger_id)  # the leader (maybe another front end) starts listening
         self._listen(trigger)
         body = {"TriggerId": trigger.trigger_id, "Kind": kind, "FunctionArn": arn, "Broker": broker, "Topic": topic,
                 "EventSourceArn": self.source_arn(kind, broker, topic)}

@@ -51,6 +51,9 @@ class Functions:
     def opt_path(self, config: FunctionVersion) -> Path | None:
         return None
 
+    async def ensure_local(self, config: FunctionVersion) -> bool:
+        return True
+
 
 @pytest.fixture
 def world(tmp_path):

@@ -1,0 +1,1 @@
+"""Several front ends on one database: changes relayed between them, one leader for singleton work."""

@@ -1,0 +1,197 @@
+"""Two front ends on one PostgreSQL database and one code bucket (moto): one API, whichever serves.
+
+Changes made through one front end reach the other's caches over LISTEN/NOTIFY
+(squall/cluster/relay.py); exactly one front end is the leader (squall/cluster/leadership.py) and
+another takes over when it stops. Propagation is awaited with a bounded poll (``within``): what is
+checked is that the change arrives, the time it took is printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import create_function, make_zip, require, start_server
+from tests.e2e.test_async import aws as moto_client
+from tests.e2e.test_postgres import PG_HOST, PG_PORT, postgres_reachable
+
+pytestmark = pytest.mark.timeout(300)
+
+BUCKET = "squall-cluster-code"
+DEADLINE_S = 10.0  # far above the ~ms a notification takes: a missed change fails, a slow machine does not
+
+
+def within(check, what: str, seconds: float = DEADLINE_S):
+    """Poll ``check()`` until it returns a truthy value (or stops raising); that value."""
+    started = time.monotonic()
+    last: Exception | None = None
+    while time.monotonic() - started < seconds:
+        try:
+            value = check()
+            if value:
+                print(f"{what}: {1000 * (time.monotonic() - started):.0f} ms")
+                return value
+        except Exception as exc:  # noqa: BLE001 - the change has not arrived yet
+            last = exc
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {seconds} s (last error: {last!r})")
+
+
+def queue_report(server, name: str) -> dict:
+    """``GET /squall/queue?function=NAME`` (what ``squall queue`` shows), signed as the administrator."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="GET", url=f"{server.endpoint}/squall/queue?function={name}")
+    SigV4Auth(Credentials(*server.credentials), "lambda", "us-east-1").add_auth(request)
+    answer = urllib.request.urlopen(urllib.request.Request(request.url, headers=dict(request.headers.items())),
+                                    timeout=10)
+    return json.loads(answer.read())
+
+
+def health(server) -> dict:
+    return json.loads(urllib.request.urlopen(f"{server.endpoint}/health", timeout=10).read())
+
+
+@pytest.fixture(scope="module")
+def database():
+    require(postgres_reachable(), f"PostgreSQL is not running on {PG_HOST}:{PG_PORT}")
+    psycopg = pytest.importorskip("psycopg")
+    name = f"squall_cluster_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def cluster_env(database, moto_endpoint):
+    moto_client("s3", moto_endpoint).create_bucket(Bucket=BUCKET)
+    return {"SQUALL_DATABASE_URL": database, "SQUALL_CODE_BUCKET": BUCKET, "SQUALL_AWS_ENDPOINT": moto_endpoint,
+            "SQUALL_AWS_ACCESS_KEY_ID": "test", "SQUALL_AWS_SECRET_ACCESS_KEY": "test"}
+
+
+@pytest.fixture(scope="module")
+def front_ends(cluster_env, tmp_path_factory):
+    first = start_server(tmp_path_factory.mktemp("front-end-a"), env=cluster_env)
+    second = start_server(tmp_path_factory.mktemp("front-end-b"), env=cluster_env)
+    yield first, second
+    for server in (first, second):
+        if server.process.poll() is None:
+            server.stop()
+
+
+def test_one_key_for_every_front_end(front_ends):
+    a, b = front_ends
+    assert a.credentials == b.credentials  # the same server key, from the database
+    assert b.client("lambda", credentials=a.credentials).list_functions()["Functions"] is not None
+
+
+def test_created_on_one_invoked_on_the_other(front_ends):
+    a, b = front_ends
+    lam_a, lam_b = a.client("lambda"), b.client("lambda")
+    name = create_function(lam_a, "def handler(e, c):\n    return {'v': 1, 'e': e}\n")
+    out = within(lambda: json.loads(lam_b.invoke(FunctionName=name, Payload=b'{"k": 2}')["Payload"].read()),
+                 "a function created on A, invoked on B")
+    assert out == {"v": 1, "e": {"k": 2}}
+
+    lam_a.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": "def handler(e, c):\n    return {'v': 2}\n"}))
+    lam_a.get_waiter("function_updated_v2").wait(FunctionName=name)
+    within(lambda: json.loads(lam_b.invoke(FunctionName=name)["Payload"].read()) == {"v": 2},
+           "new code on A, served by B")
+
+    lam_a.update_function_configuration(FunctionName=name, Environment={"Variables": {"COLOR": "blue"}})
+    lam_a.get_waiter("function_updated_v2").wait(FunctionName=name)
+    assert lam_b.get_function_configuration(FunctionName=name)["Environment"]["Variables"] == {"COLOR": "blue"}
+
+    version = lam_a.publish_version(FunctionName=name)["Version"]
+    lam_a.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
+    within(lambda: json.loads(lam_b.invoke(FunctionName=name, Qualifier="live")["Payload"].read()) == {"v": 2},
+           "an alias made on A, invoked on B")
+
+    lam_a.delete_function(FunctionName=name)
+
+    def gone() -> bool:
+        try:
+            lam_b.invoke(FunctionName=name)
+        except ClientError as exc:
+            return exc.response["Error"]["Code"] == "ResourceNotFoundException"
+        return False
+
+    within(gone, "a function deleted on A, gone from B")
+
+
+def test_permissions_and_urls_follow(front_ends):
+    a, b = front_ends
+    lam_a, lam_b = a.client("lambda"), b.client("lambda")
+    name = create_function(lam_a, "def handler(e, c):\n    return 'url'\n")
+    lam_a.add_permission(FunctionName=name, StatementId="sns", Action="lambda:InvokeFunction",
+                         Principal="sns.amazonaws.com")
+    within(lambda: "sns.amazonaws.com" in lam_b.get_policy(FunctionName=name)["Policy"], "a permission added on A, on B")
+    url = lam_a.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
+    lam_a.add_permission(FunctionName=name, StatementId="url", Action="lambda:InvokeFunctionUrl", Principal="*",
+                         FunctionUrlAuthType="NONE")
+    path = url.split("/", 3)[3] if url.count("/") >= 3 else ""
+    host = url.split("/")[2].split(".")[0]
+
+    def through_b() -> bool:
+        request = urllib.request.Request(f"{b.endpoint}/{path}", headers={"Host": url.split('/')[2]})
+        return urllib.request.urlopen(request, timeout=10).read() == b"url"
+
+    assert host
+    within(through_b, "a function URL made on A, answered by B")
+
+
+def test_an_access_key_made_on_one_works_on_the_other_until_deleted(front_ends):
+    a, b = front_ends
+    iam_a = a.client("iam")
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    iam_a.create_user(UserName=user)
+    iam_a.put_user_policy(UserName=user, PolicyName="all", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "lambda:*", "Resource": "*"}]}))
+    key = iam_a.create_access_key(UserName=user)["AccessKey"]
+    as_user = b.client("lambda", credentials=(key["AccessKeyId"], key["SecretAccessKey"]))
+    within(lambda: as_user.list_functions() is not None, "a key made on A, accepted by B")
+    iam_a.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
+
+    def refused() -> bool:
+        try:
+            as_user.list_functions()
+        except ClientError as exc:
+            return exc.response["Error"]["Code"] in ("UnrecognizedClientException", "InvalidSignatureException")
+        return False
+
+    within(refused, "a key deleted on A, refused by B")
+
+
+def test_async_events_accepted_on_one_run_somewhere(front_ends):
+    a, b = front_ends
+    lam_a, lam_b = a.client("lambda"), b.client("lambda")
+    name = create_function(lam_a, "def handler(e, c):\n    print('event', e['n'])\n    return e\n")
+    within(lambda: lam_b.invoke(FunctionName=name)["StatusCode"] == 200, "the function served by B")
+    for n in range(10):
+        (lam_a if n % 2 else lam_b).invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"n": n}))
+
+    def settled() -> bool:
+        row = queue_report(a, name)["functions"][0]
+        return row.get("succeeded", 0) >= 10 and row.get("depth", 1) == 0
+
+    within(settled, "10 async events accepted on both, completed", seconds=60)
+
+
+def test_one_leader_and_a_takeover(front_ends):
+    a, b = front_ends
+    leaders = within(lambda: [s for s in (a, b) if health(s)["cluster"]["leader"]], "a leader elected")
+    assert len(leaders) == 1
+    leader = leaders[0]
+    other = b if leader is a else a
+    assert health(other)["cluster"]["relay"]["connected"] is True
+    leader.stop()
+    within(lambda: health(other)["cluster"]["leader"], "the other front end takes over", seconds=20)

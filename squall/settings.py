@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     async_max_concurrency: int = Field(32, ge=1)
     # Most queue writes per commit; 1 = one commit (and fsync) per accepted event.
     async_commit_batch: int = Field(1000, ge=1)
+    # How long a front end's lease on an event it runs lasts unless renewed (every quarter of it):
+    # when a front end dies, the others run its events once their leases expire.
+    async_lease_seconds: float = Field(60.0, ge=1)
     # SQS/SNS destinations and dead-letter queues: their AWS-compatible endpoints (empty:
     # SQUALL_AWS_ENDPOINT, and if that is empty too, AWS itself) and credentials (empty:
     # boto3's usual chain, e.g. AWS_ACCESS_KEY_ID).

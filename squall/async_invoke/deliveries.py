@@ -18,7 +18,7 @@ from typing import Callable
 
 from squall import tasks as background
 from squall.async_invoke.destinations import DeliveryError, Senders
-from squall.async_invoke.queue import LEASE_SECONDS, EventQueue
+from squall.async_invoke.queue import EventQueue
 from squall.engine.bus import DeliveryFinished, EventBus
 from squall.store.events import Delivery
 
@@ -91,7 +91,7 @@ class DeliveryWorker:
         repo = self.queue.repo
 
         def lease(conn):  # type: ignore[no-untyped-def]
-            due = repo.lease_deliveries(conn, self.queue.owner, now, now + LEASE_SECONDS, room)
+            due = repo.lease_deliveries(conn, self.queue.owner, now, now + self.queue.lease_seconds, room)
             return due, repo.next_delivery_due(conn)
 
         due, self._next_due = await self.queue.run(lease)

@@ -26,7 +26,7 @@ from typing import Awaitable, Callable
 from squall import tasks as background
 from squall.arn import FunctionRef
 from squall.async_invoke.configs import EventInvokeConfigs
-from squall.async_invoke.queue import LEASE_SECONDS, EventQueue, Lease
+from squall.async_invoke.queue import EventQueue, Lease
 from squall.async_invoke.retries import Condition, Outcome, RetryPolicy
 from squall.errors import LambdaError, RecursiveInvocation, ResourceNotFound, TooManyRequests
 from squall.invoke.admission import Admission
@@ -42,7 +42,6 @@ Finish = Callable[[Lease, Condition, int, "InvocationResult | None"], Awaitable[
 
 POLL_INTERVAL = 1.0  # look for functions with waiting events at least this often
 SWEEP_INTERVAL = 5.0  # age expiry of events that wait unleased; queue depth recount
-RENEW_INTERVAL = LEASE_SECONDS / 4
 
 
 class Dispatcher:
@@ -170,7 +169,7 @@ class Dispatcher:
         if now - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = now
             await self._sweep()
-        if now - self._last_renew >= RENEW_INTERVAL:
+        if now - self._last_renew >= self.queue.lease_seconds / 4:
             self._last_renew = now
             await self.queue.renew()
             await self.queue.reclaim_expired()

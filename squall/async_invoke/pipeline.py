@@ -67,7 +67,8 @@ class AsyncInvocations:
         # Its own connections, each commit fsynced: an accepted event survives power loss too.
         self.db = create_engine(settings.database, synchronous="FULL")
         self.repo = EventRepository(self.db)
-        self.queue = EventQueue(self.repo, uuid.uuid4().hex, clock, settings.async_commit_batch)
+        self.queue = EventQueue(self.repo, uuid.uuid4().hex, clock, settings.async_commit_batch,
+                                settings.async_lease_seconds)
         self.configs = EventInvokeConfigs(EventInvokeConfigRepository(self.db), arns, exists, clock, bus)
         endpoints = Endpoints(
             sqs=settings.destination_sqs_endpoint or settings.aws_endpoint or None,

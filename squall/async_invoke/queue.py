@@ -32,7 +32,8 @@ from squall.store.events import Delivery, EventRepository, QueuedEvent
 
 log = logging.getLogger("squall.events")
 
-LEASE_SECONDS = 180.0  # a lease lasts this long unless renewed (renewed every LEASE_SECONDS / 4)
+LEASE_SECONDS = 60.0  # default: a lease lasts this long unless renewed (every lease_seconds / 4); a front
+# end that died leaves its events to the others once their leases expire
 
 Op = Callable[[Connection], Any]
 
@@ -60,9 +61,11 @@ class EventQueue:
         owner: str,
         clock: Callable[[], float] = time.time,
         max_batch: int = 1000,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self.repo = repo
         self.owner = owner
+        self.lease_seconds = lease_seconds
         self.clock = clock
         self.max_batch = max_batch
         self._pending: list[_Write] = []
@@ -99,7 +102,7 @@ class EventQueue:
         With ``leased`` the event is stored already leased to this server (handed straight
         to its dispatcher after the commit).
         """
-        row = self.repo.row(event, self.owner, self.clock() + LEASE_SECONDS) if leased else self.repo.row(event)
+        row = self.repo.row(event, self.owner, self.clock() + self.lease_seconds) if leased else self.repo.row(event)
         return self._submit(row=row)
 
     async def accept(self, event: QueuedEvent, leased: bool = False) -> None:
@@ -123,7 +126,7 @@ class EventQueue:
             events: list[QueuedEvent] = []
             next_due: dict[str, float | None] = {}
             for name, limit in wanted.items():
-                events.extend(self.repo.lease_due(conn, self.owner, now, now + LEASE_SECONDS, name, limit))
+                events.extend(self.repo.lease_due(conn, self.owner, now, now + self.lease_seconds, name, limit))
                 next_due[name] = self.repo.next_due(conn, name)
             return events, next_due
 
@@ -136,7 +139,7 @@ class EventQueue:
         now = self.clock()
         return await self.run(  # type: ignore[no-any-return]
             lambda conn: self.repo.lease_older_than(
-                conn, self.owner, function_name, now - max_age, now + LEASE_SECONDS, limit
+                conn, self.owner, function_name, now - max_age, now + self.lease_seconds, limit
             )
         )
 
@@ -153,7 +156,7 @@ class EventQueue:
         await self.run(lambda conn: self.repo.release(conn, [e.request_id for e in events]))
 
     async def renew(self) -> None:
-        until = self.clock() + LEASE_SECONDS
+        until = self.clock() + self.lease_seconds
         await self.run(lambda conn: self.repo.renew(conn, self.owner, until))
 
     async def reclaim_expired(self) -> int:

@@ -349,9 +349,14 @@ def create_engine(url: str, synchronous: str = "NORMAL") -> Engine:
     return engine
 
 
+MIGRATION_LOCK = 0x5371_7561_6C6D  # PostgreSQL advisory lock held while the schema is brought up to date
+
+
 def migrate(engine: Engine) -> int:
     """Bring the schema to the latest version; returns it."""
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":  # front ends starting at once: one migrates, the others wait
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         metadata.create_all(conn, tables=[schema_version])  # the one table no step creates
         current = conn.execute(sa.select(schema_version.c.version)).scalar()
         if current is None:

@@ -23,6 +23,10 @@ from tests.e2e.test_postgres import PG_HOST, PG_PORT, postgres_reachable
 pytestmark = pytest.mark.timeout(300)
 
 BUCKET = "squall-cluster-code"
+SPEED = 30  # the schedule clock runs 30 times faster (SQUALL_TEST_SCHEDULE_CLOCK): rate(1 minute) every 2 s
+ANCHOR = time.time()
+TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
 DEADLINE_S = 10.0  # far above the ~ms a notification takes: a missed change fails, a slow machine does not
 
 
@@ -75,7 +79,9 @@ def database():
 def cluster_env(database, moto_endpoint):
     moto_client("s3", moto_endpoint).create_bucket(Bucket=BUCKET)
     return {"SQUALL_DATABASE_URL": database, "SQUALL_CODE_BUCKET": BUCKET, "SQUALL_AWS_ENDPOINT": moto_endpoint,
-            "SQUALL_AWS_ACCESS_KEY_ID": "test", "SQUALL_AWS_SECRET_ACCESS_KEY": "test"}
+            "SQUALL_AWS_ACCESS_KEY_ID": "test", "SQUALL_AWS_SECRET_ACCESS_KEY": "test",
+            "SQUALL_ASYNC_LEASE_SECONDS": "4",  # a dead front end's events run elsewhere 4 s later
+            "SQUALL_TEST_SCHEDULE_CLOCK": f"{ANCHOR:.3f},{SPEED}"}
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +190,57 @@ def test_async_events_accepted_on_one_run_somewhere(front_ends):
         return row.get("succeeded", 0) >= 10 and row.get("depth", 1) == 0
 
     within(settled, "10 async events accepted on both, completed", seconds=60)
+
+
+def test_a_schedule_fires_once_per_tick_with_two_front_ends(front_ends):
+    from tests.e2e.test_async import Webhook
+
+    a, b = front_ends
+    lam_a = a.client("lambda")
+    iam = a.client("iam")
+    role = iam.create_role(RoleName=f"sched-{uuid.uuid4().hex[:6]}", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    iam.put_role_policy(RoleName=role.rsplit("/", 1)[1], PolicyName="invoke", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "*"}]}))
+    hook = Webhook()
+    try:
+        name = create_function(lam_a, "def handler(e, c):\n    return e\n")
+        lam_a.put_function_event_invoke_config(FunctionName=name,
+                                               DestinationConfig={"OnSuccess": {"Destination": hook.url(name)}})
+        arn = lam_a.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+        within(lambda: b.client("lambda").invoke(FunctionName=name)["StatusCode"] == 200, "the function served by B")
+        time.sleep(1)  # B's caches of the role (IAM) and the configs have it too
+        schedule = f"tick-{uuid.uuid4().hex[:6]}"
+        b.client("scheduler").create_schedule(
+            Name=schedule, ScheduleExpression="rate(1 minute)", FlexibleTimeWindow={"Mode": "OFF"},
+            Target={"Arn": arn, "RoleArn": role, "Input": '{"tick": "<aws.scheduler.scheduled-time>"}'})
+        records = hook.wait(name, 4, timeout=60)
+        a.client("scheduler").delete_schedule(Name=schedule)
+        time.sleep(2 * 60 / SPEED)  # a tick that was being delivered as it was deleted
+        ticks = [r["requestPayload"]["tick"] for r in hook.records[name]]
+        assert len(records) >= 4 and len(ticks) == len(set(ticks)), ticks  # every tick once, by one front end
+    finally:
+        hook.server.shutdown()
+
+
+def test_a_killed_front_ends_events_complete_on_the_others(front_ends, cluster_env, tmp_path_factory):
+    a, b = front_ends
+    doomed = start_server(tmp_path_factory.mktemp("front-end-c"), env=cluster_env)
+    lam_c = doomed.client("lambda")
+    name = create_function(a.client("lambda"), "import time\ndef handler(e, c):\n    time.sleep(2)\n    return e\n",
+                           Timeout=30)
+    within(lambda: lam_c.invoke(FunctionName=name, Payload=b'{"warm": 1}')["StatusCode"] == 200,
+           "the function served by C")
+    for n in range(4):
+        assert lam_c.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"n": n}))["StatusCode"] == 202
+    within(lambda: health(doomed)["async"]["in_flight"] >= 1, "C runs the events it accepted")
+    doomed.process.kill()  # SIGKILL: no graceful hand-back of its leases
+    doomed.process.wait(10)
+
+    def all_done() -> bool:
+        row = queue_report(a, name)["functions"][0]
+        return row.get("succeeded", 0) >= 4 and row.get("depth", 1) == 0
+
+    within(all_done, "C's 4 events completed by A and B after its leases expired", seconds=60)
 
 
 def test_one_leader_and_a_takeover(front_ends):

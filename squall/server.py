@@ -98,6 +98,7 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}"
     sockets = [sock, *environment_sockets(app, host, port)]
+    app.engine.advertised_url = url if host not in ("0.0.0.0", "::") else f"http://{socket.gethostname()}:{port}"
     limits = ConnectionLimits(
         settings.request_header_timeout_seconds, settings.request_body_idle_seconds, settings.max_connections
     )

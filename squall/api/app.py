@@ -74,11 +74,12 @@ class SquallApp:
                 ConsoleRoute(identity, settings.region, engine.clock),  # the web console: /console/ (docs/console.md)
                 PathRoute("GET", "/metrics", self._metrics),  # Prometheus (signed, or the metrics token)
                 PathRoute("GET", "/squall/code/", self._code_download, prefix=True),
-                PathRoute("GET", "/squall/queue", self._queue),
+                PathRoute("GET", "/squall/queue", self._queue),  # `squall queue`: the async queue per function
+                PathRoute("GET", "/squall/cluster", self._cluster),  # `squall cluster status`
                 PathRoute("POST", "/squall/triggers/", self._triggers, prefix=True),  # SNS and S3 webhooks
                 PathRoute("GET", "/squall/triggers", self._list_triggers),
                 PathRoute("DELETE", "/squall/triggers/", self._delete_trigger, prefix=True),  # `squall unsubscribe`
-                PathRoute("GET", "/squall/event-sources", self._event_sources),  # `squall event-sources`  # `squall queue`: the async queue per function
+                PathRoute("GET", "/squall/event-sources", self._event_sources),  # `squall event-sources`
                 self.query_route,  # IAM and STS: form-encoded requests to /
                 ApiGatewayRoute(engine),  # API Gateway v2 (HTTP APIs): /v2/…
                 SchedulerRoute(engine),  # EventBridge Scheduler: /schedules, /schedule-groups
@@ -170,6 +171,10 @@ class SquallApp:
         resource = self.engine.arns.function(name) if name else "*"
         self.engine.identity.access.check(request.state.get("principal"), "lambda:GetFunctionEventInvokeConfig", resource)  # type: ignore[arg-type]
         return _json(200, await self.engine.queue_report(name))
+
+    async def _cluster(self, request: Request) -> HttpResponse:
+        self.engine.identity.access.check(request.state.get("principal"), "lambda:GetAccountSettings", "*")  # type: ignore[arg-type]
+        return _json(200, await self.engine.cluster_status())
 
     async def _event_sources(self, request: Request) -> HttpResponse:
         self.engine.identity.access.check(request.state.get("principal"), "lambda:ListEventSourceMappings", "*")  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ import click
 
 from squall import __version__
 from squall.cli.client import CliError, Connection, api_command
+from squall.cli.cluster import cluster
 from squall.cli.deploy import DEFAULT_ROLE, DEFAULT_S3_PREFIX, DeployOptions, S3Upload, deploy_function, parse_env
 from squall.cli.invoke import check_payload, invoke_function
 from squall.cli.logs import Follower, function_log_group, parse_duration, print_logs
@@ -22,6 +23,9 @@ from squall.cli.output import fields, human_size, lambda_time, note, table
 @click.version_option(__version__, prog_name="squall")
 def cli() -> None:
     """Squall: self-hosted serverless compute that speaks the AWS Lambda API."""
+
+
+cli.add_command(cluster)
 
 
 @cli.command()

@@ -24,6 +24,7 @@ from squall.auth.identity import Identity
 from squall.auth.policy import Policy
 from squall.code import CodeLimits
 from squall.cluster.leadership import Leadership
+from squall.cluster.members import FrontEnds
 from squall.cluster.relay import ChangeRelay
 from squall.engine.bus import (
     AsyncEventAccepted,
@@ -134,6 +135,8 @@ class Engine:
         shared_database = settings.database.startswith("postgresql")
         self.relay = ChangeRelay(bus, settings.database) if shared_database else None
         self.leadership = Leadership(settings.database, self._lead, self._follow)
+        self.advertised_url = ""  # where clients reach this front end (set by the server once it listens)
+        self.front_ends = FrontEnds(stores.front_ends, __version__, self._running_report, lambda: self.leadership.leader)
         self.identity = Identity(
             stores.iam, stores.server_key, settings.account_id, settings.region, settings.auth, clock,
             upstream={role: (c.access_key_id, c.secret_access_key) for role, c in settings.upstream_roles.items()},
@@ -261,6 +264,7 @@ class Engine:
         self.event_rules.start()
         self.schedules.start()
         await self.leadership.start()  # the leader (the only front end, on SQLite) polls and subscribes
+        self.front_ends.start(self.advertised_url)
 
     async def _lead(self) -> None:
         await self.event_sources.run_pollers()
@@ -270,7 +274,16 @@ class Engine:
         await self.pubsub.stop()
         await self.event_sources.stop_pollers()
 
+    def _running_report(self) -> dict[str, Any]:
+        """What this front end runs now, for ``squall cluster status``."""
+        return {"environments": self.executor.pool.counts(), "in_flight": self.admission.in_flight,
+                "functions": self.functions.count()}
+
+    async def cluster_status(self) -> dict[str, Any]:
+        return await self.front_ends.status()
+
     async def stop(self) -> None:
+        await self.front_ends.stop()
         await self.leadership.stop()
         if self.relay is not None:
             await self.relay.stop()

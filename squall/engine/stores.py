@@ -32,6 +32,7 @@ from squall.store.layers import LayerRepository
 from squall.store.provisioned import ProvisionedRepository
 from squall.store.triggers import TriggerRepository
 from squall.store.schedules import ScheduleRepository
+from squall.store.front_ends import FrontEndRepository
 
 log = logging.getLogger("squall.stores")
 
@@ -123,6 +124,7 @@ class Stores:
     http_apis: HttpApiRepository  # HTTP APIs (API Gateway v2)
     event_rules: EventRuleRepository  # EventBridge buses, rules and targets
     schedules: ScheduleRepository  # EventBridge Scheduler schedules
+    front_ends: FrontEndRepository  # the front ends serving the database (squall cluster status)
     triggers: TriggerRepository  # SNS subscriptions and object-store webhooks
     layers: LayerRepository  # layers and their versions
     function_settings: FunctionSettingsRepository  # recursion and runtime management configurations
@@ -161,6 +163,7 @@ class Stores:
             event_rules=EventRuleRepository(db),
             triggers=TriggerRepository(db),
             schedules=ScheduleRepository(db),
+            front_ends=FrontEndRepository(db),
         )
 
     def check_database(self) -> str | None:

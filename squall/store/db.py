@@ -320,6 +320,20 @@ layer_versions = sa.Table(
 
 
 # ---- the server's secrets (one key for every front end of the database) ---------------------------
+front_ends = sa.Table(
+    "front_ends",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("url", sa.String(512), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("seen_at", sa.Float, nullable=False),
+    sa.Column("leader", sa.Boolean, nullable=False),
+    sa.Column("info", sa.Text, nullable=False),  # JSON: environments, in flight, memory
+)
+
 server_secrets = sa.Table(
     "server_secrets",
     metadata,

@@ -376,6 +376,25 @@ def _v14_server_secrets(conn: sa.Connection) -> None:
     m.tables["server_secrets"].create(conn)
 
 
+def _v15_front_ends(conn: sa.Connection) -> None:
+    """The front ends serving the database: each writes its row every few seconds."""
+    m = sa.MetaData()
+    sa.Table(
+        "front_ends",
+        m,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("url", sa.String(512), nullable=False),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("version", sa.String(64), nullable=False),
+        sa.Column("started_at", sa.Float, nullable=False),
+        sa.Column("seen_at", sa.Float, nullable=False),
+        sa.Column("leader", sa.Boolean, nullable=False),
+        sa.Column("info", sa.Text, nullable=False),  # JSON: environments, in flight, memory
+    )
+    m.tables["front_ends"].create(conn)
+
+
 def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> None:
     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
@@ -396,4 +415,5 @@ MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
     _v12_layers,
     _v13_trace_and_function_settings,
     _v14_server_secrets,
+    _v15_front_ends,
 )

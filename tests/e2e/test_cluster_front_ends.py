@@ -46,17 +46,22 @@ def within(check, what: str, seconds: float = DEADLINE_S):
     raise AssertionError(f"{what}: not within {seconds} s (last error: {last!r})")
 
 
-def queue_report(server, name: str) -> dict:
-    """``GET /squall/queue?function=NAME`` (what ``squall queue`` shows), signed as the administrator."""
+def signed_get(server, path: str) -> dict:
+    """GET one of Squall's own endpoints, signed as the administrator (as the CLI does)."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    request = AWSRequest(method="GET", url=f"{server.endpoint}/squall/queue?function={name}")
+    request = AWSRequest(method="GET", url=f"{server.endpoint}{path}")
     SigV4Auth(Credentials(*server.credentials), "lambda", "us-east-1").add_auth(request)
     answer = urllib.request.urlopen(urllib.request.Request(request.url, headers=dict(request.headers.items())),
                                     timeout=10)
     return json.loads(answer.read())
+
+
+def queue_report(server, name: str) -> dict:
+    """``GET /squall/queue?function=NAME``: what ``squall queue`` shows."""
+    return signed_get(server, f"/squall/queue?function={name}")
 
 
 def health(server) -> dict:
@@ -241,6 +246,25 @@ def test_a_killed_front_ends_events_complete_on_the_others(front_ends, cluster_e
         return row.get("succeeded", 0) >= 4 and row.get("depth", 1) == 0
 
     within(all_done, "C's 4 events completed by A and B after its leases expired", seconds=60)
+
+
+def test_cluster_status_shows_every_front_end(front_ends):
+    from tests.e2e.test_cli import squall
+
+    a, b = front_ends
+    def both_alive() -> dict:
+        status = signed_get(a, "/squall/cluster")
+        return status if {a.endpoint, b.endpoint} <= {fe["url"] for fe in status["front_ends"] if fe["alive"]} else {}
+
+    status = within(both_alive, "both front ends listed")
+    ids = {fe["url"]: fe for fe in status["front_ends"] if fe["alive"]}
+    assert {a.endpoint, b.endpoint} <= set(ids)
+    assert sum(fe["leader"] for fe in ids.values()) == 1
+    assert all("environments" in fe and "in_flight" in fe for fe in ids.values())
+    shown = squall(b.endpoint, "cluster", "status")
+    assert shown.returncode == 0, shown.stderr
+    assert a.endpoint in shown.stdout and b.endpoint in shown.stdout and "leader" in shown.stdout
+    assert "FRONT END" in shown.stdout and " *" in shown.stdout  # the one asked is marked
 
 
 def test_one_leader_and_a_takeover(front_ends):

@@ -231,3 +231,18 @@ def processes_with_arg(*args: str) -> list[int]:
         if any(arg in cmd for arg in args):
             found.append(int(pid))
     return found
+
+
+@pytest.fixture(scope="module")
+def shared_database():
+    """A fresh PostgreSQL database on the machine's server, for one module (dropped after)."""
+    from tests.e2e.test_postgres import PG_HOST, PG_PORT, postgres_reachable
+
+    require(postgres_reachable(), f"PostgreSQL is not running on {PG_HOST}:{PG_PORT}")
+    psycopg = pytest.importorskip("psycopg")
+    name = f"squall_shared_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -19,6 +19,7 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable
 
+from squall import tasks as background
 from squall.cluster.relay import Connect, _connect, conninfo
 
 log = logging.getLogger("squall.cluster")
@@ -47,11 +48,7 @@ class Leadership:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await background.cancel(self._task)
             self._task = None
         if self.leader:
             await self._lose()

@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import Any, Callable
 
+from squall import tasks as background
 from squall.store.front_ends import FrontEndRepository, FrontEndRow
 
 log = logging.getLogger("squall.cluster")
@@ -38,6 +39,7 @@ class FrontEnds:
         self.url = ""
         self.started_at = clock()
         self._task: asyncio.Task[None] | None = None
+        self._live = 1  # front ends heard of lately, this one included (as of the last beat)
 
     def start(self, url: str) -> None:
         self.url = url
@@ -45,11 +47,7 @@ class FrontEnds:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await background.cancel(self._task)
             self._task = None
             try:
                 await asyncio.to_thread(self.repo.remove, self.id)
@@ -60,8 +58,15 @@ class FrontEnds:
         return FrontEndRow(self.id, self.url, socket.gethostname(), os.getpid(), self.version, self.started_at,
                            self.clock(), self.is_leader(), self.report())
 
+    def live(self) -> int:
+        """How many front ends serve the database now (heard of within STALE_SECONDS; at least this one)."""
+        return self._live
+
     async def beat(self) -> None:
         await asyncio.to_thread(self.repo.beat, self.row())
+        now = self.clock()
+        rows = await asyncio.to_thread(self.repo.all)
+        self._live = max(1, sum(1 for row in rows if now - row.seen_at < STALE_SECONDS))
         if self.is_leader():
             await asyncio.to_thread(self.repo.forget_older_than, self.clock() - FORGET_SECONDS)
 

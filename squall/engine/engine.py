@@ -25,6 +25,7 @@ from squall.auth.policy import Policy
 from squall.code import CodeLimits
 from squall.cluster.leadership import Leadership
 from squall.cluster.members import FrontEnds
+from squall.cluster.permits import ClusterPermits, NeedPermits
 from squall.cluster.relay import ChangeRelay
 from squall.engine.bus import (
     AsyncEventAccepted,
@@ -51,9 +52,9 @@ from squall.functions.s3_code import S3Code
 from squall.functions.service import FunctionService
 from squall.functions.tags import Tags
 from squall.functions.versions import Versions
-from squall.invoke.admission import Admission
+from squall.invoke.admission import Admission, Slot
 from squall.invoke.invocation import InvocationRequest, InvocationResult
-from squall.invoke.resolver import Resolver
+from squall.invoke.resolver import Resolver, Target
 from squall.invoke.streaming import ResponseStream, StreamedInvocation
 from squall.invoke.trace import for_invocation
 from squall.observe.logs import LogReader
@@ -65,6 +66,7 @@ from squall.sources.aws import AwsClients
 from squall.sources.brokers import Brokers
 from squall.sources.invoker import BatchInvoker
 from squall.sources.service import EventSources
+from squall.store.permits import PermitRepository
 from squall.store.aliases import AliasRecord
 from squall.triggers.deliveries import Deliveries
 from squall.triggers.event_rules import EventRules
@@ -137,6 +139,9 @@ class Engine:
         self.leadership = Leadership(settings.database, self._lead, self._follow)
         self.advertised_url = ""  # where clients reach this front end (set by the server once it listens)
         self.front_ends = FrontEnds(stores.front_ends, __version__, self._running_report, lambda: self.leadership.leader)
+        self.permits = ClusterPermits(PermitRepository(stores.db), self.front_ends.id, self.front_ends.live,
+                                      self.admission.usage, bus) if shared_database else None
+        self.admission.permits = self.permits
         self.identity = Identity(
             stores.iam, stores.server_key, settings.account_id, settings.region, settings.auth, clock,
             upstream={role: (c.access_key_id, c.secret_access_key) for role, c in settings.upstream_roles.items()},
@@ -265,6 +270,8 @@ class Engine:
         self.schedules.start()
         await self.leadership.start()  # the leader (the only front end, on SQLite) polls and subscribes
         self.front_ends.start(self.advertised_url)
+        if self.permits is not None:
+            self.permits.start()
 
     async def _lead(self) -> None:
         await self.event_sources.run_pollers()
@@ -283,6 +290,8 @@ class Engine:
         return await self.front_ends.status()
 
     async def stop(self) -> None:
+        if self.permits is not None:
+            await self.permits.stop()
         await self.front_ends.stop()
         await self.leadership.stop()
         if self.relay is not None:
@@ -312,7 +321,10 @@ class Engine:
             request.streaming_to(stream)
         # No suspension from the resolution to the lease's new environment (see resolver.py).
         try:
-            slot = self.admission.try_acquire(target.name, target.qualifier)
+            try:
+                slot = self.admission.try_acquire(target.name, target.qualifier)
+            except NeedPermits as need:  # several front ends: more of the cluster's limit first
+                slot = await self._with_permit(target, need)
         except TooManyRequests as exc:
             self.bus.publish(InvocationThrottled(target.name, target.qualifier, exc.reason))
             raise
@@ -328,6 +340,15 @@ class Engine:
                                    options.queued_at)
             )
         return result
+
+    async def _with_permit(self, target: Target, need: NeedPermits) -> Slot:
+        assert self.permits is not None
+        if not await self.permits.acquire(need.scope, need.limit, need.in_use):
+            raise need.refusal
+        try:
+            return self.admission.try_acquire(target.name, target.qualifier)
+        except NeedPermits as again:  # others of this front end took them meanwhile
+            raise again.refusal from None
 
     def invoke_stream(self, ref: FunctionRef, payload: bytes, options: InvokeOptions) -> StreamedInvocation:
         """A synchronous invocation whose response can be read as the function writes it (function

@@ -246,6 +246,11 @@ class FunctionService:
         served = self._invocable.get(name)
         if served is not None:
             return served
+        if version is not None and version.state == State.ACTIVE and self.shared_database:
+            await self.refresh(name)  # made Active on another front end a moment ago: serve it here now
+            served = self._invocable.get(name)
+            if served is not None:
+                return served
         if version is None:
             raise ResourceNotFound(f"Function not found: {self.arns.function(name, qualifier)}")
         raise ResourceConflict(

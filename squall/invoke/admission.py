@@ -30,6 +30,7 @@ from squall.engine.bus import (
     ReservedConcurrencyChanged,
     VersionDeleted,
 )
+from squall.cluster.permits import ACCOUNT, ClusterPermits, NeedPermits, function_scope
 from squall.errors import InvalidParameterValue, TooManyRequests
 
 MIN_UNRESERVED = 100  # Lambda keeps 100 executions unreserved
@@ -70,6 +71,8 @@ class Admission:
         self._in_flight: dict[str, int] = {}  # every slot of a function
         self._provisioned_in_flight: dict[tuple[str, str], int] = {}
         self._unreserved_in_flight = 0  # standard slots of functions without reserved concurrency
+        # several front ends: what this one may run of each limit (squall/cluster/permits.py); None: all
+        self.permits: ClusterPermits | None = None
         if bus is not None:
             bus.subscribe(ReservedConcurrencyChanged, lambda e: self.set_reserved(e.name, e.reserved))
             bus.subscribe(ProvisionedConcurrencyChanged, lambda e: self.set_provisioned(e.name, e.qualifier, e.requested))
@@ -116,6 +119,14 @@ class Admission:
         waiting = sum(n for name, n in pending.items() if name not in self.reserved)
         return self._shared_limit - self._unreserved_in_flight - waiting
 
+    def usage(self, scope: str) -> tuple[int, int | None]:
+        """(invocations of ``scope`` running here, its limit; None: no such limit any more), for the
+        cluster's permits: ``account`` (functions without reserved concurrency) or ``function:<name>``."""
+        if scope == ACCOUNT:
+            return self._unreserved_in_flight, self._shared_limit
+        name = scope.removeprefix("function:")
+        return self._in_flight.get(name, 0), self.reserved.get(name)
+
     def reserved_of(self, function: str) -> int | None:
         return self.reserved.get(function)
 
@@ -137,11 +148,18 @@ class Admission:
                 return Slot(self, function, function in self.reserved, qualifier)
         reserved = self.reserved.get(function)
         if reserved is not None:
-            if self._in_flight.get(function, 0) >= reserved:
+            running = self._in_flight.get(function, 0)
+            if running >= reserved:
                 raise TooManyRequests("Rate Exceeded.", "ReservedFunctionConcurrentInvocationLimitExceeded")
-        elif self._unreserved_in_flight >= self._shared_limit:
-            raise TooManyRequests("Rate Exceeded.", "ConcurrentInvocationLimitExceeded")
+            if self.permits is not None and not self.permits.has(function_scope(function), running):
+                raise NeedPermits(function_scope(function), reserved, running, TooManyRequests(
+                    "Rate Exceeded.", "ReservedFunctionConcurrentInvocationLimitExceeded"))
         else:
+            if self._unreserved_in_flight >= self._shared_limit:
+                raise TooManyRequests("Rate Exceeded.", "ConcurrentInvocationLimitExceeded")
+            if self.permits is not None and not self.permits.has(ACCOUNT, self._unreserved_in_flight):
+                raise NeedPermits(ACCOUNT, self._shared_limit, self._unreserved_in_flight,
+                                  TooManyRequests("Rate Exceeded.", "ConcurrentInvocationLimitExceeded"))
             self._unreserved_in_flight += 1
         self._in_flight[function] = self._in_flight.get(function, 0) + 1
         return Slot(self, function, reserved is not None, None)

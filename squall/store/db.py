@@ -334,6 +334,15 @@ front_ends = sa.Table(
     sa.Column("info", sa.Text, nullable=False),  # JSON: environments, in flight, memory
 )
 
+concurrency_permits = sa.Table(
+    "concurrency_permits",
+    metadata,
+    sa.Column("scope", sa.String(200), primary_key=True),  # "account" or "function:<name>"
+    sa.Column("holder", sa.String(64), primary_key=True),  # the front end
+    sa.Column("permits", sa.Integer, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
 server_secrets = sa.Table(
     "server_secrets",
     metadata,

@@ -395,6 +395,20 @@ def _v15_front_ends(conn: sa.Connection) -> None:
     m.tables["front_ends"].create(conn)
 
 
+def _v16_concurrency_permits(conn: sa.Connection) -> None:
+    """Concurrency permits held by front ends (several front ends: the limits hold across them)."""
+    m = sa.MetaData()
+    sa.Table(
+        "concurrency_permits",
+        m,
+        sa.Column("scope", sa.String(200), primary_key=True),  # "account" or "function:<name>"
+        sa.Column("holder", sa.String(64), primary_key=True),  # the front end
+        sa.Column("permits", sa.Integer, nullable=False),
+        sa.Column("expires_at", sa.Float, nullable=False),
+    )
+    m.tables["concurrency_permits"].create(conn)
+
+
 def _add_column(conn: sa.Connection, table: str, column: str, sql_type: str) -> None:
     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
@@ -416,4 +430,5 @@ MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (
     _v13_trace_and_function_settings,
     _v14_server_secrets,
     _v15_front_ends,
+    _v16_concurrency_permits,
 )

@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import create_function, start_server
-from tests.e2e.test_cluster_front_ends import database, within  # noqa: F401 - the module's database fixture
+from tests.e2e.test_cluster_front_ends import within
 from tests.e2e.test_postgres import PG_HOST, PG_PORT
 
 pytestmark = pytest.mark.timeout(300)
@@ -93,9 +93,9 @@ def health(server) -> dict:
     return json.loads(urllib.request.urlopen(f"{server.endpoint}/health", timeout=30).read())
 
 
-def test_warm_invokes_go_on_while_the_database_is_away(database, tmp_path):
+def test_warm_invokes_go_on_while_the_database_is_away(shared_database, tmp_path):
     proxy = Proxy()
-    url = database.replace(f"{PG_HOST}:{PG_PORT}", f"127.0.0.1:{proxy.port}")
+    url = shared_database.replace(f"{PG_HOST}:{PG_PORT}", f"127.0.0.1:{proxy.port}")
     server = start_server(tmp_path / "data", env={"SQUALL_DATABASE_URL": url})
     try:
         lam = server.client("lambda")

@@ -16,9 +16,8 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import create_function, make_zip, require, start_server
+from tests.conftest import create_function, make_zip, start_server
 from tests.e2e.test_async import aws as moto_client
-from tests.e2e.test_postgres import PG_HOST, PG_PORT, postgres_reachable
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -69,21 +68,9 @@ def health(server) -> dict:
 
 
 @pytest.fixture(scope="module")
-def database():
-    require(postgres_reachable(), f"PostgreSQL is not running on {PG_HOST}:{PG_PORT}")
-    psycopg = pytest.importorskip("psycopg")
-    name = f"squall_cluster_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="module")
-def cluster_env(database, moto_endpoint):
+def cluster_env(shared_database, moto_endpoint):
     moto_client("s3", moto_endpoint).create_bucket(Bucket=BUCKET)
-    return {"SQUALL_DATABASE_URL": database, "SQUALL_CODE_BUCKET": BUCKET, "SQUALL_AWS_ENDPOINT": moto_endpoint,
+    return {"SQUALL_DATABASE_URL": shared_database, "SQUALL_CODE_BUCKET": BUCKET, "SQUALL_AWS_ENDPOINT": moto_endpoint,
             "SQUALL_AWS_ACCESS_KEY_ID": "test", "SQUALL_AWS_SECRET_ACCESS_KEY": "test",
             "SQUALL_ASYNC_LEASE_SECONDS": "4",  # a dead front end's events run elsewhere 4 s later
             "SQUALL_TEST_SCHEDULE_CLOCK": f"{ANCHOR:.3f},{SPEED}"}
@@ -246,6 +233,39 @@ def test_a_killed_front_ends_events_complete_on_the_others(front_ends, cluster_e
         return row.get("succeeded", 0) >= 4 and row.get("depth", 1) == 0
 
     within(all_done, "C's 4 events completed by A and B after its leases expired", seconds=60)
+
+
+def test_reserved_concurrency_holds_across_front_ends(front_ends):
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = front_ends
+    lam_a = a.client("lambda")
+    name = create_function(lam_a, "import time\ndef handler(e, c):\n    start = time.time()\n    time.sleep(1.5)\n"
+                                  "    return [start, time.time()]\n", Timeout=30)
+    lam_a.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=10)
+    within(lambda: b.client("lambda").get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
+           == 10, "the reservation known on B")
+    clients = [a.client("lambda", max_pool_connections=20), b.client("lambda", max_pool_connections=20)]
+
+    def call(i: int):
+        try:
+            return json.loads(clients[i % 2].invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
+        except ClientError as exc:
+            return exc.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(30) as pool:
+        outcomes = list(pool.map(call, range(30)))
+    ran = [o for o in outcomes if isinstance(o, list)]
+    throttled = [o for o in outcomes if o == "TooManyRequestsException"]
+    assert len(ran) + len(throttled) == 30, outcomes
+    edges = sorted([(start, 1) for start, _ in ran] + [(end, -1) for _, end in ran])
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    print(f"30 calls over two front ends, reserved 10: {len(ran)} ran (at most {peak} at once), "
+          f"{len(throttled)} throttled")
+    assert peak <= 10 and len(ran) >= 5 and throttled
 
 
 def test_cluster_status_shows_every_front_end(front_ends):

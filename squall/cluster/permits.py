@@ -12,7 +12,8 @@ divided by the live front ends, rounded up) once it has needed permits, and asks
 when it needs more than it holds — a burst beyond its share. Permits above what it runs and above
 its share go back within :data:`TRIM_SECONDS`. A front end refused a permit says so to the others
 (``StateChanged("permits", scope)``, relayed): each gives back at once what it holds of that scope
-beyond what it runs, so the next request (an SDK retries a 429) finds them. All permits are renewed every
+beyond what it runs, and the refused front end tries again 50 and 150 ms later (so a newcomer
+waits a moment instead of being throttled); only then is the invocation throttled (429). All permits are renewed every
 :data:`RENEW_SECONDS` and expire :data:`TTL_SECONDS` after a front end stops renewing them (it
 died): until then the others may throttle a little early, never admit too many.
 
@@ -41,6 +42,7 @@ log = logging.getLogger("squall.cluster")
 ACCOUNT = "account"
 KIND = "permits"  # StateChanged("permits", scope): a front end was refused a permit of scope
 TRIM_SECONDS = 0.25
+ASK_AGAIN_SECONDS = (0.05, 0.1)  # after asking the others to give permits back: try again after these pauses
 RENEW_SECONDS = 2.0
 TTL_SECONDS = 10.0
 
@@ -86,23 +88,31 @@ class ClusterPermits:
         return min(limit, math.ceil(limit / max(1, self.live_front_ends())))
 
     async def acquire(self, scope: str, limit: int, in_use: int) -> bool:
-        """Hold enough permits for one more invocation of ``scope`` (and up to this front end's share)."""
-        async with self._lock(scope):
-            if self.has(scope, in_use):
-                return True
-            wanted = max(in_use + 1, self.share(limit))
-            try:
-                self.held[scope] = await asyncio.to_thread(self.repo.resize, scope, self.holder, wanted, limit,
-                                                           self.clock(), TTL_SECONDS)
-                self.grants += 1
-            except Exception as exc:  # the database is away: only what is held already
-                log.warning("cannot get concurrency permits for %s: %s", scope, exc)
-            granted = self.has(scope, in_use)
-        if not granted:
-            self.refused += 1
-            if self.bus is not None:  # the others give back what they do not use
+        """Hold enough permits for one more invocation of ``scope`` (and up to this front end's share).
+        When the others hold them all, they are asked to give back what they do not run, and the
+        grant is tried again a moment later (:data:`ASK_AGAIN_SECONDS`)."""
+        for attempt, pause in enumerate((0.0, *ASK_AGAIN_SECONDS)):
+            if pause:
+                await asyncio.sleep(pause)
+            async with self._lock(scope):
+                if self.has(scope, in_use):
+                    return True
+                wanted = max(in_use + 1, self.share(limit))
+                try:
+                    self.held[scope] = await asyncio.to_thread(self.repo.resize, scope, self.holder, wanted, limit,
+                                                               self.clock(), TTL_SECONDS)
+                    self.grants += 1
+                except Exception as exc:  # the database is away: only what is held already
+                    log.warning("cannot get concurrency permits for %s: %s", scope, exc)
+                    break
+                if self.has(scope, in_use):
+                    return True
+            if attempt == 0 and self.bus is not None:  # the others give back what they do not run
                 self.bus.publish(StateChanged(KIND, scope))
-        return granted
+            if self.bus is None:
+                break
+        self.refused += 1
+        return False
 
     def _wanted_elsewhere(self, event: StateChanged) -> None:
         if event.kind == KIND and self.bus is not None and self.bus.from_remote and event.name in self.held:

@@ -21,7 +21,14 @@ from typing import Any, Callable
 from squall.arn import LATEST, Arns, FunctionRef, is_version
 from squall.code import CodeLimits, CodePackage, inspect_zip
 from squall.engine.bus import CachesReset, EventBus, FunctionDeleted, FunctionUpdated, ReservedConcurrencyChanged
-from squall.errors import InvalidParameterValue, LambdaError, PreconditionFailed, ResourceConflict, ResourceNotFound
+from squall.errors import (
+    InvalidParameterValue,
+    LambdaError,
+    PreconditionFailed,
+    ResourceConflict,
+    ResourceNotFound,
+    ServiceError,
+)
 from squall.function import Code, FunctionVersion, LayerUse, State, UpdateStatus, merged_logging, validate_settings
 from squall.functions.code_store import CodeHold, CodeStore
 from squall.functions.layers import LayerService
@@ -251,6 +258,8 @@ class FunctionService:
             served = self._invocable.get(name)
             if served is not None:
                 return served
+            if name in self._missing_code:  # this front end cannot read the code: say why (500)
+                raise ServiceError(self._missing_code[name])
         if version is None:
             raise ResourceNotFound(f"Function not found: {self.arns.function(name, qualifier)}")
         raise ResourceConflict(

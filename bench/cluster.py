@@ -131,7 +131,10 @@ def load(servers: list[common.Server], name: str, connections: int, seconds: int
     throughput = sum(r["throughput_per_s"] for r in results)
     cpu = [m.per_op_us(max(1, r["requests"])) or {} for m, r in zip(meters, results)]
     front_end_cpu_us = sum(c.get("server_cpu_us", 0.0) * r["requests"] for c, r in zip(cpu, results)) / max(1, requests)
+    environments_cpu_us = sum(c.get("environments_cpu_us", 0.0) * r["requests"]
+                              for c, r in zip(cpu, results)) / max(1, requests)
     return {"n": requests, "throughput_per_s": throughput, "errors": errors, "front_end_cpu_us": front_end_cpu_us,
+            "environments_cpu_us": environments_cpu_us,
             "p50_ms": max(r["p50_us"] for r in results) / 1000, "p99_ms": max(r["p99_us"] for r in results) / 1000}
 
 

@@ -73,7 +73,7 @@ class Cluster:
             conn.execute(f'CREATE DATABASE "{self.db}"')
         self.env = {"SQUALL_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.db}",
                     "SQUALL_CODE_BUCKET": BUCKET, "SQUALL_AWS_ENDPOINT": moto, "SQUALL_AWS_ACCESS_KEY_ID": "test",
-                    "SQUALL_AWS_SECRET_ACCESS_KEY": "test", **CAPACITY}
+                    "SQUALL_AWS_SECRET_ACCESS_KEY": "test", "SQUALL_ASYNC_LEASE_SECONDS": "10", **CAPACITY}
         if fast_schedules:  # the test-only schedule clock: a minute a second (tickers poll 60 times as often)
             self.env["SQUALL_TEST_SCHEDULE_CLOCK"] = f"{time.time():.3f},{SPEED}"
         self.args = args
@@ -138,7 +138,7 @@ def load(servers: list[common.Server], name: str, connections: int, seconds: int
             "p50_ms": max(r["p50_us"] for r in results) / 1000, "p99_ms": max(r["p99_us"] for r in results) / 1000}
 
 
-def wait_succeeded(server: common.Server, name: str, count: int, timeout: float = 300) -> None:
+def wait_succeeded(server: common.Server, name: str, count: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         report = common.get_json(server.endpoint, f"/squall/queue?function={name}", server.credentials)

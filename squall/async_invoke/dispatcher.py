@@ -68,6 +68,7 @@ class Dispatcher:
         self._buffers: dict[str, deque[QueuedEvent]] = {}
         self._buffered = 0
         self._claimed: dict[str, int] = {}
+        self._active: set[str] = set()  # events being invoked or expired now (their leases are renewed)
         self._unslotted: dict[str, int] = {}  # started tasks that have not taken their slot yet
         self._running: set[asyncio.Task[None]] = set()  # event tasks, invoking or settling
         self._invoking = 0  # of those, the ones whose invocation has not returned yet
@@ -171,8 +172,12 @@ class Dispatcher:
             await self._sweep()
         if now - self._last_renew >= self.queue.lease_seconds / 4:
             self._last_renew = now
-            await self.queue.renew()
+            await self.queue.renew(self._held_ids())
             await self.queue.reclaim_expired()
+
+    def _held_ids(self) -> set[str]:
+        """The events this dispatcher holds leases on: buffered, running, expiring."""
+        return {e.request_id for buffer in self._buffers.values() for e in buffer} | self._active
 
     def _has_room(self) -> bool:
         return self._buffered < 2 * self.buffer_per_function
@@ -264,6 +269,13 @@ class Dispatcher:
             invoked()
 
     async def _attempt(self, event: QueuedEvent, invoked: Callable[[], None]) -> None:
+        self._active.add(event.request_id)
+        try:
+            await self._attempt_held(event, invoked)
+        finally:
+            self._active.discard(event.request_id)
+
+    async def _attempt_held(self, event: QueuedEvent, invoked: Callable[[], None]) -> None:
         name = event.function_name
         async with self.queue.held(event) as lease:
             limits = self.configs.for_event(name, event.qualifier).limits
@@ -338,8 +350,12 @@ class Dispatcher:
 
     def _spawn_expiry(self, event: QueuedEvent) -> None:
         async def expire() -> None:
-            async with self.queue.held(event) as lease:
-                await self._final(lease, Condition.EVENT_AGE_EXCEEDED, event.last_status or 429, None)
+            self._active.add(event.request_id)
+            try:
+                async with self.queue.held(event) as lease:
+                    await self._final(lease, Condition.EVENT_AGE_EXCEEDED, event.last_status or 429, None)
+            finally:
+                self._active.discard(event.request_id)
 
         task = asyncio.get_running_loop().create_task(expire())
         self._running.add(task)

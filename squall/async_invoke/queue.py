@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable, NamedTuple
+from typing import Any, AsyncIterator, Callable, Collection, NamedTuple
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -155,9 +155,10 @@ class EventQueue:
     async def release(self, events: list[QueuedEvent]) -> None:
         await self.run(lambda conn: self.repo.release(conn, [e.request_id for e in events]))
 
-    async def renew(self) -> None:
+    async def renew(self, request_ids: Collection[str] | None = None) -> None:
+        """Extend the leases of the events held (``request_ids``; None: all of this owner's)."""
         until = self.clock() + self.lease_seconds
-        await self.run(lambda conn: self.repo.renew(conn, self.owner, until))
+        await self.run(lambda conn: self.repo.renew(conn, self.owner, until, request_ids))
 
     async def reclaim_expired(self) -> int:
         now = self.clock()

@@ -68,30 +68,35 @@ class Leadership:
 
     async def _run(self) -> None:
         connection = None
-        while True:
-            try:
-                if connection is None or connection.closed:
-                    connection = await self._connect(self.info)
-                if not self.leader:
-                    cursor = await connection.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
-                    row = await cursor.fetchone()
-                    if row and row[0]:
-                        log.info("this front end is the leader now: it runs event source pollers and subscriptions")
-                        await self._gain()
-                else:
-                    await asyncio.wait_for(connection.execute("SELECT 1"), timeout=self.interval)
-            except asyncio.CancelledError:
-                if connection is not None:
-                    await connection.close()
-                raise
-            except Exception as exc:
-                if self.leader:
-                    log.warning("lost the leader's database connection (%s): stopping the leader's work", exc)
-                    await self._lose()
-                if connection is not None:
-                    try:
-                        await connection.close()
-                    except Exception:
-                        pass
-                connection = None
-            await asyncio.sleep(self.interval)
+        try:
+            while True:
+                try:
+                    if connection is None or connection.closed:
+                        connection = await self._connect(self.info)
+                    if not self.leader:
+                        cursor = await connection.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+                        row = await cursor.fetchone()
+                        if row and row[0]:
+                            log.info("this front end is the leader now: it runs event source pollers and subscriptions")
+                            await self._gain()
+                    else:
+                        await asyncio.wait_for(connection.execute("SELECT 1"), timeout=self.interval)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if self.leader:
+                        log.warning("lost the leader's database connection (%s): stopping the leader's work", exc)
+                        await self._lose()
+                    await _close(connection)
+                    connection = None
+                await asyncio.sleep(self.interval)
+        finally:  # stopped (cancelled) wherever it waited: the session ends, the lock is free
+            await _close(connection)
+
+
+async def _close(connection: Any) -> None:
+    if connection is not None:
+        try:
+            await connection.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection
+            pass

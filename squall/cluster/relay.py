@@ -135,33 +135,30 @@ class ChangeRelay:
     async def _send(self) -> None:
         connection = None
         delay = self._retry[0]
-        while True:
-            if not self._pending:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            try:
-                if connection is None or connection.closed:
-                    connection = await self._connect(self.info)
-                while self._pending:
-                    await connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._pending[0]))
-                    self._pending.popleft()
-                    self.sent += 1
-                delay = self._retry[0]
-            except asyncio.CancelledError:
-                if connection is not None:
-                    await connection.close()
-                raise
-            except Exception as exc:  # the database is away: keep the changes, try again
-                log.warning("cannot tell the other front ends of %d change(s) yet: %s", len(self._pending), exc)
-                if connection is not None:
-                    try:
-                        await connection.close()
-                    except Exception:
-                        pass
-                connection = None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry[1])
+        try:
+            while True:
+                if not self._pending:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                try:
+                    if connection is None or connection.closed:
+                        connection = await self._connect(self.info)
+                    while self._pending:
+                        await connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._pending[0]))
+                        self._pending.popleft()
+                        self.sent += 1
+                    delay = self._retry[0]
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the database is away: keep the changes, try again
+                    log.warning("cannot tell the other front ends of %d change(s) yet: %s", len(self._pending), exc)
+                    await _close(connection)
+                    connection = None
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._retry[1])
+        finally:
+            await _close(connection)
 
     # -- other nodes' changes, in
 
@@ -183,22 +180,24 @@ class ChangeRelay:
                     self.received += 1
                     self._publish(decoded[1])
             except asyncio.CancelledError:
-                self.connected = False
-                if connection is not None:
-                    await connection.close()
                 raise
             except Exception as exc:
                 if self.connected:
                     log.warning("lost the database connection that hears other front ends' changes: %s", exc)
+            finally:
                 self.connected = False
-                if connection is not None:
-                    try:
-                        await connection.close()
-                    except Exception:
-                        pass
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry[1])
+                await _close(connection)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._retry[1])
 
     def _publish(self, event: object) -> None:
         with self.bus.remote():
             self.bus.publish(event)
+
+
+async def _close(connection: Any) -> None:
+    if connection is not None:
+        try:
+            await connection.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection
+            pass

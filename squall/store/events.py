@@ -10,7 +10,7 @@ and is served by one writer thread.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Collection
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -181,20 +181,32 @@ class EventRepository:
         return total
 
     @staticmethod
-    def renew(conn: Connection, owner: str, until: float) -> None:
-        for table in (async_events, async_deliveries):
-            conn.execute(table.update().where(table.c.lease_owner == owner).values(lease_until=until))
+    def renew(conn: Connection, owner: str, until: float, request_ids: Collection[str] | None = None) -> None:
+        """Extend this owner's leases: of the events ``request_ids`` (None: all of them) and of every
+        delivery it holds. An event leased but no longer held (lost track of) is left to expire."""
+        c = async_events.c
+        if request_ids is None:
+            conn.execute(async_events.update().where(c.lease_owner == owner).values(lease_until=until))
+        else:
+            ids = list(request_ids)
+            for start in range(0, len(ids), 500):
+                conn.execute(async_events.update().where(c.lease_owner == owner, c.request_id.in_(ids[start:start + 500]))
+                             .values(lease_until=until))
+        conn.execute(async_deliveries.update().where(async_deliveries.c.lease_owner == owner).values(lease_until=until))
 
     @staticmethod
     def reclaim(conn: Connection, owner: str, now: float, everything: bool = False) -> int:
-        """Make leases of other owners available again: expired ones, or all (a restart).
+        """Make expired leases available again (this owner's too: one it no longer renews is one it
+        lost track of), or every other owner's lease (a restart).
 
         Returns how many events (not deliveries) were reclaimed.
         """
         reclaimed = 0
         for table in (async_events, async_deliveries):
-            stmt = table.update().where(table.c.lease_owner.is_not(None), table.c.lease_owner != owner)
-            if not everything:
+            stmt = table.update().where(table.c.lease_owner.is_not(None))
+            if everything:
+                stmt = stmt.where(table.c.lease_owner != owner)
+            else:
                 stmt = stmt.where(table.c.lease_until < now)
             count = conn.execute(stmt.values(lease_owner=None, lease_until=None)).rowcount
             if table is async_events:

@@ -181,3 +181,28 @@ def test_age_expiry_lease(tmp_path):
         return [e.request_id for e in expired]
 
     assert run(scenario()) == ["old"]
+
+
+def test_a_lease_no_longer_held_expires_and_runs_again(tmp_path):
+    """Renewal extends only the leases the dispatcher holds; one it lost track of expires and is
+    reclaimed, by its own owner too (a front end never sits on an event it does not run)."""
+    clock, repo = Clock(), make_store(tmp_path)
+
+    async def scenario():
+        queue = make_queue(repo, clock, owner="me")
+        await queue.start(reclaim_everything=True)
+        await queue.accept(event(clock, "held"), leased=True)
+        await queue.accept(event(clock, "lost"), leased=True)  # leased to us, then forgotten
+        for _ in range(3):
+            clock.advance(queue.lease_seconds / 2)
+            await queue.renew({"held"})
+            await queue.reclaim_expired()
+        leased, _ = await queue.lease_due({"fn": 10})
+        assert [e.request_id for e in leased] == ["lost"]  # available again, to anyone
+        await queue.renew({"held", "lost"})
+        clock.advance(queue.lease_seconds / 2)
+        await queue.reclaim_expired()
+        assert (await queue.lease_due({"fn": 10}))[0] == []  # both held and renewed: nothing expires
+        await queue.stop()
+
+    run(scenario())

@@ -243,13 +243,15 @@ class Lease:
         self.event = event
         self.settled = False
 
+    # Settled only once the database has it: if the write fails (a deadlock with another front
+    # end's update, the database away), ``held`` gives the lease back instead of keeping it.
     async def retry(self, event: QueuedEvent) -> None:
-        self.settled = True
         await self.queue.reschedule(event)
+        self.settled = True
 
     async def finish(self, counter: str | None, deliveries: list[Delivery] = ()) -> None:  # type: ignore[assignment]
-        self.settled = True
         await self.queue.finish(self.event, counter, deliveries)
+        self.settled = True
 
 
 def _ignore_result(future: "asyncio.Future[Any]") -> None:

@@ -206,3 +206,32 @@ def test_a_lease_no_longer_held_expires_and_runs_again(tmp_path):
         await queue.stop()
 
     run(scenario())
+
+
+def test_a_settlement_that_fails_gives_the_lease_back(tmp_path):
+    """A retry or finish whose write fails (a deadlock, the database away) leaves the event
+    unleased, due again, rather than leased to a front end that will never settle it."""
+    clock, repo = Clock(), make_store(tmp_path)
+
+    async def scenario():
+        queue = make_queue(repo, clock, owner="me")
+        await queue.start(reclaim_everything=True)
+        await queue.accept(event(clock, "r1"))
+        (leased,), _ = await queue.lease_due({"fn": 1})
+
+        async def failing(_event):
+            raise RuntimeError("deadlock detected")
+
+        queue.reschedule = failing
+        with pytest.raises(RuntimeError):
+            async with queue.held(leased) as lease:
+                await lease.retry(replace(leased, attempts=1))
+        for _ in range(100):  # the release goes through the writer
+            again, _ = await queue.lease_due({"fn": 1})
+            if again:
+                break
+            await asyncio.sleep(0.01)
+        assert [e.request_id for e in again] == ["r1"]
+        await queue.stop()
+
+    run(scenario())

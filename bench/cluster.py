@@ -82,7 +82,6 @@ class Cluster:
     def add(self) -> common.Server:
         server = common.start_server(self.args.isolation, self.env)
         self.front_ends.append(server)
-        _DATABASES[server.endpoint] = self.db
         return server
 
     def close(self) -> None:
@@ -164,7 +163,7 @@ TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
 
 
-def schedule_ticks(server: common.Server, lam: Any, runtime: str, idle: dict[str, float],
+def schedule_ticks(server: common.Server, db: str, lam: Any, runtime: str, idle: dict[str, float],
                    seconds: float) -> tuple[int, dict[str, float]]:
     """5 schedules of rate(1 minute) (a tick a second each on the fast clock) for ``seconds``: the
     ticks delivered, and the database's work per tick."""
@@ -183,7 +182,6 @@ def schedule_ticks(server: common.Server, lam: Any, runtime: str, idle: dict[str
     name = common.deploy(lam, HANDLER, runtime, memory=256)
     arn = lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
     time.sleep(1)
-    db = server_db(server)
     before, started = pg_counters(db), time.monotonic()
     schedules = [f"bench-{uuid.uuid4().hex[:6]}" for _ in range(5)]
     for schedule in schedules:
@@ -199,13 +197,6 @@ def schedule_ticks(server: common.Server, lam: Any, runtime: str, idle: dict[str
     settle_stats()
     took = time.monotonic() - started
     return ticks, per_unit(delta(before, pg_counters(db)), idle, took, ticks)
-
-
-def server_db(server: common.Server) -> str:
-    return _DATABASES[server.endpoint]
-
-
-_DATABASES: dict[str, str] = {}
 
 
 def main() -> None:
@@ -306,7 +297,7 @@ def main() -> None:
             report.figures("pg_idle_fast_clock_per_s", "idle background of 2 front ends on the 60x schedule clock, "
                            "per second", {k: round(v, 2) for k, v in fast_idle.items()})
             tick_lam = common.lambda_client(ticking.front_ends[0].endpoint, credentials=ticking.front_ends[0].credentials)
-            ticks, per_tick = schedule_ticks(ticking.front_ends[0], tick_lam, runtime, fast_idle, 4 if args.quick else 15)
+            ticks, per_tick = schedule_ticks(ticking.front_ends[0], ticking.db, tick_lam, runtime, fast_idle, 4 if args.quick else 15)
         finally:
             ticking.close()
         report.figures("pg_per_schedule_tick", f"per schedule tick, its delivery included ({ticks} ticks of 5 "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -233,16 +234,27 @@ def processes_with_arg(*args: str) -> list[int]:
     return found
 
 
-@pytest.fixture(scope="module")
-def shared_database():
-    """A fresh PostgreSQL database on the machine's server, for one module (dropped after)."""
+@contextlib.contextmanager
+def fresh_postgres_database(prefix: str = "squall_test") -> Iterator[str]:
+    """A new database on the machine's PostgreSQL (its SQLAlchemy URL), dropped afterwards; the
+    test is skipped (failed under SQUALL_TEST_STRICT) where no PostgreSQL runs."""
     from tests.e2e.test_postgres import PG_HOST, PG_PORT, postgres_reachable
 
     require(postgres_reachable(), f"PostgreSQL is not running on {PG_HOST}:{PG_PORT}")
     psycopg = pytest.importorskip("psycopg")
-    name = f"squall_shared_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres", autocommit=True) as conn:
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def shared_database():
+    """A fresh PostgreSQL database on the machine's server, for one module (dropped after)."""
+    with fresh_postgres_database("squall_shared") as url:
+        yield url

@@ -20,7 +20,7 @@ import logging
 from typing import Any, Awaitable, Callable
 
 from squall import tasks as background
-from squall.cluster.relay import Connect, _connect, conninfo
+from squall.cluster.relay import Connect, _connect, close_quietly, conninfo
 
 log = logging.getLogger("squall.cluster")
 
@@ -87,16 +87,9 @@ class Leadership:
                     if self.leader:
                         log.warning("lost the leader's database connection (%s): stopping the leader's work", exc)
                         await self._lose()
-                    await _close(connection)
+                    await close_quietly(connection)
                     connection = None
                 await asyncio.sleep(self.interval)
         finally:  # stopped (cancelled) wherever it waited: the session ends, the lock is free
-            await _close(connection)
+            await close_quietly(connection)
 
-
-async def _close(connection: Any) -> None:
-    if connection is not None:
-        try:
-            await connection.close()
-        except Exception:  # noqa: BLE001 - closing a broken connection
-            pass

@@ -26,6 +26,7 @@ import uuid
 from collections import deque
 from typing import Any, Awaitable, Callable
 
+from squall import tasks as background
 from squall.engine.bus import (
     AliasChanged,
     CachesReset,
@@ -109,12 +110,7 @@ class ChangeRelay:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await background.cancel(task)
         self._tasks = []
 
     def health(self) -> dict[str, Any]:
@@ -153,12 +149,12 @@ class ChangeRelay:
                     raise
                 except Exception as exc:  # the database is away: keep the changes, try again
                     log.warning("cannot tell the other front ends of %d change(s) yet: %s", len(self._pending), exc)
-                    await _close(connection)
+                    await close_quietly(connection)
                     connection = None
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self._retry[1])
         finally:
-            await _close(connection)
+            await close_quietly(connection)
 
     # -- other nodes' changes, in
 
@@ -186,7 +182,7 @@ class ChangeRelay:
                     log.warning("lost the database connection that hears other front ends' changes: %s", exc)
             finally:
                 self.connected = False
-                await _close(connection)
+                await close_quietly(connection)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._retry[1])
 
@@ -195,7 +191,8 @@ class ChangeRelay:
             self.bus.publish(event)
 
 
-async def _close(connection: Any) -> None:
+async def close_quietly(connection: Any) -> None:
+    """Close a psycopg connection (None: nothing), broken or not."""
     if connection is not None:
         try:
             await connection.close()

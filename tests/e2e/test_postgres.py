@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import socket
 import time
-import uuid
 
 import pytest
 
-from tests.conftest import create_function, require, start_server
+from tests.conftest import create_function, start_server
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 
@@ -24,14 +23,10 @@ def postgres_reachable() -> bool:
 
 @pytest.fixture
 def database_url():
-    require(postgres_reachable(), f"PostgreSQL is not running on {PG_HOST}:{PG_PORT}")
-    psycopg = pytest.importorskip("psycopg")
-    name = f"squall_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    from tests.conftest import fresh_postgres_database
+
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def test_functions_invokes_and_async_on_postgres(tmp_path, database_url):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-import uuid
 
 import pytest
 
@@ -15,23 +14,15 @@ from squall.errors import TooManyRequests
 from squall.invoke.admission import Admission
 from squall.store import db
 from squall.store.permits import PermitRepository
-from tests.conftest import require
-from tests.e2e.test_postgres import PG_HOST, PG_PORT, postgres_reachable
+from tests.conftest import fresh_postgres_database
 
 
 @pytest.fixture
 def repo():
-    require(postgres_reachable(), f"PostgreSQL is not running on {PG_HOST}:{PG_PORT}")
-    psycopg = pytest.importorskip("psycopg")
-    name = f"squall_permits_{uuid.uuid4().hex[:12]}"
-    admin = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    engine = db.create_engine(f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}")
-    yield PermitRepository(engine)
-    engine.dispose()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database("squall_permits") as url:
+        engine = db.create_engine(url)
+        yield PermitRepository(engine)
+        engine.dispose()
 
 
 def test_grants_never_add_up_past_the_limit(repo):

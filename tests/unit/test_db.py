@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 
-import pytest
 import sqlalchemy as sa
 
 from squall.store import db
 from squall.store.migrations import MIGRATIONS
-from tests.conftest import require
-from tests.e2e.test_postgres import PG_HOST, PG_PORT, postgres_reachable
+from tests.conftest import fresh_postgres_database
 
 
 def test_fresh_database_gets_the_latest_schema(tmp_path):
@@ -56,53 +53,36 @@ def test_the_frozen_steps_build_the_schema_the_queries_use(tmp_path):
 
 
 def test_the_frozen_steps_build_the_same_schema_on_postgresql():
-    require(postgres_reachable(), f"PostgreSQL is not running on {PG_HOST}:{PG_PORT}")
-    psycopg = pytest.importorskip("psycopg")
-    name = f"squall_schema_{uuid.uuid4().hex[:12]}"
-    admin = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        engine = db.create_engine(f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}")
+    with fresh_postgres_database("squall_schema") as url:
+        engine = db.create_engine(url)
         built = _columns(engine)
         engine.dispose()
         for table_name, table in db.metadata.tables.items():
             assert built.get(table_name) == {c.name for c in table.columns}, table_name
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_front_ends_starting_at_once_migrate_a_fresh_postgresql_database_once():
-    require(postgres_reachable(), f"PostgreSQL is not running on {PG_HOST}:{PG_PORT}")
-    psycopg = pytest.importorskip("psycopg")
     import threading
 
-    name = f"squall_race_{uuid.uuid4().hex[:12]}"
-    admin = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    engines = [sa.create_engine(url) for _ in range(3)]
-    results: list[object] = []
-    start = threading.Barrier(len(engines))
+    with fresh_postgres_database("squall_race") as url:
+        engines = [sa.create_engine(url) for _ in range(3)]
+        results: list[object] = []
+        start = threading.Barrier(len(engines))
 
-    def first_start(engine) -> None:
-        start.wait()
+        def first_start(engine) -> None:
+            start.wait()
+            try:
+                results.append(db.migrate(engine))
+            except Exception as exc:  # noqa: BLE001 - what a front end would fail its start with
+                results.append(exc)
+
         try:
-            results.append(db.migrate(engine))
-        except Exception as exc:  # noqa: BLE001 - what a front end would fail its start with
-            results.append(exc)
-
-    try:
-        threads = [threading.Thread(target=first_start, args=(engine,)) for engine in engines]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        assert results == [len(MIGRATIONS)] * len(engines)
-    finally:
-        for engine in engines:
-            engine.dispose()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            threads = [threading.Thread(target=first_start, args=(engine,)) for engine in engines]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert results == [len(MIGRATIONS)] * len(engines)
+        finally:
+            for engine in engines:
+                engine.dispose()

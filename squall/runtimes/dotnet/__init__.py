@@ -27,6 +27,8 @@ import threading
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from squall.runtimes.build_cache import install
+
 SOURCES: Path = Path(__file__).resolve().parent / "src"
 CORE_DLL = "Amazon.Lambda.Core.dll"
 BOOTSTRAP_EXE = "bootstrap.exe"
@@ -96,15 +98,6 @@ def _run(argv: list[str], what: str, env: Mapping[str, str] | None = None, hint:
         raise DotnetBuildError(f"{what} failed (exit {done.returncode}):\n{(done.stdout + done.stderr).strip()}")
 
 
-def _publish_modes(root: Path) -> None:
-    os.chmod(root, 0o755)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), 0o755)
-        for name in filenames:
-            os.chmod(os.path.join(dirpath, name), 0o644)
-
-
 def build_runtime(cache_dir: Path, mcs: str = "mcs") -> Path:
     """Compile the runtime into ``cache_dir/<hash>/`` (once) and return that directory.
 
@@ -124,26 +117,11 @@ def build_runtime(cache_dir: Path, mcs: str = "mcs") -> Path:
               *map(str, _sources("core"))], "compiling Squall's C# runtime (Amazon.Lambda.Core.dll)")
         _run([mcs_path, *_MCS_FLAGS, "-target:exe", f"-out:{work / BOOTSTRAP_EXE}", f"-r:{work / CORE_DLL}",
               "-r:System.Core.dll", *map(str, _sources("bootstrap"))], "compiling Squall's C# runtime (bootstrap.exe)")
-        _install(work, final, BOOTSTRAP_EXE)
+        install(work, final, BOOTSTRAP_EXE)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return final
-
-
-def _install(work: Path, final: Path, marker: str) -> None:
-    """Move a finished build into place (world-readable), whoever else built it at the same time."""
-    _publish_modes(work)
-    try:
-        os.rename(work, final)
-    except OSError:
-        if (final / marker).is_file():
-            shutil.rmtree(work, ignore_errors=True)  # another process won the race
-        else:
-            trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=final.parent))
-            os.rename(final, trash / "old")
-            os.rename(work, final)
-            shutil.rmtree(trash, ignore_errors=True)
 
 
 def _project(name: str, output: str, framework: str, sources: list[Path], references: str = "") -> str:
@@ -226,7 +204,7 @@ def build_runtime_sdk(cache_dir: Path, dotnet: str, framework: str) -> Path:
         for item in built.iterdir():
             os.rename(item, work / item.name)
         built.rmdir()
-        _install(work, final, BOOTSTRAP_DLL)
+        install(work, final, BOOTSTRAP_DLL)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -23,6 +23,8 @@ import threading
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from squall.runtimes.build_cache import install
+
 SOURCES: Path = Path(__file__).resolve().parent / "src"
 JAR_NAME = "squall-runtime.jar"
 MAIN_CLASS = "squall.runtime.Bootstrap"
@@ -85,16 +87,6 @@ def source_hash(javac_version: str) -> str:
     return digest.hexdigest()[:20]
 
 
-def _publish_modes(root: Path) -> None:
-    """Directories 0755, files 0644: readable by the function's unprivileged user."""
-    os.chmod(root, 0o755)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), 0o755)
-        for name in filenames:
-            os.chmod(os.path.join(dirpath, name), 0o644)
-
-
 def _run(argv: list[str], what: str) -> None:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
@@ -143,17 +135,7 @@ def build_runtime(cache_dir: Path, javac: str = "javac", jar: str = "jar") -> Pa
         _run([jar_path, "--create", "--file", str(work / JAR_NAME), "--main-class", MAIN_CLASS, "-C", str(classes), "."],
              "packaging Squall's Java runtime")
         shutil.rmtree(classes)
-        _publish_modes(work)
-        try:
-            os.rename(work, final)
-        except OSError:
-            if (final / JAR_NAME).is_file():
-                shutil.rmtree(work, ignore_errors=True)  # another process won the race
-            else:  # a damaged leftover (jar deleted by hand): set it aside, then take its place
-                trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=cache_dir))
-                os.rename(final, trash / "old")
-                os.rename(work, final)
-                shutil.rmtree(trash, ignore_errors=True)
+        install(work, final, JAR_NAME)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

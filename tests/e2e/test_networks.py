@@ -257,3 +257,22 @@ def test_networks_are_checked_when_named(world):
     assert code == "ValidationException" and "subnet-[0-9a-z]*" in message
     code, message = error(Tags={"squall:network": "nope"})
     assert code == "InvalidParameterValueException" and "'nope'" in message
+
+
+def test_environments_keep_reaching_the_gateway_as_others_come_and_go(world):
+    """A bridge takes the lowest of its ports' MAC addresses unless its own is set: a new
+    environment's veth could change the gateway's address under the others, whose connections
+    to the API then hung for up to 30 s (seen as a flaky recursive-loop test)."""
+    bridge = world["networks"]["default"]["bridge"]
+    with open(f"/sys/class/net/{bridge}/addr_assign_type") as f:
+        assert f.read().strip() == "3"  # NET_ADDR_SET: the kernel will not change it
+    with open(f"/sys/class/net/{bridge}/address") as f:
+        before = f.read().strip()
+    first, body = probe(world, api=True)
+    assert body["api"] == "403 MissingAuthenticationTokenException"  # this environment knows the gateway now
+    for _ in range(6):  # new environments, new ports on the bridge
+        probe(world)
+    _, again = probe(world, name=first, api=True)
+    assert again["api"] == "403 MissingAuthenticationTokenException"
+    with open(f"/sys/class/net/{bridge}/address") as f:
+        assert f.read().strip() == before

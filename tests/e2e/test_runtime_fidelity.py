@@ -152,7 +152,7 @@ def test_a_recursive_loop_of_async_invocations_is_stopped_unless_allowed(server,
             "OnSuccess": {"Destination": hook.url("ok")}, "OnFailure": {"Destination": hook.url("stopped")}})
         lam.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"n": 0, "stop": 40}')
         (stopped,) = hook.wait("stopped", 1, timeout=120)
-        assert stopped["requestContext"]["condition"] == "RecursiveInvocationDetected"
+        assert stopped["requestContext"]["condition"] == "RecursiveInvocationDetected", json.dumps(stopped)
         assert stopped["requestPayload"]["n"] == 16  # 16 hops ran (n = 0…15), the 17th was stopped
         assert sorted(r["responsePayload"] for r in hook.wait("ok", 16, timeout=30)) == list(range(16))
         # Allow: the loop runs on (this one ends by itself at n = 20)

@@ -237,6 +237,20 @@ table {table} {{
 """
 
 
+def bridge_mac(bridge: str) -> str:
+    """A locally administered unicast MAC address for ``bridge``, derived from its name."""
+    digest = hashlib.sha256(bridge.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
+def _address_assigned_by_kernel(ifname: str) -> bool:
+    """Whether the device's MAC address was not set by anyone (it follows its ports then)."""
+    try:
+        return Path(f"/sys/class/net/{ifname}/addr_assign_type").read_text().strip() != "3"  # NET_ADDR_SET
+    except OSError:
+        return True
+
+
 # ---- addresses, shared by the servers of this host ---------------------------------------
 _FLOCK = "hhqqi4x"  # struct flock on 64-bit Linux
 
@@ -373,6 +387,13 @@ class Networks:
                 except NetlinkError as e:
                     if e.code != 17:
                         raise
+            # A bridge whose address was never set takes the lowest of its ports' addresses, so
+            # a new environment's veth can change it: the others' ARP entries for the gateway then
+            # point nowhere for up to half a minute (connections to the API hang). Setting the
+            # address fixes it for good (one derived from the bridge's name, the same for every
+            # server of this host).
+            if _address_assigned_by_kernel(spec.bridge):
+                ip.link("set", index=index, address=bridge_mac(spec.bridge))
             ip.link("set", index=index, state="up")
             self._bridges[spec.name] = index
 

@@ -20,7 +20,10 @@ from squall.api.operations import CodeLinks
 from squall.auth import credentials_file
 from squall.engine.engine import Engine
 from squall.engine.stores import Stores
-from squall.environments.executor import LocalExecutor
+from squall.cluster.ray_cluster import RayCluster
+from squall.cluster.ray_executor import RayExecutor
+from squall.environments.executor import Executor, LocalExecutor
+from squall.errors import SquallError
 from squall.environments.pool import EnvironmentPool, PoolLimits
 from squall.runtimes.registry import RuntimeRegistry
 from squall.sandbox import select_backend
@@ -43,15 +46,34 @@ def raise_fd_limit() -> None:
 
 def build_app(settings: Settings) -> SquallApp:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    backend = select_backend(settings.isolation, settings.data_dir, settings.network_specs(), bool(settings.networks))
-    reaped = backend.reap_orphans()
-    if reaped:
-        log.warning("killed %d environment process(es) left behind by a previous run", reaped)
+    if settings.executor == "local":
+        backend = select_backend(settings.isolation, settings.data_dir, settings.network_specs(), bool(settings.networks))
+        reaped = backend.reap_orphans()
+        if reaped:
+            log.warning("killed %d environment process(es) left behind by a previous run", reaped)
     stores = Stores.open(settings)
-    limits = PoolLimits(settings.memory_capacity, settings.keep_alive_seconds, settings.max_log_bytes_per_invocation)
-    executor = LocalExecutor(EnvironmentPool(backend, stores.logs, settings.region, limits, code=stores.code))
+    executor: Executor
+    if settings.executor == "ray":  # environments on the Ray cluster's nodes (docs/cluster.md)
+        executor = ray_executor(settings, stores)
+    else:
+        limits = PoolLimits(settings.memory_capacity, settings.keep_alive_seconds, settings.max_log_bytes_per_invocation)
+        executor = LocalExecutor(EnvironmentPool(backend, stores.logs, settings.region, limits, code=stores.code))
     engine = Engine(settings, stores, executor, RuntimeRegistry.discover(settings.data_dir / "runtimes"))
+    if isinstance(executor, RayExecutor):
+        executor.api_url = lambda: engine.advertised_url
     return SquallApp(engine, CodeLinks(stores.server_key))
+
+
+def ray_executor(settings: Settings, stores: Stores) -> "RayExecutor":
+    """Join the Ray cluster (raises what to do when it cannot) and run environments there."""
+    if not settings.database_url.startswith("postgresql"):
+        raise SquallError("--executor ray needs the front ends' shared PostgreSQL database (database_url) and code "
+                          "bucket (code_bucket): the nodes' agents read functions' code from there (docs/cluster.md)")
+    if not settings.code_bucket:
+        raise SquallError("--executor ray needs a code bucket every node reads (code_bucket, at aws_endpoint)")
+    cluster = RayCluster(settings)
+    cluster.connect()
+    return RayExecutor(settings, stores.logs, stores.server_key, cluster)
 
 
 def describe_networks(networks: dict[str, Any]) -> str:
@@ -146,7 +168,7 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
     try:
         uvloop.run(main())
     finally:
-        networks = getattr(app.engine.executor.pool.backend, "networks", None)
+        networks = app.engine.executor.networks
         if len(sockets) > 1 and networks is not None:
             networks.forbid_api(port)
     if not server.started:
@@ -157,11 +179,13 @@ def environment_sockets(app: SquallApp, host: str, port: int) -> list[socket.soc
     """Listen on the host's address on each environment network too (the same port), so that
     functions reach the API with their role's credentials; the host's filter lets them there."""
     app.engine.api_port = port
-    backend = app.engine.executor.pool.backend
-    gateways = getattr(backend, "gateways", list)()
+    networks = app.engine.executor.networks
+    if networks is None:  # environments are elsewhere (--executor ray: agents forward to the API)
+        return []
+    gateways = app.engine.executor.gateways()
     if not gateways or host in ("0.0.0.0", "::"):  # a wildcard listener covers them already
         if gateways:
-            backend.networks.allow_api(port)
+            networks.allow_api(port)
         return []
     sockets = []
     for gateway in gateways:
@@ -170,5 +194,5 @@ def environment_sockets(app: SquallApp, host: str, port: int) -> list[socket.soc
         except OSError as e:
             log.warning("environments cannot reach the API at %s:%d: %s", gateway, port, e)
     if sockets:
-        backend.networks.allow_api(port)
+        networks.allow_api(port)
     return sockets

@@ -88,6 +88,17 @@ class Settings(BaseSettings):
 
     # auto: the strongest backend this machine supports; or force one.
     isolation: Literal["auto", "process", "linux"] = "auto"
+    # Where environments run: ``local`` (this machine) or ``ray``: node agents on every node of
+    # the Ray cluster at ray_address place them (docs/cluster.md). Agents keep their code,
+    # zygotes and environments' disks under ray_node_dir/node-<id> on their node, reserve
+    # ray_cpu_share of Lambda's CPU share (MemorySize / 1769 MB) per environment, and a new
+    # environment waits at most ray_placement_timeout_seconds for room.
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str = ""
+    ray_namespace: str = "squall"
+    ray_node_dir: Path = Path("/var/lib/squall/nodes")
+    ray_cpu_share: float = Field(1.0, ge=0, le=1)
+    ray_placement_timeout_seconds: float = Field(10.0, gt=0)
     # Environments' networks (linux backend): the default network's addresses (it reaches the
     # internet, not this host), and named networks functions join through VpcConfig
     # (subnet-<name>, sg-<name>) or the tag squall:network=<name>.

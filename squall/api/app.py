@@ -87,7 +87,7 @@ class SquallApp:
             ]
         )
         errors = error_middleware(self._render_error, lambda: settings.shutdown_grace_seconds)
-        gateways = getattr(engine.executor.pool.backend, "gateways", list)()  # environments call the API there
+        gateways = engine.executor.gateways()  # environments call the API there
         guard = browser_guard(settings.host, [*settings.allowed_hosts, *gateways], settings.allowed_origins)
         auth = authentication(identity.directory if identity.enabled else None, settings.region, router.service_of,
                               engine.clock, settings.metrics_token)

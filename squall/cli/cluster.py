@@ -48,6 +48,16 @@ def rows(status: dict[str, Any]) -> list[tuple[str, ...]]:
     return out
 
 
+NODE_COLUMNS = ("NODE", "ADDRESS", "STATE", "AGENT", "CPUS", "BUSY", "IDLE", "MEMORY MB")
+
+
+def node_rows(status: dict[str, Any]) -> list[tuple[str, ...]]:
+    return [(node["node"][:12], node.get("address", ""), "alive" if node.get("alive") else "DEAD",
+             node.get("agent", ""), f"{node.get('cpus', 0):g}", str(node.get("busy", 0)), str(node.get("idle", 0)),
+             f"{node.get('memory_mb', 0)}/{node.get('memory_capacity_mb', 0)}")
+            for node in status.get("nodes", [])]
+
+
 @click.group()
 def cluster() -> None:
     """Several front ends on one database (docs/cluster.md)."""
@@ -61,6 +71,9 @@ def status(connection: Connection) -> None:
     (BUSY, IDLE, PROV: provisioned) with their memory (used/capacity). * marks the one asked."""
     report = fetch_json(connection.endpoint, "/squall/cluster", region=connection.region)
     click.echo(table(COLUMNS, rows(report)))
+    if "nodes" in report:  # --executor ray: environments run on the Ray cluster's nodes
+        click.echo("")
+        click.echo(table(NODE_COLUMNS, node_rows(report)))
     gone = [fe for fe in report.get("front_ends", []) if not fe.get("alive", True)]
     if gone:
         click.echo(f"{len(gone)} front end(s) not heard of for 10 s or more: stopped, or cut off from the database "

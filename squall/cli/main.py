@@ -36,8 +36,11 @@ cli.add_command(cluster)
 @click.option("--isolation", type=click.Choice(["auto", "process", "linux"]), default=None, help="Sandbox backend.")
 @click.option("--auth", type=click.Choice(["on", "off"]), default=None,
               help="Check signatures and policies (on, the default); off: anyone may do anything (loopback only).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
+              help="Where environments run: on this machine (local, the default) or on a Ray cluster's nodes.")
+@click.option("--ray-address", default=None, metavar="HOST:PORT", help="The Ray cluster (with --executor ray).")
 def server(host: str | None, port: int | None, data_dir: str | None, config_file: str | None, isolation: str | None,
-           auth: str | None) -> None:
+           auth: str | None, executor: str | None, ray_address: str | None) -> None:
     """Run the Squall server in the foreground."""
     from pydantic import ValidationError
 
@@ -47,7 +50,8 @@ def server(host: str | None, port: int | None, data_dir: str | None, config_file
 
     try:
         settings = Settings.load(config_file, host=host, port=port, data_dir=data_dir, isolation=isolation,
-                                 auth=None if auth is None else auth == "on")
+                                 auth=None if auth is None else auth == "on", executor=executor,
+                                 ray_address=ray_address)
     except ValidationError as exc:
         raise click.ClickException(f"invalid settings: {exc}") from exc
     try:

@@ -37,7 +37,8 @@ from squall.engine.bus import (
     InvocationThrottled,
 )
 from squall.engine.stores import Stores
-from squall.environments.executor import LocalExecutor
+from squall.environments.environment import api_endpoint_env
+from squall.environments.executor import Executor
 from squall.errors import ResourceNotFound, TooManyRequests
 from squall.function import FunctionVersion
 from squall.functions.aliases import Aliases
@@ -89,6 +90,7 @@ class InvokeOptions:
     prelude: str | None = None
     trace: str | None = None  # X-Amzn-Trace-Id: the runtime's _X_AMZN_TRACE_ID for this invocation
     queued_at: float | None = None  # an asynchronous event: when it was accepted (its span's queue time)
+    log_tail: bool = False  # the caller wants the log's tail (LogType Tail): a remote executor brings it
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ class Engine:
         self,
         settings: Settings,
         stores: Stores,
-        executor: LocalExecutor,
+        executor: Executor,
         runtimes: RuntimeRegistry,
         clock: Callable[[], float] = time.time,  # wall-clock time (event ages, timestamps)
     ) -> None:
@@ -157,7 +159,7 @@ class Engine:
         s3_code = S3Code(aws_clients, settings.region, self.code_limits)
         # layers: stored like code; merged per function into the tree its environments see at /opt
         self.layers = LayerService(stores.layers, stores.code, OptTrees(settings.data_dir / "opt"), self.arns, bus,
-                                   self.code_limits, mountable=getattr(executor.pool.backend, "layers", False),
+                                   self.code_limits, mountable=executor.layers_mountable,
                                    s3_code=s3_code)
         self.functions = FunctionService(
             stores.functions, stores.aliases, stores.code, self.versions, self.tags, runtimes, self.arns, bus, self.code_limits,
@@ -238,10 +240,9 @@ class Engine:
         bus.subscribe(AsyncEventSettled, settled)
         bus.subscribe(DeliveryFinished, lambda e: metrics.record_delivery(e.function, e.kind, e.ok))
         bus.subscribe(FunctionDeleted, lambda e: metrics.forget(e.name))
-        pool = self.executor.pool
 
         def environments() -> dict[str, int]:
-            counts = pool.counts()
+            counts = self.executor.counts()
             return {state: counts[state] for state in ("busy", "idle", "provisioned")}
 
         metrics.connect(Gauges(admission.in_flight_by_function, environments, self.async_invocations.repo.stats,
@@ -283,11 +284,15 @@ class Engine:
 
     def _running_report(self) -> dict[str, Any]:
         """What this front end runs now, for ``squall cluster status``."""
-        return {"environments": self.executor.pool.counts(), "in_flight": self.admission.in_flight,
+        return {"environments": self.executor.counts(), "in_flight": self.admission.in_flight,
                 "functions": self.functions.count()}
 
     async def cluster_status(self) -> dict[str, Any]:
-        return await self.front_ends.status()
+        status = await self.front_ends.status()
+        nodes = getattr(self.executor, "nodes_report", None)
+        if nodes is not None:  # the Ray executor: the nodes environments run on
+            status["nodes"] = nodes()
+        return status
 
     async def stop(self) -> None:
         if self.permits is not None:
@@ -319,6 +324,8 @@ class Engine:
         if stream is not None:
             stream.executed_version = target.version or LATEST
             request.streaming_to(stream)
+        if options.log_tail:
+            request.wanting_tail()
         # No suspension from the resolution to the lease's new environment (see resolver.py).
         try:
             try:
@@ -559,7 +566,7 @@ class Engine:
         database = self.stores.check_database()
         if database:
             problems["database"] = database
-        backend = self.executor.pool.backend.describe()
+        backend = self.executor.describe_isolation()
         networks = backend.get("networks") if isinstance(backend, dict) else None
         if isinstance(networks, dict) and networks.get("available") is False:
             problems["sandbox_networks"] = networks.get("problem") or "unavailable"
@@ -574,7 +581,7 @@ class Engine:
             "status": "degraded" if problems else "ok",
             "problems": problems,
             "version": __version__,
-            "isolation": self.executor.pool.backend.describe(),
+            "isolation": self.executor.describe_isolation(),
             "runtimes": self.runtimes.describe(),
             "runtimes_unavailable": dict(self.runtimes.missing),
             "runtimes_warnings": self.runtimes.warnings(),  # served by an interpreter older than the label
@@ -622,12 +629,10 @@ class Engine:
         """What an environment gets besides Lambda's variables: its role's credentials, and
         where this server's APIs are from inside it (the SDKs' ``AWS_ENDPOINT_URL_<SERVICE>``)."""
         env = self.identity.environment_credentials(role_arn, function_name)
-        host = self.executor.pool.backend.host_address(network)
+        host = self.executor.host_address(network)
         if host is not None and self.api_port is not None:
-            url = f"http://{host}:{self.api_port}"
-            for service in ("LAMBDA", "IAM", "STS", "CLOUDWATCH_LOGS"):
-                env[f"AWS_ENDPOINT_URL_{service}"] = url
+            env.update(api_endpoint_env(f"http://{host}:{self.api_port}"))
         return env
 
     def describe_isolation(self) -> dict[str, Any]:
-        return self.executor.pool.backend.describe()
+        return self.executor.describe_isolation()

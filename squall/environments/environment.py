@@ -49,6 +49,14 @@ INIT_TIMEOUT_S = 10.0  # Lambda's cap on the init phase of on-demand environment
 _EXIT_GRACE_S = 0.5  # after the channel closes, how long to wait for the exit status
 
 
+API_SERVICES = ("LAMBDA", "IAM", "STS", "CLOUDWATCH_LOGS")  # the APIs a server serves its functions
+
+
+def api_endpoint_env(url: str) -> dict[str, str]:
+    """Where the SDKs inside an environment find this server's APIs (``AWS_ENDPOINT_URL_<SERVICE>``)."""
+    return {f"AWS_ENDPOINT_URL_{service}": url for service in API_SERVICES}
+
+
 class EnvironmentState(StrEnum):
     CREATED = "created"
     STARTING = "starting"

@@ -45,11 +45,30 @@ class Lease(Protocol):
 
 
 class Executor(Protocol):
+    layers_mountable: bool  # whether environments see a function's layers at /opt
+
+    def connect(self, bus: EventBus, resolver: Resolver,
+                environment_env: Callable[[str, str, str | None], dict[str, str]] | None = None) -> None: ...
+
     def lease(self, target: Target, slot: Slot) -> AsyncContextManager[Lease]: ...
 
     def provisioned_status(self, function: str, qualifier: str) -> ProvisionedStatus: ...
 
     def counts(self) -> dict[str, int]: ...
+
+    def describe_isolation(self) -> dict[str, object]:
+        """What /health and the banner say about where environments run."""
+
+    def host_address(self, network: str | None) -> str | None:
+        """Where an environment on ``network`` reaches this front end's API (None: the executor
+        tells its environments itself, or they cannot)."""
+
+    def gateways(self) -> list[str]:
+        """The addresses environments call the API at (the API answers to these host names)."""
+
+    def start(self) -> None: ...
+
+    async def shutdown(self, grace: float) -> None: ...
 
 
 class LocalExecutor:
@@ -83,6 +102,24 @@ class LocalExecutor:
 
     def counts(self) -> dict[str, int]:
         return self.pool.counts()
+
+    @property
+    def layers_mountable(self) -> bool:
+        return bool(getattr(self.pool.backend, "layers", False))
+
+    def describe_isolation(self) -> dict[str, object]:
+        return self.pool.backend.describe()
+
+    def host_address(self, network: str | None) -> str | None:
+        return self.pool.backend.host_address(network)
+
+    def gateways(self) -> list[str]:
+        return list(getattr(self.pool.backend, "gateways", list)())
+
+    @property
+    def networks(self):  # type: ignore[no-untyped-def]
+        """The backend's networks (``allow_api``/``forbid_api``), None without."""
+        return getattr(self.pool.backend, "networks", None)
 
     def start(self) -> None:
         self.pool.start()

@@ -32,6 +32,10 @@ from squall.sandbox.base import SandboxBackend
 PoolKey = tuple[str, str, str, str | None]  # function name, version, revision id, network
 
 
+class NoIdleEnvironment(Exception):
+    """No warm environment of this key is idle (and the caller asked for no new one)."""
+
+
 @dataclass(frozen=True)
 class PoolLimits:
     memory_capacity_mb: int  # the sum of all environments' MemorySize stays within this
@@ -89,9 +93,11 @@ class EnvironmentPool:
         }
 
     @asynccontextmanager
-    async def lease(self, target: Target, provisioned: str | None = None) -> AsyncIterator[Environment]:
+    async def lease(self, target: Target, provisioned: str | None = None,
+                    start_new: bool = True) -> AsyncIterator[Environment]:
         """An environment for one invocation of ``target`` (``provisioned``: the qualifier
-        whose provisioned concurrency the invocation runs on)."""
+        whose provisioned concurrency the invocation runs on). ``start_new`` False: a warm one
+        only, else :class:`NoIdleEnvironment` (a node agent: new ones need a placement first)."""
         chosen: ProvisionedSet | None = None
         env = None
         if provisioned is not None:
@@ -102,6 +108,8 @@ class EnvironmentPool:
             key = (target.name, target.version, target.config.revision_id, target.network)
             env = self._take_idle(key)
             if env is None:
+                if not start_new:
+                    raise NoIdleEnvironment(key)
                 env = self._new(target, provisioned=False)  # in this turn: the code is held (see code_store)
                 self._busy.add(env)
                 try:
@@ -169,6 +177,25 @@ class EnvironmentPool:
                 f"({self.memory_in_use_mb} of {capacity} MB).",
                 "ConcurrentInvocationLimitExceeded",
             )
+
+    def idle_of(self, key: PoolKey) -> int:
+        return len(self._idle.get(key, ()))
+
+    def idle_memory_mb(self) -> int:
+        return sum(env.function.memory_size for queue in self._idle.values() for env in queue)
+
+    def evict_idle(self, memory_mb: int) -> int:
+        """Stop idle on-demand environments (least recently used first) until ``memory_mb`` is
+        freed or none is left; the memory freed."""
+        freed = 0
+        for env in sorted((e for queue in self._idle.values() for e in queue), key=lambda e: e.last_used):
+            if freed >= memory_mb:
+                break
+            self._idle[env.pool_key].remove(env)
+            freed += self._resident.get(env, 0)
+            self._stop_later(env, "evicted for memory")
+        self._idle = {k: q for k, q in self._idle.items() if q}
+        return freed
 
     def _take_idle(self, key: PoolKey) -> Environment | None:
         queue = self._idle.get(key)

@@ -30,10 +30,15 @@ class InvocationRequest:
     # Not a field: set by ``streaming_to`` for streamed invokes only, so that the buffered warm
     # path does not pay for one more attribute in the frozen dataclass's ``__init__`` (~0.2 µs).
     stream: ClassVar[ResponseStream | None] = None
+    wants_tail: ClassVar[bool] = False  # the caller will read the result's log tail (same reason)
 
     def streaming_to(self, stream: ResponseStream) -> "InvocationRequest":
         """This request, its response to be streamed into ``stream`` (call before handing it on)."""
         object.__setattr__(self, "stream", stream)
+        return self
+
+    def wanting_tail(self) -> "InvocationRequest":
+        object.__setattr__(self, "wants_tail", True)
         return self
 
 

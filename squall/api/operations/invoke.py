@@ -46,6 +46,7 @@ class InvokeOperations(Operations):
             client_context=client_context(p.get("ClientContext")),
             dry_run=invocation_type == "DryRun",
             trace=trace,
+            log_tail=p.get("LogType") == "Tail",
         )
         result = await self.engine.invoke(ref, payload, options)
         if result is None:
@@ -75,6 +76,7 @@ class InvokeOperations(Operations):
             request_id=request.request_id,
             client_context=client_context(p.get("ClientContext")),
             dry_run=p.get("InvocationType") == "DryRun",
+            log_tail=p.get("LogType") == "Tail",
         )
         streamed = self.engine.invoke_stream(ref, payload, options)
         if await streamed.begin():

@@ -66,8 +66,8 @@ class RayCluster:
         try:
             import ray
         except ImportError as exc:
-            raise RayUnavailable("--executor ray needs Ray on this machine: pip install 'squall[cluster]' "
-                                 "(or pip install ray)") from exc
+            raise RayUnavailable("--executor ray needs Ray on this machine: pip install '.[cluster]' in Squall's "
+                                 "source tree (or pip install ray)") from exc
         address = self.settings.ray_address or "auto"
         try:
             ray.init(address=address, namespace=self.settings.ray_namespace, log_to_driver=False,

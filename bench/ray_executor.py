@@ -133,6 +133,8 @@ def main() -> None:
         extra = ray_warm["median_ms"] - base["median_ms"]
         report.figures("warm_extra", "extra warm-invoke cost of the Ray executor (p50 difference)",
                        {"extra_p50_ms": round(extra, 4), "extra_p99_ms": round(ray_warm["p99_ms"] - base["p99_ms"], 4)})
+        report.ratio("warm_ray_vs_local", "warm p50, Ray executor / the local executor baseline",
+                     common.ratio(ray_warm["median_ms"], base["median_ms"]))
         report.target("warm_extra_p50", "the Ray executor adds at most 0.5 ms p50 to a warm invoke (ms)", extra, 0.5)
 
         report.section("placement latency and cold starts")

@@ -55,16 +55,41 @@ def placement_latency(address: str, n: int) -> list[float]:
     ray.init(address=address, namespace="squall-bench", log_to_driver=False, logging_level="WARNING")
     try:
         took = []
-        for _ in range(n):
+        for i in range(n + 1):  # the first (this driver's first request to Ray's scheduler) is not counted
             started = time.perf_counter()
             group = placement_group([{"memory": float(128 << 20), "CPU": 0.0724}], strategy="STRICT_PACK")
             ray.get(group.ready(), timeout=30)
             placement_group_table(group)
-            took.append((time.perf_counter() - started) * 1000)
+            if i:
+                took.append((time.perf_counter() - started) * 1000)
             remove_placement_group(group)
         return took
     finally:
         ray.shutdown()
+
+
+def agent_pids() -> list[int]:
+    """The node agents' processes (Ray workers titled ``ray::AgentActor``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if f.read().startswith(b"ray::AgentActor"):
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def ray_load(front_end: common.Server, name: str, connections: int, seconds: int, generator: str) -> dict:
+    """``load`` against the Ray front end, with the node agents' CPU per invoke (and their environments')."""
+    meters = [common.CpuMeter(pid) for pid in agent_pids()]
+    figures = load([front_end], name, connections, seconds, generator)
+    per = [m.per_op_us(max(1, figures["n"])) or {} for m in meters]
+    figures["agents_cpu_us"] = round(sum(c.get("server_cpu_us", 0.0) for c in per), 1)
+    figures["environments_cpu_us"] = round(sum(c.get("environments_cpu_us", 0.0) for c in per), 1)
+    return figures
 
 
 def cold_starts(server: common.Server, runtime: str, n: int) -> list[float]:
@@ -150,14 +175,14 @@ def main() -> None:
                        baseline=True)
         name = common.deploy(common.lambda_client(front_end.endpoint, credentials=front_end.credentials), HANDLER,
                              runtime, memory=128)
-        report.figures("throughput_ray_1", "Ray executor, 1 node", load([front_end], name, args.c, seconds, generator))
+        report.figures("throughput_ray_1", "Ray executor, 1 node", ray_load(front_end, name, args.c, seconds, generator))
         ray_cluster.add_node(num_cpus=2, memory=NODE_MEMORY)
         wait_for(lambda: len([node for node in common.get_json(
             front_end.endpoint, "/squall/cluster", front_end.credentials).get("nodes", [])
             if node.get("agent") == "connected"]) == 2, 120, "the second node's agent to connect")
         name = common.deploy(common.lambda_client(front_end.endpoint, credentials=front_end.credentials), HANDLER,
                              runtime, memory=128)
-        report.figures("throughput_ray_2", "Ray executor, 2 nodes", load([front_end], name, args.c, seconds, generator))
+        report.figures("throughput_ray_2", "Ray executor, 2 nodes", ray_load(front_end, name, args.c, seconds, generator))
         nodes = common.get_json(front_end.endpoint, "/squall/cluster", front_end.credentials).get("nodes", [])
         report.figures("environments_per_node", "environments per node after the 2-node run",
                        {node["node"][:8]: node.get("busy", 0) + node.get("idle", 0) for node in nodes})

@@ -82,6 +82,16 @@ class ShippedLogs:
                 continue
             owner.send({"logs": [[key[0], key[1], self._pending.pop(key)]]})
 
+    def adopt_unowned(self, connection: _Connection) -> None:
+        """Lines of streams no front end invoked (an environment whose init failed): to ``connection``."""
+        for key in [k for k in self._pending if k[1] not in self.owner]:
+            connection.send({"logs": [[key[0], key[1], self._pending.pop(key)]]})
+
+    def forget_environment(self, environment_id: str) -> None:
+        for stream in {k[1] for k in self._pending if k[1].endswith(environment_id)} | {
+                s for s in self.owner if s.endswith(environment_id)}:
+            self.forget(stream)
+
     def forget(self, stream: str) -> None:
         self.flush(stream)
         self.owner.pop(stream, None)
@@ -110,7 +120,6 @@ class NodeAgent:
         self._targets: dict[tuple[str, str, str, str | None], Target] = {}
         self._extra_env: dict[tuple[str, str | None], dict[str, str]] = {}
         self._placements: dict[str, str] = {}  # environment id → its placement group
-        self._streams: dict[str, str] = {}  # environment id → its log stream
         self._connections: set[_Connection] = set()
         self._server: asyncio.base_events.Server | None = None
         self._forwarder: ApiForwarder | None = None
@@ -227,7 +236,6 @@ class NodeAgent:
                             self._placements[env.id] = placement
                         placement = None
                     self.logs.owner[env.stream] = connection
-                    self._streams[env.id] = env.stream
                     result = await env.invoke(request, header.get("prelude"))
                     self.logs.flush(env.stream)
             finally:
@@ -241,6 +249,7 @@ class NodeAgent:
             connection.send({"id": request_id, "miss": True})
         except LambdaError as exc:
             self._release(placement)
+            self.logs.adopt_unowned(connection)  # e.g. its init failed: the lines that say why
             connection.send({"id": request_id, "error": {"type": type(exc).__name__, "message": exc.message,
                                                           "fields": exc.fields}})
         except Exception as exc:  # noqa: BLE001 - the front end must get an answer
@@ -285,9 +294,7 @@ class NodeAgent:
 
     # ---- placements ------------------------------------------------------------------------------
     def _stopped(self, event: EnvironmentStopped) -> None:
-        stream = self._streams.pop(event.environment_id, None)
-        if stream is not None:
-            self.logs.forget(stream)
+        self.logs.forget_environment(event.environment_id)
         self._release(self._placements.pop(event.environment_id, None))
 
     def _release(self, placement: str | None) -> None:

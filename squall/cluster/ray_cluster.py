@@ -90,7 +90,7 @@ class RayCluster:
                                   int(resources.get("memory", 0) // (1 << 20)), float(resources.get("CPU", 0))))
         return found
 
-    def agent_endpoint(self, node: NodeInfo, timeout: float = 60.0) -> dict[str, Any]:
+    def agent_endpoint(self, node: NodeInfo, timeout: float = 30.0) -> dict[str, Any]:
         """The node's agent (started now if it is not running): where its channel listens."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

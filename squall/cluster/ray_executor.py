@@ -44,6 +44,8 @@ _WATCH_S = 1.0  # how often the nodes and the agents' status are read
 _SWEEP_EVERY = 30  # watch rounds between sweeps of placement groups no agent holds
 _ATTEMPTS = 4  # placements tried for one invocation (an agent may have no idle one left)
 _MAKE_ROOM_AFTER_S = 0.25  # a placement still waiting then: idle environments are evicted for it
+_AGENT_START_S = 30.0  # how long a node's agent may take to start (or restart) before it is tried again
+_LINK_WAIT_S = 5.0  # how long an invocation waits for a channel to a node's agent
 
 PoolKey = tuple[str, str, str, str | None]
 
@@ -144,7 +146,10 @@ class RayExecutor:
         self.api_url: Callable[[], str | None] = lambda: None  # this front end's API, for the agents' forwarders
         self.environment_env: Callable[[str, str, str | None], dict[str, str]] | None = None
         self.placement_seconds: list[float] = []  # the last placements' latencies (status, bench)
+        # Ray's quick calls (nodes, placement) on threads of their own: starting an agent may wait
+        # long (a node that is dying, an agent restarting) and must not hold them up
         self._ray_thread = ThreadPoolExecutor(2, thread_name_prefix="squall-ray")
+        self._agent_thread = ThreadPoolExecutor(4, thread_name_prefix="squall-ray-agents")
         self._nodes: dict[str, NodeInfo] = {}
         self._links: dict[str, NodeLink] = {}
         self._linking: dict[str, asyncio.Task[NodeLink]] = {}
@@ -202,6 +207,7 @@ class RayExecutor:
             await link.close()
         await asyncio.get_running_loop().run_in_executor(self._ray_thread, self.cluster.shutdown)
         self._ray_thread.shutdown(wait=False)
+        self._agent_thread.shutdown(wait=False, cancel_futures=True)
 
     async def connect_cluster(self) -> None:
         """Join the Ray cluster and open channels to the agents of its live nodes (at start)."""
@@ -264,7 +270,8 @@ class RayExecutor:
 
     async def _open_link(self, node: NodeInfo) -> NodeLink:
         try:
-            endpoint = await self._ray(self.cluster.agent_endpoint, node)
+            endpoint = await asyncio.get_running_loop().run_in_executor(
+                self._agent_thread, self.cluster.agent_endpoint, node, _AGENT_START_S)
             link = await NodeLink.open(endpoint, self.server_key, self.api_url(), self.logs)
         except Exception as exc:
             log.warning("no channel to the agent of node %s yet: %s", node.node_id[:12], exc)
@@ -286,11 +293,14 @@ class RayExecutor:
                 node = self._nodes.get(node_id)
             if node is None:
                 raise ServiceError(f"Ray placed the environment on node {node_id}, which Squall cannot find.")
+            if not node.alive:
+                raise ServiceError(f"Node {node_id[:12]} is dead. Retry the invocation.")
             pending = self._spawn_link(node)
-        try:
-            return await asyncio.shield(pending)
+        try:  # an invocation waits a little for a node's agent; the connecting goes on meanwhile
+            return await asyncio.wait_for(asyncio.shield(pending), _LINK_WAIT_S)
         except Exception as exc:
-            raise ServiceError(f"The agent of node {node_id[:12]} cannot be reached: {exc}. Retry the invocation.") from None
+            raise ServiceError(f"The agent of node {node_id[:12]} cannot be reached: "
+                               f"{exc or type(exc).__name__}. Retry the invocation.") from None
 
     def _drop(self, node_id: str) -> None:
         link = self._links.pop(node_id, None)
@@ -393,6 +403,7 @@ class RemoteLease:
             else:
                 stream.feed(body)
 
+        last: LambdaError = ServiceError("No node of the Ray cluster kept an environment for this invocation; retry it.")
         for _ in range(_ATTEMPTS):
             node_id = executor.warm_node(key)
             group = None
@@ -403,6 +414,11 @@ class RemoteLease:
                 header["pg"], header["spec"] = group, executor.spec(target)
             try:
                 link = await executor._link(node_id)
+            except ServiceError as exc:
+                if group is not None:
+                    executor.release(group)
+                last = exc
+                continue  # a dying node Ray has not given up on yet: placed anew
             except BaseException:
                 if group is not None:
                     executor.release(group)
@@ -421,7 +437,7 @@ class RemoteLease:
                 raise rebuild_error(reply["error"])
             executor.heard_idle(key, node_id, int(reply.get("idle", 0)))
             return _result(reply["result"], payload)
-        raise ServiceError("No node of the Ray cluster kept an environment for this invocation; retry it.")
+        raise last
 
 
 def _result(fields: dict[str, Any], payload: bytes) -> InvocationResult:

@@ -11,6 +11,8 @@ sync calls are counted and printed.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 import urllib.request
@@ -164,10 +166,38 @@ def test_provisioned_concurrency_says_it_is_not_served_yet(front_ends):
     assert "Ray executor" in config["StatusReason"]
 
 
+def agent_pids() -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if f.read().startswith(b"ray::AgentActor"):
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_a_killed_agent_is_restarted_by_ray_and_used_again(front_ends):
+    a, _ = front_ends
+    lam = a.client("lambda", retries={"max_attempts": 3, "mode": "standard"})
+    name = create_function(lam, SLEEPER, MemorySize=256)
+    assert json.loads(lam.invoke(FunctionName=name, Payload=b'{"id": 1}')["Payload"].read())["id"] == 1
+    before = agent_pids()
+    assert len(before) == 2, before  # one per node, started by Ray (not by this test)
+    os.kill(before[0], signal.SIGKILL)
+    within(lambda: len(set(agent_pids()) - set(before)) == 1, "Ray restarted the agent", 60)
+    within(lambda: all(n["agent"] == "connected" for n in nodes(a)), "the front end reconnected", 60)
+    for i in range(6):  # every invoke is served: on the other node, or on the restarted agent
+        assert json.loads(lam.invoke(FunctionName=name, Payload=json.dumps({"id": i}).encode())["Payload"].read())["id"] == i
+
+
 def test_a_node_removed_under_load_loses_no_accepted_event(front_ends, ray_cluster):
-    """Sync and async invokes stream in through both front ends; the second node is removed.
-    Every async event that got a 202 completes (re-delivered by the queue); sync calls in flight
-    there fail with a retryable 5xx, which the SDK retries elsewhere: failures are counted."""
+    """Sync and async invokes stream in through both front ends; the second node is removed, then
+    the second front end is killed. Every async event that got a 202 completes (re-delivered by the
+    queue, or taken over from the dead front end); sync calls in flight on the node fail with a
+    retryable 5xx, which the SDK retries elsewhere; those on the killed front end fail: counted."""
     cluster, second = ray_cluster
     a, b = front_ends
     hook = Webhook()
@@ -201,14 +231,21 @@ def test_a_node_removed_under_load_loses_no_accepted_event(front_ends, ray_clust
                 except ClientError as exc:
                     with lock:
                         sync_failures.append(f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}")
+                except Exception as exc:  # noqa: BLE001 - the front end itself is gone (killed below)
+                    with lock:
+                        sync_failures.append(f"front end gone: {type(exc).__name__}")
+                    return  # its clients would go to another front end (the load balancer's job)
 
         def async_stream() -> None:
             for i in range(60):
                 if stop.is_set():
                     return
                 lam = clients[i % 2]
-                out = lam.invoke(FunctionName=name, InvocationType="Event",
-                                 Payload=json.dumps({"id": i, "sleep": 0.3}).encode())
+                try:
+                    out = lam.invoke(FunctionName=name, InvocationType="Event",
+                                     Payload=json.dumps({"id": i, "sleep": 0.3}).encode())
+                except Exception:  # noqa: BLE001 - the front end is gone: not accepted, so not owed
+                    continue
                 if out["StatusCode"] == 202:
                     with lock:
                         accepted.append(i)
@@ -227,6 +264,8 @@ def test_a_node_removed_under_load_loses_no_accepted_event(front_ends, ray_clust
                "Ray says the node is dead", 60)
         print(f"node seen dead after {time.monotonic() - removed_at:.1f} s")
         time.sleep(3)  # invokes go on, on the surviving node
+        b.process.kill()  # then a front end: its leased events run on the other after their lease
+        time.sleep(2)
         stop.set()
         for thread in threads:
             thread.join(timeout=120)
@@ -238,6 +277,7 @@ def test_a_node_removed_under_load_loses_no_accepted_event(front_ends, ray_clust
         assert set(accepted) <= done  # nothing that got a 202 is lost
         assert sync_ok[0] > 0
         after = json.loads(clients[0].invoke(FunctionName=name, Payload=b'{"id": "after"}')["Payload"].read())
+        assert not any(f.startswith("ServiceException") for f in sync_failures)  # the SDK's retries served them
         assert after["id"] == "after"  # placed on the surviving node
     finally:
         hook.server.shutdown()

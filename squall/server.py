@@ -61,6 +61,7 @@ def build_app(settings: Settings) -> SquallApp:
     engine = Engine(settings, stores, executor, RuntimeRegistry.discover(settings.data_dir / "runtimes"))
     if isinstance(executor, RayExecutor):
         executor.api_url = lambda: engine.advertised_url
+        executor.is_leader = lambda: engine.leadership.leader  # the leader places provisioned concurrency
     return SquallApp(engine, CodeLinks(stores.server_key))
 
 

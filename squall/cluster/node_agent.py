@@ -168,6 +168,7 @@ class NodeAgent:
         pool = self._pool
         counts = pool.counts() if pool is not None else {}
         return {"node": self.node_id, "address": f"{self.host}:{self.port}", **counts,
+                "provisioned_sets": pool.provisioned_report() if pool is not None else {},
                 "idle_memory_mb": pool.idle_memory_mb() if pool is not None else 0,
                 "front_ends": sorted(c.front_end for c in self._connections),
                 "isolation": pool.backend.describe() if pool is not None else {}}
@@ -191,6 +192,8 @@ class NodeAgent:
                         self._forwarder.add_upstream(connection.front_end)
                 elif op == "status":
                     connection.send({"id": header.get("id"), "status": self.status()})
+                elif op == "provision":  # keep this many environments of these versions for a qualifier
+                    self._spawn(self._provision(connection, header))
                 elif op == "retire":  # a new $LATEST, a deleted function or version: stop the old ones
                     self._retire(header.get("function"), header.get("version"), header.get("keep_revision"))
                     connection.send({"id": header.get("id")})
@@ -276,6 +279,21 @@ class NodeAgent:
         runtime = self._runtimes.get(config.runtime)
         await self._bytecode.ensure(runtime, tree)
         self._targets[key] = Target(config, runtime, tree, network, "", None, opt)
+
+    async def _provision(self, connection: _Connection, header: dict[str, Any]) -> None:
+        function, qualifier = str(header.get("function")), str(header.get("qualifier"))
+        wanted = []
+        try:
+            for entry in header.get("sets") or []:
+                key = tuple(entry["key"])
+                await self._learn(key, entry["spec"])  # type: ignore[arg-type]
+                wanted.append((self._targets[key], int(entry["count"])))  # type: ignore[index]
+            assert self._pool is not None
+            self._pool.provision(function, qualifier, wanted)
+            connection.send({"id": header.get("id")})
+        except Exception as exc:  # noqa: BLE001 - said to the leader, which tries again
+            log.exception("provisioned concurrency of %s:%s on node %s", function, qualifier, self.node_id)
+            connection.send({"id": header.get("id"), "error": {"type": "ServiceError", "message": str(exc), "fields": {}}})
 
     def _retire(self, function: Any, version: Any, keep_revision: Any) -> None:
         if not isinstance(function, str) or self._pool is None:

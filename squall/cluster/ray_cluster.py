@@ -27,6 +27,7 @@ from squall.settings import Settings
 log = logging.getLogger("squall.ray")
 
 PLACEMENT_PREFIX = "squall-env-"
+PROVISIONED_PREFIX = "squall-prov-"  # provisioned concurrency: one group per version and count, kept by the leader
 AGENT_PREFIX = "squall-agent-"
 LAMBDA_MB_PER_VCPU = 1769
 
@@ -134,6 +135,30 @@ class RayCluster:
 
     def release(self, group: str) -> None:
         release_placement(group)
+
+    def place_spread(self, name: str, memory_mb: int, count: int) -> str:
+        """A group of ``count`` bundles spread over the nodes (provisioned concurrency), named
+        ``name``; not waited for: Ray places its bundles as room allows."""
+        from ray.util.placement_group import placement_group
+
+        bundle = {"memory": float(memory_mb << 20)}
+        cpu = round(memory_mb / LAMBDA_MB_PER_VCPU * self.settings.ray_cpu_share, 4)
+        if cpu > 0:
+            bundle["CPU"] = cpu
+        return placement_group([bundle] * count, strategy="SPREAD", name=name, lifetime="detached").id.hex()
+
+    def groups_named(self, prefix: str) -> dict[str, tuple[str, list[str]]]:
+        """Squall's groups whose name starts with ``prefix``: id → (name, the node of each placed bundle)."""
+        from ray.util.placement_group import placement_group_table
+
+        found = {}
+        for group_id, info in placement_group_table().items():
+            name = str(info.get("name", ""))
+            if name.startswith(prefix) and info.get("state") != "REMOVED":
+                nodes = [node for _, node in sorted((info.get("bundles_to_node_id") or {}).items(),
+                                                    key=lambda kv: int(kv[0])) if node]
+                found[group_id] = (name, nodes if info.get("state") == "CREATED" else [])
+        return found
 
     def sweep(self) -> int:
         """Remove Squall's placement groups that no live agent held at this sweep and the one

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import itertools
 import logging
 import pickle
@@ -28,13 +29,21 @@ from typing import Any, AsyncIterator, Callable
 from squall import errors
 from squall import tasks as background
 from squall.cluster import wire
-from squall.cluster.ray_cluster import NodeInfo, NoRoom, RayCluster
-from squall.engine.bus import EventBus, FunctionDeleted, FunctionUpdated, SandboxSettingsChanged, VersionDeleted
-from squall.errors import LambdaError, ServiceError, TooManyRequests
+from squall.arn import FunctionRef
+from squall.cluster.ray_cluster import PROVISIONED_PREFIX, NodeInfo, NoRoom, RayCluster
+from squall.engine.bus import (
+    EventBus,
+    FunctionDeleted,
+    FunctionUpdated,
+    ProvisionedConcurrencyChanged,
+    SandboxSettingsChanged,
+    VersionDeleted,
+)
+from squall.errors import LambdaError, ResourceConflict, ServiceError, TooManyRequests
 from squall.functions.concurrency import ProvisionedStatus
 from squall.invoke.admission import Slot
 from squall.invoke.invocation import InvocationRequest, InvocationResult
-from squall.invoke.resolver import Resolver, Target
+from squall.invoke.resolver import AliasRoute, Resolver, Target
 from squall.observe.logs import LogStore
 from squall.settings import Settings
 
@@ -44,6 +53,7 @@ _WATCH_S = 1.0  # how often the nodes and the agents' status are read
 _SWEEP_EVERY = 30  # watch rounds between sweeps of placement groups no agent holds
 _ATTEMPTS = 4  # placements tried for one invocation (an agent may have no idle one left)
 _MAKE_ROOM_AFTER_S = 0.25  # a placement still waiting then: idle environments are evicted for it
+_EVICT_AHEAD = 4  # room made for this many environments of the size that lacked it
 _AGENT_START_S = 30.0  # how long a node's agent may take to start (or restart) before it is tried again
 _LINK_WAIT_S = 5.0  # how long an invocation waits for a channel to a node's agent
 
@@ -150,6 +160,8 @@ class RayExecutor:
         # long (a node that is dying, an agent restarting) and must not hold them up
         self._ray_thread = ThreadPoolExecutor(2, thread_name_prefix="squall-ray")
         self._agent_thread = ThreadPoolExecutor(4, thread_name_prefix="squall-ray-agents")
+        # placements wait for room (up to ray_placement_timeout_seconds each): threads of their own
+        self._placement_thread = ThreadPoolExecutor(16, thread_name_prefix="squall-ray-place")
         self._nodes: dict[str, NodeInfo] = {}
         self._links: dict[str, NodeLink] = {}
         self._linking: dict[str, asyncio.Task[NodeLink]] = {}
@@ -157,12 +169,20 @@ class RayExecutor:
         self._watcher: asyncio.Task[None] | None = None
         self._bus: EventBus | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # provisioned concurrency: what is asked (every front end knows it), placed by the leader only
+        self.is_leader: Callable[[], bool] = lambda: True
+        self.resolver: Resolver | None = None
+        self._requested: dict[tuple[str, str], int] = {}
+        self._told: dict[str, dict[str, Any]] = {}  # node → (function, qualifier) → what its agent was told
+        self._turn = itertools.count()
 
     # ---- the executor seam ----------------------------------------------------------------------
     def connect(self, bus: EventBus, resolver: Resolver,
                 environment_env: Callable[[str, str, str | None], dict[str, str]] | None = None) -> None:
         self._bus = bus
+        self.resolver = resolver
         self.environment_env = environment_env
+        bus.subscribe(ProvisionedConcurrencyChanged, self._provisioning_changed)
         bus.subscribe(FunctionUpdated, lambda e: self._retire(e.name, None, e.revision))
         bus.subscribe(FunctionDeleted, lambda e: self._retire(e.name, None, None))
         bus.subscribe(SandboxSettingsChanged, lambda e: self._retire(e.name, None, None))
@@ -173,8 +193,21 @@ class RayExecutor:
         yield RemoteLease(self, target, slot.provisioned_qualifier)
 
     def provisioned_status(self, function: str, qualifier: str) -> ProvisionedStatus:
-        return ProvisionedStatus(0, "Provisioned concurrency is not available with the Ray executor yet: "
-                                    "run this function on a server with the local executor (docs/cluster.md)")
+        """What the nodes' agents report (every second) for this qualifier, summed."""
+        allocated, failure = 0, None
+        for link in self._links.values():
+            state = (link.status.get("provisioned_sets") or {}).get(f"{function}:{qualifier}")
+            if state:
+                allocated += int(state[0])
+                failure = failure or state[1]
+        return ProvisionedStatus(allocated, failure)
+
+    def provisioned_node(self, function: str, qualifier: str) -> str | None:
+        """A node whose agent keeps provisioned environments of this qualifier (in turn)."""
+        key = f"{function}:{qualifier}"
+        nodes = [node for node, link in self._links.items() if not link.closed
+                 and int(((link.status.get("provisioned_sets") or {}).get(key) or (0,))[0]) > 0]
+        return nodes[next(self._turn) % len(nodes)] if nodes else None
 
     def counts(self) -> dict[str, int]:
         totals = {"busy": 0, "idle": 0, "provisioned": 0, "memory_mb": 0, "memory_capacity_mb": 0}
@@ -207,6 +240,7 @@ class RayExecutor:
             await link.close()
         await asyncio.get_running_loop().run_in_executor(self._ray_thread, self.cluster.shutdown)
         self._ray_thread.shutdown(wait=False)
+        self._placement_thread.shutdown(wait=False, cancel_futures=True)
         self._agent_thread.shutdown(wait=False, cancel_futures=True)
 
     async def connect_cluster(self) -> None:
@@ -223,7 +257,7 @@ class RayExecutor:
             report.append({"node": node.node_id, "address": node.address, "alive": node.alive,
                            "agent": "connected" if status else "not connected",
                            "memory_capacity_mb": node.memory_mb, "cpus": node.cpus,
-                           **{k: status.get(k, 0) for k in ("busy", "idle", "memory_mb")}})
+                           **{k: status.get(k, 0) for k in ("busy", "idle", "provisioned", "memory_mb")}})
         return report
 
     async def _watch(self) -> None:
@@ -235,6 +269,8 @@ class RayExecutor:
             try:
                 await self._refresh_nodes()
                 await self._read_statuses()
+                if self.is_leader():
+                    await self._provision()
                 if rounds % _SWEEP_EVERY == 0:
                     removed = await self._ray(self.cluster.sweep)
                     if removed:
@@ -327,23 +363,27 @@ class RayExecutor:
         """Room for a new environment: (placement group, node). Idle environments are evicted
         for it (on the node with the most idle memory) when Ray finds none at once."""
         timeout = self.settings.ray_placement_timeout_seconds
+        loop = asyncio.get_running_loop()
         try:
-            placed = await self._ray(self.cluster.place, memory_mb, _MAKE_ROOM_AFTER_S)
+            placed = await loop.run_in_executor(self._placement_thread, self.cluster.place, memory_mb, _MAKE_ROOM_AFTER_S)
         except NoRoom:
             await self._make_room(memory_mb)
             try:
-                placed = await self._ray(self.cluster.place, memory_mb, timeout)
+                placed = await loop.run_in_executor(self._placement_thread, self.cluster.place, memory_mb, timeout)
             except NoRoom as exc:
                 raise TooManyRequests(f"Rate Exceeded. {exc}.", "ConcurrentInvocationLimitExceeded") from None
         self.placement_seconds = [*self.placement_seconds[-199:], placed.seconds]
         return placed.group, placed.node_id
 
     async def _make_room(self, memory_mb: int) -> None:
+        """Evict idle environments on the node with the most idle memory: a few times what is
+        needed, since Ray learns of the room only on its next round (~1 s) and the next cold
+        starts would wait for it again."""
         links = sorted((link for link in self._links.values() if not link.closed),
                        key=lambda link: -int(link.status.get("idle_memory_mb", 0)))
         for link in links[:1]:
             try:
-                await asyncio.wait_for(link.call({"op": "evict", "memory_mb": memory_mb}), 5)
+                await asyncio.wait_for(link.call({"op": "evict", "memory_mb": memory_mb * _EVICT_AHEAD}), 5)
             except (wire.ChannelClosed, asyncio.TimeoutError):
                 pass
 
@@ -354,6 +394,82 @@ class RayExecutor:
         config = target.config
         extra = self.environment_env(config.role, config.name, target.network) if self.environment_env else {}
         return base64.b64encode(pickle.dumps((config, extra))).decode()
+
+    # ---- provisioned concurrency (the leader) -----------------------------------------------------------
+    def _provisioning_changed(self, event: ProvisionedConcurrencyChanged) -> None:
+        if event.requested is None:
+            self._requested.pop((event.name, event.qualifier), None)
+        else:
+            self._requested[(event.name, event.qualifier)] = event.requested
+
+    async def _wanted(self) -> dict[str, tuple[str, str, Target, int]]:
+        """Group name → (function, qualifier, target, count) for every provisioned qualifier that resolves."""
+        assert self.resolver is not None
+        wanted = {}
+        for (function, qualifier), count in list(self._requested.items()):
+            try:
+                route = await self.resolver.route(FunctionRef(function, qualifier))
+            except ResourceConflict:  # its version is not Active yet: next round
+                continue
+            except LambdaError:
+                continue
+            if isinstance(route, AliasRoute) and route.additional is not None:
+                extra = round(count * route.weight)
+                parts = [(route.primary, count - extra), (route.additional, extra)]
+            else:
+                parts = [(route.primary if isinstance(route, AliasRoute) else route, count)]
+            for target, n in parts:
+                if n > 0:
+                    config = target.config
+                    identity = f"{function}\0{qualifier}\0{config.version}\0{config.revision_id}\0{target.network}\0{n}"
+                    name = PROVISIONED_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:24]
+                    wanted[name] = (function, qualifier, target, n)
+        return wanted
+
+    async def _provision(self) -> None:
+        """Keep one spread placement group per provisioned version (its bundles: where its
+        environments go), and tell every agent how many of which to keep. Groups of versions no
+        longer wanted (or of another count) are removed; a dead node's bundles are placed again by
+        Ray, and the node that gets them is told on the next round."""
+        wanted = await self._wanted()
+        groups = await self._ray(self.cluster.groups_named, PROVISIONED_PREFIX)
+        by_name = {name: (group_id, nodes) for group_id, (name, nodes) in groups.items()}
+        for group_id, (name, _) in groups.items():
+            if name not in wanted:
+                await self._ray(self.cluster.release, group_id)
+        per_node: dict[str, dict[tuple[str, str], list[tuple[Target, int]]]] = {}
+        for name, (function, qualifier, target, n) in wanted.items():
+            if name not in by_name:
+                await self._ray(self.cluster.place_spread, name, target.config.memory_size, n)
+                continue  # placed by the next round
+            if len(by_name[name][1]) < n:  # not placed yet: idle on-demand environments make room
+                await self._make_room(target.config.memory_size * n)
+            counts: dict[str, int] = {}
+            for node in by_name[name][1]:
+                counts[node] = counts.get(node, 0) + 1
+            for node, k in counts.items():
+                per_node.setdefault(node, {}).setdefault((function, qualifier), []).append((target, k))
+        for node_id, link in list(self._links.items()):
+            if link.closed:
+                continue
+            desired = per_node.get(node_id, {})
+            told = self._told.setdefault(node_id, {})
+            reported = set(link.status.get("provisioned_sets") or {})  # "function:qualifier" the agent keeps sets of
+            keys = {f"{f}:{q}" for f, q in desired} | set(told) | reported
+            for key in keys:
+                function, qualifier = key.split(":", 1)
+                sets = desired.get((function, qualifier), [])
+                shape = [[t.config.version, t.config.revision_id, k] for t, k in sets]
+                if told.get(key) == shape and (key in reported) == bool(shape):
+                    continue  # the agent keeps what it should (a restarted agent lost its sets: told again)
+                header = {"op": "provision", "function": function, "qualifier": qualifier,
+                          "sets": [{"key": [t.config.name, t.config.version, t.config.revision_id, t.network],
+                                    "count": k, "spec": self.spec(t)} for t, k in sets]}
+                try:
+                    await asyncio.wait_for(link.call(header), 10)
+                    told[key] = shape
+                except (wire.ChannelClosed, asyncio.TimeoutError):
+                    pass
 
     # ---- what the bus says ---------------------------------------------------------------------------
     def _retire(self, function: str, version: str | None, keep_revision: str | None) -> None:
@@ -404,8 +520,10 @@ class RemoteLease:
                 stream.feed(body)
 
         last: LambdaError = ServiceError("No node of the Ray cluster kept an environment for this invocation; retry it.")
-        for _ in range(_ATTEMPTS):
+        for attempt in range(_ATTEMPTS):
             node_id = executor.warm_node(key)
+            if self.provisioned is not None and attempt == 0:  # where its provisioned environments are kept
+                node_id = executor.provisioned_node(config.name, self.provisioned) or node_id
             group = None
             header.pop("pg", None)
             header.pop("spec", None)

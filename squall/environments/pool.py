@@ -241,6 +241,11 @@ class EnvironmentPool:
         if not sets:
             del self._provisioned[(function, qualifier)]
 
+    def provisioned_report(self) -> dict[str, tuple[int, str | None]]:
+        """Every qualifier's provisioned sets: "function:qualifier" → (ready, why provisioning failed)."""
+        return {f"{function}:{qualifier}": self.provisioned_status(function, qualifier)
+                for function, qualifier in self._provisioned}
+
     def provisioned_status(self, function: str, qualifier: str) -> tuple[int, str | None]:
         """(environments ready, why provisioning failed or None) for one qualifier."""
         sets = self._provisioned.get((function, qualifier), {}).values()

@@ -155,15 +155,28 @@ def test_a_version_update_is_served_at_once(front_ends):
     within(lambda: json.loads(lam_b.invoke(FunctionName=name)["Payload"].read()) == 2, "new code on a node")
 
 
-def test_provisioned_concurrency_says_it_is_not_served_yet(front_ends):
-    a, _ = front_ends
-    lam = a.client("lambda")
-    name = create_function(lam, "def handler(e, c):\n    return 1\n")
-    version = lam.publish_version(FunctionName=name)["Version"]
-    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=1)
-    config = within(lambda: (c := lam.get_provisioned_concurrency_config(FunctionName=name, Qualifier=version))
-                    ["Status"] == "FAILED" and c, "provisioned concurrency refused with its reason")
-    assert "Ray executor" in config["StatusReason"]
+def test_provisioned_concurrency_is_placed_across_the_nodes(front_ends):
+    """The leader places a spread placement group for the version and tells each node's agent how
+    many to keep; every front end reads the agents' status; invokes of the version use them."""
+    a, b = front_ends
+    lam_a, lam_b = a.client("lambda"), b.client("lambda")
+    name = create_function(lam_a, SLEEPER, MemorySize=256)
+    version = lam_a.publish_version(FunctionName=name)["Version"]
+    lam_a.put_provisioned_concurrency_config(FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=2)
+    for lam in (lam_a, lam_b):
+        config = within(lambda: (c := lam.get_provisioned_concurrency_config(FunctionName=name, Qualifier=version))
+                        ["Status"] == "READY" and c, "provisioned concurrency READY", 60)
+        assert config["AllocatedProvisionedConcurrentExecutions"] == 2
+    report = within(lambda: (r := nodes(a)) and sum(n["provisioned"] for n in r) == 2 and r,
+                    "the provisioned environments in the nodes' status")
+    print("provisioned per node:", [(n["node"][:8], n["provisioned"]) for n in report])
+    assert all(n["provisioned"] == 1 for n in report)  # spread: one on each node
+    import base64
+    out = lam_b.invoke(FunctionName=name, Qualifier=version, Payload=b'{"id": "p"}', LogType="Tail")
+    assert json.loads(out["Payload"].read())["id"] == "p"
+    assert "Init Duration" not in base64.b64decode(out["LogResult"]).decode()  # its init ran beforehand
+    lam_a.delete_provisioned_concurrency_config(FunctionName=name, Qualifier=version)
+    within(lambda: sum(n["provisioned"] for n in nodes(a)) == 0, "the provisioned environments stopped", 30)
 
 
 def agent_pids() -> list[int]:

@@ -120,6 +120,7 @@ class NodeAgent:
         self._targets: dict[tuple[str, str, str, str | None], Target] = {}
         self._extra_env: dict[tuple[str, str | None], dict[str, str]] = {}
         self._placements: dict[str, str] = {}  # environment id → its placement group
+        self._arriving: set[str] = set()  # placement groups of environments being started
         self._connections: set[_Connection] = set()
         self._server: asyncio.base_events.Server | None = None
         self._forwarder: ApiForwarder | None = None
@@ -212,6 +213,8 @@ class NodeAgent:
     async def _invoke(self, connection: _Connection, header: dict[str, Any], body: bytes) -> None:
         request_id = header.get("id")
         placement = header.get("pg")
+        if placement:
+            self._arriving.add(placement)  # held from now on, as far as the sweep is concerned
         try:
             key = tuple(header["key"])
             if "spec" in header:
@@ -237,6 +240,7 @@ class NodeAgent:
                             self._release(placement)
                         else:
                             self._placements[env.id] = placement
+                        self._arriving.discard(placement)
                         placement = None
                     self.logs.owner[env.stream] = connection
                     result = await env.invoke(request, header.get("prelude"))
@@ -317,10 +321,11 @@ class NodeAgent:
 
     def _release(self, placement: str | None) -> None:
         if placement:
+            self._arriving.discard(placement)
             self._spawn(asyncio.to_thread(self.release_placement, placement))
 
     def placements(self) -> list[str]:
-        return list(self._placements.values())
+        return [*self._placements.values(), *self._arriving]
 
     async def _flush_logs(self) -> None:
         while True:

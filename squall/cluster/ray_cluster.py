@@ -162,7 +162,8 @@ class RayCluster:
 
     def sweep(self) -> int:
         """Remove Squall's placement groups that no live agent held at this sweep and the one
-        before (their environment died with its agent or node); how many."""
+        before (their environment died with its agent or node); how many. An agent counts a group
+        as held from the moment the invocation that brings it arrives."""
         from ray.util.placement_group import placement_group_table
 
         table = placement_group_table()

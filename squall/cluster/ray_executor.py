@@ -175,6 +175,7 @@ class RayExecutor:
         self._requested: dict[tuple[str, str], int] = {}
         self._told: dict[str, dict[str, Any]] = {}  # node → (function, qualifier) → what its agent was told
         self._turn = itertools.count()
+        self._sweeps_due = 0
 
     # ---- the executor seam ----------------------------------------------------------------------
     def connect(self, bus: EventBus, resolver: Resolver,
@@ -271,7 +272,8 @@ class RayExecutor:
                 await self._read_statuses()
                 if self.is_leader():
                     await self._provision()
-                if rounds % _SWEEP_EVERY == 0:
+                if rounds % _SWEEP_EVERY == 0 or self._sweeps_due > 0:
+                    self._sweeps_due = max(0, self._sweeps_due - 1)
                     removed = await self._ray(self.cluster.sweep)
                     if removed:
                         log.warning("removed %d placement group(s) whose environments died with their node", removed)
@@ -280,6 +282,10 @@ class RayExecutor:
 
     async def _refresh_nodes(self) -> None:
         nodes = {n.node_id: n for n in await self._ray(self.cluster.nodes)}
+        if any(node.alive and not nodes.get(node_id, node).alive for node_id, node in self._nodes.items()):
+            # a node died: Ray places its environments' groups again elsewhere, where they would hold
+            # room for environments that are gone: swept now and in the next rounds, not in a minute
+            self._sweeps_due = 3
         self._nodes = nodes
         for node_id, link in list(self._links.items()):
             if link.closed or not nodes.get(node_id, NodeInfo(node_id, "", False, 0, 0)).alive:

@@ -144,6 +144,31 @@ def handler(event, context):
     assert json.loads(got["Payload"].read()) == {"echo": {"x": 1}}, got.get("FunctionError")
 
 
+STREAMER = """
+export const handler = awslambda.streamifyResponse(async (event, responseStream, context) => {
+  responseStream.setContentType('text/plain');
+  responseStream.write('chunk-1\\n');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  responseStream.write('chunk-2\\n');
+  responseStream.end();
+});
+"""
+
+
+def test_a_streamed_response_comes_from_the_node_chunk_by_chunk(front_ends):
+    a, _ = front_ends
+    lam = a.client("lambda")
+    name = create_function(lam, {"index.mjs": STREAMER}, handler="index.handler", Runtime="nodejs20.x")
+    response = lam.invoke_with_response_stream(FunctionName=name, Payload=b"{}", LogType="Tail")
+    events = [event for event in response["EventStream"]]
+    chunks = [e["PayloadChunk"]["Payload"] for e in events if "PayloadChunk" in e]
+    assert chunks[0] == b"chunk-1\n" and b"".join(chunks) == b"chunk-1\nchunk-2\n"  # the first came on its own
+    complete = events[-1]["InvokeComplete"]
+    assert "ErrorCode" not in complete
+    import base64
+    assert "REPORT RequestId:" in base64.b64decode(complete["LogResult"]).decode()
+
+
 def test_a_version_update_is_served_at_once(front_ends):
     a, b = front_ends
     lam_a, lam_b = a.client("lambda"), b.client("lambda")

@@ -26,7 +26,9 @@ import time
 import uuid
 
 import common
-from cluster import BUCKET, CAPACITY, PG, load, warm_latency
+
+from squall.cluster.agent_actor import local_agent_pids
+from cluster import BUCKET, CAPACITY, PG, load, report_extra, warm_latency
 
 HANDLER = """\
 def handler(event, context):
@@ -68,23 +70,9 @@ def placement_latency(address: str, n: int) -> list[float]:
         ray.shutdown()
 
 
-def agent_pids() -> list[int]:
-    """The node agents' processes (Ray workers titled ``ray::AgentActor``)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if f.read().startswith(b"ray::AgentActor"):
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
-
-
 def ray_load(front_end: common.Server, name: str, connections: int, seconds: int, generator: str) -> dict:
     """``load`` against the Ray front end, with the node agents' CPU per invoke (and their environments')."""
-    meters = [common.CpuMeter(pid) for pid in agent_pids()]
+    meters = [common.CpuMeter(pid) for pid in local_agent_pids()]
     figures = load([front_end], name, connections, seconds, generator)
     per = [m.per_op_us(max(1, figures["n"])) or {} for m in meters]
     figures["agents_cpu_us"] = round(sum(c.get("server_cpu_us", 0.0) for c in per), 1)
@@ -155,12 +143,7 @@ def main() -> None:
                                runtime, memory=args.memory)
         ray_warm = report.latency("warm_ray", "Ray executor (direct channel to the node agent)",
                                   warm_latency(front_end, remote, n))
-        extra = ray_warm["median_ms"] - base["median_ms"]
-        report.figures("warm_extra", "extra warm-invoke cost of the Ray executor (p50 difference)",
-                       {"extra_p50_ms": round(extra, 4), "extra_p99_ms": round(ray_warm["p99_ms"] - base["p99_ms"], 4)})
-        report.ratio("warm_ray_vs_local", "warm p50, Ray executor / the local executor baseline",
-                     common.ratio(ray_warm["median_ms"], base["median_ms"]))
-        report.target("warm_extra_p50", "the Ray executor adds at most 0.5 ms p50 to a warm invoke (ms)", extra, 0.5)
+        report_extra(report, "the Ray executor", "warm_ray_vs_local", "the local executor baseline", ray_warm, base)
 
         report.section("placement latency and cold starts")
         report.latency("placement", "Ray placement group (one bundle) created and ready",

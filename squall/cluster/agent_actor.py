@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from concurrent.futures import Future
 from typing import Any
@@ -56,3 +57,17 @@ class AgentActor:
 
     async def _placements(self) -> list[str]:
         return self.agent.placements()
+
+
+def local_agent_pids() -> list[int]:
+    """The node agents running on this machine (Ray names its actor processes ``ray::AgentActor``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if f.read().startswith(b"ray::AgentActor"):
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found

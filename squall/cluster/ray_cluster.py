@@ -128,7 +128,7 @@ class RayCluster:
         ready, _ = self._ray.wait([group.ready()], timeout=timeout)
         if not ready:
             remove_placement_group(group)
-            raise NoRoom(f"no node of the Ray cluster has room for {memory_mb} MB"
+            raise NoRoom(f"No node of the Ray cluster has room for {memory_mb} MB"
                          + (f" and {cpu} CPU" if cpu > 0 else "") + f" within {timeout:g} s")
         node_id = placement_group_table(group)["bundles_to_node_id"][0]
         return Placement(group.id.hex(), node_id, time.perf_counter() - started)

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from botocore.exceptions import ClientError
 
+from squall.cluster.agent_actor import local_agent_pids
 from tests.conftest import create_function, require, start_server
 from tests.e2e.test_async import Webhook
 from tests.e2e.test_async import aws as moto_client
@@ -205,28 +206,15 @@ def test_provisioned_concurrency_is_placed_across_the_nodes(front_ends):
     within(lambda: sum(n["provisioned"] for n in nodes(a)) == 0, "the provisioned environments stopped", 30)
 
 
-def agent_pids() -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if f.read().startswith(b"ray::AgentActor"):
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
-
-
 def test_a_killed_agent_is_restarted_by_ray_and_used_again(front_ends):
     a, _ = front_ends
     lam = a.client("lambda", retries={"max_attempts": 3, "mode": "standard"})
     name = create_function(lam, SLEEPER, MemorySize=256)
     assert json.loads(lam.invoke(FunctionName=name, Payload=b'{"id": 1}')["Payload"].read())["id"] == 1
-    before = agent_pids()
+    before = local_agent_pids()
     assert len(before) == 2, before  # one per node, started by Ray (not by this test)
     os.kill(before[0], signal.SIGKILL)
-    within(lambda: len(set(agent_pids()) - set(before)) == 1, "Ray restarted the agent", 60)
+    within(lambda: len(set(local_agent_pids()) - set(before)) == 1, "Ray restarted the agent", 60)
     within(lambda: all(n["agent"] == "connected" for n in nodes(a)), "the front end reconnected", 60)
     for i in range(6):  # every invoke is served: on the other node, or on the restarted agent
         assert json.loads(lam.invoke(FunctionName=name, Payload=json.dumps({"id": i}).encode())["Payload"].read())["id"] == i

@@ -10,7 +10,7 @@ Measures, in one run:
   one bundle (memory, CPU) created and ready, measured as the executor does it, p50 and p99;
 * **cold start, local vs Ray**: a new function invoked for the first time, end to end;
 * **throughput per node**: the same load against the local front end and against the Ray
-  front end with a one-node cluster, then a two-node one (one machine: the nodes share its cores).
+  front end with a one-node cluster, then two and three nodes (one machine: the nodes share its cores).
 
 The Ray cluster is Ray's own ``ray.cluster_utils.Cluster`` (a head and a second node in this
 machine); the front end uses the machine's PostgreSQL and a code bucket in moto.
@@ -104,7 +104,7 @@ def main() -> None:
 
     generator = loadgen.choose(args.generator)
     report = common.Report("ray_executor", f"Ray executor: warm latency vs local, placement latency, cold starts, "
-                           f"throughput on 1 and 2 nodes ({args.c} connections, {seconds} s, {generator})", args)
+                           f"throughput on 1, 2 and 3 nodes ({args.c} connections, {seconds} s, {generator})", args)
     import boto3
     import psycopg
     from moto.server import ThreadedMotoServer
@@ -151,7 +151,7 @@ def main() -> None:
         report.latency("cold_local", "cold start, local executor", cold_starts(local, runtime, colds), baseline=True)
         report.latency("cold_ray", "cold start, Ray executor (placement included)", cold_starts(front_end, runtime, colds))
 
-        report.section("throughput: local vs the Ray executor on 1 and 2 nodes (one machine)")
+        report.section("throughput: local vs the Ray executor on 1, 2 and 3 nodes (one machine)")
         lam_local = common.lambda_client(local.endpoint, credentials=local.credentials)
         name = common.deploy(lam_local, HANDLER, runtime, memory=128)
         report.figures("throughput_local", "local executor", load([local], name, args.c, seconds, generator),
@@ -166,8 +166,15 @@ def main() -> None:
         name = common.deploy(common.lambda_client(front_end.endpoint, credentials=front_end.credentials), HANDLER,
                              runtime, memory=128)
         report.figures("throughput_ray_2", "Ray executor, 2 nodes", ray_load(front_end, name, args.c, seconds, generator))
+        ray_cluster.add_node(num_cpus=2, memory=NODE_MEMORY)
+        wait_for(lambda: len([node for node in common.get_json(
+            front_end.endpoint, "/squall/cluster", front_end.credentials).get("nodes", [])
+            if node.get("agent") == "connected"]) == 3, 120, "the third node's agent to connect")
+        name = common.deploy(common.lambda_client(front_end.endpoint, credentials=front_end.credentials), HANDLER,
+                             runtime, memory=128)
+        report.figures("throughput_ray_3", "Ray executor, 3 nodes", ray_load(front_end, name, args.c, seconds, generator))
         nodes = common.get_json(front_end.endpoint, "/squall/cluster", front_end.credentials).get("nodes", [])
-        report.figures("environments_per_node", "environments per node after the 2-node run",
+        report.figures("environments_per_node", "environments per node after the 3-node run",
                        {node["node"][:8]: node.get("busy", 0) + node.get("idle", 0) for node in nodes})
         report.finish()
     finally:

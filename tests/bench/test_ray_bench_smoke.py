@@ -24,5 +24,5 @@ def test_ray_bench_quick_run_prints_its_figures() -> None:
                           capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, f"ray_executor.py failed:\n{done.stdout}\n{done.stderr}"
     for expected in (*COMMON, "Ray executor (direct channel", "extra warm-invoke cost", "placement group",
-                     "cold start, Ray executor", "Ray executor, 2 nodes", "target:"):
+                     "cold start, Ray executor", "Ray executor, 2 nodes", "Ray executor, 3 nodes", "target:"):
         assert expected in done.stdout, f"ray_executor.py did not print {expected!r}:\n{done.stdout}"

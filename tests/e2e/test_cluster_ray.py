@@ -114,6 +114,15 @@ def test_created_on_one_front_end_run_on_a_node_through_the_other(front_ends):
     assert len(report) == 2 and all(n["alive"] for n in report)
 
 
+def test_reserved_concurrency_holds_across_front_ends_on_the_nodes(front_ends):
+    """A burst of 30 through two front ends against reserved concurrency 10: never more than 10
+    run at once (admission is the front ends', across them by permits; squall/cluster/permits.py),
+    wherever Ray placed the environments."""
+    from tests.e2e.test_cluster_front_ends import test_reserved_concurrency_holds_across_front_ends
+
+    test_reserved_concurrency_holds_across_front_ends(front_ends)
+
+
 def test_environments_are_placed_on_both_nodes(front_ends):
     a, b = front_ends
     lam_a = a.client("lambda", read_timeout=60)

@@ -49,6 +49,11 @@ def wait_for(check, seconds: float, what: str) -> None:  # type: ignore[no-untyp
     raise SystemExit(f"waited {seconds:g} s for {what}")
 
 
+def connected_agents(front_end: common.Server) -> int:
+    nodes = common.get_json(front_end.endpoint, "/squall/cluster", front_end.credentials).get("nodes", [])
+    return sum(node.get("agent") == "connected" for node in nodes)
+
+
 def placement_latency(address: str, n: int) -> list[float]:
     """Placement groups of one 128 MB bundle (as the executor makes them), created and ready (ms)."""
     import ray
@@ -131,9 +136,7 @@ def main() -> None:
                "SQUALL_EXECUTOR": "ray", "SQUALL_RAY_ADDRESS": ray_cluster.address,
                "SQUALL_RAY_NODE_DIR": tempfile.mkdtemp(prefix="squall-bench-nodes-")}
         front_end = common.start_server(args.isolation, env)
-        wait_for(lambda: all(node.get("agent") == "connected" for node in common.get_json(
-            front_end.endpoint, "/squall/cluster", front_end.credentials).get("nodes", [{}])), 120,
-            "the node agent to connect")
+        wait_for(lambda: connected_agents(front_end) == 1, 120, "the node agent to connect")
 
         report.section("warm invoke: local executor vs Ray executor (one front end each)")
         solo = common.deploy(common.lambda_client(local.endpoint, credentials=local.credentials), HANDLER, runtime,
@@ -156,23 +159,14 @@ def main() -> None:
         name = common.deploy(lam_local, HANDLER, runtime, memory=128)
         report.figures("throughput_local", "local executor", load([local], name, args.c, seconds, generator),
                        baseline=True)
-        name = common.deploy(common.lambda_client(front_end.endpoint, credentials=front_end.credentials), HANDLER,
-                             runtime, memory=128)
-        report.figures("throughput_ray_1", "Ray executor, 1 node", ray_load(front_end, name, args.c, seconds, generator))
-        ray_cluster.add_node(num_cpus=2, memory=NODE_MEMORY)
-        wait_for(lambda: len([node for node in common.get_json(
-            front_end.endpoint, "/squall/cluster", front_end.credentials).get("nodes", [])
-            if node.get("agent") == "connected"]) == 2, 120, "the second node's agent to connect")
-        name = common.deploy(common.lambda_client(front_end.endpoint, credentials=front_end.credentials), HANDLER,
-                             runtime, memory=128)
-        report.figures("throughput_ray_2", "Ray executor, 2 nodes", ray_load(front_end, name, args.c, seconds, generator))
-        ray_cluster.add_node(num_cpus=2, memory=NODE_MEMORY)
-        wait_for(lambda: len([node for node in common.get_json(
-            front_end.endpoint, "/squall/cluster", front_end.credentials).get("nodes", [])
-            if node.get("agent") == "connected"]) == 3, 120, "the third node's agent to connect")
-        name = common.deploy(common.lambda_client(front_end.endpoint, credentials=front_end.credentials), HANDLER,
-                             runtime, memory=128)
-        report.figures("throughput_ray_3", "Ray executor, 3 nodes", ray_load(front_end, name, args.c, seconds, generator))
+        ray_lam = common.lambda_client(front_end.endpoint, credentials=front_end.credentials)
+        for count in (1, 2, 3):
+            if count > 1:
+                ray_cluster.add_node(num_cpus=2, memory=NODE_MEMORY)
+                wait_for(lambda: connected_agents(front_end) == count, 120, f"node {count}'s agent to connect")
+            name = common.deploy(ray_lam, HANDLER, runtime, memory=128)
+            report.figures(f"throughput_ray_{count}", f"Ray executor, {count} node{'s' if count > 1 else ''}",
+                           ray_load(front_end, name, args.c, seconds, generator))
         nodes = common.get_json(front_end.endpoint, "/squall/cluster", front_end.credentials).get("nodes", [])
         report.figures("environments_per_node", "environments per node after the 3-node run",
                        {node["node"][:8]: node.get("busy", 0) + node.get("idle", 0) for node in nodes})

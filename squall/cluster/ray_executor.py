@@ -28,8 +28,9 @@ from typing import Any, AsyncIterator, Callable
 
 from squall import errors
 from squall import tasks as background
-from squall.cluster import wire
 from squall.arn import FunctionRef
+from squall.cluster import wire
+from squall.cluster.node_link import NodeLink
 from squall.cluster.ray_cluster import PROVISIONED_PREFIX, NodeInfo, NoRoom, RayCluster
 from squall.engine.bus import (
     EventBus,
@@ -58,89 +59,6 @@ _AGENT_START_S = 30.0  # how long a node's agent may take to start (or restart) 
 _LINK_WAIT_S = 5.0  # how long an invocation waits for a channel to a node's agent
 
 PoolKey = tuple[str, str, str, str | None]
-
-
-class NodeLink:
-    """This front end's channel to one node's agent."""
-
-    def __init__(self, node_id: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 logs: LogStore) -> None:
-        self.node_id = node_id
-        self.status: dict[str, Any] = {}
-        self._reader, self._writer = reader, writer
-        self._logs = logs
-        self._ids = itertools.count(1)
-        self._waiting: dict[int, tuple[asyncio.Future[tuple[dict[str, Any], bytes]], Any]] = {}
-        self._closed: str | None = None
-        self._task = asyncio.get_running_loop().create_task(self._read())
-
-    @classmethod
-    async def open(cls, endpoint: dict[str, Any], key: bytes, api: str | None, logs: LogStore) -> "NodeLink":
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(endpoint["host"], endpoint["port"]), 5)
-        try:
-            hello = await wire.answer(reader, writer, key)
-        except BaseException:
-            writer.close()
-            raise
-        link = cls(str(hello.get("node", endpoint.get("node"))), reader, writer, logs)
-        if api:
-            writer.write(wire.encode({"op": "hello", "api": api}))
-        return link
-
-    @property
-    def closed(self) -> bool:
-        return self._closed is not None
-
-    async def call(self, header: dict[str, Any], body: bytes = b"",
-                   on_frame: Callable[[dict[str, Any], bytes], None] | None = None) -> tuple[dict[str, Any], bytes]:
-        if self._closed is not None:
-            raise wire.ChannelClosed(self._closed)
-        request_id = header["id"] = next(self._ids)
-        future: asyncio.Future[tuple[dict[str, Any], bytes]] = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = (future, on_frame)
-        try:
-            self._writer.write(wire.encode(header, body))
-            if self._writer.transport.get_write_buffer_size() > 1 << 20:
-                await self._writer.drain()
-            return await future
-        finally:
-            self._waiting.pop(request_id, None)
-
-    async def _read(self) -> None:
-        reason = "closed"
-        try:
-            while True:
-                header, body = await wire.read_frame(self._reader)
-                logs = header.get("logs")
-                if logs is not None:
-                    for group, stream, events in logs:
-                        self._logs.append(group, stream, [(int(t), str(line)) for t, line in events])
-                    continue
-                waiting = self._waiting.get(header.get("id"))  # type: ignore[arg-type]
-                if waiting is None:
-                    continue
-                future, on_frame = waiting
-                if "open" in header or "chunk" in header:
-                    if on_frame is not None:
-                        on_frame(header, body)
-                elif not future.done():
-                    future.set_result((header, body))
-        except (wire.ChannelClosed, ConnectionError, OSError) as exc:
-            reason = str(exc) or type(exc).__name__
-        finally:
-            self._close(reason)
-
-    def _close(self, reason: str) -> None:
-        if self._closed is None:
-            self._closed = reason
-        self._writer.close()
-        for future, _ in list(self._waiting.values()):
-            if not future.done():
-                future.set_exception(wire.ChannelClosed(reason))
-
-    async def close(self) -> None:
-        self._close("front end stopping")
-        await background.cancel(self._task)
 
 
 class RayExecutor:
@@ -296,11 +214,10 @@ class RayExecutor:
 
     async def _read_statuses(self) -> None:
         async def read(link: NodeLink) -> None:
-            try:
-                header, _ = await asyncio.wait_for(link.call({"op": "status"}), 5)
-                link.status = header.get("status", {})
-            except (wire.ChannelClosed, asyncio.TimeoutError):
-                pass
+            answer = await _quietly(link.call({"op": "status"}), 5)
+            if answer is not None:
+                link.status = answer[0].get("status", {})
+
         await asyncio.gather(*(read(link) for link in list(self._links.values())))
 
     def _spawn_link(self, node: NodeInfo) -> asyncio.Task[NodeLink]:
@@ -387,11 +304,8 @@ class RayExecutor:
         starts would wait for it again."""
         links = sorted((link for link in self._links.values() if not link.closed),
                        key=lambda link: -int(link.status.get("idle_memory_mb", 0)))
-        for link in links[:1]:
-            try:
-                await asyncio.wait_for(link.call({"op": "evict", "memory_mb": memory_mb * _EVICT_AHEAD}), 5)
-            except (wire.ChannelClosed, asyncio.TimeoutError):
-                pass
+        if links:
+            await _quietly(links[0].call({"op": "evict", "memory_mb": memory_mb * _EVICT_AHEAD}), 5)
 
     def release(self, group: str) -> None:
         self._spawn(self._ray(self.cluster.release, group))
@@ -471,11 +385,8 @@ class RayExecutor:
                 header = {"op": "provision", "function": function, "qualifier": qualifier,
                           "sets": [{"key": [t.config.name, t.config.version, t.config.revision_id, t.network],
                                     "count": k, "spec": self.spec(t)} for t, k in sets]}
-                try:
-                    await asyncio.wait_for(link.call(header), 10)
+                if await _quietly(link.call(header)) is not None:
                     told[key] = shape
-                except (wire.ChannelClosed, asyncio.TimeoutError):
-                    pass
 
     # ---- what the bus says ---------------------------------------------------------------------------
     def _retire(self, function: str, version: str | None, keep_revision: str | None) -> None:
@@ -585,8 +496,10 @@ def rebuild_error(error: dict[str, Any]) -> LambdaError:
     return exc
 
 
-async def _quietly(coro) -> None:  # type: ignore[no-untyped-def]
+async def _quietly(coro, timeout: float = 10.0) -> Any:  # type: ignore[no-untyped-def]
+    """A call on an agent's channel whose failure changes nothing now (the next round tries again):
+    its answer, or None when the channel broke or the agent did not answer in time."""
     try:
-        await asyncio.wait_for(coro, 10)
+        return await asyncio.wait_for(coro, timeout)
     except (wire.ChannelClosed, asyncio.TimeoutError):
-        pass
+        return None

@@ -289,9 +289,9 @@ class Engine:
 
     async def cluster_status(self) -> dict[str, Any]:
         status = await self.front_ends.status()
-        nodes = getattr(self.executor, "nodes_report", None)
+        nodes = self.executor.nodes_report()
         if nodes is not None:  # the Ray executor: the nodes environments run on
-            status["nodes"] = nodes()
+            status["nodes"] = nodes
         return status
 
     async def stop(self) -> None:

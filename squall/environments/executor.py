@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncContextManager, Callable, Protocol
+from typing import Any, AsyncContextManager, Callable, Protocol
 
 from squall.arn import LATEST, FunctionRef
 from squall.engine.bus import (
@@ -66,6 +66,9 @@ class Executor(Protocol):
     def gateways(self) -> list[str]:
         """The addresses environments call the API at (the API answers to these host names)."""
 
+    def nodes_report(self) -> list[dict[str, Any]] | None:
+        """The machines environments run on, for ``squall cluster status`` (None: this one only)."""
+
     def start(self) -> None: ...
 
     async def shutdown(self, grace: float) -> None: ...
@@ -115,6 +118,9 @@ class LocalExecutor:
 
     def gateways(self) -> list[str]:
         return list(getattr(self.pool.backend, "gateways", list)())
+
+    def nodes_report(self) -> list[dict[str, Any]] | None:
+        return None
 
     @property
     def networks(self):  # type: ignore[no-untyped-def]

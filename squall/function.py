@@ -87,6 +87,9 @@ def lambda_timestamp(moment: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
+SNAP_START_APPLY_ON = ("PublishedVersions", "None")
+
+
 @dataclass(frozen=True)
 class Code:
     sha256: str  # base64, Lambda's CodeSha256
@@ -137,7 +140,7 @@ class FunctionVersion:
     # set): it names the function's network (functions/network.py)
     vpc_config: Mapping[str, Any] | None = None
     layers: tuple[LayerUse, ...] = ()  # merged in this order at /opt
-    snap_start: str = "None"  # SnapStart.ApplyOn as set: recorded, not applied yet (OptimizationStatus Off)
+    snap_start: str = "None"  # SnapStart.ApplyOn as set (squall/environments/snapshots.py applies it)
     published_from: str | None = None  # a published version: the fingerprint of the $LATEST it copies
     revision_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     last_modified: str = field(default_factory=lambda: lambda_timestamp())
@@ -213,7 +216,7 @@ class FunctionVersion:
             "Architectures": list(self.architectures),
             "EphemeralStorage": {"Size": self.ephemeral_storage},
             "LoggingConfig": self.logging_api(),
-            "SnapStart": {"ApplyOn": self.snap_start, "OptimizationStatus": "Off"},  # not applied: says Off
+            "SnapStart": {"ApplyOn": self.snap_start, "OptimizationStatus": self.snap_start_status},
         }
         if self.environment or self.environment_given:
             config["Environment"] = {"Variables": dict(self.environment)}
@@ -237,6 +240,13 @@ class FunctionVersion:
             if value is not None:
                 config[key] = value
         return config
+
+    @property
+    def snap_start_status(self) -> str:
+        """SnapStart.OptimizationStatus: On for a published version of a Python function that asked
+        for it (Squall snapshots Python functions; Java's and .NET's ask in vain, for now)."""
+        applies = self.snap_start == "PublishedVersions" and self.version not in ("", "$LATEST")
+        return "On" if applies and self.runtime.startswith("python") else "Off"
 
     def logging_api(self) -> dict[str, str]:
         """LoggingConfig as Lambda shows it: levels (INFO by default) only in JSON format."""
@@ -315,6 +325,10 @@ def validate_settings(params: Mapping[str, Any]) -> dict[str, Any]:
         fields["tracing_mode"] = params["TracingConfig"]["Mode"]
     if "SnapStart" in params:
         fields["snap_start"] = (params["SnapStart"] or {}).get("ApplyOn") or "None"
+        if fields["snap_start"] not in SNAP_START_APPLY_ON:
+            raise InvalidParameterValue(
+                f"1 validation error detected: Value '{fields['snap_start']}' at 'snapStart.applyOn' failed to satisfy "
+                f"constraint: Member must satisfy enum value set: [{', '.join(SNAP_START_APPLY_ON)}]")
     if "Architectures" in params and list(params["Architectures"]) != [HOST_ARCHITECTURE]:
         raise InvalidParameterValue(
             f"This server runs {HOST_ARCHITECTURE} functions only (its host is {platform.machine()}): "

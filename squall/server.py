@@ -25,6 +25,7 @@ from squall.cluster.ray_executor import RayExecutor
 from squall.environments.executor import Executor, LocalExecutor
 from squall.errors import SquallError
 from squall.environments.pool import EnvironmentPool, PoolLimits
+from squall.environments.snapshots import Snapshots
 from squall.runtimes.registry import RuntimeRegistry
 from squall.sandbox import select_backend
 from squall.settings import Settings
@@ -57,7 +58,9 @@ def build_app(settings: Settings) -> SquallApp:
         executor = ray_executor(settings, stores)
     else:
         limits = PoolLimits(settings.memory_capacity, settings.keep_alive_seconds, settings.max_log_bytes_per_invocation)
-        executor = LocalExecutor(EnvironmentPool(backend, stores.logs, settings.region, limits, code=stores.code))
+        pool = EnvironmentPool(backend, stores.logs, settings.region, limits, code=stores.code)
+        pool.snapshots = Snapshots(pool, settings.snapshot_memory_mb, settings.snap_start_latest)
+        executor = LocalExecutor(pool)
     engine = Engine(settings, stores, executor, RuntimeRegistry.discover(settings.data_dir / "runtimes"))
     if isinstance(executor, RayExecutor):
         executor.api_url = lambda: engine.advertised_url

@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     account_concurrency: int = Field(1000, ge=1)
     # Sum of MemorySize over all environments (busy and warm); 0 = 80% of the machine's RAM.
     memory_capacity_mb: int = Field(0, ge=0)
+    # SnapStart (Python): the memory all versions' snapshots (templates forked after init) may
+    # take together; beyond it the least recently used is stopped.
+    snapshot_memory_mb: int = Field(1024, ge=0)
+    # SnapStart for $LATEST too (of functions whose SnapStart ApplyOn is PublishedVersions).
+    snap_start_latest: bool = False
     # Log output kept per invocation; beyond it the log says it was truncated.
     max_log_bytes_per_invocation: int = Field(1 << 20, ge=4096)
     # Grace given to in-flight invokes on shutdown before their environments are killed.

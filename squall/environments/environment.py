@@ -22,7 +22,7 @@ import uuid
 from datetime import datetime, timezone
 from enum import StrEnum
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import orjson
 
@@ -41,7 +41,10 @@ from squall.environments.runtime_link import FramesLink, LinkBroken, Reply, Resp
 from squall.function import FunctionVersion
 from squall.observe.logs import LogStore
 from squall.runtimes.registry import BOOTSTRAP_NAME, RUNTIME_API, Launch, Runtime
-from squall.sandbox.base import SandboxBackend, SandboxHandle, SandboxSpec, exit_description
+from squall.sandbox.base import RestoreUnavailable, SandboxBackend, SandboxHandle, SandboxSpec, exit_description
+
+if TYPE_CHECKING:
+    from squall.environments.snapshots import Snapshot
 
 logger = logging.getLogger("squall.environment")
 
@@ -89,6 +92,8 @@ class Environment:
         provisioned: bool = False,
         extra_env: Mapping[str, str] | None = None,
         opt_dir: Path | None = None,
+        template: bool = False,
+        snap_start: bool = False,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.function = function
@@ -105,6 +110,13 @@ class Environment:
         self.platform_log = PlatformLog(function.logging_config)  # START/REPORT… in the function's LogFormat  # its role's credentials, the API's endpoints (engine)
         self.provisioned = provisioned  # started ahead for provisioned concurrency: no Init Duration
         self.retired = False  # set while busy when its function changed: stop instead of reuse
+        # SnapStart: ``template`` — this environment's runtime runs init, then only forks new
+        # environments (squall.environments.snapshots); ``snapshot`` — the template this one is
+        # to be forked from (set before start()); ``restored`` — it was (no init: Restore Duration)
+        self.template = template
+        self.snap_start = snap_start or template
+        self.snapshot: Snapshot | None = None
+        self.restored = False
         self.state = EnvironmentState.CREATED
         self.group = function.log_group
         today = datetime.now(timezone.utc).strftime("%Y/%m/%d")
@@ -118,6 +130,7 @@ class Environment:
         self.stop_reason: str | None = None
         self._init_log: InvocationLog | None = None
         self._init_peak_kb = 0
+        self.fork_channel: socket.socket | None = None  # a template's: where fork frames go
         self._handle: SandboxHandle | None = None
         self._capture: OutputCapture | None = None
         self._link: FramesLink | RuntimeApiLink | None = None
@@ -136,6 +149,12 @@ class Environment:
     def alive(self) -> bool:
         return self.state in (EnvironmentState.READY, EnvironmentState.BUSY)
 
+    @property
+    def initialization_type(self) -> str:
+        if self.snap_start:
+            return "snap-start"
+        return "provisioned-concurrency" if self.provisioned else "on-demand"
+
     def environment_variables(self, launch: Launch | None = None) -> dict[str, str]:
         fn = self.function
         runtime = self.runtime
@@ -148,7 +167,7 @@ class Environment:
             "AWS_LAMBDA_FUNCTION_VERSION": fn.version,
             "AWS_LAMBDA_LOG_GROUP_NAME": self.group,
             "AWS_LAMBDA_LOG_STREAM_NAME": self.stream,
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "provisioned-concurrency" if self.provisioned else "on-demand",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": self.initialization_type,
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
             "LAMBDA_TASK_ROOT": str(self.code_dir),
@@ -182,9 +201,13 @@ class Environment:
             self._capture = OutputCapture(log_read, self.logs, self.group, self.stream)
             self._init_log = InvocationLog(self.max_log_bytes)
             self._capture.current = self._init_log
-            self._platform(self.platform_log.init_start(
-                runtime.family, runtime.version, f"arn:aws:lambda:{self.region}::runtime:{runtime.identifier}",
-                "provisioned-concurrency" if self.provisioned else "on-demand"))
+            runtime_arn = f"arn:aws:lambda:{self.region}::runtime:{runtime.identifier}"
+            snapshot = self.snapshot if self.snapshot is not None and self.snapshot.ready else None
+            if snapshot is not None:
+                self._platform(self.platform_log.restore_start(runtime.family, runtime.version, runtime_arn))
+            else:
+                self._platform(self.platform_log.init_start(runtime.family, runtime.version, runtime_arn,
+                                                            self.initialization_type))
             try:
                 if not runtime.prepared:  # e.g. the Java library's first build: seconds, off the loop
                     launch = await asyncio.to_thread(runtime.launch, self.code_dir, self.function.memory_size, self.function.environment)
@@ -208,9 +231,10 @@ class Environment:
                     opt_dir=self.opt_dir,
                     runtime_dir=launch.runtime_dir,
                     runtime_api=runtime.link == RUNTIME_API,
+                    template=self.template,
                 )
                 try:
-                    self._handle = await self.backend.start(spec, child.fileno(), log_write)
+                    self._handle = await self._start_sandbox(snapshot, spec, child.fileno(), log_write)
                 except OSError as e:  # the process backend could not exec it
                     if runtime.link != RUNTIME_API:
                         raise
@@ -235,6 +259,8 @@ class Environment:
                 if runtime.link == RUNTIME_API:
                     self._link = await RuntimeApiLink.open(parent, self._handle)
                 else:
+                    if self.template:  # fork frames go out with fds: sendmsg on a second handle of it
+                        self.fork_channel = parent.dup()
                     self._link = await FramesLink.open(parent)
                 reply = await self._link.init()
         except TimeoutError:
@@ -257,6 +283,22 @@ class Environment:
             return
         self._init_failed(reply.body)
 
+    async def _start_sandbox(self, snapshot: Snapshot | None, spec: SandboxSpec, channel_fd: int,
+                             log_fd: int) -> SandboxHandle:
+        """Forked from the version's snapshot when there is one, else started from scratch."""
+        if snapshot is not None:
+            try:
+                handle = await snapshot.fork(spec, channel_fd, log_fd)
+                self.restored = True
+                return handle
+            except RestoreUnavailable as e:
+                logger.warning("environment %s of %s:%s is initialised from scratch: its snapshot could not "
+                               "fork it: %s", self.id, self.function.name, self.function.version, e)
+                self._platform(self.platform_log.init_start(
+                    self.runtime.family, self.runtime.version,
+                    f"arn:aws:lambda:{self.region}::runtime:{self.runtime.identifier}", self.initialization_type))
+        return await self.backend.start(spec, channel_fd, log_fd)
+
     def _exit_error(self, returncode: int) -> bytes:
         """The init error of a runtime that ended during init."""
         if self.runtime.link == RUNTIME_API and returncode in (126, 127):  # exec failed (the sandbox logged why)
@@ -278,7 +320,8 @@ class Environment:
         capture = self._capture
         assert capture is not None
         capture.drain()
-        self._platform(self.platform_log.init_report(self.init_duration_ms or 0.0, error_type))
+        self._platform(self.platform_log.init_report(self.init_duration_ms or 0.0, error_type,
+                                                     "restore" if self.restored else "init"))
         # The environment is discarded; the error is served to the invoke that started it.
         capture.current = None
         self.kill("init error")
@@ -389,8 +432,8 @@ class Environment:
         self._platform(self.platform_log.end(request.request_id))
         self._platform(self.platform_log.report(
             request.request_id, duration_ms, self.function.memory_size,
-            max(1, round((peak_kb or self._init_peak_kb) / 1024)), init_ms, report_status,
-            error_type if report_status else None))
+            max(1, round((peak_kb or self._init_peak_kb) / 1024)), None if self.restored else init_ms, report_status,
+            error_type if report_status else None, restore_ms=init_ms if self.restored else None))
         capture.current = None
         self.last_used = self.clock()
         return InvocationResult(
@@ -421,6 +464,9 @@ class Environment:
         if self._link is not None:
             self._link.close()
             self._link = None
+        if self.fork_channel is not None:
+            self.fork_channel.close()
+            self.fork_channel = None
         self._finish_stop(reason)
 
     def _finish_stop(self, reason: str) -> None:

@@ -26,6 +26,7 @@ from squall.engine.bus import (
     ProvisionedConcurrencyChanged,
     SandboxSettingsChanged,
     VersionDeleted,
+    VersionPublished,
 )
 from squall.environments.pool import EnvironmentPool
 from squall.errors import LambdaError, ResourceConflict, ResourceNotFound
@@ -95,6 +96,7 @@ class LocalExecutor:
         bus.subscribe(VersionDeleted, self._version_deleted)
         bus.subscribe(AliasChanged, self._alias_changed)
         bus.subscribe(ProvisionedConcurrencyChanged, self._provisioning_changed)
+        bus.subscribe(VersionPublished, self._published)
 
     def lease(self, target: Target, slot: Slot) -> AsyncContextManager[Lease]:
         return self.pool.lease(target, slot.provisioned_qualifier)
@@ -155,6 +157,34 @@ class LocalExecutor:
         self.pool.retire(event.name, event.version)
         if self._requested.pop((event.name, event.version), None) is not None:
             self.pool.provision(event.name, event.version, [])
+
+    def _published(self, event: VersionPublished) -> None:
+        if self.pool.snapshots is not None:  # SnapStart: the snapshot is taken at publish, as on Lambda
+            self._spawn(self._snapshot(event.name, event.version))
+
+    async def _snapshot(self, name: str, version: str) -> None:
+        route = await self._route(name, version)
+        if route is not None and self.pool.snapshots is not None:
+            self.pool.snapshots.prepare(route.primary if isinstance(route, AliasRoute) else route)
+
+    async def _route(self, name: str, qualifier: str) -> Target | AliasRoute | None:
+        """The qualifier's route once its version is Active (None: deleted, failed or never Active)."""
+        assert self.resolver is not None, "connect() first"
+        waited = 0.0
+        while True:
+            try:
+                return await self.resolver.route(FunctionRef(name, qualifier))
+            except ResourceConflict:  # Pending: its code is being prepared
+                if waited >= _RESOLVE_PATIENCE_S:
+                    log.warning("%s:%s never became Active", name, qualifier)
+                    return None
+                await asyncio.sleep(_RESOLVE_RETRY_S)
+                waited += _RESOLVE_RETRY_S
+            except ResourceNotFound:
+                return None
+            except LambdaError as exc:
+                log.warning("%s:%s cannot be prepared: %s", name, qualifier, exc.message)
+                return None
 
     def _alias_changed(self, event: AliasChanged) -> None:
         self._reprovision(event.name, lambda qualifier: qualifier == event.alias)

@@ -43,12 +43,22 @@ class PlatformLog:
         return self._record("platform.initStart", {"initializationType": initialization, "phase": "init",
                                                    "runtimeVersion": f"{family}:{version}", "runtimeVersionArn": arn})
 
-    def init_report(self, init_ms: float, error_type: str) -> str | None:
+    def restore_start(self, family: str, version: str, arn: str) -> str | None:
+        """A SnapStart environment's start: restored from its version's snapshot, not initialised."""
         if not self.json:
-            return f"INIT_REPORT Init Duration: {init_ms:.2f} ms\tPhase: init\tStatus: error\tError Type: {error_type}"
-        return self._record("platform.initReport", {"initializationType": "on-demand", "phase": "init",
-                                                    "status": "error", "errorType": error_type,
-                                                    "metrics": {"durationMs": round(init_ms, 2)}})
+            return f"RESTORE_START Runtime Version: {family}:{version}\tRuntime Version ARN: {arn}"
+        return self._record("platform.restoreStart", {"runtimeVersion": f"{family}:{version}", "runtimeVersionArn": arn})
+
+    def init_report(self, init_ms: float, error_type: str, phase: str = "init") -> str | None:
+        """A failed init (``phase`` "restore": a failed after-restore hook)."""
+        if not self.json:
+            what = "Restore" if phase == "restore" else "Init"
+            return (f"{phase.upper()}_REPORT {what} Duration: {init_ms:.2f} ms\tPhase: {phase}\tStatus: error\t"
+                    f"Error Type: {error_type}")
+        kind = "platform.restoreReport" if phase == "restore" else "platform.initReport"
+        return self._record(kind, {"initializationType": "snap-start" if phase == "restore" else "on-demand",
+                                   "phase": phase, "status": "error", "errorType": error_type,
+                                   "metrics": {"durationMs": round(init_ms, 2)}})
 
     def async_event(self, text: str, request_id: str) -> str | None:
         if not self.json:
@@ -66,15 +76,17 @@ class PlatformLog:
         return None if self.json else f"END RequestId: {request_id}"
 
     def report(self, request_id: str, duration_ms: float, memory_mb: int, max_memory_mb: int, init_ms: float | None,
-               status: str | None, error_type: str | None) -> str | None:
+               status: str | None, error_type: str | None, restore_ms: float | None = None) -> str | None:
         if not self.json:
             return report_line(request_id, duration_ms, memory_mb, max_memory_mb, init_ms, status=status,
-                               error_type=error_type)
+                               error_type=error_type, restore_ms=restore_ms)
         metrics: dict[str, Any] = {"durationMs": round(duration_ms, 2),
                                    "billedDurationMs": billed_ms(duration_ms, init_ms),
                                    "memorySizeMB": memory_mb, "maxMemoryUsedMB": max_memory_mb}
         if init_ms is not None:
             metrics["initDurationMs"] = round(init_ms, 2)
+        if restore_ms is not None:
+            metrics["restoreDurationMs"] = round(restore_ms, 2)
         record: dict[str, Any] = {"requestId": request_id, "metrics": metrics, "status": status or "success"}
         if error_type:
             record["errorType"] = error_type

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from squall import tasks as background
 from squall.arn import LATEST
@@ -28,6 +28,9 @@ from squall.functions.code_store import CodeHold, CodeStore
 from squall.invoke.resolver import Target
 from squall.observe.logs import LogStore
 from squall.sandbox.base import SandboxBackend
+
+if TYPE_CHECKING:
+    from squall.environments.snapshots import Snapshots
 
 PoolKey = tuple[str, str, str, str | None]  # function name, version, revision id, network
 
@@ -73,6 +76,8 @@ class EnvironmentPool:
         self._stopping: set[asyncio.Task[None]] = set()
         # (role, function, network) → variables a new environment gets (its role's credentials…)
         self.environment_env: Callable[[str, str, str | None], dict[str, str]] | None = None
+        # SnapStart: versions' templates new environments are forked from (None: none here)
+        self.snapshots: Snapshots | None = None
 
     # ---- leasing -----------------------------------------------------------------
     @property
@@ -113,7 +118,7 @@ class EnvironmentPool:
                 env = self._new(target, provisioned=False)  # in this turn: the code is held (see code_store)
                 self._busy.add(env)
                 try:
-                    await env.start()
+                    await self.start_environment(env, target)
                 except BaseException:
                     self._busy.discard(env)
                     self._stop_later(env, "failed to start")
@@ -154,6 +159,18 @@ class EnvironmentPool:
         if self.code is not None:
             self._code_holds[env] = self.code.hold(config.code.sha256_hex)
         return env
+
+    async def start_environment(self, env: Environment, target: Target) -> None:
+        """Start ``env``: forked from its version's snapshot when it has one (SnapStart)."""
+        if self.snapshots is not None:
+            env.snapshot = await self.snapshots.for_target(target)
+            env.snap_start = env.snapshot is not None
+        await env.start()
+
+    def background(self, task: asyncio.Task[None]) -> None:
+        """Keep ``task`` (a stop, a snapshot's build) until it is done; shutdown waits for it."""
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     def _started(self, env: Environment) -> None:
         if self.bus is not None and self.bus.wants(EnvironmentStarted):
@@ -271,6 +288,8 @@ class EnvironmentPool:
             if name == function:
                 for provisioned_set in sets.values():
                     provisioned_set.retire(doomed)
+        if self.snapshots is not None:
+            self.snapshots.retire(function, version, keep_revision)
 
     def drop_provisioned(self, function: str) -> None:
         for key in [k for k in self._provisioned if k[0] == function]:
@@ -339,5 +358,8 @@ class EnvironmentPool:
                 provisioned_set.shrink_to(0)
         for env in list(self._busy):
             self._stop_later(env, "shutdown")
+        if self.snapshots is not None:  # their sandboxes end once the environments forked from them have
+            for task in self.snapshots.close():
+                self.background(task)
         if self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)

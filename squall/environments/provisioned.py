@@ -120,7 +120,7 @@ class ProvisionedSet:
             return
         self._envs.add(env)
         try:
-            await env.start()
+            await self.pool.start_environment(env, self.target)
         except asyncio.CancelledError:
             self._drop(env, "provisioned concurrency lowered")
             raise

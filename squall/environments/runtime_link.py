@@ -113,6 +113,11 @@ class FramesLink(asyncio.Protocol):
         return self._frames.popleft()
 
     # ---- the link ------------------------------------------------------------------
+    async def next_meta(self, timeout: float) -> dict[str, Any]:
+        """The next frame's meta (a SnapStart template's answer to a fork frame)."""
+        meta, _body = await self._next_frame(timeout)
+        return meta
+
     async def init(self) -> Reply:
         """ok when the runtime is ready; the init error otherwise."""
         try:

@@ -443,9 +443,6 @@ class FunctionService:
         if fields.get("tracing_mode") == "Active":  # recorded and shown; honoured once tracing lands
             log.warning("function %s: TracingConfig Active is recorded but Squall exports no traces yet",
                         params.get("FunctionName"))
-        if fields.get("snap_start", "None") != "None":
-            log.warning("function %s: SnapStart %s is recorded (OptimizationStatus Off): Squall does not snapshot "
-                        "functions yet", params.get("FunctionName"), fields["snap_start"])
         if "role" in fields and not self.role_usable(fields["role"]):
             raise InvalidParameterValue("The role defined for the function cannot be assumed by Lambda.")
         if "vpc_config" in fields:

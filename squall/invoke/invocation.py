@@ -100,7 +100,10 @@ def report_line(
     init_ms: float | None,
     status: str | None = None,
     error_type: str | None = None,
+    restore_ms: float | None = None,
 ) -> str:
+    """Lambda's REPORT line (``restore_ms``: a SnapStart environment's first invocation, which
+    has Restore Duration and Billed Restore Duration instead of Init Duration)."""
     parts = [
         f"REPORT RequestId: {request_id}",
         f"Duration: {duration_ms:.2f} ms",
@@ -110,6 +113,9 @@ def report_line(
     ]
     if init_ms is not None:
         parts.append(f"Init Duration: {init_ms:.2f} ms")
+    if restore_ms is not None:
+        parts.append(f"Restore Duration: {restore_ms:.2f} ms")
+        parts.append(f"Billed Restore Duration: {max(1, math.ceil(restore_ms))} ms")
     if status:
         parts.append(f"Status: {status}")
     if error_type:

@@ -38,12 +38,20 @@ class SandboxSpec:
     # AWS_LAMBDA_RUNTIME_API, and sends the socket as the channel's first message (data: the
     # address; SCM_RIGHTS: the listening fd). The runtime itself gets no channel.
     runtime_api: bool = False
+    # a SnapStart template: the runtime runs init, then forks environments on request instead of
+    # serving invocations (backends that can: ``restore``)
+    template: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def cpu_cores(self) -> float:
         """Lambda's CPU share: 1 vCPU per 1,769 MB (the backend caps it at the host's cores)."""
         return self.memory_mb / 1769
+
+
+class RestoreUnavailable(Exception):
+    """An environment could not be forked from its version's SnapStart template (it is then
+    started from scratch)."""
 
 
 class SandboxHandle(Protocol):

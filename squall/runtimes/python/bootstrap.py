@@ -634,7 +634,8 @@ def setup_sys_path(task_root):
     for path in (layer_site, "/opt/python"):
         if os.path.isdir(path):
             front.append(path)
-    sys.path[:] = front + [p for p in kept if p not in front]
+    sdk = os.path.join(here, "sdk")  # the runtime's own modules (snapshot_restore_py), after the function's
+    sys.path[:] = front + [p for p in kept if p not in front and p != sdk] + [sdk]
 
 
 def setup_process():
@@ -806,10 +807,15 @@ class Channel(object):
 # init and invoke
 
 
-def initialise(channel, spec):
-    """Load the handler and report ready / init_error.  Returns the handler or None."""
+def initialise(channel, spec, before_ready=None):
+    """Load the handler and report ready / init_error.  Returns the handler or None.
+
+    ``before_ready``: run once the handler is loaded (a template's snapshot); what it raises
+    is an init error too."""
     try:
         handler = load_handler(spec)
+        if before_ready is not None:
+            before_ready()
     except Exception as e:
         if isinstance(e, FaultError):
             error = make_error(e.message, e.error_type, e.trace)
@@ -826,6 +832,31 @@ def initialise(channel, spec):
     flush_output()
     channel.send({"t": "ready", "max_rss_kb": peak_rss_kb()})
     return handler
+
+
+class RestoreFailed(Exception):
+    """An after-restore hook failed: the restored environment reported it and ends."""
+
+
+def restored(channel, after_restore):
+    """A runtime forked from a template (SnapStart): run the after-restore hooks, then report
+    ready, or the hook's error (Lambda's ``Runtime.AfterRestoreError``) and raise RestoreFailed."""
+    reset_peak_rss()
+    try:
+        after_restore()
+    except Exception:
+        error = error_from_exception(*sys.exc_info())
+        error["errorMessage"] = "After-restore hook failed: %s" % error.get("errorMessage", "")
+        error["errorType"] = "Runtime.AfterRestoreError"
+        log_error(error)
+        flush_output()
+        channel.send(
+            {"t": "init_error", "error_type": error["errorType"], "max_rss_kb": peak_rss_kb()},
+            _to_json(error).encode("utf-8"),
+        )
+        raise RestoreFailed()
+    flush_output()
+    channel.send({"t": "ready", "max_rss_kb": peak_rss_kb()})
 
 
 def _set_trace_id(trace_id):
@@ -967,12 +998,17 @@ def rehearse(module_dir, module_name):
         globals().update(saved_state)
 
 
-def main(fd=None):
+def prepare_main():
+    """What a runtime process sets up before its init (also a template's)."""
     global _memory
-    if fd is None:
-        fd = channel_fd_from_environ()
     _memory = MemoryProbe()  # opened here, after any fork: /proc/self is this process
     setup_process()
+
+
+def main(fd=None):
+    if fd is None:
+        fd = channel_fd_from_environ()
+    prepare_main()
     channel = Channel(fd)
     try:
         handler = initialise(channel, os.environ.get("_HANDLER", ""))

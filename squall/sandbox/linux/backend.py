@@ -45,6 +45,8 @@ from squall.sandbox.linux.cgroup_removal import CgroupRemovals
 from squall.sandbox.linux.cgroups import Cgroup, CgroupLimits, Cgroups, CgroupsUnavailable
 from squall.sandbox.linux.ephemeral import EphemeralDisks, EphemeralUnavailable
 from squall.sandbox.linux.handle import LinuxHandle, shared_resident_bytes
+from squall.sandbox.linux import restore
+from squall.sandbox.linux.restore import Prepared, SendFork
 from squall.sandbox.linux.network import DEFAULT, NetworkFull, Networks, NetworkSpec, NetworkUnavailable, Plumbing
 from squall.sandbox.linux.trees import open_tree
 from squall.sandbox.linux.zygote_client import ZYGOTE_SCRIPT, Spare, Zygote, ZygoteError
@@ -162,8 +164,10 @@ class LinuxBackend:
         in_process = python and not any(key.startswith("PYTHON") for key in env)
         interpreter = argv[0] if python else sys.executable
         jailed_argv = [_jail_path(arg, code_dir, runtime_dir, opt_dir) for arg in argv]
+        if spec.template and not in_process:
+            raise ZygoteError("only the built-in Python runtime, started in-process, can be a SnapStart template")
         request: dict[str, object] = {
-            "mode": "python" if in_process else "exec",
+            "mode": ("python-template" if spec.template else "python") if in_process else "exec",
             "argv": jailed_argv,
             "env": env,
             "code_dir": code_dir,
@@ -292,7 +296,7 @@ class LinuxBackend:
         if cgroup is None:
             cgroup = self.cgroups.create(f"env-{spec.environment_id}", limits)
         handle = LinuxHandle(spec, cgroup, self.removals.remove, lambda: self.replenish(zygote))
-        if request["mode"] == "python":  # forked from the zygote: what it maps from it is not in its cgroup
+        if request["mode"] in ("python", "python-template"):  # forked from the zygote: what it maps from it is not in its cgroup
             self._share_of(zygote, handle)
         payload = os.memfd_create("squall-request", os.MFD_CLOEXEC)
         trees: list[int] = []
@@ -347,6 +351,14 @@ class LinuxBackend:
             for fd in trees:
                 os.close(fd)
         return handle
+
+    async def prepare_restore(self, template: LinuxHandle, send: SendFork, spec: SandboxSpec) -> Prepared:
+        """An environment of ``spec``'s version forked from ``template``, made ready but for
+        its channel and log (restore.py): ahead of need, or on a cold start without one."""
+        return await restore.prepare(self, template, send, spec)
+
+    def finish_restore(self, prepared: Prepared, spec: SandboxSpec, channel_fd: int, log_fd: int) -> LinuxHandle:
+        return restore.finish(self, prepared, spec, channel_fd, log_fd)
 
     def replenish(self, zygote: Zygote) -> None:
         """Let the zygote prepare its next spare sandbox, in a cgroup of its own already

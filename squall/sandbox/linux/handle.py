@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import socket
 from typing import Callable
 
@@ -61,6 +63,10 @@ class LinuxHandle:
         # it): not in the environment's cgroup, charged to the zygote's
         self.shared_bytes = 0
         self._removed = False
+        # a SnapStart template: kill() ends its runtime only (its B stays while environments
+        # forked from it live); template_bytes: its memory once init was over (they map it)
+        self.template = spec.template
+        self.template_bytes = 0
         self.on_ended: list[Callable[[], None]] = []  # what it held beyond its cgroup (its address)
 
     @property
@@ -78,9 +84,22 @@ class LinuxHandle:
         if self._removed:
             return
         try:
+            if self.template:
+                self._kill_runtime()
+                return
             self.cgroup.kill_all(timeout=0)  # one round; the exit report follows
         except OSError as e:
             log.warning("cannot kill environment %s: %s", self.spec.environment_id, e)
+
+    def _kill_runtime(self) -> None:
+        """A template's processes but its B (the init of the pid namespaces its environments'
+        nest in: it exits once they are gone)."""
+        for pid in self.cgroup.pids():
+            if pid != self._pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def admits(self, connection: socket.socket) -> bool:
         """Whether a connection to this environment's Runtime API comes from its own processes:

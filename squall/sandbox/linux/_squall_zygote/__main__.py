@@ -185,6 +185,7 @@ def main(argv):
     spawner.trees = config.get("mount_fds", True) and spawner.jail.trees_work()
     if config.get("seccomp", True):
         spawner.seccomp, why = build_seccomp()
+        spawner.template_seccomp, _ = build_seccomp(template=True)
         if spawner.seccomp is None:
             sys.stderr.write("squall zygote: functions run WITHOUT a seccomp filter: %s\n" % why)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop

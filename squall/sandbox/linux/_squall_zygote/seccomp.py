@@ -60,8 +60,17 @@ class SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
 
 
-def build_program():
-    """The filter as a BPF program (bytes), or None with the reason when libseccomp is missing."""
+# What a SnapStart template's runtime may do besides (``template.py``): create the namespaces of
+# each environment forked from it, owned by a user namespace of its own, and mount its /proc and
+# /tmp there. Without a capability outside such a namespace, that is all mount can do; every
+# environment forked from the template adds the full filter, which refuses both again.
+TEMPLATE_ALLOWED = ("mount",)
+TEMPLATE_NAMESPACES = (0x10000000, 0x00020000, 0x20000000, 0x40000000, 0x08000000, 0x04000000)  # USER NS PID NET IPC UTS
+
+
+def build_program(template=False):
+    """The filter as a BPF program (bytes), or None with the reason when libseccomp is missing.
+    ``template``: a SnapStart template's (``TEMPLATE_ALLOWED``, unshare of its namespaces)."""
     name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
     try:
         lib = ctypes.CDLL(name, use_errno=True)
@@ -88,11 +97,14 @@ def build_program():
                 raise OSError(-result, "seccomp rule for %s: %s" % (syscall, os.strerror(-result)))
 
         for syscall in DENIED:
-            rule(SCMP_ACT_ERRNO(errno.EPERM), syscall)
+            if not (template and syscall in TEMPLATE_ALLOWED):
+                rule(SCMP_ACT_ERRNO(errno.EPERM), syscall)
         for syscall in NOT_THERE:
             rule(SCMP_ACT_ERRNO(errno.ENOSYS), syscall)
         for flag in NAMESPACE_FLAGS:  # clone(flags, …) and unshare(flags) with any namespace flag
             for syscall in ("clone", "unshare"):
+                if template and syscall == "unshare" and flag in TEMPLATE_NAMESPACES:
+                    continue
                 rule(SCMP_ACT_ERRNO(errno.EPERM), syscall, ArgCmp(0, SCMP_CMP_MASKED_EQ, flag, flag))
         read_end, write_end = os.pipe()
         try:

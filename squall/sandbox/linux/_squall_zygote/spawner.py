@@ -10,7 +10,7 @@ import struct
 import sys
 import time
 
-from _squall_zygote import syscalls
+from _squall_zygote import syscalls, template
 from _squall_zygote.jail import Jail, configure_eth0, disable_ipv6_ahead, eth0_down, hand_over_runtime_api, loopback_up
 from _squall_zygote.messages import (
     read_all,
@@ -56,6 +56,7 @@ class Spawner(object):
         self.rehearsal_fd = rehearsal_fd  # the stand-in's directory; a sandbox has it as fd 5
         self.trees = False  # spares enter the jail ahead; the code comes as mount fds
         self.seccomp = None  # the BPF program every runtime runs under (seccomp.py), where it can be built
+        self.template_seccomp = None  # a template's (template.py): environments forked from it add the full one
         self.rehearsal_request = json.dumps(rehearsal_request()).encode()
         self.clone_number = CLONE.get(os.uname().machine)
         try:
@@ -189,14 +190,21 @@ class Spawner(object):
             os.setresuid(jail.uid, jail.uid, jail.uid)
             prctl(PR_SET_NO_NEW_PRIVS, 1)
             prctl(PR_SET_DUMPABLE, 0)  # the function (same uid) must not ptrace us or open our fds
+            template = req.get("mode") == "python-template"
+            runtime_status = None
             while True:
                 try:
                     pid, wait_status = os.waitpid(-1, 0)
-                except ChildProcessError:
-                    os._exit(SETUP_FAILED)
-                if pid == runtime:  # the rest of the namespace dies with us
+                except ChildProcessError:  # a template's environments are gone too
+                    if runtime_status is None:
+                        os._exit(SETUP_FAILED)
+                    os.write(4, struct.pack("!i", runtime_status))
+                    os._exit(0)
+                if pid == runtime and not template:  # the rest of the namespace dies with us
                     os.write(4, struct.pack("!i", status_of(wait_status)))
                     os._exit(0)
+                if pid == runtime:  # the environments forked from it live in namespaces nested in
+                    runtime_status = status_of(wait_status)  # ours: we stay until they are gone
         except BaseException as e:
             reason = str(e) or repr(e)
             write_error(reason)
@@ -244,10 +252,16 @@ class Spawner(object):
             os.close(4)
             prctl(PR_SET_DUMPABLE, 1)  # the function's /proc/self/* must be its own
             os.chdir(TASK_ROOT)
-            if self.seccomp is not None:  # from here on the kernel's surface is narrowed (seccomp.py)
-                install_seccomp(self.seccomp, libc)
+            template = req.get("mode") == "python-template"
+            program = self.template_seccomp if template else self.seccomp
+            if template and program is None and self.seccomp is not None:
+                raise SetupError("the template seccomp filter could not be built")
+            if program is not None:  # from here on the kernel's surface is narrowed (seccomp.py)
+                install_seccomp(program, libc)
             if req.get("mode") == "python":
                 self.run_python()
+            if template:
+                self.run_python(template=True)
             for sig in (signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(sig, signal.SIG_DFL)
             if req.get("runtime_api_port") is not None:
@@ -297,15 +311,16 @@ class Spawner(object):
         except Exception as e:  # the spare still works, only its start is slower
             sys.stderr.write("squall zygote: a spare sandbox could not rehearse (slower cold starts): %s\n" % e)
 
-    def run_python(self):
-        """Run bootstrap.main() here and exit as the interpreter would. Never returns."""
+    def run_python(self, template=False):
+        """Run bootstrap.main() here and exit as the interpreter would (a template: init, then
+        fork environments, template.py). Never returns."""
         boot = self.bootstrap
         boot.__name__ = "__main__"
         sys.modules["__main__"] = boot
         sys.argv[:] = [boot.__file__]
         code = 0
         try:
-            code = boot.main(3)
+            code = run_template(self, boot) if template else boot.main(3)
         except SystemExit as e:
             code = e.code
         except BaseException:
@@ -323,6 +338,25 @@ class Spawner(object):
             code = 1
         finalize()
         os._exit(code & 0xFF)
+
+
+def run_template(spawner, boot):
+    """T: the function's init, the snapshot, then forks on request (template.py)."""
+    boot.prepare_main()
+    channel = boot.Channel(3)
+    snapshot = template.Snapshot()
+
+    def take_snapshot():
+        template.before_snapshot()
+        snapshot.take()
+
+    try:
+        handler = boot.initialise(channel, os.environ.get("_HANDLER", ""), before_ready=take_snapshot)
+    except (BrokenPipeError, ConnectionError):
+        return 0
+    if handler is None:
+        return 1
+    return template.serve(spawner, boot, channel, handler, snapshot)
 
 
 def finalize():

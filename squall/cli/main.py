@@ -248,6 +248,7 @@ def list_functions(connection: Connection) -> None:
     if not configs:
         click.echo("No functions yet. Deploy one with: squall deploy ./my-fn")
         return
+    snapshots = snapshots_by_function(connection)
     rows = []
     for config in sorted(configs, key=lambda c: c["FunctionName"]):
         state = config.get("State") or lam.get_function_configuration(FunctionName=config["FunctionName"]).get("State")
@@ -259,9 +260,25 @@ def list_functions(connection: Connection) -> None:
                 f"{config.get('Timeout', '-')} s",
                 state or "-",
                 lambda_time(config.get("LastModified", "-")),
+                snapshots.get(config["FunctionName"], "-"),
             )
         )
-    click.echo(table(("NAME", "RUNTIME", "MEMORY", "TIMEOUT", "STATE", "LAST MODIFIED"), rows))
+    click.echo(table(("NAME", "RUNTIME", "MEMORY", "TIMEOUT", "STATE", "LAST MODIFIED", "SNAPSHOTS"), rows))
+
+
+def snapshots_by_function(connection: Connection) -> dict[str, str]:
+    """Each function's SnapStart snapshots on the server, as ``version:memory``, from /health."""
+    from squall.cli.client import fetch_json
+
+    try:
+        report = fetch_json(connection.endpoint, "/health").get("snapshots") or {}
+    except Exception:  # an older server, or /health refused: the column says "-"
+        return {}
+    found: dict[str, list[str]] = {}
+    for snapshot in report.get("snapshots") or []:
+        found.setdefault(snapshot["function"], []).append(
+            f"{snapshot['version']}:{snapshot['memory_mb']:.0f}MB ({snapshot['state']})")
+    return {name: ", ".join(items) for name, items in found.items()}
 
 
 @cli.command()

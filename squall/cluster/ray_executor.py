@@ -168,6 +168,9 @@ class RayExecutor:
         await self._refresh_nodes()
 
     # ---- nodes ------------------------------------------------------------------------------------
+    def snapshots_report(self) -> dict[str, Any] | None:
+        return None  # SnapStart snapshots are kept by single-machine servers only (docs/cluster.md)
+
     def nodes_report(self) -> list[dict[str, Any]]:
         report = []
         for node in self._nodes.values():

@@ -588,6 +588,7 @@ class Engine:
             "python_runtime_sdk": _python_sdk(),  # what Python functions on the server's interpreter can import
             "functions": self.functions.count(),
             "environments": self.executor.counts(),
+            "snapshots": self.executor.snapshots_report(),
             "concurrency": {
                 "in_flight": self.admission.in_flight,
                 "account_limit": self.admission.account_limit,

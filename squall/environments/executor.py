@@ -70,6 +70,9 @@ class Executor(Protocol):
     def nodes_report(self) -> list[dict[str, Any]] | None:
         """The machines environments run on, for ``squall cluster status`` (None: this one only)."""
 
+    def snapshots_report(self) -> dict[str, Any] | None:
+        """SnapStart's snapshots kept here and their memory (None: this executor keeps none)."""
+
     def start(self) -> None: ...
 
     async def shutdown(self, grace: float) -> None: ...
@@ -123,6 +126,9 @@ class LocalExecutor:
 
     def nodes_report(self) -> list[dict[str, Any]] | None:
         return None
+
+    def snapshots_report(self) -> dict[str, Any] | None:
+        return self.pool.snapshots.report() if self.pool.snapshots is not None else None
 
     @property
     def networks(self):  # type: ignore[no-untyped-def]

@@ -189,6 +189,8 @@ class Snapshot:
             "memory_mb": round(self.memory_bytes / (1 << 20), 1),
             "init_duration_ms": round(self.init_duration_ms, 2) if self.init_duration_ms is not None else None,
             "restores": self.forks,
+            "spares": len(self._spares),
+            "pid": self.env._handle.pid if self.env._handle is not None else None,  # its sandbox's
             "age_s": round(now - self.created_at, 1),
             "idle_s": round(now - self.last_used, 1),
             **({"failure": self.failure} if self.failure else {}),

@@ -135,8 +135,8 @@ class Snapshot(object):
         for fd, (_family, _type, peer) in sorted(self.connections.items()):
             sys.stderr.write(
                 "[squall] SnapStart: a network connection opened during init (fd %d%s) is not carried into the "
-                "environments restored from this snapshot: there it is closed, and using it fails (\"Transport "
-                "endpoint is not connected\"). Close it in a before-snapshot hook and open it again in an "
+                "environments restored from this snapshot: there it is a new socket, not connected (sending fails "
+                "with \"Broken pipe\", receiving with \"Transport endpoint is not connected\"). Close it in a before-snapshot hook and open it again in an "
                 "after-restore hook (snapshot_restore_py).\n" % (fd, ", to " + peer if peer else ""))
         if self.threads:
             sys.stderr.write(

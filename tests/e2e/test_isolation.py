@@ -2,6 +2,10 @@
 
 A real ``squall server --isolation linux`` driven with boto3. Skipped where the machine
 cannot build the sandbox (no root, no namespaces, no usable cgroups); required in CI.
+
+Every test runs twice: on environments started from scratch, and on environments forked from
+a SnapStart snapshot (``snapshot``: the function has SnapStart, a version is published, and the
+version is what is invoked; its first REPORT must say Restore Duration).
 """
 
 from __future__ import annotations
@@ -33,6 +37,25 @@ def linux_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lam(linux_server):
     return linux_server.client("lambda")
+
+
+@pytest.fixture(scope="module", params=["scratch", "snapshot"])
+def flavour(request):
+    return request.param
+
+
+def make(lam, flavour: str, code: str, **kwargs) -> str:
+    """A function to invoke: its name, or (``snapshot``) its published SnapStart version, checked
+    to be restored from its snapshot."""
+    if flavour == "scratch":
+        return create_function(lam, code, **kwargs)
+    name = create_function(lam, code, SnapStart={"ApplyOn": "PublishedVersions"}, **kwargs)
+    version = lam.publish_version(FunctionName=name)["Version"]
+    lam.get_waiter("published_version_active").wait(FunctionName=name, Qualifier=version,
+                                                     WaiterConfig={"Delay": 0.05, "MaxAttempts": 200})
+    config = lam.get_function_configuration(FunctionName=name, Qualifier=version)
+    assert config["SnapStart"]["OptimizationStatus"] == "On"
+    return f"{name}:{version}"
 
 
 def invoke(lam, name: str, payload: object = None):
@@ -83,15 +106,17 @@ def handler(event, context):
 """
 
 
-def test_a_function_sees_only_its_own_sandbox(lam, linux_server):
-    other = create_function(lam, "def handler(event, context):\n    return 'other'\n")
+def test_a_function_sees_only_its_own_sandbox(lam, linux_server, flavour):
+    other = make(lam, flavour, "def handler(event, context):\n    return 'other'\n")
     assert ok(lam, other) == "other"
-    name = create_function(lam, PROBE)
+    name = make(lam, flavour, PROBE)
     data_dir = str(linux_server.data_dir)
     trees = [str(p) for p in (linux_server.data_dir / "code").iterdir() if p.is_dir()]  # extracted code
     assert len(trees) >= 2  # both functions' code
     secrets = [data_dir, f"{data_dir}/squall.db", f"{data_dir}/secret", *trees, "/root", "/root/.ssh", "/work", "/etc/shadow"]
-    out = ok(lam, name, {"paths": secrets})
+    out, error, log = invoke(lam, name, {"paths": secrets})
+    assert error is None, (out, log)
+    assert ("Restore Duration" in log) == (flavour == "snapshot"), log
     assert out["uid"] != 0 and out["euid"] != 0 and out["gid"] != 0
     assert out["cwd"] == out["task_root"] == "/var/task"
     assert out["write_task"] == "EROFS" and out["write_root"] == "EROFS"
@@ -148,9 +173,9 @@ def handler(event, context):
 """
 
 
-def test_tmp_is_writable_private_and_capped(lam):
-    a = create_function(lam, TMP, MemorySize=1024, Timeout=30)
-    b = create_function(lam, TMP, MemorySize=1024, Timeout=30)
+def test_tmp_is_writable_private_and_capped(lam, flavour):
+    a = make(lam, flavour, TMP, MemorySize=1024, Timeout=30)
+    b = make(lam, flavour, TMP, MemorySize=1024, Timeout=30)
     secret = f"secret-{uuid.uuid4().hex}"
     assert secret in ok(lam, a, {"op": "write", "file": secret})
     assert secret not in ok(lam, b, {"op": "list"})
@@ -161,12 +186,12 @@ def test_tmp_is_writable_private_and_capped(lam):
     assert secret not in ok(lam, b, {"op": "list"})
 
 
-def test_tmp_is_a_disk_not_the_functions_memory(lam, linux_server):
+def test_tmp_is_a_disk_not_the_functions_memory(lam, linux_server, flavour):
     """As on Lambda, /tmp is storage: a 128 MB function fills its 512 MB /tmp and lives."""
     with urllib.request.urlopen(f"{linux_server.endpoint}/health") as response:
         tmp = json.loads(response.read())["isolation"]["tmp"]
     require(tmp.startswith("a disk of its own"), f"/tmp cannot be a disk here: {tmp}")
-    small = create_function(lam, TMP, MemorySize=128, Timeout=60)
+    small = make(lam, flavour, TMP, MemorySize=128, Timeout=60)
     body, error, log = invoke(lam, small, {"op": "fill", "mb": 480})
     assert error is None, (body, log)
     assert body == {"result": "no error", "written_mb": 480}
@@ -176,9 +201,10 @@ def test_tmp_is_a_disk_not_the_functions_memory(lam, linux_server):
     assert full["result"] == "ENOSPC" and 480 <= full["written_mb"] <= 512
 
 
-def test_out_of_memory_kills_only_the_function(lam):
-    hog = create_function(
+def test_out_of_memory_kills_only_the_function(lam, flavour):
+    hog = make(
         lam,
+        flavour,
         """
 def handler(event, context):
     block = bytearray(300 * 1024 * 1024)
@@ -189,7 +215,7 @@ def handler(event, context):
         MemorySize=128,
         Timeout=30,
     )
-    bystander = create_function(lam, "def handler(event, context):\n    return 'fine'\n")
+    bystander = make(lam, flavour, "def handler(event, context):\n    return 'fine'\n")
     body, error, log = invoke(lam, hog)
     assert error == "Unhandled" and body["errorType"] == "Runtime.ExitError"
     assert body["errorMessage"].endswith("Runtime exited with error: signal: killed")
@@ -215,9 +241,9 @@ def handler(event, context):
 """
 
 
-def test_fork_bomb_hits_pids_max(lam):
-    bomb = create_function(lam, FORK_BOMB, MemorySize=1024, Timeout=30)
-    bystander = create_function(lam, "def handler(event, context):\n    return 'fine'\n")
+def test_fork_bomb_hits_pids_max(lam, flavour):
+    bomb = make(lam, flavour, FORK_BOMB, MemorySize=1024, Timeout=30)
+    bystander = make(lam, flavour, "def handler(event, context):\n    return 'fine'\n")
     out = ok(lam, bomb)
     assert out["errno"] == 11  # EAGAIN: pids.max
     assert 900 <= out["forked"] <= 1024
@@ -235,10 +261,10 @@ def handler(event, context):
 """
 
 
-def test_timeout_kills_every_process_of_the_environment(lam):
+def test_timeout_kills_every_process_of_the_environment(lam, flavour):
     import time
 
-    name = create_function(lam, TIMEOUT, Timeout=1)
+    name = make(lam, flavour, TIMEOUT, Timeout=1)
     t1, t2 = tag(), tag()
     body, error, log = invoke(lam, name, {"tag": t1, "tag2": t2})
     assert error == "Unhandled" and body["errorType"] == "Sandbox.Timedout"

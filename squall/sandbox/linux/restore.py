@@ -18,6 +18,7 @@ import array
 import functools
 import json
 import logging
+import os
 import socket
 import struct
 from dataclasses import dataclass
@@ -72,10 +73,14 @@ async def prepare(backend, template: LinuxHandle, send: SendFork, spec: SandboxS
     networks = backend.networks if spec.network is not None else None
     try:
         procs = list(cgroup.procs_fds())  # (the cgroup's own: it closes them)
+        disk = await _disk(backend, spec)
+        meta = {"t": "fork", "tmp_mb": spec.ephemeral_storage_mb, "disk": disk is not None}
         try:  # the template answers once P has forked D (D's "up" waits on the status socket)
-            said = await send({"t": "fork", "tmp_mb": spec.ephemeral_storage_mb}, [theirs.fileno(), *procs])
+            said = await send(meta, [theirs.fileno(), *([disk] if disk is not None else []), *procs])
         finally:
             theirs.close()
+            if disk is not None:
+                os.close(disk)
         if not said.get("ok"):
             raise RestoreFailed(str(said.get("error") or "the template could not fork"))
         handle._pid = await _up(ours)
@@ -112,6 +117,17 @@ def finish(backend, prepared: Prepared, spec: SandboxSpec, channel_fd: int, log_
         prepared.drop()
         raise RestoreFailed(f"the prepared environment is gone: {e}") from e
     return handle
+
+
+async def _disk(backend, spec: SandboxSpec) -> int | None:  # type: ignore[no-untyped-def]
+    """A disk for /tmp (as a sandbox the zygote forks gets), or None: a tmpfs, in its memory."""
+    if backend.disks is None:
+        return None
+    try:
+        return await backend.disks.take(spec.ephemeral_storage_mb)
+    except OSError as e:
+        log.warning("environment %s gets a tmpfs /tmp (in its memory): %s", spec.environment_id, e)
+        return None
 
 
 async def _up(sock: socket.socket) -> int:

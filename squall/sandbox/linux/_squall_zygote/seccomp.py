@@ -64,7 +64,7 @@ class SockFprog(ctypes.Structure):
 # each environment forked from it, owned by a user namespace of its own, and mount its /proc and
 # /tmp there. Without a capability outside such a namespace, that is all mount can do; every
 # environment forked from the template adds the full filter, which refuses both again.
-TEMPLATE_ALLOWED = ("mount",)
+TEMPLATE_ALLOWED = ("mount", "move_mount")
 TEMPLATE_NAMESPACES = (0x10000000, 0x00020000, 0x20000000, 0x40000000, 0x08000000, 0x04000000)  # USER NS PID NET IPC UTS
 
 

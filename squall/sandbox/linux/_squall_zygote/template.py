@@ -57,6 +57,7 @@ from _squall_zygote.syscalls import (
     check,
     libc,
     mount,
+    move_mount,
     prctl,
 )
 
@@ -221,7 +222,8 @@ def become_environment(spawner, boot, channel, handler, snapshot, meta, fds):
     code = SETUP_FAILED
     try:
         status = fds[0]
-        for fd in fds[1:]:  # the environment's cgroup, before anything else happens
+        disk = fds[1] if meta.get("disk") else None  # /tmp's own disk (sandbox/linux/ephemeral.py)
+        for fd in fds[2 if disk is not None else 1:]:  # the environment's cgroup, before anything else happens
             os.write(fd, b"0")
             os.close(fd)
         uid, gid = os.geteuid(), os.getegid()
@@ -234,14 +236,14 @@ def become_environment(spawner, boot, channel, handler, snapshot, meta, fds):
             f.write("%d %d 1" % (gid, gid))
         pid = os.fork()  # D: PID 1 of the new pid namespace
         if pid == 0:
-            run_d(spawner, boot, channel, handler, snapshot, meta, status)
+            run_d(spawner, boot, channel, handler, snapshot, meta, status, disk)
         code = 0
     except BaseException as e:
         write_error("preparing an environment from the snapshot: %s" % (str(e) or repr(e)))
     os._exit(code)
 
 
-def run_d(spawner, boot, channel, handler, snapshot, meta, status):
+def run_d(spawner, boot, channel, handler, snapshot, meta, status, disk):
     """D: the environment's init. Prepared ahead (a spare), it waits on the status socket for
     ``net {...}`` (its eth0, configured now) and ``go {env}`` with the environment's channel and
     log (then it forks the runtime); EOF: a spare nobody took. Never returns."""
@@ -249,7 +251,11 @@ def run_d(spawner, boot, channel, handler, snapshot, meta, status):
         os.setsid()
         jail = spawner.jail
         mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=%dm,mode=1777" % max(1, int(meta.get("tmp_mb", 512))))
+        if disk is not None:
+            move_mount(disk, b"/tmp")
+            os.close(disk)
+        else:  # in the environment's memory, as a tmpfs
+            mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=%dm,mode=1777" % max(1, int(meta.get("tmp_mb", 512))))
         mount(b"shm", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=%dm,mode=1777" % jail.shm_mb)
         loopback_up()
         disable_ipv6_ahead()

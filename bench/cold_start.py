@@ -12,15 +12,26 @@ interpreter, import the same handler file, call it, write the reply).
 ``--layers N``: the function uses N layers (each a small Python module at /opt/python, which the
 handler imports), merged at /opt: the cold start with layers.
 
-    python bench/cold_start.py [--quick] [-n N] [--layers N] [--endpoint URL] [--isolation auto|process|linux] [--json [FILE]]
+SnapStart (``--apps``, default all; ``--quick``: stdlib only): for each app — a stdlib-only
+function, one that imports requests and boto3 (and makes a client), a FastAPI app through
+Mangum (their packages vendored in the zip, as this venv has them) — a published version with
+SnapStart and the same code without, invoked alternately on a second server whose environments
+are reaped 0.2 s after use, so that every invoke is cold: restored from the snapshot, or
+initialised from scratch (the baseline, same run). Client side, and REPORT's Restore Duration /
+Init Duration.
+
+    python bench/cold_start.py [--quick] [-n N] [--layers N] [--apps stdlib,requests,fastapi|none]
+        [--snap-memory MB] [--endpoint URL] [--isolation auto|process|linux] [--json [FILE]]
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import common
+from vendored import app_zip
 
 HANDLER = """\
 import json
@@ -34,6 +45,43 @@ PAYLOAD = b'{"cold": true}'
 TARGET_P50_MS = 5.0
 TARGET_P99_MS = 15.0
 
+REQUESTS_APP = """\
+import boto3
+import requests
+
+SESSION = requests.Session()
+S3 = boto3.client("s3", region_name="us-east-1")
+
+def handler(event, context):
+    return {"requests": requests.__version__, "s3": S3.meta.region_name}
+"""
+FASTAPI_APP = """\
+from fastapi import FastAPI
+from mangum import Mangum
+
+app = FastAPI(title="bench")
+
+@app.get("/")
+def root():
+    return {"hello": "world"}
+
+handler = Mangum(app, lifespan="off")
+"""
+HTTP_EVENT = json.dumps({
+    "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "", "headers": {"host": "bench"},
+    "requestContext": {"http": {"method": "GET", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                                "userAgent": "bench"}, "stage": "$default", "requestId": "bench", "accountId": "1",
+                       "apiId": "bench", "domainName": "bench", "domainPrefix": "bench", "time": "", "timeEpoch": 0},
+    "isBase64Encoded": False, "body": "",
+}).encode()
+# app → (code, distributions vendored in its zip, payload, target p50 in ms)
+APPS = {
+    "stdlib": (HANDLER, (), PAYLOAD, 5.0),
+    "requests": (REQUESTS_APP, ("requests",), b"{}", 10.0),  # boto3: the runtime's SDK
+    "fastapi": (FASTAPI_APP, ("fastapi", "mangum"), HTTP_EVENT, 15.0),
+}
+REAPED_AFTER_S = 0.2  # keep_alive_seconds of the SnapStart cases' server
+
 
 def main() -> None:
     p = common.parser(__doc__.split("\n\n")[0], memory_mb=128)
@@ -41,6 +89,8 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=0, help="layers the function uses (0-5; default 0)")
     p.add_argument("--settle-ms", type=float, default=20.0,
                    help="pause after each update so the retired environment's shutdown is not timed (default 20)")
+    p.add_argument("--apps", help="SnapStart cases: stdlib,requests,fastapi or none (default all; quick: stdlib)")
+    p.add_argument("--snap-memory", type=int, default=512, help="MemorySize of the SnapStart cases (default 512)")
     args = p.parse_args()
     n = args.n or (5 if args.quick else 200)
     report = common.Report(
@@ -120,7 +170,67 @@ def main() -> None:
     suffix = "" if isolated else " (backend is NOT isolated: the target is for a fully sandboxed start)"
     report.target("cold_p50_ms", f"cold p50 <= {TARGET_P50_MS} ms{suffix}", cold.get("median_ms"), TARGET_P50_MS)
     report.target("cold_p99_ms", f"cold p99 <= {TARGET_P99_MS} ms{suffix}", cold.get("p99_ms"), TARGET_P99_MS)
+    apps = [a for a in (args.apps or ("stdlib" if args.quick else ",".join(APPS))).split(",") if a and a != "none"]
+    if apps:
+        snap_start_cases(args, report, apps, max(2, n // 4) if not args.quick else 2)
     report.finish()
+
+
+def snap_start_cases(args, report: common.Report, apps: list[str], n: int) -> None:  # type: ignore[no-untyped-def]
+    """Cold starts restored from a SnapStart snapshot against the same code initialised from scratch."""
+    report.section(f"SnapStart: {n} cold invokes per app and flavour, {args.snap_memory} MB")
+    if args.endpoint:
+        report.note("skipped: the SnapStart cases start a server of their own (short keep-alive)")
+        return
+    if not (report.doc["isolation"] or {}).get("isolated"):
+        report.note("skipped: SnapStart needs the linux sandbox")
+        return
+    with common.server_for(args, env={"SQUALL_KEEP_ALIVE_SECONDS": str(REAPED_AFTER_S)}) as server:
+        client = common.lambda_client(server.endpoint, credentials=server.credentials)
+        runtime = common.pick_runtime(common.health(server.endpoint))
+        for app in apps:
+            code, distributions, payload, target = APPS[app]
+            zipped = app_zip(code, distributions)[0]
+            timed: dict[str, list[float]] = {"snap": [], "scratch": []}
+            phases: dict[str, list[float]] = {"snap": [], "scratch": []}
+            invokers, names = {}, []
+            try:
+                for flavour in timed:
+                    name = common.deploy(client, "", runtime, memory=args.snap_memory, zipped=zipped,
+                                         snap_start=flavour == "snap")
+                    names.append(name)
+                    version = client.publish_version(FunctionName=name)["Version"]
+                    client.get_waiter("published_version_active").wait(
+                        FunctionName=name, Qualifier=version, WaiterConfig={"Delay": 0.05, "MaxAttempts": 600})
+                    invokers[flavour] = common.RawInvoker(server.endpoint, name, tail=True, credentials=server.credentials,
+                                                          qualifier=version)
+                time.sleep(1.0)  # the snapshot is taken at publish
+                for _ in range(n):
+                    for flavour, invoker in invokers.items():
+                        time.sleep(REAPED_AFTER_S * 2)  # the last environment is reaped: this invoke is cold
+                        started = time.perf_counter()
+                        status, response, body = invoker.invoke(payload)
+                        timed[flavour].append((time.perf_counter() - started) * 1000)
+                        common.check_invoke(status, response, body)
+                        found = re.search(r"(Restore|Init) Duration: ([\d.]+) ms", common.log_tail(response))
+                        expected = "Restore" if flavour == "snap" else "Init"
+                        if found is None or found.group(1) != expected:
+                            raise RuntimeError(f"{app} ({flavour}) was not a {expected.lower()}: {common.log_tail(response)}")
+                        phases[flavour].append(float(found.group(2)))
+            finally:
+                for invoker in invokers.values():
+                    invoker.close()
+                for name in names:
+                    common.delete_quietly(client, name)
+            snap = report.latency(f"snap_{app}", f"{app}: cold invoke restored from its snapshot (client side)",
+                                  timed["snap"])
+            report.latency(f"snap_{app}_restore", f"{app}: REPORT Restore Duration", phases["snap"])
+            base = report.latency(f"scratch_{app}", f"{app}: cold invoke initialised from scratch (client side)",
+                                  timed["scratch"], baseline=True)
+            report.latency(f"scratch_{app}_init", f"{app}: REPORT Init Duration", phases["scratch"], baseline=True)
+            report.ratio(f"snap_vs_scratch_{app}", f"{app}: restored / from scratch, median",
+                         common.ratio(snap.get("median_ms"), base.get("median_ms")))
+            report.target(f"snap_{app}_p50_ms", f"{app} restored cold p50 <= {target} ms", snap.get("median_ms"), target)
 
 
 if __name__ == "__main__":

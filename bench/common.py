@@ -590,8 +590,11 @@ def deploy(
     env: dict[str, str] | None = None,
     tags: dict[str, str] | None = None,
     layers: list[str] | None = None,
+    zipped: bytes | None = None,
+    snap_start: bool = False,
 ) -> str:
-    """CreateFunction from source (``app.py``, handler ``app.handler``) and wait until Active."""
+    """CreateFunction from source (``app.py``, handler ``app.handler``; ``zipped``: a whole zip
+    instead) and wait until Active."""
     name = name or f"bench-{uuid.uuid4().hex[:10]}"
     kwargs: dict[str, Any] = {}
     if layers:
@@ -600,12 +603,14 @@ def deploy(
         kwargs["Environment"] = {"Variables": env}
     if tags:
         kwargs["Tags"] = tags
+    if snap_start:
+        kwargs["SnapStart"] = {"ApplyOn": "PublishedVersions"}
     client.create_function(
         FunctionName=name,
         Runtime=runtime,
         Role=ROLE,
         Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": textwrap.dedent(code)})},
+        Code={"ZipFile": zipped or make_zip({"app.py": textwrap.dedent(code)})},
         MemorySize=memory,
         Timeout=timeout,
         **kwargs,
@@ -628,12 +633,13 @@ def invoke_path(name: str) -> str:
 class RawInvoker:
     """Invokes over ONE keep-alive connection with http.client (no SDK overhead)."""
 
-    def __init__(self, endpoint: str, name: str, tail: bool = False, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(self, endpoint: str, name: str, tail: bool = False, credentials: tuple[str, str] | None = None,
+                 qualifier: str | None = None) -> None:
         u = urlsplit(endpoint)
         self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=900)
         self.conn.connect()
         self.url = f"http://{u.hostname}:{u.port}"
-        self.path = invoke_path(name)
+        self.path = invoke_path(name) + (f"?Qualifier={quote(qualifier)}" if qualifier else "")
         self.headers = {"Content-Type": "application/json"}
         if tail:
             self.headers["X-Amz-Log-Type"] = "Tail"

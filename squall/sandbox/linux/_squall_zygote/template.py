@@ -14,11 +14,12 @@ one the zygote forks::
                brings lo up, says "up" to the server (which learns D's pid from the socket's
                credentials, and gives it eth0), configures eth0 — all this ahead of need: the
                server keeps one such spare per template — then, once an environment is wanted,
-               takes its channel, log and variables ("go"), forks C; reaps; reports C's exit
-               status to the server and exits (the namespace dies with it)
-               └ C  the runtime: drops every capability, installs the full seccomp filter
-                    on top of the template's, takes the environment's variables and fds,
-                    runs the after-restore hooks and serves invocations
+               takes its channel, log and variables ("go") and hands them to C; reaps; reports
+               C's exit status to the server and exits (the namespace dies with it)
+               └ C  the runtime, forked ahead by D: drops every capability, installs the full
+                    seccomp filter on top of the template's and waits; then takes the
+                    environment's variables and fds, runs the after-restore hooks and serves
+                    invocations
 
 T runs under a filter that allows what P and D need (unshare of those namespaces, mount);
 C adds the full filter, which refuses both again. Mounts inherited from T's jail are locked
@@ -41,7 +42,7 @@ import time
 
 from _squall_zygote import syscalls
 from _squall_zygote.jail import configure_eth0, disable_ipv6_ahead, loopback_up
-from _squall_zygote.messages import recv_fds, status_of, write_error
+from _squall_zygote.messages import recv_fds, send_fds, status_of, write_error
 from _squall_zygote.seccomp import install as install_seccomp
 from _squall_zygote.syscalls import (
     CLONE_NEWIPC,
@@ -244,9 +245,9 @@ def become_environment(spawner, boot, channel, handler, snapshot, meta, fds):
 
 
 def run_d(spawner, boot, channel, handler, snapshot, meta, status, disk):
-    """D: the environment's init. Prepared ahead (a spare), it waits on the status socket for
-    ``net {...}`` (its eth0, configured now) and ``go {env}`` with the environment's channel and
-    log (then it forks the runtime); EOF: a spare nobody took. Never returns."""
+    """D: the environment's init. Prepared ahead (a spare), with C forked and waiting too, it
+    waits on the status socket for ``net {...}`` (its eth0, configured now) and ``go {env}`` with
+    the environment's channel and log, which it hands to C; EOF: a spare nobody took. Never returns."""
     try:
         os.setsid()
         jail = spawner.jail
@@ -261,6 +262,13 @@ def run_d(spawner, boot, channel, handler, snapshot, meta, status, disk):
         disable_ipv6_ahead()
         with open("/proc/sys/kernel/ns_last_pid", "w") as f:
             f.write("%d" % (RUNTIME_PID_MIN + int.from_bytes(os.urandom(4), "big") % spawner.pid_span))
+        d_end, c_end = (s.detach() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET))
+        runtime = os.fork()  # C, ahead of time too: it waits for its fds
+        if runtime == 0:
+            os.close(status)
+            os.close(d_end)
+            run_c(spawner, boot, channel, handler, snapshot, c_end)
+        os.close(c_end)
         os.write(status, b"up")  # the server reads our pid from this datagram's credentials
         while True:
             data, fds = recv_fds(status, 1 << 18, 4)
@@ -270,17 +278,11 @@ def run_d(spawner, boot, channel, handler, snapshot, meta, status, disk):
                 continue
             if data.startswith(b"go ") and len(fds) == 2:
                 break
-            os._exit(0 if not data else SETUP_FAILED)  # a spare nobody took
-        chan, log = fds
-        os.dup2(log, 2)  # from here on, errors go to the environment's log
-        meta = json.loads(data[3:])
-        runtime = os.fork()
-        if runtime == 0:
-            os.close(status)
-            run_c(spawner, boot, channel, handler, snapshot, meta, chan, log)
-        os.close(chan)
-        os.close(log)
-        os.dup2(0, 2)
+            os._exit(0 if not data else SETUP_FAILED)  # a spare nobody took (C dies with us)
+        send_fds(d_end, data[3:], fds)
+        for fd in fds:
+            os.close(fd)
+        os.close(d_end)
         while True:
             try:
                 pid, wait_status = os.waitpid(-1, 0)
@@ -309,24 +311,30 @@ def drop_capabilities():
     check(libc.capset(header, data), "capset")
 
 
-def run_c(spawner, boot, channel, handler, snapshot, meta, chan, log):
-    """C: the runtime of the new environment. Never returns."""
+def run_c(spawner, boot, channel, handler, snapshot, sock):
+    """C: the runtime of the new environment, forked ahead: unprivileged and filtered before it
+    waits on ``sock`` (from D) for its variables, channel and log. Never returns."""
     try:
         channel.sock.detach()  # T's channel (fd 3): replaced below by ours
+        drop_capabilities()
+        if spawner.seccomp is not None:
+            install_seccomp(spawner.seccomp, libc)
+        os.chdir(syscalls.TASK_ROOT)
+        data, fds = recv_fds(sock, 1 << 18, 4)
+        if len(fds) != 2:
+            os._exit(0)  # a spare nobody took
+        chan, log = fds
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.dup2(chan, 3)
         os.close(chan)
         os.close(log)
-        drop_capabilities()
+        os.close(sock)
         prctl(syscalls.PR_SET_DUMPABLE, 1)
-        if spawner.seccomp is not None:
-            install_seccomp(spawner.seccomp, libc)
-        env = meta.get("env") or {}
+        env = json.loads(data).get("env") or {}
         os.environ.clear()
         os.environ.update(env)
         time.tzset()
-        os.chdir(syscalls.TASK_ROOT)
     except BaseException as e:
         write_error("restoring from the snapshot: %s" % (str(e) or repr(e)))
         os._exit(SETUP_FAILED)

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("squall.environment")
 
 INIT_TIMEOUT_S = 10.0  # Lambda's cap on the init phase of on-demand environments
+SNAPSHOT_INIT_TIMEOUT_S = 900.0  # and of a SnapStart snapshot's (15 minutes)
 _EXIT_GRACE_S = 0.5  # after the channel closes, how long to wait for the exit status
 
 
@@ -115,6 +116,7 @@ class Environment:
         # to be forked from (set before start()); ``restored`` — it was (no init: Restore Duration)
         self.template = template
         self.snap_start = snap_start or template
+        self.init_timeout = SNAPSHOT_INIT_TIMEOUT_S if template else INIT_TIMEOUT_S
         self.snapshot: Snapshot | None = None
         self.restored = False
         self.state = EnvironmentState.CREATED
@@ -255,7 +257,7 @@ class Environment:
             return
         assert self._handle is not None
         try:
-            async with asyncio.timeout(INIT_TIMEOUT_S):
+            async with asyncio.timeout(self.init_timeout):
                 if runtime.link == RUNTIME_API:
                     self._link = await RuntimeApiLink.open(parent, self._handle)
                 else:
@@ -264,7 +266,7 @@ class Environment:
                     self._link = await FramesLink.open(parent)
                 reply = await self._link.init()
         except TimeoutError:
-            reply = Reply(False, error_payload("Sandbox.Timedout", f"Init timed out after {INIT_TIMEOUT_S:.2f} seconds"))
+            reply = Reply(False, error_payload("Sandbox.Timedout", f"Init timed out after {self.init_timeout:.2f} seconds"))
         except LinkBroken:
             returncode = await self._exit_status()
             reply = Reply(False, self._exit_error(returncode))

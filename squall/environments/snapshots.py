@@ -26,7 +26,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
 from squall.arn import LATEST
-from squall.environments.environment import Environment, EnvironmentState
+from squall.environments.environment import INIT_TIMEOUT_S, Environment, EnvironmentState
 from squall.runtimes.registry import FRAMES
 from squall.runtimes.python.frames import encode_frame
 from squall.sandbox.base import RestoreUnavailable, SandboxHandle, SandboxSpec
@@ -245,7 +245,10 @@ class Snapshots:
         snapshot = self.prepare(target)
         if snapshot is None:
             return None
-        await asyncio.shield(snapshot.built)
+        try:  # a long init (a snapshot's may take 15 minutes): this start goes on without it
+            await asyncio.wait_for(asyncio.shield(snapshot.built), INIT_TIMEOUT_S)
+        except TimeoutError:
+            return None
         return snapshot if snapshot.ready else None
 
     async def _build(self, snapshot: Snapshot) -> None:

@@ -310,3 +310,28 @@ def _zip(code: str) -> bytes:
     from tests.conftest import make_zip
 
     return make_zip({"app.py": code})
+
+
+def test_snapshots_stay_within_their_memory_budget(tmp_path_factory):
+    """Two snapshots of ~20 MB under a 30 MB budget: the least recently used one goes; its
+    version's environments are then initialised from scratch, until it is snapshotted again."""
+    server = start_server(tmp_path_factory.mktemp("snap-budget"), "--isolation", "linux",
+                          env={"SQUALL_SNAPSHOT_MEMORY_MB": "30"})
+    try:
+        lam = server.client("lambda")
+        first = create_function(lam, UNIQUE, SnapStart=SNAP)
+        first_version = publish(lam, first)
+        wait_for(lambda: [s for s in snapshots_of(server, first) if s["state"] == "ready"], what="the first snapshot")
+        second = create_function(lam, UNIQUE, SnapStart=SNAP)
+        second_version = publish(lam, second)
+        wait_for(lambda: [s for s in snapshots_of(server, second) if s["state"] == "ready"], what="the second snapshot")
+        wait_for(lambda: not snapshots_of(server, first), what="the first snapshot to be evicted")
+        report = health(server)["snapshots"]
+        assert report["budget_mb"] == 30 and report["memory_mb"] <= 30, report
+        _, log = ok(lam, second, {}, second_version)
+        assert "Restore Duration" in log
+        _, log = ok(lam, first, {}, first_version)  # snapshotted again: this start waited for it
+        assert "Restore Duration" in log
+        wait_for(lambda: not snapshots_of(server, second), what="the second snapshot to be evicted in turn")
+    finally:
+        server.stop()

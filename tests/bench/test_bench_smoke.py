@@ -19,7 +19,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 # Fields every benchmark prints, plus each one's own.
 COMMON = ("machine:", "nproc=", "MemTotal=", "kernel", "CPU:", "isolation:", "median", "p99", "baseline", "ratio:")
 SCRIPTS = {
-    "cold_start.py": ("cold invoke", "Init Duration", "fresh python process", "target:"),
+    "cold_start.py": ("cold invoke", "Init Duration", "fresh python process", "target:", "SnapStart:"),
     "warm_latency.py": ("warm invoke, http.client keep-alive", "boto3", "throughput", "target:"),
     "warm_throughput.py": ("squall warm invokes, 32 connections", "HTTP floor", "throughput", "target:"),
     "parallel_scaling.py": ("P= 1", "P= 4", "environments_used=", "throughput"),
@@ -59,3 +59,6 @@ def test_json_output_is_machine_readable() -> None:
     assert "cold_vs_fresh_median" in doc["ratios"]
     assert doc["machine"]["nproc"] >= 1
     assert "isolation:" in done.stderr
+    if doc["isolation"]["name"] == "linux":  # SnapStart's stdlib case, against the same code from scratch
+        assert doc["results"]["snap_stdlib"]["n"] == 2 and doc["baselines"]["scratch_stdlib"]["n"] == 2
+        assert doc["results"]["snap_stdlib_restore"]["n"] == 2

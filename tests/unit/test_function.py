@@ -562,4 +562,8 @@ def test_settings_squall_cannot_honour_are_refused_or_shown_as_not_applied() -> 
         assert needle in message_of(info)
     fields = validate_settings({"SnapStart": {"ApplyOn": "PublishedVersions"}})
     api = make_version(**fields).to_api(Arns("us-east-1", "123456789012"))
-    assert api["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "Off"}
+    assert api["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "Off"}  # $LATEST
+    arns = Arns("us-east-1", "123456789012")
+    assert make_version(**fields, version="1").to_api(arns)["SnapStart"]["OptimizationStatus"] == "On"
+    node = make_version(**fields, version="1", runtime="nodejs20.x", handler="index.handler")
+    assert node.to_api(arns)["SnapStart"]["OptimizationStatus"] == "Off"  # Python only, for now

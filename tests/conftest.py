@@ -209,6 +209,17 @@ def create_function(lam, code: str | dict[str, str], handler: str = "app.handler
     return name
 
 
+def wait_for(check, what: str, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    """``check()``'s first truthy value, polled every 0.05 s for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def require(condition: bool, reason: str) -> None:
     """Skip when a machine lacks what a test needs; in CI (SQUALL_TEST_STRICT=1) fail instead."""
     if condition:

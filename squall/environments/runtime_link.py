@@ -23,7 +23,7 @@ import asyncio
 import socket
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 from squall.invoke.invocation import MAX_RESPONSE_PAYLOAD, InvocationRequest, response_too_large
 from squall.runtimes.python.frames import FrameError, FrameParser, FrameTooLarge, encode_frame
@@ -56,6 +56,7 @@ class FramesLink(asyncio.Protocol):
         self._frames: deque[tuple[dict, bytes]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._failure: Exception | None = None
+        self.on_lost: Callable[[], None] | None = None  # told when the runtime goes (a SnapStart template's)
 
     @classmethod
     async def open(cls, channel: socket.socket) -> "FramesLink":
@@ -84,6 +85,8 @@ class FramesLink(asyncio.Protocol):
             detail = "mid-frame" if self._parser.pending else "between frames"
             self._failure = LinkBroken(f"control channel closed {detail}" + (f": {exc}" if exc else ""))
         self._wake()
+        if self.on_lost is not None:
+            self.on_lost()
 
     def _fail(self, error: Exception) -> None:
         self._failure = error
@@ -113,6 +116,11 @@ class FramesLink(asyncio.Protocol):
         return self._frames.popleft()
 
     # ---- the link ------------------------------------------------------------------
+    @property
+    def broken(self) -> bool:
+        """The runtime went away (or sent what the link could not take)."""
+        return self._failure is not None
+
     async def next_meta(self, timeout: float) -> dict[str, Any]:
         """The next frame's meta (a SnapStart template's answer to a fork frame)."""
         meta, _body = await self._next_frame(timeout)

@@ -47,10 +47,12 @@ SPARES_WINDOW_S = 60.0
 class Snapshot:
     """One version's template and what it has done."""
 
-    def __init__(self, key: PoolKey, env: Environment, release: Callable[[], None], clock: Callable[[], float]) -> None:
+    def __init__(self, key: PoolKey, env: Environment, release: Callable[[], None], clock: Callable[[], float],
+                 on_lost: Callable[[Snapshot], None] | None = None) -> None:
         self.key = key
         self.env = env
         self._release = release  # gives back what it held (its code)
+        self._on_lost = on_lost  # told when the template ends on its own
         self._clock = clock
         self.ready = False
         self.failure: str | None = None
@@ -80,6 +82,8 @@ class Snapshot:
                 if handle is not None:
                     handle.template_bytes = self.memory_bytes  # type: ignore[attr-defined]
                 self.ready = True
+                if self.env._link is not None:
+                    self.env._link.on_lost = self._lost  # type: ignore[union-attr]
                 self._refill()
             else:
                 self.failure = _init_error_text(self.env)
@@ -106,12 +110,26 @@ class Snapshot:
             if prepared is None:
                 prepared = await backend.prepare_restore(env._handle, self._send, self._spare_spec())
             handle = backend.finish_restore(prepared, spec, channel_fd, log_fd)
+        except RestoreUnavailable:
+            if not self.alive:  # the template ended: the next cold start takes a new snapshot
+                self.ready = False
+            raise
         finally:
             self._in_flight -= 1
         self.forks += 1
         self.last_used = self._clock()
         asyncio.get_running_loop().call_later(_REFILL_DELAY_S, self._refill)
         return handle
+
+    def _lost(self) -> None:
+        if self.ready and self._on_lost is not None:
+            self.ready = False
+            self._on_lost(self)
+
+    @property
+    def alive(self) -> bool:
+        link = self.env._link
+        return self.env.alive and link is not None and not link.broken  # type: ignore[union-attr]
 
     def _take_spare(self) -> Any:
         while self._spares:
@@ -221,8 +239,10 @@ class Snapshots:
             return None
         key = (target.name, target.version, target.config.revision_id, target.network)
         snapshot = self._snapshots.get(key)
-        if snapshot is not None:
+        if snapshot is not None and (not snapshot.built.done() or (snapshot.ready and snapshot.alive)):
             return snapshot
+        if snapshot is not None:  # its template ended
+            self._drop(snapshot, "its template ended")
         failed_at = self._failed.get(key)
         if failed_at is not None and self.pool.clock() - failed_at < RETRY_AFTER_S:
             return None
@@ -234,7 +254,8 @@ class Snapshots:
             extra_env=pool.environment_env(config.role, config.name, target.network) if pool.environment_env else None,
         )
         hold = pool.code.hold(config.code.sha256_hex) if pool.code is not None else None
-        snapshot = self._snapshots[key] = Snapshot(key, env, hold.release if hold is not None else _nothing, pool.clock)
+        snapshot = self._snapshots[key] = Snapshot(key, env, hold.release if hold is not None else _nothing, pool.clock,
+                                                   on_lost=lambda lost: self._drop(lost, "its template ended"))
         task = asyncio.get_running_loop().create_task(self._build(snapshot))
         pool.background(task)
         return snapshot

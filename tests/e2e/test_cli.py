@@ -217,11 +217,11 @@ def test_functions_table(server, lam):
     result = squall(server.endpoint, "functions")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "RUNTIME", "MEMORY", "TIMEOUT", "STATE", "LAST", "MODIFIED"]
+    assert lines[0].split() == ["NAME", "RUNTIME", "MEMORY", "TIMEOUT", "STATE", "LAST", "MODIFIED", "SNAPSHOTS"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows[small][1:7] == ["python3.11", "128", "MB", "3", "s", "Active"]
     assert rows[large][1:7] == ["python3.11", "512", "MB", "30", "s", "Active"]
-    assert len(rows[small]) == 9  # date and time
+    assert len(rows[small]) == 10 and rows[small][9] == "-"  # date and time; no SnapStart snapshot
 
 
 def test_runtimes_table(server):

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROLE, require, start_server, unique_name
+from tests.conftest import ROLE, require, start_server, unique_name, wait_for
 from tests.e2e.test_event_sources import (  # noqa: F401  (moto is a fixture)
     Sink,
     aws,
@@ -158,14 +158,6 @@ def lam(squall):
     return squall.client("lambda")
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def all_acknowledged(jet: JetStreamAdmin, stream: str, uuid: str, last: int) -> Any:

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import create_function, require, start_server
+from tests.conftest import create_function, require, start_server, wait_for
 from tests.contract import linux_unavailable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -70,14 +69,6 @@ def snapshots_of(server, name: str) -> list[dict]:
     return [s for s in (health(server)["snapshots"] or {}).get("snapshots", []) if s["function"] == name]
 
 
-def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def publish(lam, name: str) -> str:
@@ -143,6 +134,60 @@ def test_restored_environments_share_init_but_nothing_unique(lam, snap_server):
     # the next invocation of one of them is warm: no restore line
     _, log = ok(lam, name, {}, version)
     assert "Restore Duration" not in log
+
+
+def test_a_burst_of_cold_starts_is_restored_from_one_snapshot(lam, snap_server):
+    name = create_function(lam, UNIQUE, SnapStart=SNAP)
+    version = publish(lam, name)
+    wait_for(lambda: any(s["state"] == "ready" for s in snapshots_of(snap_server, name)), what="the snapshot")
+    results = concurrently(8, lambda: ok(lam, name, {"hold": 1.0}, version))
+    bodies = [body for body, _ in results]
+    assert len({b["stream"] for b in bodies}) == 8 and len({b["init_id"] for b in bodies}) == 1
+    assert all("Restore Duration" in log for _, log in results)
+    # the next burst finds environments forked ahead: as many as the last burst, up to 4
+    wait_for(lambda: snapshots_of(snap_server, name)[0]["spares"] >= 4, what="spares for the next burst")
+
+
+def test_provisioned_concurrency_on_a_snapstart_version_is_restored(lam, snap_server):
+    name = create_function(lam, UNIQUE, SnapStart=SNAP)
+    version = publish(lam, name)
+    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=2)
+    wait_for(lambda: lam.get_provisioned_concurrency_config(FunctionName=name, Qualifier=version)["Status"] == "READY",
+             timeout=60, what="provisioned concurrency READY")
+    results = concurrently(2, lambda: ok(lam, name, {"hold": 0.5}, version))
+    bodies = [body for body, _ in results]
+    assert len({b["stream"] for b in bodies}) == 2 and len({b["init_id"] for b in bodies}) == 1, bodies
+    assert all(b["init_type"] == "snap-start" for b in bodies)
+    assert all("Restore Duration" not in log and "Init Duration" not in log for _, log in results)
+    lam.delete_provisioned_concurrency_config(FunctionName=name, Qualifier=version)
+
+
+def _template_pid(sandbox_pid: int) -> int:
+    """The template's runtime: the child of its sandbox's B that lives in B's pid namespace only
+    (environments forked from it, reparented to B, are one namespace deeper)."""
+    with open(f"/proc/{sandbox_pid}/task/{sandbox_pid}/children") as f:
+        children = [int(pid) for pid in f.read().split()]
+    for pid in children:
+        with open(f"/proc/{pid}/status") as f:
+            nspid = next(line for line in f if line.startswith("NSpid:")).split()[1:]
+        if len(nspid) == 2:
+            return pid
+    raise AssertionError(f"no template among {children}")
+
+
+def test_a_template_that_dies_is_replaced(lam, snap_server):
+    import signal
+
+    name = create_function(lam, UNIQUE, SnapStart=SNAP)
+    version = publish(lam, name)
+    first, _ = ok(lam, name, {}, version)
+    snapshot = wait_for(lambda: snapshots_of(snap_server, name), what="the snapshot")[0]
+    os.kill(_template_pid(snapshot["pid"]), signal.SIGKILL)
+    wait_for(lambda: not snapshots_of(snap_server, name), what="the dead snapshot to be dropped")
+    results = concurrently(2, lambda: ok(lam, name, {"hold": 0.5}, version))  # one of them is a cold start
+    cold = [(body, log) for body, log in results if "RESTORE_START" in log or "INIT_START" in log]
+    assert len(cold) == 1, results
+    assert "Restore Duration" in cold[0][1] and cold[0][0]["init_id"] != first["init_id"], cold
 
 
 HOOKS = """

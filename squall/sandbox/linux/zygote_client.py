@@ -94,7 +94,6 @@ class Zygote:
         self.trees = False  # its sandboxes enter the jail ahead and take the code as mount fds
         self.seccomp = False  # its sandboxes' runtimes run under the seccomp filter
         self.tmp_disks = False  # its sandboxes can take a disk for /tmp (ephemeral.py)
-        self.templates = False  # its Python sandboxes can be SnapStart templates (_squall_zygote/template.py)
         # a spare that joined it, handed over by the zygote
         self._spare: Spare | None = None
 
@@ -336,7 +335,6 @@ class Zygote:
             self.trees = bool(message.get("trees"))
             self.seccomp = bool(message.get("seccomp"))
             self.tmp_disks = bool(message.get("tmp_disks"))
-            self.templates = bool(message.get("templates"))
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(None)
         elif isinstance(message.get("id"), int):

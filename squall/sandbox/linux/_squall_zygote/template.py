@@ -222,6 +222,8 @@ def become_environment(spawner, boot, channel, handler, snapshot, meta, fds):
     """In P, a fresh fork of T. Never returns."""
     code = SETUP_FAILED
     try:
+        channel.sock.detach()
+        os.dup2(0, 3)  # not T's channel: the server must see it close when T ends (fd 3 stays taken)
         status = fds[0]
         disk = fds[1] if meta.get("disk") else None  # /tmp's own disk (sandbox/linux/ephemeral.py)
         for fd in fds[2 if disk is not None else 1:]:  # the environment's cgroup, before anything else happens
@@ -315,7 +317,6 @@ def run_c(spawner, boot, channel, handler, snapshot, sock):
     """C: the runtime of the new environment, forked ahead: unprivileged and filtered before it
     waits on ``sock`` (from D) for its variables, channel and log. Never returns."""
     try:
-        channel.sock.detach()  # T's channel (fd 3): replaced below by ours
         drop_capabilities()
         if spawner.seccomp is not None:
             install_seccomp(spawner.seccomp, libc)

@@ -205,8 +205,7 @@ class Zygote(object):
         sock = self.sock
         gc.freeze()
         send_json(sock, {"ready": os.getpid(), "rss_kb": rss_kb(), "trees": self.spawner.trees,
-                         "seccomp": self.spawner.seccomp is not None, "tmp_disks": self.spawner.jail.tmp_disks,
-                         "templates": self.spawner.seccomp is None or self.spawner.template_seccomp is not None})
+                         "seccomp": self.spawner.seccomp is not None, "tmp_disks": self.spawner.jail.tmp_disks})
         self.restock()
         while True:
             events = self.selector.select(self.timeout())

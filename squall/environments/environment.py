@@ -152,6 +152,20 @@ class Environment:
         return self.state in (EnvironmentState.READY, EnvironmentState.BUSY)
 
     @property
+    def handle(self) -> SandboxHandle | None:
+        """Its sandbox's processes (None before start() built them)."""
+        return self._handle
+
+    @property
+    def link(self) -> FramesLink | RuntimeApiLink | None:
+        return self._link
+
+    @property
+    def init_peak_kb(self) -> int:
+        """The memory its init reached (a SnapStart template's: what restored environments map)."""
+        return self._init_peak_kb
+
+    @property
     def initialization_type(self) -> str:
         if self.snap_start:
             return "snap-start"

@@ -77,13 +77,13 @@ class Snapshot:
         try:
             await self.env.start()
             if self.env.state == EnvironmentState.READY:
-                self.memory_bytes = self.env._init_peak_kb * 1024
-                handle = self.env._handle
+                self.memory_bytes = self.env.init_peak_kb * 1024
+                handle = self.env.handle
                 if handle is not None:
                     handle.template_bytes = self.memory_bytes  # type: ignore[attr-defined]
                 self.ready = True
-                if self.env._link is not None:
-                    self.env._link.on_lost = self._lost  # type: ignore[union-attr]
+                if self.env.link is not None:
+                    self.env.link.on_lost = self._lost  # type: ignore[union-attr]
                 self._refill()
             else:
                 self.failure = _init_error_text(self.env)
@@ -98,17 +98,17 @@ class Snapshot:
         there is one)."""
         env = self.env
         backend = env.backend
-        if not self.ready or not env.alive or env._handle is None:
+        if not self.ready or not env.alive or env.handle is None:
             raise RestoreUnavailable("the snapshot is gone")
         self._in_flight += 1
         self._bursts.append((self._clock(), self._in_flight))
         try:
             prepared = self._take_spare()
             if prepared is None and self._refilling is not None and not self._refilling.done():
-                await asyncio.shield(self._refilling)  # one is on its way: sooner than a new one
+                await asyncio.shield(self._refilling)  # one is on its way (one per task): sooner than a new one
                 prepared = self._take_spare()
             if prepared is None:
-                prepared = await backend.prepare_restore(env._handle, self._send, self._spare_spec())
+                prepared = await backend.prepare_restore(env.handle, self._send, self._spare_spec())
             handle = backend.finish_restore(prepared, spec, channel_fd, log_fd)
         except RestoreUnavailable:
             if not self.alive:  # the template ended: the next cold start takes a new snapshot
@@ -128,7 +128,7 @@ class Snapshot:
 
     @property
     def alive(self) -> bool:
-        link = self.env._link
+        link = self.env.link
         return self.env.alive and link is not None and not link.broken  # type: ignore[union-attr]
 
     def _take_spare(self) -> Any:
@@ -152,30 +152,31 @@ class Snapshot:
                            opt_dir=env.opt_dir)
 
     def _refill(self) -> None:
-        """Fork the next environments ahead (off the cold path: a cgroup join can take milliseconds)."""
+        """Fork the next environment ahead (off the cold path: a cgroup join can take milliseconds);
+        each one done calls this again until there are as many as wanted."""
         if not self.ready or (self._refilling is not None and not self._refilling.done()):
             return
         self._spares = [spare for spare in self._spares if not spare.gone]
         if len(self._spares) < self.spares_wanted:
-            self._refilling = asyncio.get_running_loop().create_task(self._prepare_spares())
+            self._refilling = asyncio.get_running_loop().create_task(self._prepare_spare())
 
-    async def _prepare_spares(self) -> None:
+    async def _prepare_spare(self) -> None:
         env = self.env
-        while self.ready and len(self._spares) < self.spares_wanted:
-            try:
-                spare = await env.backend.prepare_restore(env._handle, self._send, self._spare_spec())
-            except Exception as e:
-                log.warning("SnapStart: cannot fork an environment of %s:%s ahead: %s", env.function.name,
-                            env.function.version or LATEST, e)
-                return
-            if not self.ready:
-                spare.drop()
-                return
-            self._spares.append(spare)
+        try:
+            spare = await env.backend.prepare_restore(env.handle, self._send, self._spare_spec())
+        except Exception as e:
+            log.warning("SnapStart: cannot fork an environment of %s:%s ahead: %s", env.function.name,
+                        env.function.version or LATEST, e)
+            return
+        if not self.ready:
+            spare.drop()
+            return
+        self._spares.append(spare)
+        asyncio.get_running_loop().call_soon(self._refill)
 
     async def _send(self, meta: dict[str, object], fds: list[int]) -> dict[str, object]:
         async with self._lock:
-            sock, link = self.env.fork_channel, self.env._link
+            sock, link = self.env.fork_channel, self.env.link
             if sock is None or link is None:
                 raise RestoreUnavailable("the snapshot is gone")
             try:
@@ -208,7 +209,7 @@ class Snapshot:
             "init_duration_ms": round(self.init_duration_ms, 2) if self.init_duration_ms is not None else None,
             "restores": self.forks,
             "spares": len(self._spares),
-            "pid": self.env._handle.pid if self.env._handle is not None else None,  # its sandbox's
+            "pid": self.env.handle.pid if self.env.handle is not None else None,  # its sandbox's
             "age_s": round(now - self.created_at, 1),
             "idle_s": round(now - self.last_used, 1),
             **({"failure": self.failure} if self.failure else {}),

@@ -183,7 +183,11 @@ class Snapshot:
                 sock.sendmsg([encode_frame(meta, b"")], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
             except OSError as e:
                 raise RestoreUnavailable(f"cannot reach the snapshot: {e}") from e
-            return await link.next_meta(_ANSWER_TIMEOUT_S)  # type: ignore[union-attr]
+            try:
+                return await link.next_meta(_ANSWER_TIMEOUT_S)  # type: ignore[union-attr]
+            except TimeoutError:  # its answers can no longer be matched to requests: it goes
+                self.env.kill("the template did not answer a fork")
+                raise RestoreUnavailable(f"the snapshot did not answer within {_ANSWER_TIMEOUT_S:.0f} s") from None
 
     def stop(self, reason: str) -> asyncio.Task[None]:
         """Kill the template (environments forked from it live on); the task ends when its

@@ -15,13 +15,14 @@ handler imports), merged at /opt: the cold start with layers.
 SnapStart (``--apps``, default all; ``--quick``: stdlib only): for each app — a stdlib-only
 function, one that imports requests and boto3 (and makes a client), a FastAPI app through
 Mangum (their packages vendored in the zip, as this venv has them), the same primed by a
-before-snapshot hook that runs one request (as AWS advises for SnapStart) — a published version with
+before-snapshot hook that runs one request (as AWS advises for SnapStart), a Node.js and a Java
+echo function (environments initialised ahead: they cannot be forked) — a published version with
 SnapStart and the same code without, invoked alternately on a second server whose environments
 are reaped 0.2 s after use, so that every invoke is cold: restored from the snapshot, or
 initialised from scratch (the baseline, same run). Client side, and REPORT's Restore Duration /
 Init Duration.
 
-    python bench/cold_start.py [--quick] [-n N] [--layers N] [--apps stdlib,requests,fastapi,fastapi-primed|none]
+    python bench/cold_start.py [--quick] [-n N] [--layers N] [--apps stdlib,requests,fastapi,fastapi-primed,node,java|none]
         [--snap-memory MB] [--endpoint URL] [--isolation auto|process|linux] [--json [FILE]]
 """
 
@@ -29,9 +30,14 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
 import common
+import runtimes
 from vendored import app_zip
 
 HANDLER = """\
@@ -85,12 +91,36 @@ def prime():
     import json
     handler(json.loads(%r), None)
 """
-# app → (code, distributions vendored in its zip, payload, target p50 in ms)
+
+
+@dataclass(frozen=True)
+class App:
+    """A SnapStart case: its files (Python: app.py and vendored packages), runtime, handler, payload
+    and the issue's target for its restored cold start (p50, ms)."""
+
+    code: str = ""
+    vendored: tuple[str, ...] = ()
+    payload: bytes = b"{}"
+    target_ms: float = 0.0
+    runtime: str = ""  # empty: the server's Python
+    handler: str = "app.handler"
+    files: Callable[[Path], dict[str, Any] | None] | None = None  # another language's package
+
+    def zipped(self, workdir: Path) -> bytes | None:
+        if self.files is None:
+            return app_zip(self.code, self.vendored)[0]
+        files = self.files(workdir)
+        return common.make_zip(files) if files else None
+
+
 APPS = {
-    "stdlib": (HANDLER, (), PAYLOAD, 5.0),
-    "requests": (REQUESTS_APP, ("requests",), b"{}", 10.0),  # boto3: the runtime's SDK
-    "fastapi": (FASTAPI_APP, ("fastapi", "mangum"), HTTP_EVENT, 15.0),
-    "fastapi-primed": (FASTAPI_APP + PRIMING % HTTP_EVENT.decode(), ("fastapi", "mangum"), HTTP_EVENT, 15.0),
+    "stdlib": App(HANDLER, payload=PAYLOAD, target_ms=5.0),
+    "requests": App(REQUESTS_APP, ("requests",), target_ms=10.0),  # boto3: the runtime's SDK
+    "fastapi": App(FASTAPI_APP, ("fastapi", "mangum"), HTTP_EVENT, 15.0),
+    "fastapi-primed": App(FASTAPI_APP + PRIMING % HTTP_EVENT.decode(), ("fastapi", "mangum"), HTTP_EVENT, 15.0),
+    # runtimes that cannot be forked after init: environments initialised ahead (docs/snapstart.md)
+    "node": App(target_ms=30.0, runtime="nodejs20.x", handler="index.handler", files=lambda _: runtimes.NODE),
+    "java": App(target_ms=60.0, runtime="java17", handler="bench.Echo::handleRequest", files=runtimes.java_package),
 }
 REAPED_AFTER_S = 0.2  # keep_alive_seconds of the SnapStart cases' server
 
@@ -101,7 +131,7 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=0, help="layers the function uses (0-5; default 0)")
     p.add_argument("--settle-ms", type=float, default=20.0,
                    help="pause after each update so the retired environment's shutdown is not timed (default 20)")
-    p.add_argument("--apps", help="SnapStart cases: stdlib,requests,fastapi,fastapi-primed or none "
+    p.add_argument("--apps", help="SnapStart cases: stdlib,requests,fastapi,fastapi-primed,node,java or none "
                    "(default all; quick: stdlib)")
     p.add_argument("--snap-memory", type=int, default=512, help="MemorySize of the SnapStart cases (default 512)")
     args = p.parse_args()
@@ -200,24 +230,31 @@ def snap_start_cases(args, report: common.Report, apps: list[str], n: int) -> No
         return
     with common.server_for(args, env={"SQUALL_KEEP_ALIVE_SECONDS": str(REAPED_AFTER_S)}) as server:
         client = common.lambda_client(server.endpoint, credentials=server.credentials)
-        runtime = common.pick_runtime(common.health(server.endpoint))
+        offered = common.health(server.endpoint)
+        python = common.pick_runtime(offered)
+        workdir = Path(tempfile.mkdtemp(prefix="squall-bench-snap-"))
         for app in apps:
-            code, distributions, payload, target = APPS[app]
-            zipped = app_zip(code, distributions)[0]
+            case = APPS[app]
+            runtime = case.runtime or python
+            zipped = case.zipped(workdir) if runtime in (offered.get("runtimes") or {}) else None
+            if zipped is None:
+                report.note(f"{app}: skipped ({runtime} is not served here, or cannot be built)")
+                continue
+            payload, target = case.payload, case.target_ms
             timed: dict[str, list[float]] = {"snap": [], "scratch": []}
             phases: dict[str, list[float]] = {"snap": [], "scratch": []}
             invokers, names = {}, []
             try:
                 for flavour in timed:
                     name = common.deploy(client, "", runtime, memory=args.snap_memory, zipped=zipped,
-                                         snap_start=flavour == "snap")
+                                         snap_start=flavour == "snap", handler=case.handler)
                     names.append(name)
                     version = client.publish_version(FunctionName=name)["Version"]
                     client.get_waiter("published_version_active").wait(
                         FunctionName=name, Qualifier=version, WaiterConfig={"Delay": 0.05, "MaxAttempts": 600})
                     invokers[flavour] = common.RawInvoker(server.endpoint, name, tail=True, credentials=server.credentials,
                                                           qualifier=version)
-                time.sleep(1.0)  # the snapshot is taken at publish
+                time.sleep(1.0 if not case.runtime else 3.0)  # the snapshot is taken at publish
                 for _ in range(n):
                     for flavour, invoker in invokers.items():
                         time.sleep(REAPED_AFTER_S * 2)  # the last environment is reaped: this invoke is cold

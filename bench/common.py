@@ -592,6 +592,7 @@ def deploy(
     layers: list[str] | None = None,
     zipped: bytes | None = None,
     snap_start: bool = False,
+    handler: str = "app.handler",
 ) -> str:
     """CreateFunction from source (``app.py``, handler ``app.handler``; ``zipped``: a whole zip
     instead) and wait until Active."""
@@ -609,7 +610,7 @@ def deploy(
         FunctionName=name,
         Runtime=runtime,
         Role=ROLE,
-        Handler="app.handler",
+        Handler=handler,
         Code={"ZipFile": zipped or make_zip({"app.py": textwrap.dedent(code)})},
         MemorySize=memory,
         Timeout=timeout,

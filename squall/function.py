@@ -240,10 +240,10 @@ class FunctionVersion:
 
     @property
     def snap_start_status(self) -> str:
-        """SnapStart.OptimizationStatus: On for a published version of a Python function that asked
-        for it (Squall snapshots Python functions; Java's and .NET's ask in vain, for now)."""
+        """SnapStart.OptimizationStatus: On for a published version that asked for it (Python: forked
+        from a snapshot after init; other runtimes: environments initialised ahead of need)."""
         applies = self.snap_start == "PublishedVersions" and self.version not in ("", "$LATEST")
-        return "On" if applies and self.runtime.startswith("python") else "Off"
+        return "On" if applies else "Off"
 
     def logging_api(self) -> dict[str, str]:
         """LoggingConfig as Lambda shows it: levels (INFO by default) only in JSON format."""

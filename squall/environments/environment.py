@@ -299,6 +299,18 @@ class Environment:
             return
         self._init_failed(reply.body)
 
+    def handed_over(self, waited_ms: float) -> None:
+        """An environment initialised ahead (SnapStart, a runtime that cannot be forked) is a cold
+        start's now: its first REPORT says how long the invocation waited for it (Restore Duration)."""
+        self.restored = True
+        self.init_duration_ms = waited_ms
+        runtime = self.runtime
+        assert self._capture is not None
+        self._init_log = self._capture.current = InvocationLog(self.max_log_bytes)  # the cold invoke's tail
+        self._platform(self.platform_log.restore_start(
+            runtime.family, runtime.version, f"arn:aws:lambda:{self.region}::runtime:{runtime.identifier}"))
+        self._capture.current = None
+
     async def _start_sandbox(self, snapshot: Snapshot | None, spec: SandboxSpec, channel_fd: int,
                              log_fd: int) -> SandboxHandle:
         """Forked from the version's snapshot when there is one, else started from scratch."""

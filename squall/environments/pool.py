@@ -112,6 +112,10 @@ class EnvironmentPool:
             chosen = None
             key = (target.name, target.version, target.config.revision_id, target.network)
             env = self._take_idle(key)
+            if env is None and start_new and self.snapshots is not None:
+                env = self.snapshots.take_prestarted(target)  # SnapStart: initialised ahead (prestarted.py)
+                if env is not None:
+                    self._busy.add(env)
             if env is None:
                 if not start_new:
                     raise NoIdleEnvironment(key)
@@ -159,6 +163,14 @@ class EnvironmentPool:
         if self.code is not None:
             self._code_holds[env] = self.code.hold(config.code.sha256_hex)
         return env
+
+    def new_environment(self, target: Target) -> Environment:
+        """A new on-demand environment of ``target``, not started (admitted for memory, holding its code)."""
+        return self._new(target, provisioned=False)
+
+    def stop_environment(self, env: Environment, reason: str) -> None:
+        """Stop an environment the pool does not keep idle (one initialised ahead for SnapStart)."""
+        self._stop_later(env, reason)
 
     async def start_environment(self, env: Environment, target: Target) -> None:
         """Start ``env``: forked from its version's snapshot when it has one (SnapStart)."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from squall.arn import LATEST
 from squall.environments.environment import INIT_TIMEOUT_S, Environment, EnvironmentState
+from squall.environments.prestarted import Bursts, Prestarted
 from squall.runtimes.registry import FRAMES
 from squall.runtimes.python.frames import encode_frame
 from squall.sandbox.base import RestoreUnavailable, SandboxHandle, SandboxSpec
@@ -40,8 +41,6 @@ log = logging.getLogger("squall.snapshots")
 RETRY_AFTER_S = 60.0  # after a snapshot's init failed, how long its version starts from scratch
 _ANSWER_TIMEOUT_S = 10.0
 _REFILL_DELAY_S = 0.05  # after a restore, when the next environment is forked ahead
-MAX_SPARES = 4  # environments forked ahead per snapshot, at most
-SPARES_WINDOW_S = 60.0
 
 
 class Snapshot:
@@ -63,11 +62,10 @@ class Snapshot:
         self.memory_bytes = 0
         self._lock = asyncio.Lock()  # one fork frame and its answer at a time
         # environments forked ahead, waiting for their channel and log (the backend's Prepared):
-        # as many as the largest burst of restores in the last SPARES_WINDOW_S, up to MAX_SPARES
+        # as many as the largest burst of restores of the last minute, up to four (Bursts)
         self._spares: list[Any] = []
         self._refilling: asyncio.Task[None] | None = None
-        self._in_flight = 0
-        self._bursts: list[tuple[float, int]] = []  # (when, restores in flight then)
+        self._bursts = Bursts(clock)
 
     @property
     def init_duration_ms(self) -> float | None:
@@ -100,8 +98,7 @@ class Snapshot:
         backend = env.backend
         if not self.ready or not env.alive or env.handle is None:
             raise RestoreUnavailable("the snapshot is gone")
-        self._in_flight += 1
-        self._bursts.append((self._clock(), self._in_flight))
+        self._bursts.started()
         try:
             prepared = self._take_spare()
             if prepared is None and self._refilling is not None and not self._refilling.done():
@@ -115,7 +112,7 @@ class Snapshot:
                 self.ready = False
             raise
         finally:
-            self._in_flight -= 1
+            self._bursts.ended()
         self.forks += 1
         self.last_used = self._clock()
         asyncio.get_running_loop().call_later(_REFILL_DELAY_S, self._refill)
@@ -138,12 +135,6 @@ class Snapshot:
                 return spare
         return None
 
-    @property
-    def spares_wanted(self) -> int:
-        now = self._clock()
-        self._bursts = [(t, n) for t, n in self._bursts if now - t < SPARES_WINDOW_S]
-        return min(MAX_SPARES, max([1] + [n for _, n in self._bursts]))
-
     def _spare_spec(self) -> SandboxSpec:
         """What preparing an environment ahead needs to know: its version's limits and network."""
         env, fn = self.env, self.env.function
@@ -157,7 +148,7 @@ class Snapshot:
         if not self.ready or (self._refilling is not None and not self._refilling.done()):
             return
         self._spares = [spare for spare in self._spares if not spare.gone]
-        if len(self._spares) < self.spares_wanted:
+        if len(self._spares) < self._bursts.wanted:
             self._refilling = asyncio.get_running_loop().create_task(self._prepare_spare())
 
     async def _prepare_spare(self) -> None:
@@ -227,20 +218,64 @@ class Snapshots:
         self.pool = pool
         self.budget_mb = budget_mb
         self.latest = latest  # $LATEST of SnapStart functions gets one too (setting snap_start_latest)
-        self._snapshots: dict[PoolKey, Snapshot] = {}
+        self._snapshots: dict[PoolKey, Snapshot | Prestarted] = {}
         self._failed: dict[PoolKey, float] = {}  # key → when its snapshot's init failed
 
-    def wanted(self, target: Target) -> bool:
+    def kind(self, target: Target) -> str | None:
+        """How ``target``'s cold starts skip init: "template" (the built-in Python runtime on a
+        sandbox that can fork from one), "prestarted" (other runtimes: environments initialised
+        ahead), or None (no SnapStart)."""
         config = target.config
-        if config.snap_start != "PublishedVersions" or target.runtime.link != FRAMES:
-            return False
-        if not hasattr(self.pool.backend, "prepare_restore"):
-            return False
-        return config.version != LATEST or self.latest
+        if config.snap_start != "PublishedVersions" or (config.version == LATEST and not self.latest):
+            return None
+        if target.runtime.link == FRAMES and hasattr(self.pool.backend, "prepare_restore"):
+            return "template"
+        return "prestarted"
+
+    def wanted(self, target: Target) -> bool:
+        return self.kind(target) == "template"
+
+    def _retry_later(self, key: PoolKey) -> bool:
+        failed_at = self._failed.get(key)
+        return failed_at is not None and self.pool.clock() - failed_at < RETRY_AFTER_S
+
+    def take_prestarted(self, target: Target) -> Environment | None:
+        """An environment of ``target`` initialised ahead, handed to this cold start (None: it
+        initialises as usual)."""
+        if self.kind(target) != "prestarted":
+            return None
+        started = self.pool.clock()
+        prestarted = self._prestarted(target)
+        env = prestarted.take() if prestarted is not None else None
+        if env is not None:
+            env.handed_over((self.pool.clock() - started) * 1000)
+        return env
+
+    def _prestarted(self, target: Target) -> Prestarted | None:
+        key = (target.name, target.version, target.config.revision_id, target.network)
+        found = self._snapshots.get(key)
+        if isinstance(found, Prestarted):
+            return found
+        if self._retry_later(key):
+            return None
+        prestarted = self._snapshots[key] = Prestarted(key, target, self.pool)
+        prestarted.on_failed = self._prestarted_failed
+        return prestarted
+
+    def _prestarted_failed(self, prestarted: Prestarted) -> None:
+        self._failed[prestarted.key] = self.pool.clock()
+        self._drop(prestarted, "an init failed")
 
     def prepare(self, target: Target) -> Snapshot | None:
-        """The version's snapshot, started now if it has none (None: it gets none)."""
-        if not self.wanted(target):
+        """The version's snapshot, started now if it has none (None: it gets none; a runtime that
+        cannot be forked gets environments initialised ahead instead)."""
+        kind = self.kind(target)
+        if kind == "prestarted":
+            prestarted = self._prestarted(target)
+            if prestarted is not None:
+                prestarted.refill()
+            return None
+        if kind is None:
             return None
         key = (target.name, target.version, target.config.revision_id, target.network)
         snapshot = self._snapshots.get(key)
@@ -248,8 +283,7 @@ class Snapshots:
             return snapshot
         if snapshot is not None:  # its template ended
             self._drop(snapshot, "its template ended")
-        failed_at = self._failed.get(key)
-        if failed_at is not None and self.pool.clock() - failed_at < RETRY_AFTER_S:
+        if self._retry_later(key):
             return None
         pool = self.pool
         config = target.config

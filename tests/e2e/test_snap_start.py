@@ -380,3 +380,37 @@ def test_snapshots_stay_within_their_memory_budget(tmp_path_factory):
         wait_for(lambda: not snapshots_of(server, second), what="the second snapshot to be evicted in turn")
     finally:
         server.stop()
+
+
+NODE = """
+const initialised = Date.now();
+const initId = Math.random().toString(36).slice(2);
+exports.handler = async (event, context) => {
+    await new Promise((resolve) => setTimeout(resolve, (event.hold || 0) * 1000));
+    return {initId, initialised, pid: process.pid, stream: context.logStreamName,
+            initType: process.env.AWS_LAMBDA_INITIALIZATION_TYPE};
+};
+"""
+
+
+def test_a_runtime_that_cannot_be_forked_gets_environments_initialised_ahead(lam, snap_server):
+    """Node.js (its process runs threads from the start: no fork after init): SnapStart keeps
+    environments that ran their own init ahead of need and hands them to cold starts."""
+    import shutil
+
+    require(shutil.which("node") is not None, "node is not installed")
+    name = create_function(lam, {"index.js": NODE}, handler="index.handler", Runtime="nodejs20.x", SnapStart=SNAP)
+    version = publish(lam, name)
+    assert lam.get_function_configuration(FunctionName=name, Qualifier=version)["SnapStart"]["OptimizationStatus"] == "On"
+    wait_for(lambda: [s for s in snapshots_of(snap_server, name) if s["spares"] >= 1], what="an environment initialised ahead")
+    body, log = ok(lam, name, {}, version)
+    assert "RESTORE_START" in log and "Restore Duration: " in log and "Init Duration" not in log, log
+    assert body["initType"] == "snap-start"
+    # a burst: the spare goes to one, the other initialises; then spares for two are kept
+    results = concurrently(3, lambda: ok(lam, name, {"hold": 0.5}, version))
+    assert len({b["stream"] for b, _ in results}) == 3
+    assert len({b["initId"] for b, _ in results}) == 3, "each ran its own init"
+    wait_for(lambda: [s for s in snapshots_of(snap_server, name) if s["spares"] >= 2], timeout=60,
+             what="spares for the last burst")
+    lam.delete_function(FunctionName=name, Qualifier=version)
+    wait_for(lambda: not snapshots_of(snap_server, name), what="its environments initialised ahead to go")

@@ -566,4 +566,4 @@ def test_settings_squall_cannot_honour_are_refused_or_shown_as_not_applied() -> 
     arns = Arns("us-east-1", "123456789012")
     assert make_version(**fields, version="1").to_api(arns)["SnapStart"]["OptimizationStatus"] == "On"
     node = make_version(**fields, version="1", runtime="nodejs20.x", handler="index.handler")
-    assert node.to_api(arns)["SnapStart"]["OptimizationStatus"] == "Off"  # Python only, for now
+    assert node.to_api(arns)["SnapStart"]["OptimizationStatus"] == "On"  # initialised ahead (prestarted.py)

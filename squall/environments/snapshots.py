@@ -199,6 +199,7 @@ class Snapshot:
         return {
             "function": fn.name,
             "version": fn.version or LATEST,
+            "kind": "snapshot",
             "state": "ready" if self.ready else ("failed" if self.failure else "initialising"),
             "memory_mb": round(self.memory_bytes / (1 << 20), 1),
             "init_duration_ms": round(self.init_duration_ms, 2) if self.init_duration_ms is not None else None,

@@ -276,3 +276,16 @@ def call_json(endpoint: str, method: str, path: str, document: Any = None, timeo
         raise CliError(
             f"Cannot reach Squall at {endpoint}.", "Start it with `squall server` or set --endpoint/SQUALL_ENDPOINT."
         ) from exc
+
+
+def snapshots_by_function(connection: Connection) -> dict[str, str]:
+    """Each function's SnapStart snapshots on the server, as ``version:memory``, from /health."""
+    try:
+        report = fetch_json(connection.endpoint, "/health").get("snapshots") or {}
+    except Exception:  # an older server, or /health refused: the column says "-"
+        return {}
+    found: dict[str, list[str]] = {}
+    for snapshot in report.get("snapshots") or []:
+        found.setdefault(snapshot["function"], []).append(
+            f"{snapshot['version']}:{snapshot['memory_mb']:.0f}MB ({snapshot['state']})")
+    return {name: ", ".join(items) for name, items in found.items()}

@@ -10,7 +10,7 @@ from typing import IO, Any
 import click
 
 from squall import __version__
-from squall.cli.client import CliError, Connection, api_command
+from squall.cli.client import CliError, Connection, api_command, snapshots_by_function
 from squall.cli.cluster import cluster
 from squall.cli.deploy import DEFAULT_ROLE, DEFAULT_S3_PREFIX, DeployOptions, S3Upload, deploy_function, parse_env
 from squall.cli.invoke import check_payload, invoke_function
@@ -264,21 +264,6 @@ def list_functions(connection: Connection) -> None:
             )
         )
     click.echo(table(("NAME", "RUNTIME", "MEMORY", "TIMEOUT", "STATE", "LAST MODIFIED", "SNAPSHOTS"), rows))
-
-
-def snapshots_by_function(connection: Connection) -> dict[str, str]:
-    """Each function's SnapStart snapshots on the server, as ``version:memory``, from /health."""
-    from squall.cli.client import fetch_json
-
-    try:
-        report = fetch_json(connection.endpoint, "/health").get("snapshots") or {}
-    except Exception:  # an older server, or /health refused: the column says "-"
-        return {}
-    found: dict[str, list[str]] = {}
-    for snapshot in report.get("snapshots") or []:
-        found.setdefault(snapshot["function"], []).append(
-            f"{snapshot['version']}:{snapshot['memory_mb']:.0f}MB ({snapshot['state']})")
-    return {name: ", ".join(items) for name, items in found.items()}
 
 
 @cli.command()

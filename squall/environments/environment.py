@@ -94,7 +94,6 @@ class Environment:
         extra_env: Mapping[str, str] | None = None,
         opt_dir: Path | None = None,
         template: bool = False,
-        snap_start: bool = False,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.function = function
@@ -115,7 +114,7 @@ class Environment:
         # environments (squall.environments.snapshots); ``snapshot`` — the template this one is
         # to be forked from (set before start()); ``restored`` — it was (no init: Restore Duration)
         self.template = template
-        self.snap_start = snap_start or template
+        self.snap_start = template  # (set too for one restored or initialised ahead: the initialization type)
         self.init_timeout = SNAPSHOT_INIT_TIMEOUT_S if template else INIT_TIMEOUT_S
         self.snapshot: Snapshot | None = None
         self.restored = False
@@ -217,13 +216,8 @@ class Environment:
             self._capture = OutputCapture(log_read, self.logs, self.group, self.stream)
             self._init_log = InvocationLog(self.max_log_bytes)
             self._capture.current = self._init_log
-            runtime_arn = f"arn:aws:lambda:{self.region}::runtime:{runtime.identifier}"
             snapshot = self.snapshot if self.snapshot is not None and self.snapshot.ready else None
-            if snapshot is not None:
-                self._platform(self.platform_log.restore_start(runtime.family, runtime.version, runtime_arn))
-            else:
-                self._platform(self.platform_log.init_start(runtime.family, runtime.version, runtime_arn,
-                                                            self.initialization_type))
+            self._start_line(restored=snapshot is not None)
             try:
                 if not runtime.prepared:  # e.g. the Java library's first build: seconds, off the loop
                     launch = await asyncio.to_thread(runtime.launch, self.code_dir, self.function.memory_size, self.function.environment)
@@ -304,12 +298,19 @@ class Environment:
         start's now: its first REPORT says how long the invocation waited for it (Restore Duration)."""
         self.restored = True
         self.init_duration_ms = waited_ms
-        runtime = self.runtime
         assert self._capture is not None
         self._init_log = self._capture.current = InvocationLog(self.max_log_bytes)  # the cold invoke's tail
-        self._platform(self.platform_log.restore_start(
-            runtime.family, runtime.version, f"arn:aws:lambda:{self.region}::runtime:{runtime.identifier}"))
+        self._start_line(restored=True)
         self._capture.current = None
+
+    def _start_line(self, restored: bool) -> None:
+        """INIT_START, or RESTORE_START for an environment that skips its init (SnapStart)."""
+        runtime = self.runtime
+        arn = f"arn:aws:lambda:{self.region}::runtime:{runtime.identifier}"
+        if restored:
+            self._platform(self.platform_log.restore_start(runtime.family, runtime.version, arn))
+        else:
+            self._platform(self.platform_log.init_start(runtime.family, runtime.version, arn, self.initialization_type))
 
     async def _start_sandbox(self, snapshot: Snapshot | None, spec: SandboxSpec, channel_fd: int,
                              log_fd: int) -> SandboxHandle:
@@ -322,9 +323,7 @@ class Environment:
             except RestoreUnavailable as e:
                 logger.warning("environment %s of %s:%s is initialised from scratch: its snapshot could not "
                                "fork it: %s", self.id, self.function.name, self.function.version, e)
-                self._platform(self.platform_log.init_start(
-                    self.runtime.family, self.runtime.version,
-                    f"arn:aws:lambda:{self.region}::runtime:{self.runtime.identifier}", self.initialization_type))
+                self._start_line(restored=False)
         return await self.backend.start(spec, channel_fd, log_fd)
 
     def _exit_error(self, returncode: int) -> bytes:

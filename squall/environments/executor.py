@@ -169,28 +169,31 @@ class LocalExecutor:
             self._spawn(self._snapshot(event.name, event.version))
 
     async def _snapshot(self, name: str, version: str) -> None:
-        route = await self._route(name, version)
+        route = await self._route(name, version, "the SnapStart snapshot")
         if route is not None and self.pool.snapshots is not None:
             self.pool.snapshots.prepare(route.primary if isinstance(route, AliasRoute) else route)
 
-    async def _route(self, name: str, qualifier: str) -> Target | AliasRoute | None:
-        """The qualifier's route once its version is Active (None: deleted, failed or never Active)."""
+    async def _route(self, name: str, qualifier: str, what: str,
+                     wanted: Callable[[], bool] = lambda: True) -> Target | AliasRoute | None:
+        """The qualifier's route once its version is Active; waits while it is Pending (its code
+        being prepared) and ``wanted()``. None: deleted, failed, never Active, or no longer wanted."""
         assert self.resolver is not None, "connect() first"
         waited = 0.0
-        while True:
+        while wanted():
             try:
                 return await self.resolver.route(FunctionRef(name, qualifier))
-            except ResourceConflict:  # Pending: its code is being prepared
+            except ResourceConflict:
                 if waited >= _RESOLVE_PATIENCE_S:
-                    log.warning("%s:%s never became Active", name, qualifier)
+                    log.warning("%s of %s:%s: the version never became Active", what, name, qualifier)
                     return None
                 await asyncio.sleep(_RESOLVE_RETRY_S)
                 waited += _RESOLVE_RETRY_S
-            except ResourceNotFound:
+            except ResourceNotFound:  # deleted meanwhile
                 return None
             except LambdaError as exc:
-                log.warning("%s:%s cannot be prepared: %s", name, qualifier, exc.message)
+                log.warning("%s of %s:%s cannot be set up: %s", what, name, qualifier, exc.message)
                 return None
+        return None
 
     def _alias_changed(self, event: AliasChanged) -> None:
         self._reprovision(event.name, lambda qualifier: qualifier == event.alias)
@@ -212,26 +215,11 @@ class LocalExecutor:
     async def _provision(self, name: str, qualifier: str) -> None:
         """Resolve the qualifier (an alias: both its versions, by weight), then keep the
         wanted environments of each; waits while the version is not Active yet."""
-        waited = 0.0
-        while True:
-            count = self._requested.get((name, qualifier))
-            if count is None:
-                return
-            assert self.resolver is not None, "connect() first"
-            try:
-                route = await self.resolver.route(FunctionRef(name, qualifier))
-                break
-            except ResourceConflict:  # Pending: its code is being prepared
-                if waited >= _RESOLVE_PATIENCE_S:
-                    log.warning("provisioned concurrency of %s:%s: the version never became Active", name, qualifier)
-                    return
-                await asyncio.sleep(_RESOLVE_RETRY_S)
-                waited += _RESOLVE_RETRY_S
-            except ResourceNotFound:  # deleted meanwhile: its config goes with it
-                return
-            except LambdaError as exc:
-                log.warning("provisioned concurrency of %s:%s cannot be set up: %s", name, qualifier, exc.message)
-                return
+        count = self._requested.get((name, qualifier))
+        route = await self._route(name, qualifier, "provisioned concurrency",
+                                  lambda: (name, qualifier) in self._requested)
+        if route is None:
+            return
         if self._requested.get((name, qualifier)) != count:
             return  # changed meanwhile: the newer task does it
         if isinstance(route, AliasRoute) and route.additional is not None:

@@ -371,7 +371,6 @@ class EnvironmentPool:
         for env in list(self._busy):
             self._stop_later(env, "shutdown")
         if self.snapshots is not None:  # their sandboxes end once the environments forked from them have
-            for task in self.snapshots.close():
-                self.background(task)
+            self.snapshots.close()
         if self._stopping:
             await asyncio.gather(*self._stopping, return_exceptions=True)

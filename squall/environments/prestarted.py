@@ -22,6 +22,7 @@ from squall.errors import TooManyRequests
 
 if TYPE_CHECKING:
     from squall.environments.pool import EnvironmentPool, PoolKey
+    from squall.function import FunctionVersion
     from squall.invoke.resolver import Target
 
 log = logging.getLogger("squall.snapshots")
@@ -70,6 +71,10 @@ class Prestarted:
         self._bursts = Bursts(pool.clock)
         self.failed_at: float | None = None
         self.on_failed: Callable[[Prestarted], None] | None = None  # told when an init fails
+
+    @property
+    def function(self) -> FunctionVersion:
+        return self.target.config
 
     @property
     def memory_bytes(self) -> int:
@@ -127,16 +132,12 @@ class Prestarted:
         if self.on_failed is not None:
             self.on_failed(self)
 
-    def stop(self, reason: str) -> asyncio.Task[None]:
+    def stop(self, reason: str) -> None:
+        """Stop the environments kept ahead (the pool keeps their stops until they are done)."""
         self.ready = False
         envs, self._envs = self._envs, []
         for env in envs:
             self.pool.stop_environment(env, reason)
-
-        async def nothing() -> None:
-            return None
-
-        return asyncio.get_running_loop().create_task(nothing())
 
     def report(self, now: float) -> dict[str, object]:
         fn = self.target.config

@@ -34,6 +34,8 @@ from squall.sandbox.base import RestoreUnavailable, SandboxHandle, SandboxSpec
 
 if TYPE_CHECKING:
     from squall.environments.pool import EnvironmentPool, PoolKey
+    from squall.function import FunctionVersion
+    from squall.functions.code_store import CodeHold
     from squall.invoke.resolver import Target
 
 log = logging.getLogger("squall.snapshots")
@@ -46,11 +48,11 @@ _REFILL_DELAY_S = 0.05  # after a restore, when the next environment is forked a
 class Snapshot:
     """One version's template and what it has done."""
 
-    def __init__(self, key: PoolKey, env: Environment, release: Callable[[], None], clock: Callable[[], float],
+    def __init__(self, key: PoolKey, env: Environment, hold: CodeHold | None, clock: Callable[[], float],
                  on_lost: Callable[[Snapshot], None] | None = None) -> None:
         self.key = key
         self.env = env
-        self._release = release  # gives back what it held (its code)
+        self._hold = hold  # its code, given back once its sandbox is gone
         self._on_lost = on_lost  # told when the template ends on its own
         self._clock = clock
         self.ready = False
@@ -68,6 +70,10 @@ class Snapshot:
         self._bursts = Bursts(clock)
 
     @property
+    def function(self) -> FunctionVersion:
+        return self.env.function
+
+    @property
     def init_duration_ms(self) -> float | None:
         return self.env.init_duration_ms
 
@@ -76,9 +82,6 @@ class Snapshot:
             await self.env.start()
             if self.env.state == EnvironmentState.READY:
                 self.memory_bytes = self.env.init_peak_kb * 1024
-                handle = self.env.handle
-                if handle is not None:
-                    handle.template_bytes = self.memory_bytes  # type: ignore[attr-defined]
                 self.ready = True
                 if self.env.link is not None:
                     self.env.link.on_lost = self._lost  # type: ignore[union-attr]
@@ -105,12 +108,8 @@ class Snapshot:
                 await asyncio.shield(self._refilling)  # one is on its way (one per task): sooner than a new one
                 prepared = self._take_spare()
             if prepared is None:
-                prepared = await backend.prepare_restore(env.handle, self._send, self._spare_spec())
+                prepared = await self._prepare()
             handle = backend.finish_restore(prepared, spec, channel_fd, log_fd)
-        except RestoreUnavailable:
-            if not self.alive:  # the template ended: the next cold start takes a new snapshot
-                self.ready = False
-            raise
         finally:
             self._bursts.ended()
         self.forks += 1
@@ -151,10 +150,16 @@ class Snapshot:
         if len(self._spares) < self._bursts.wanted:
             self._refilling = asyncio.get_running_loop().create_task(self._prepare_spare())
 
+    async def _prepare(self) -> Any:
+        """An environment forked from the template, waiting for its channel and log (the backend's
+        ``Prepared``); it maps the template's memory, charged to the template."""
+        env = self.env
+        return await env.backend.prepare_restore(env.handle, self._send, self._spare_spec(), self.memory_bytes)
+
     async def _prepare_spare(self) -> None:
         env = self.env
         try:
-            spare = await env.backend.prepare_restore(env.handle, self._send, self._spare_spec())
+            spare = await self._prepare()
         except Exception as e:
             log.warning("SnapStart: cannot fork an environment of %s:%s ahead: %s", env.function.name,
                         env.function.version or LATEST, e)
@@ -191,7 +196,8 @@ class Snapshot:
             self._refilling.cancel()
         self.env.kill(reason)
         task = asyncio.get_running_loop().create_task(self.env.stop(reason))
-        task.add_done_callback(lambda _: self._release())
+        if self._hold is not None:
+            task.add_done_callback(lambda _: self._hold.release())  # type: ignore[union-attr]
         return task
 
     def report(self, now: float) -> dict[str, object]:
@@ -232,9 +238,6 @@ class Snapshots:
         if target.runtime.link == FRAMES and hasattr(self.pool.backend, "prepare_restore"):
             return "template"
         return "prestarted"
-
-    def wanted(self, target: Target) -> bool:
-        return self.kind(target) == "template"
 
     def _retry_later(self, key: PoolKey) -> bool:
         failed_at = self._failed.get(key)
@@ -294,7 +297,7 @@ class Snapshots:
             extra_env=pool.environment_env(config.role, config.name, target.network) if pool.environment_env else None,
         )
         hold = pool.code.hold(config.code.sha256_hex) if pool.code is not None else None
-        snapshot = self._snapshots[key] = Snapshot(key, env, hold.release if hold is not None else _nothing, pool.clock,
+        snapshot = self._snapshots[key] = Snapshot(key, env, hold, pool.clock,
                                                    on_lost=lambda lost: self._drop(lost, "its template ended"))
         task = asyncio.get_running_loop().create_task(self._build(snapshot))
         pool.background(task)
@@ -315,21 +318,21 @@ class Snapshots:
     async def _build(self, snapshot: Snapshot) -> None:
         await snapshot.build()
         if self._snapshots.get(snapshot.key) is not snapshot:
-            self.pool.background(snapshot.stop("retired while it was built"))
+            self._stop(snapshot, "retired while it was built")
             return
-        fn = snapshot.env.function
+        fn = snapshot.function
         if not snapshot.ready:
             log.warning("SnapStart: %s:%s gets no snapshot (its environments start from scratch): %s",
                         fn.name, fn.version or LATEST, snapshot.failure)
             self._failed[snapshot.key] = self.pool.clock()
             del self._snapshots[snapshot.key]
-            self.pool.background(snapshot.stop("init failed"))
+            self._stop(snapshot, "init failed")
             return
         log.info("SnapStart: snapshot of %s:%s ready (init %.1f ms, %.1f MB)", fn.name, fn.version or LATEST,
                  snapshot.init_duration_ms or 0.0, snapshot.memory_bytes / (1 << 20))
         self._keep_within_budget(snapshot)
 
-    def _keep_within_budget(self, newest: Snapshot) -> None:
+    def _keep_within_budget(self, newest: Snapshot | Prestarted) -> None:
         budget = self.budget_mb << 20
         ready = sorted((s for s in self._snapshots.values() if s.ready and s is not newest), key=lambda s: s.last_used)
         total = newest.memory_bytes + sum(s.memory_bytes for s in ready)
@@ -341,12 +344,17 @@ class Snapshots:
         if total > budget:
             self._drop(newest, "larger than the snapshot memory budget")
 
-    def _drop(self, snapshot: Snapshot, reason: str) -> None:
+    def _drop(self, snapshot: Snapshot | Prestarted, reason: str) -> None:
         if self._snapshots.get(snapshot.key) is snapshot:
             del self._snapshots[snapshot.key]
-        fn = snapshot.env.function
+        fn = snapshot.function
         log.info("SnapStart: snapshot of %s:%s stopped: %s", fn.name, fn.version or LATEST, reason)
-        self.pool.background(snapshot.stop(reason))
+        self._stop(snapshot, reason)
+
+    def _stop(self, snapshot: Snapshot | Prestarted, reason: str) -> None:
+        stopping = snapshot.stop(reason)
+        if stopping is not None:  # a template's sandbox ends once the environments forked from it have
+            self.pool.background(stopping)
 
     def retire(self, function: str, version: str | None = None, keep_revision: str | None = None) -> None:
         """Stop a function's snapshots (of one version, or all; but those of ``keep_revision``)."""
@@ -368,14 +376,11 @@ class Snapshots:
             "snapshots": [s.report(now) for s in self._snapshots.values()],
         }
 
-    def of_function(self, function: str) -> list[dict[str, object]]:
-        now = self.pool.clock()
-        return [s.report(now) for s in self._snapshots.values() if s.key[0] == function]
-
-    def close(self) -> list[asyncio.Task[None]]:
+    def close(self) -> None:
         """Stop every snapshot (after the environments: a template's sandbox waits for theirs)."""
         snapshots, self._snapshots = list(self._snapshots.values()), {}
-        return [snapshot.stop("shutdown") for snapshot in snapshots]
+        for snapshot in snapshots:
+            self._stop(snapshot, "shutdown")
 
 
 def _init_error_text(env: Environment) -> str:
@@ -387,8 +392,3 @@ def _init_error_text(env: Environment) -> str:
         return f"{body.get('errorType')}: {body.get('errorMessage')}"
     except Exception:
         return error.decode("utf-8", "replace")[:500] or "init failed"
-
-
-def _nothing() -> None:
-    pass
-

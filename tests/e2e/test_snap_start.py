@@ -399,6 +399,7 @@ def test_a_runtime_that_cannot_be_forked_gets_environments_initialised_ahead(lam
     import shutil
 
     require(shutil.which("node") is not None, "node is not installed")
+    memory_before = health(snap_server)["environments"]["memory_mb"]
     name = create_function(lam, {"index.js": NODE}, handler="index.handler", Runtime="nodejs20.x", SnapStart=SNAP)
     version = publish(lam, name)
     assert lam.get_function_configuration(FunctionName=name, Qualifier=version)["SnapStart"]["OptimizationStatus"] == "On"
@@ -414,3 +415,5 @@ def test_a_runtime_that_cannot_be_forked_gets_environments_initialised_ahead(lam
              what="spares for the last burst")
     lam.delete_function(FunctionName=name, Qualifier=version)
     wait_for(lambda: not snapshots_of(snap_server, name), what="its environments initialised ahead to go")
+    wait_for(lambda: health(snap_server)["environments"]["memory_mb"] == memory_before,
+             what="the memory of all its environments, those kept ahead too, to be given back")

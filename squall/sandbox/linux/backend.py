@@ -352,10 +352,11 @@ class LinuxBackend:
                 os.close(fd)
         return handle
 
-    async def prepare_restore(self, template: LinuxHandle, send: SendFork, spec: SandboxSpec) -> Prepared:
+    async def prepare_restore(self, template: LinuxHandle, send: SendFork, spec: SandboxSpec,
+                              shared_bytes: int) -> Prepared:
         """An environment of ``spec``'s version forked from ``template``, made ready but for
         its channel and log (restore.py): ahead of need, or on a cold start without one."""
-        return await restore.prepare(self, template, send, spec)
+        return await restore.prepare(self, template, send, spec, shared_bytes)
 
     def finish_restore(self, prepared: Prepared, spec: SandboxSpec, channel_fd: int, log_fd: int) -> LinuxHandle:
         return restore.finish(self, prepared, spec, channel_fd, log_fd)

@@ -64,9 +64,8 @@ class LinuxHandle:
         self.shared_bytes = 0
         self._removed = False
         # a SnapStart template: kill() ends its runtime only (its B stays while environments
-        # forked from it live); template_bytes: its memory once init was over (they map it)
+        # forked from it live)
         self.template = spec.template
-        self.template_bytes = 0
         self.on_ended: list[Callable[[], None]] = []  # what it held beyond its cgroup (its address)
 
     @property

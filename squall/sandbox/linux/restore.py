@@ -61,12 +61,14 @@ class Prepared:
             self.handle.ended()
 
 
-async def prepare(backend, template: LinuxHandle, send: SendFork, spec: SandboxSpec) -> Prepared:  # type: ignore[no-untyped-def]
-    """Fork an environment of ``spec``'s version from ``template`` and make it ready but for its fds."""
+async def prepare(backend, template: LinuxHandle, send: SendFork, spec: SandboxSpec,  # type: ignore[no-untyped-def]
+                  shared_bytes: int) -> Prepared:
+    """Fork an environment of ``spec``'s version from ``template`` and make it ready but for its fds
+    (``shared_bytes``: the template's memory, which it maps, charged to the template)."""
     limits = CgroupLimits(memory_bytes=spec.memory_mb << 20, cpu_cores=None, pids_max=spec.pids_max)
     cgroup = backend.cgroups.create(f"env-{spec.environment_id}", limits)
     handle = LinuxHandle(spec, cgroup, backend.removals.remove)
-    handle.shared_bytes = template.template_bytes  # what it maps from the template (charged to it)
+    handle.shared_bytes = shared_bytes
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     ours.setblocking(False)

@@ -74,7 +74,7 @@ _MAX_FDS = 16
 
 
 def connections():
-    """This process's open network sockets (fd → "family address"), as the snapshot sees them."""
+    """This process's open network sockets as the snapshot sees them: fd → (family, type, peer)."""
     found = {}
     try:
         fds = [int(name) for name in os.listdir("/proc/self/fd")]
@@ -138,8 +138,8 @@ class Snapshot(object):
             sys.stderr.write(
                 "[squall] SnapStart: a network connection opened during init (fd %d%s) is not carried into the "
                 "environments restored from this snapshot: there it is a new socket, not connected (sending fails "
-                "with \"Broken pipe\", receiving with \"Transport endpoint is not connected\"). Close it in a before-snapshot hook and open it again in an "
-                "after-restore hook (snapshot_restore_py).\n" % (fd, ", to " + peer if peer else ""))
+                "with \"Broken pipe\", receiving with \"Transport endpoint is not connected\"). Close it in a "
+                "before-snapshot hook and open it again in an after-restore hook (snapshot_restore_py).\n" % (fd, ", to " + peer if peer else ""))
         if self.threads:
             sys.stderr.write(
                 "[squall] SnapStart: init started %d thread(s) (%s); the environments restored from this snapshot "
